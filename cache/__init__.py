@@ -1,0 +1,1 @@
+"""The SQLite store of decoded neurons. Imports neither torch nor textual."""

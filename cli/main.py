@@ -1,0 +1,114 @@
+"""Argument parsing only: every command delegates to neuroscope.commands (core/cache/tui do the work)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+VIEWS = ("up", "gate", "down")
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage problem as one line and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def _top_k(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--top-k must be a whole number, not '{text}'") from None
+    if not 1 <= value <= 255:
+        raise argparse.ArgumentTypeError("--top-k must be between 1 and 255")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, not {value}")
+    return value
+
+
+def _views(text: str) -> list[str]:
+    views = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in views if v not in VIEWS]
+    if bad or not views:
+        raise argparse.ArgumentTypeError(f"unknown view '{bad[0] if bad else text}': choose from up, gate, down")
+    return views
+
+
+def build_parser() -> Parser:
+    common = Parser(add_help=False)
+    common.add_argument("--cache-dir", help="where decode caches live (default: $NEUROSCOPE_CACHE_DIR, "
+                                             "else the platform cache dir)")
+    engine = Parser(add_help=False)
+    engine.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    engine.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="matmul dtype; auto = bfloat16 where the hardware is fast at it, with exact "
+                             "float32 rescoring of the top-k")
+    engine.add_argument("--trust-remote-code", action="store_true",
+                        help="allow a model's own Python code to run (off by default)")
+
+    parser = Parser(prog="neuroscope", description="Decode what every MLP neuron of a language model means "
+                    "by passing its weights through the model's own final norm and LM head.",
+                    epilog="MODEL is `demo`, a Hugging Face model folder, a .gguf file, or a cached hub id. "
+                           "A neuron is written L29:N808 (or 29:808). With no command, the app opens.")
+    parser.add_argument("--version", action="version", version="neuroscope 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("decode", parents=[common, engine], help="decode every neuron into the cache")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--views", type=_views, default=None, help="comma-separated views (default: all the model has)")
+    p.add_argument("--top-k", type=_top_k, default=10, help="tokens kept per neuron (default 10)")
+    p.add_argument("--rebuild", action="store_true", help="discard this model's cache and decode again")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+    p = sub.add_parser("show", parents=[common, engine], help="a neuron's top tokens")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("neuron", metavar="NEURON", help="L29:N808 or 29:808")
+    p.add_argument("--view", choices=VIEWS, default="up")
+    p.add_argument("--direction", choices=("pos", "neg"), default="pos")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("search", parents=[common, engine], help="neurons whose top tokens match TEXT")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument("--view", choices=VIEWS, default=None, help="only this view (default: all)")
+    p.add_argument("--direction", choices=("pos", "neg"), default=None, help="only this direction (default: both)")
+    p.add_argument("--max-rank", type=_positive, default=1, help="match within each neuron's top R tokens (default 1)")
+    p.add_argument("--match", choices=("word", "exact", "prefix", "contains"), default="word",
+                   help="word (default): case-insensitive, ignoring leading spaces; exact; prefix; contains")
+    p.add_argument("--limit", type=_positive, default=50)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("models", parents=[common], help="list cached models and whether each decode is complete")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("tui", parents=[common, engine], help="open the browser app")
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None,
+                   help="default: the most recently used model, else demo")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from . import commands
+
+    if args.command is None:
+        args = parser.parse_args(["tui", *(argv if argv is not None else sys.argv[1:])])
+    return commands.dispatch(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

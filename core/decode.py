@@ -1,0 +1,272 @@
+"""Neuron weight vectors -> the model's final norm -> LM head -> softmax top-k, many neurons per matmul.
+
+For a chunk of R neuron vectors the engine does one matmul against the LM head, then a handful of
+in-place passes over the R x V logits:
+- block maxima (and minima) over groups of 64 tokens give each row's max/min and a small set of
+  candidate columns that provably holds the top-k (a top-k element's block max is among the top-k
+  block maxima), so no full top-k sort runs over the vocabulary;
+- one exp pass centred between max and min, then a reciprocal pass, give both directions' softmax
+  denominators: for an odd final norm (RMSNorm, bias-free LayerNorm) and a bias-free head the ``neg``
+  logits are exactly minus the ``pos`` logits, and exp(c - y) = 1 / exp(y - c);
+- candidates are rescored exactly in float32 from the stored weights. With a bfloat16 matmul the
+  candidate set is 2k+16 wide, so bf16 rounding (about 2^-8 relative) can only change the top-k where
+  more than k+16 tokens sit within that rounding of the k-th logit; the softmax denominator keeps the
+  bf16 terms outside the candidates (bench/decode_bench.py measures the agreement with float32).
+Only one chunk of logits is ever held.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .models import Adapter, fp32_norm
+
+BLOCK = 64
+MAX_HALF_RANGE = 80.0  # exp(80) and exp(-80) are both safe in float32
+
+
+class Cancelled(Exception):
+    """The caller asked the decode to stop; finished units are already stored."""
+
+
+@dataclass
+class DecodeRecipe:
+    top_k: int = 10
+    views: Sequence[str] = ("up", "gate", "down")
+    device: str = "auto"
+    dtype: str = "auto"
+    budget_mb: int | None = None   # logits chunk memory; default: 256 MiB on CPU, 40% of free GPU memory
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was given but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The matmul dtype. auto: bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32."""
+    if name == "float32":
+        return torch.float32
+    if name == "bfloat16":
+        return torch.bfloat16
+    if name != "auto":
+        raise ValueError(f"unknown dtype {name!r}; choose auto, float32 or bfloat16")
+    if device.type == "cuda":
+        return torch.bfloat16
+    cpu = getattr(torch, "cpu", None)
+    fast_bf16 = getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or \
+        getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+    return torch.bfloat16 if fast_bf16 else torch.float32
+
+
+@dataclass
+class Head:
+    """The LM head, final norm and soft-capping prepared on one device for one matmul dtype."""
+
+    adapter: Adapter
+    device: torch.device
+    mm_dtype: torch.dtype
+    w_exact: torch.Tensor = field(init=False)
+    w_mm: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        weight = self.adapter.head.weight.detach()
+        self.w_exact = weight.to(self.device)
+        self.w_mm = self.w_exact if self.w_exact.dtype == self.mm_dtype else self.w_exact.to(self.mm_dtype)
+        bias = getattr(self.adapter.head, "bias", None)
+        self.bias = None if bias is None else bias.detach().to(self.device, torch.float32)
+        self.softcap = float(self.adapter.softcap) if self.adapter.softcap else None
+        self.norm = fp32_norm(self.adapter, self.device)
+        self.vocab, self.hidden = self.w_exact.shape
+        self.shared_neg = self.bias is None and self._norm_is_odd()
+
+    @torch.inference_mode()
+    def _norm_is_odd(self) -> bool:
+        """True when norm(-x) == -norm(x), so one matmul serves both directions exactly."""
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(8, self.hidden, generator=gen).to(self.device) * 3 + 0.5
+        a, b = self.norm(-x), -self.norm(x)
+        return bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6 * float(b.abs().max())))
+
+    def logits_exact(self, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of rows ``x`` [R, H] at columns ``cols`` [R, C], from the stored weights."""
+        w = self.w_exact.index_select(0, cols.flatten()).view(*cols.shape, -1).float()  # [R, C, H]
+        out = torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)
+        if self.bias is not None:
+            out = out + self.bias[cols]
+        return self._cap(out)
+
+    def _cap(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.softcap is None else torch.tanh(t / self.softcap) * self.softcap
+
+
+def _block_candidates(f: torch.Tensor, blk: torch.Tensor | None, kc: int, largest: bool) -> torch.Tensor:
+    """Column indices [R, kc] that hold each row's top-kc (largest or smallest) values of f [R, V]."""
+    rows, vocab = f.shape
+    main = 0 if blk is None else blk.shape[1] * BLOCK
+    cols = []
+    if blk is not None and main:
+        kb = min(kc, blk.shape[1])
+        bidx = blk.topk(kb, dim=1, largest=largest).indices
+        offs = torch.arange(BLOCK, device=f.device)
+        cols.append((bidx.unsqueeze(-1) * BLOCK + offs).reshape(rows, -1))
+    if main < vocab:
+        cols.append(torch.arange(main, vocab, device=f.device).expand(rows, -1))
+    cols = torch.cat(cols, dim=1) if len(cols) > 1 else cols[0]
+    sel = f.gather(1, cols).topk(min(kc, cols.shape[1]), dim=1, largest=largest).indices
+    return cols.gather(1, sel)
+
+
+class Scorer:
+    """Top-k of softmax(lm_head(x)) for chunks of normalised vectors x."""
+
+    def __init__(self, head: Head, top_k: int):
+        self.head = head
+        self.k = min(top_k, head.vocab)
+        # bf16 rounding can reorder near-ties, so take a margin of candidates for the exact rescoring.
+        exact = head.mm_dtype == torch.float32
+        self.kc = min(head.vocab, self.k if exact else 2 * self.k + 16)
+
+    def score(self, x: torch.Tensor, both: bool):
+        """x: [R, H] float32 normalised vectors. Returns [(ids, probs) for pos] (+ neg when ``both``)."""
+        h = self.head
+        rows = x.shape[0]
+        y = x.to(h.mm_dtype) @ h.w_mm.t()
+        f = y if y.dtype == torch.float32 else y.float()
+        del y
+        if h.bias is not None:
+            f.add_(h.bias)
+        if h.softcap is not None:
+            f.div_(h.softcap).tanh_().mul_(h.softcap)
+        nb = h.vocab // BLOCK
+        blocks = f[:, : nb * BLOCK].view(rows, nb, BLOCK) if nb else None
+        bmax = blocks.amax(-1) if nb else None
+        rmax = _row_extreme(f, bmax, nb, True)
+        cand = [_block_candidates(f, bmax, self.kc, True)]
+        if both:
+            bmin = blocks.amin(-1) if nb else None
+            rmin = _row_extreme(f, bmin, nb, False)
+            cand.append(_block_candidates(f, bmin, self.kc, False))
+            centre = (rmax + rmin) / 2
+        else:
+            centre = rmax
+        approx = [f.gather(1, c) for c in cand]
+        if both and float((rmax - rmin).max()) / 2 > MAX_HALF_RANGE:
+            lses = [torch.logsumexp(f, 1).double(), torch.logsumexp(-f, 1).double()]  # rare: allocate
+            sums = [torch.exp(s - centre.double() * sign) for s, sign in zip(lses, (1, -1))]
+        else:
+            f.sub_(centre.unsqueeze(1)).exp_()
+            sums = [f.sum(1).double()]
+            if both:
+                sums.append(f.reciprocal_().sum(1).double())
+        del f
+        results = []
+        for d in range(len(cand)):
+            sign = 1.0 if d == 0 else -1.0
+            exact = h.logits_exact(x, cand[d]) * sign          # this direction's logits at candidates
+            approx_d = approx[d] * sign
+            c = centre * sign
+            total = sums[d] - torch.exp((approx_d - c.unsqueeze(1)).double()).sum(1) \
+                + torch.exp((exact - c.unsqueeze(1)).double()).sum(1)
+            lse = torch.log(total.clamp_min(1e-300)) + c.double()
+            vals, order = exact.topk(self.k, dim=1)
+            ids = cand[d].gather(1, order)
+            probs = torch.exp(vals.double() - lse.unsqueeze(1)).float()
+            results.append((ids, probs))
+        return results
+
+
+def _row_extreme(f: torch.Tensor, blk: torch.Tensor | None, nb: int, largest: bool) -> torch.Tensor:
+    parts = []
+    if blk is not None:
+        parts.append(blk.amax(1) if largest else blk.amin(1))
+    if nb * BLOCK < f.shape[1]:
+        tail = f[:, nb * BLOCK:]
+        parts.append(tail.amax(1) if largest else tail.amin(1))
+    out = parts[0]
+    for p in parts[1:]:
+        out = torch.maximum(out, p) if largest else torch.minimum(out, p)
+    return out
+
+
+def chunk_rows(vocab: int, mm_dtype: torch.dtype, device: torch.device, budget_mb: int | None) -> int:
+    per_row = vocab * (4 + torch.tensor([], dtype=mm_dtype).element_size())
+    if budget_mb is None:
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            budget = int(free * 0.4)
+        else:
+            budget = 256 << 20
+    else:
+        budget = budget_mb << 20
+    return max(1, budget // per_row)
+
+
+ProgressFn = Callable[[int, int], None]
+UnitFn = Callable[[int, str, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], None]
+
+
+class Decoder:
+    """Decodes (layer, view) units of one loaded model on one device."""
+
+    def __init__(self, adapter: Adapter, recipe: DecodeRecipe):
+        self.adapter = adapter
+        self.recipe = recipe
+        self.device = pick_device(recipe.device)
+        self.mm_dtype = pick_dtype(recipe.dtype, self.device)
+        self.head = Head(adapter, self.device, self.mm_dtype)
+        self.scorer = Scorer(self.head, recipe.top_k)
+        self.rows = chunk_rows(self.head.vocab, self.mm_dtype, self.device, recipe.budget_mb)
+
+    def describe(self) -> str:
+        return f"{self.device.type} {str(self.mm_dtype).replace('torch.', '')}"
+
+    @torch.inference_mode()
+    def decode_unit(self, layer: int, view: str, progress: Callable[[int], None] | None = None,
+                    cancel: threading.Event | None = None):
+        """Both directions of one layer and view: ((ids, probs) pos, (ids, probs) neg), numpy [n, k]."""
+        vectors = self.adapter.vectors(layer, view)
+        n = vectors.shape[0]
+        k = self.scorer.k
+        out = [(np.empty((n, k), np.int32), np.empty((n, k), np.float32)) for _ in range(2)]
+        norm = self.head.norm
+        for start in range(0, n, self.rows):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            stop = min(n, start + self.rows)
+            v = vectors[start:stop].to(self.device, torch.float32)
+            if self.head.shared_neg:
+                parts = self.scorer.score(norm(v), both=True)
+            else:
+                parts = self.scorer.score(norm(v), both=False) + self.scorer.score(norm(-v), both=False)
+            for (ids, probs), (ids_out, probs_out) in zip(parts, out):
+                ids_out[start:stop] = ids.cpu().numpy()
+                probs_out[start:stop] = probs.cpu().numpy()
+            if progress is not None:
+                progress(stop - start)
+        return out[0], out[1]
+
+    def run(self, units: Sequence[tuple[int, str]], on_unit: UnitFn, progress: ProgressFn | None = None,
+            cancel: threading.Event | None = None) -> None:
+        """Decode each unit and hand it to ``on_unit`` (which stores it) before starting the next."""
+        total = len(units) * self.adapter.neurons
+        done = 0
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        if progress is not None:
+            progress(0, total)
+        for layer, view in units:
+            pos, neg = self.decode_unit(layer, view, step, cancel)
+            on_unit(layer, view, pos, neg)
