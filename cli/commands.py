@@ -77,17 +77,18 @@ def open_decoded(args, view: str | None = None) -> tuple[Source, Store]:
     """The model's cache, decoding first when it is missing or lacks ``view`` (or any view)."""
     source = resolve(args.model)
     path = cache_path(source.name, source.source, source.fingerprint, args.cache_dir)
-    if path.exists():
-        store = Store(path, readonly=True)
-        have = store.decoded_views()
-        if view is not None and view not in store.views:
+    for attempt in range(2):
+        if path.exists():
+            store = Store(path, readonly=True)
+            if view is not None and view not in store.views:
+                store.close()
+                raise CommandError(f"{store.meta.get('arch')} has no '{view}' view; it has {', '.join(store.views)}")
+            have = store.decoded_views()
+            if attempt or ((view in have) if view else (set(have) == set(store.views))):
+                return source, store
             store.close()
-            raise CommandError(f"{store.meta.get('arch')} has no '{view}' view; it has {', '.join(store.views)}")
-        if (view in have) if view else (set(have) == set(store.views)):
-            return source, store
-        store.close()
-    decode(source, args, views=None)
-    return source, Store(path, readonly=True)
+        decode(source, args, views=None)
+    raise CommandError(f"decoding {source.name} did not produce a cache at {path}")
 
 
 def cmd_decode(args) -> int:

@@ -1,0 +1,19 @@
+import os
+
+import pytest
+
+from .models import build
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {kind: build(kind, root / kind) for kind in ("llama", "gpt2", "neox")}
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return tmp_path / "cache"

@@ -1,0 +1,75 @@
+"""Interrupted decodes resume; changed weights are never served stale; concurrent decodes stay consistent."""
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from neuroscope.cache.catalog import cache_path
+from neuroscope.cache.store import Store
+from neuroscope.core.decode import Cancelled
+from neuroscope.core.pipeline import ensure_decoded
+from neuroscope.core.sources import resolve
+
+from ..models import build
+
+
+def test_cancel_keeps_finished_units_and_resumes(model_dirs, cache_dir):
+    source = resolve(str(model_dirs["llama"]))
+    cancel = threading.Event()
+    seen = []
+
+    def on_unit(layer, view):
+        seen.append((layer, view))
+        if len(seen) == 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32", cancel=cancel, on_unit=on_unit)
+    path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
+    with Store(path, readonly=True) as store:
+        assert store.done_units() == set(seen)          # finished units committed, nothing partial
+        assert not store.status()["complete"]
+    result = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32")
+    assert result.decoded_units == 6 - 2                # resumed, did not redo the two done units
+    fresh = ensure_decoded(source, cache_dir=cache_dir.parent / "fresh", device="cpu", dtype="float32")
+    with Store(result.path, readonly=True) as a, Store(fresh.path, readonly=True) as b:
+        for layer in range(2):
+            for view in ("up", "gate", "down"):
+                np.testing.assert_array_equal(a.tops(layer, view, "neg")[0], b.tops(layer, view, "neg")[0])
+
+
+def test_rebuilt_weights_get_a_new_cache(tmp_path, cache_dir):
+    path = build("neox", tmp_path / "m", seed=1)
+    first = ensure_decoded(resolve(str(path)), cache_dir=cache_dir, device="cpu", dtype="float32")
+    build("neox", tmp_path / "m", seed=2)               # same path, new weights
+    second = ensure_decoded(resolve(str(path)), cache_dir=cache_dir, device="cpu", dtype="float32")
+    assert second.path != first.path and second.decoded_units == 4
+    assert not first.path.exists(), "the stale cache must be removed"
+    from safetensors.torch import load_file
+
+    w = load_file(str(path / "model.safetensors"))
+    with Store(second.path, readonly=True) as store:
+        assert store.meta["fingerprint"] == resolve(str(path)).fingerprint
+        ids, _ = store.tops(0, "up", "pos", 0, 1)
+    # the cached top-1 matches the new weights, not the old
+    v = w["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"][0]
+    ln = torch.nn.functional.layer_norm(v, (32,), w["gpt_neox.final_layer_norm.weight"],
+                                        w["gpt_neox.final_layer_norm.bias"], 1e-5)
+    assert int((w["embed_out.weight"] @ ln).argmax()) == int(ids[0, 0])
+
+
+def test_two_processes_decoding_the_same_model(model_dirs, cache_dir):
+    cmd = [sys.executable, "-m", "neuroscope", "decode", str(model_dirs["gpt2"]), "--cache-dir", str(cache_dir),
+           "--device", "cpu", "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    files = list(cache_dir.glob("*.sqlite"))
+    assert len(files) == 1
+    with Store(files[0], readonly=True) as store:
+        assert store.status()["complete"]
+        rows = store.conn.execute("SELECT COUNT(*) FROM decoded").fetchone()[0]
+        assert rows == 2 * 2 * 2                        # layers x views x directions, no duplicates

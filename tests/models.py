@@ -1,0 +1,82 @@
+"""Tiny random models built from configs and saved with save_pretrained, so the real loading path runs.
+
+Every model gets a WordLevel tokenizer whose vocabulary holds a few known words ("dog", "Dog", "Ġdog",
+"doghouse", "hotdog") among filler tokens, and unit-scale random weights (so softmaxes are peaked
+enough for top-k to be meaningful). The Llama model has a planted neuron: L1:N7's up row is the
+unembedding row of "Ġdog", scaled, so it must decode to that token top-1.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+VOCAB = 384
+WORDS = ["<unk>", "<eos>", "dog", "Dog", "\u0120dog", "doghouse", "hotdog", "cat", "\u0120cat"]
+PLANTED = (1, 7)          # L1:N7, view up, direction pos
+PLANTED_TOKEN = "\u0120dog"
+
+
+def vocab() -> list[str]:
+    return WORDS + [f"t{i}" for i in range(VOCAB - len(WORDS))]
+
+
+def save_tokenizer(path: Path) -> None:
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(vocab())}, unk_token="<unk>"))
+    tok.pre_tokenizer = WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>")
+    fast.save_pretrained(path)
+
+
+def _randomize(model: torch.nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or "ln" in name:
+                # gains in [0.5, 1.5] and non-zero biases, so the final norm really matters
+                p.copy_((torch.rand(p.shape, generator=gen) + 0.5) if name.endswith("weight")
+                        else torch.randn(p.shape, generator=gen) * 0.3)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen))
+
+
+def build(kind: str, path: Path, seed: int = 0) -> Path:
+    from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
+                              LlamaForCausalLM, OPTConfig, OPTForCausalLM)
+
+    torch.manual_seed(seed)
+    if kind == "llama":
+        config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+                             eos_token_id=1, bos_token_id=1, pad_token_id=0)
+        model = LlamaForCausalLM(config)
+    elif kind == "gpt2":
+        config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                            eos_token_id=1, bos_token_id=1)
+        model = GPT2LMHeadModel(config)
+    elif kind == "neox":
+        config = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, max_position_embeddings=64, tie_word_embeddings=False,
+                               eos_token_id=1, bos_token_id=1)
+        model = GPTNeoXForCausalLM(config)
+    elif kind == "opt":  # an architecture neuroscope does not support
+        config = OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
+                           num_attention_heads=4, word_embed_proj_dim=32, max_position_embeddings=64)
+        model = OPTForCausalLM(config)
+    else:
+        raise ValueError(kind)
+    _randomize(model, seed)
+    if kind == "llama":
+        with torch.no_grad():
+            layer, neuron = PLANTED
+            dog = vocab().index(PLANTED_TOKEN)
+            model.model.layers[layer].mlp.up_proj.weight[neuron] = model.lm_head.weight[dog] * 3
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    save_tokenizer(path)
+    return path

@@ -1,0 +1,121 @@
+"""The real `neuroscope` command: JSON contracts, one-line errors with exit code 2, cache-only speed path."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .models import PLANTED, build
+
+
+def run(*args, cache_dir=None):
+    cmd = [sys.executable, "-m", "neuroscope", *map(str, args)]
+    if cache_dir is not None:
+        cmd += ["--cache-dir", str(cache_dir)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def decoded(model_dirs, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cli-cache")
+    proc = run("decode", model_dirs["llama"], "--json", "--dtype", "float32", cache_dir=cache)
+    assert proc.returncode == 0, proc.stderr
+    return model_dirs["llama"], cache, json.loads(proc.stdout)
+
+
+def test_decode_json(decoded):
+    _, _, summary = decoded
+    assert summary["model"] == "llama" and summary["views"] == ["up", "gate", "down"]
+    assert summary["neurons"] == 2 * 64 and summary["seconds"] >= 0
+
+
+def test_search_finds_planted_neuron(decoded):
+    model, cache, _ = decoded
+    proc = run("search", model, "DOG", "--view", "up", "--direction", "pos", "--json", cache_dir=cache)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model"] == "llama" and out["query"] == "DOG"
+    first = out["hits"][0]
+    assert (first["layer"], first["neuron"]) == PLANTED
+    assert set(first) == {"layer", "neuron", "view", "direction", "rank", "token_id", "token", "prob"}
+    assert first["rank"] == 1 and first["token"] == "\u0120dog"
+    probs = [h["prob"] for h in out["hits"]]
+    assert probs == sorted(probs, reverse=True)
+    plain = run("search", model, "dog", cache_dir=cache)
+    assert "L1:N7" in plain.stdout
+
+
+def test_show_json_and_plain(decoded):
+    model, cache, _ = decoded
+    proc = run("show", model, "L1:N7", "--json", cache_dir=cache)
+    out = json.loads(proc.stdout)
+    assert {k: out[k] for k in ("model", "layer", "neuron", "view", "direction")} == {
+        "model": "llama", "layer": 1, "neuron": 7, "view": "up", "direction": "pos"}
+    assert len(out["top"]) == 10 and out["top"][0]["token"] == "\u0120dog"
+    assert set(out["top"][0]) == {"token_id", "token", "prob"}
+    assert "L1:N7 up pos" in run("show", model, "1:7", cache_dir=cache).stdout
+
+
+def test_models_json(decoded):
+    model, cache, _ = decoded
+    out = json.loads(run("models", "--json", cache_dir=cache).stdout)
+    assert out == [{"model": "llama", "source": str(model), "layers": 2, "neurons_per_layer": 64,
+                    "views": ["up", "gate", "down"], "complete": True}]
+
+
+def test_cache_only_commands_do_not_import_torch(decoded):
+    model, cache, _ = decoded
+    code = ("import sys; from neuroscope.main import main; "
+            f"rc = main(['search', {str(model)!r}, 'dog', '--cache-dir', {str(cache)!r}]); "
+            f"main(['show', {str(model)!r}, 'L0:N1', '--cache-dir', {str(cache)!r}]); "
+            f"main(['models', '--cache-dir', {str(cache)!r}]); "
+            "assert rc == 0; assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch loaded'; "
+            "assert 'textual' not in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_core_and_cache_never_import_textual():
+    code = ("import sys, neuroscope.core.decode, neuroscope.core.pipeline, neuroscope.cache.store, "
+            "neuroscope.cache.catalog; assert 'textual' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    code = "import sys, neuroscope.cache.store, neuroscope.cache.catalog; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("show", "no/such/dir", "1:2"), "no such model"),
+    (("show", "missing.gguf", "1:2"), "no such GGUF file"),
+    (("show", "{llama}", "L1-N2"), "malformed neuron"),
+    (("show", "{llama}", "L9:N0"), "layer 9 is out of range"),
+    (("show", "{llama}", "L1:N640"), "neuron 640 is out of range"),
+    (("show", "{gpt2}", "L0:N1", "--view", "gate"), "has no 'gate' view"),
+    (("search", "{llama}", "   "), "TEXT is empty"),
+    (("decode", "{llama}", "--top-k", "0"), "--top-k must be between 1 and 255"),
+    (("decode", "{llama}", "--views", "up,sideways"), "unknown view 'sideways'"),
+    (("decode", "{opt}", "--device", "cpu"), "unsupported architecture"),
+])
+def test_bad_input_is_one_line_and_exit_2(decoded, model_dirs, tmp_path_factory, args, message):
+    _, cache, _ = decoded
+    dirs = dict(model_dirs)
+    if any("{opt}" in a for a in args):
+        dirs["opt"] = build("opt", tmp_path_factory.mktemp("opt") / "opt")
+    proc = run(*[a.format(**dirs) for a in args], cache_dir=cache)
+    assert proc.returncode == 2, proc.stderr
+    # progress and notes may come first (a model is decoded on demand); the error is one line, the last
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert proc.stderr.splitlines()[-1] == errors[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_corrupt_cache_is_reported(model_dirs, tmp_path):
+    cache = tmp_path / "c"
+    assert run("decode", model_dirs["neox"], "--dtype", "float32", cache_dir=cache).returncode == 0
+    [path] = cache.glob("*.sqlite")
+    path.write_bytes(b"garbage" * 1000)
+    proc = run("show", model_dirs["neox"], "0:0", cache_dir=cache)
+    assert proc.returncode == 2 and "unreadable" in proc.stderr and "--rebuild" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert run("decode", model_dirs["neox"], "--rebuild", cache_dir=cache).returncode == 0
+    assert run("show", model_dirs["neox"], "0:0", cache_dir=cache).returncode == 0
