@@ -1,0 +1,49 @@
+"""Snapshots (pytest-textual-snapshot) of the main screen, the filter results and the help screen.
+
+Regenerate after an intended change: pytest tests/tui/test_snapshots.py --snapshot-update"""
+from __future__ import annotations
+
+from textual.widgets import Input
+
+from helpers import wait_for
+
+SIZE = (100, 30)
+
+
+async def _ready(pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.main_screen is not None and app.main_screen.current is not None)
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause()
+
+
+def test_main_screen(snap_compare, app_factory):
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=_ready)
+
+
+def test_main_screen_80x24(snap_compare, app_factory):
+    assert snap_compare(app_factory(), terminal_size=(80, 24), run_before=_ready)
+
+
+def test_filter_results(snap_compare, app_factory, tiny_model):
+    async def run_before(pilot) -> None:
+        await _ready(pilot)
+        screen = pilot.app.main_screen
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*tiny_model.token)
+        await wait_for(pilot, lambda: screen.results.row_count > 0)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help_screen(snap_compare, app_factory):
+    async def run_before(pilot) -> None:
+        await _ready(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app_factory(), terminal_size=SIZE, run_before=run_before)

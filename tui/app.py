@@ -1,0 +1,98 @@
+"""The neuroscope browser app: bindings, screens and error routing. The work lives in screens/main.py."""
+from __future__ import annotations
+
+
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import Worker, WorkerState
+
+from ..core.refs import BadNeuronRef, NeuronRef
+from ..core.sources import ModelNotFound, Source, resolve
+from .commands import NeuroscopeCommands
+from .screens.error import ErrorScreen
+from .screens.goto import GotoScreen
+from .screens.help import HelpScreen
+from .screens.main import MainScreen, Options
+
+
+class NeuroscopeApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "neuroscope"
+    COMMANDS = App.COMMANDS | {NeuroscopeCommands}
+    BINDINGS = [
+        Binding("question_mark,f1", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self, source: Source, options: Options | None = None):
+        super().__init__()
+        self.source = source
+        self.options = options or Options()
+
+    def on_mount(self) -> None:
+        self.push_screen(MainScreen(self.source, self.options))
+
+    @property
+    def main_screen(self) -> MainScreen | None:
+        return next((s for s in reversed(self.screen_stack) if isinstance(s, MainScreen)), None)
+
+    # -- actions (also used by the command palette) ---------------------------------------
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_main(self, action: str) -> None:
+        if self.main_screen is not None:
+            await self.main_screen.run_action(action)
+
+    def goto(self, ref: NeuronRef) -> None:
+        if self.main_screen is not None:
+            self.main_screen.goto(ref)
+
+    def action_goto_prompt(self) -> None:
+        def done(text: str | None) -> None:
+            if not text:
+                return
+            try:
+                self.goto(NeuronRef.parse(text))
+            except BadNeuronRef as exc:
+                self.notify(str(exc), severity="error")
+
+        self.push_screen(GotoScreen(), done)
+
+    def open_model(self, spec: str) -> None:
+        """Switch the browser to another model (decoding it in a worker if needed)."""
+        try:
+            source = resolve(spec)
+        except ModelNotFound as exc:
+            self.notify(str(exc), title="switch model", severity="error")
+            return
+        self.source = source
+        self.switch_screen(MainScreen(source, self.options))
+
+    # -- error routing: a worker's exception never kills the app ---------------------------
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.route_worker_state(event)
+
+    def route_worker_state(self, event: Worker.StateChanged) -> None:
+        """Failed workers become an error modal (decode) or a notification (the rest). Screens forward
+        their workers' StateChanged here: the message does not bubble."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        message = str(error).strip() or type(error).__name__
+        if event.worker.group == "decode":
+            self.push_screen(ErrorScreen("decode failed", f"{message}\n\nThe app keeps what was decoded. "
+                                                          "Fix the cause and open the model again."))
+        else:
+            self.notify(message, title=f"{event.worker.name or event.worker.group} failed", severity="error")
+
+
+def run_app(source: Source, args) -> int:
+    """Entry point for `neuroscope tui`: run the app until the user quits."""
+    options = Options(cache_dir=getattr(args, "cache_dir", None), device=getattr(args, "device", "auto"),
+                      dtype=getattr(args, "dtype", "auto"),
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
+    app = NeuroscopeApp(source, options)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,56 @@
+"""Command palette (ctrl+p): go to neuron, switch model, switch view / direction, help."""
+from __future__ import annotations
+
+import asyncio
+import re
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from ..cache.catalog import list_caches
+from ..core.refs import BadNeuronRef, NeuronRef
+
+_GOTO_PREFIX = re.compile(r"^\s*(go\s*to|goto|neuron|go)\s*(neuron)?\s*", re.I)
+
+
+class NeuroscopeCommands(Provider):
+    def _static(self) -> list[tuple[str, object, str]]:
+        app = self.app
+        cmds = [("Go to neuron…", app.action_goto_prompt, "type L29:N808 or 29:808")]
+        for view in ("up", "gate", "down"):
+            cmds.append((f"Switch view: {view}", partial(app.action_main, f"set_view('{view}')"),
+                         f"show each neuron's {view} view"))
+        cmds.append(("Toggle direction (pos/neg)", partial(app.action_main, "toggle_direction"),
+                     "what a neuron promotes vs suppresses"))
+        cmds.append(("Cancel decode", partial(app.action_main, "back"), "finished layers are kept"))
+        cmds.append(("Help: keys", app.action_help, "every key of the app"))
+        return cmds
+
+    async def _models(self) -> list[tuple[str, object, str]]:
+        caches = await asyncio.to_thread(list_caches, self.app.options.cache_dir)
+        out = []
+        for _path, status in caches:
+            if status is None:
+                continue
+            done = "complete" if status.get("complete") else "partial"
+            out.append((f"Switch model: {status['model']}", partial(self.app.open_model, status["source"]),
+                        f"{status['layers']} × {status['neurons_per_layer']} neurons, {done} — {status['source']}"))
+        return out
+
+    async def discover(self) -> Hits:
+        for name, command, help_text in self._static() + await self._models():
+            yield DiscoveryHit(name, command, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        text = _GOTO_PREFIX.sub("", query)
+        try:
+            ref = NeuronRef.parse(text)
+        except BadNeuronRef:
+            ref = None
+        if ref is not None:
+            yield Hit(1.0, f"Go to neuron {ref}", partial(self.app.goto, ref), help="show it in tree and detail")
+        matcher = self.matcher(query)
+        for name, command, help_text in self._static() + await self._models():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), command, help=help_text)

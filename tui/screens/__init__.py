@@ -1,0 +1,1 @@
+"""The app's screens: the browser (main), help, and the error modal."""

@@ -1,0 +1,1 @@
+"""The app's widgets: neuron tree, neuron detail, filter bar and results."""

@@ -1,0 +1,53 @@
+"""The filter bar (a query input plus the match mode) and its results table."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Input, Select
+
+from ...cache.store import MATCH_MODES, Hit
+from ...core.refs import NeuronRef
+from ..format import prob_text, show_token
+from .tables import VimTable
+
+
+class FilterInput(Input):
+    BINDINGS = [Binding("ctrl+t", "cycle_match", "Match mode", show=False, id="filter.match")]
+
+    def action_cycle_match(self) -> None:
+        select = self.parent.query_one("#match", Select)
+        select.value = MATCH_MODES[(MATCH_MODES.index(select.value) + 1) % len(MATCH_MODES)]
+
+
+class FilterBar(Horizontal):
+    def compose(self) -> ComposeResult:
+        yield FilterInput(placeholder="/ filter by token, e.g. dog", id="query", compact=True)
+        yield Select([(m, m) for m in MATCH_MODES], value="word", allow_blank=False, id="match", compact=True)
+
+    @property
+    def query_text(self) -> str:
+        return self.query_one("#query", Input).value
+
+    @property
+    def match(self) -> str:
+        return str(self.query_one("#match", Select).value)
+
+
+class ResultsTable(VimTable):
+    def on_mount(self) -> None:
+        for label, key, width in (("neuron", "neuron", 10), ("view", "view", 4), ("dir", "dir", 3),
+                                  ("#", "rank", 2), ("token", "token", 12), ("prob", "prob", 5)):
+            self.add_column(label, key=key, width=width)
+
+    hits: list[Hit] = []
+
+    def fill(self, hits: list[Hit]) -> None:
+        self.hits = list(hits)
+        self.clear()
+        self.add_rows(
+            (str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1),
+             Text(show_token(h.token)), prob_text(h.prob))
+            for h in hits
+        )

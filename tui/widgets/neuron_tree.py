@@ -1,0 +1,140 @@
+"""Model ▸ layers ▸ groups of 256 neurons ▸ neurons. Children are created when a node is expanded, so
+a model with hundreds of thousands of neurons never has more than a few hundred tree nodes."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Callable
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from ..format import neuron_label
+
+GROUP = 256
+CHUNK = 64
+
+# (layer, start, stop) -> list of (token, prob) or None when that layer/view is not decoded yet
+LabelSource = Callable[[int, int, int], "list[tuple[str, float]] | None"]
+
+
+@dataclass
+class NodeInfo:
+    kind: str            # "layer" | "group" | "neuron"
+    layer: int
+    start: int = 0       # group: first neuron; neuron: the neuron
+    stop: int = 0        # group: one past the last neuron
+    loaded: bool = False
+
+
+class NeuronTree(Tree[NodeInfo]):
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False, id="tree.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="tree.up"),
+        Binding("h,left", "collapse_or_parent", "Collapse", show=False, id="tree.collapse"),
+        Binding("l,right", "expand_or_child", "Expand", show=False, id="tree.expand"),
+        Binding("home", "first", "First", show=False, id="tree.first"),
+        Binding("G,end", "last", "Last", show=False, id="tree.last"),
+    ]
+
+    def __init__(self, title: str, neurons: int = 0, labels: LabelSource | None = None, **kwargs):
+        super().__init__(Text(title, style="bold"), **kwargs)
+        self.neurons = neurons
+        self.labels = labels
+        self.show_root = True
+        self.guide_depth = 2
+        self.root.expand()
+
+    # -- building ----------------------------------------------------------------------
+    def layer_nodes(self) -> dict[int, TreeNode[NodeInfo]]:
+        return {n.data.layer: n for n in self.root.children if n.data is not None}
+
+    def add_layer(self, layer: int) -> TreeNode[NodeInfo]:
+        existing = self.layer_nodes()
+        if layer in existing:
+            return existing[layer]
+        before = next((i for i, n in enumerate(self.root.children) if n.data.layer > layer), None)
+        label = Text(f"L{layer}", style="bold")
+        label.append(f"  {self.neurons} neurons", style="dim")
+        return self.root.add(label, NodeInfo("layer", layer), before=before)
+
+    def ensure_loaded(self, node: TreeNode[NodeInfo]) -> None:
+        """Create a layer's group nodes or a group's neuron leaves (once)."""
+        info = node.data
+        if info is None or info.loaded or info.kind == "neuron":
+            return
+        info.loaded = True
+        if info.kind == "layer":
+            for start in range(0, self.neurons, GROUP):
+                stop = min(self.neurons, start + GROUP)
+                node.add(Text(f"N{start}–{stop - 1}"), NodeInfo("group", info.layer, start, stop))
+        else:
+            self._add_neurons(node, info.start, info.stop)
+
+    def _add_neurons(self, node: TreeNode[NodeInfo], start: int, stop: int) -> None:
+        tops = self.labels(node.data.layer, start, stop) if self.labels else None
+        for neuron in range(start, stop):
+            token, prob = tops[neuron - start] if tops else (None, None)
+            node.add_leaf(neuron_label(node.data.layer, neuron, token, prob),
+                          NodeInfo("neuron", node.data.layer, neuron, neuron + 1))
+
+    async def _on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
+        self.ensure_loaded(event.node)
+        await asyncio.sleep(0)
+
+    def relabel(self) -> None:
+        """Redraw the neuron labels of every loaded group (after a view or direction switch)."""
+        for layer_node in self.root.children:
+            for group in layer_node.children:
+                if not group.data.loaded:
+                    continue
+                tops = self.labels(group.data.layer, group.data.start, group.data.stop) if self.labels else None
+                for i, leaf in enumerate(group.children):
+                    token, prob = tops[i] if tops else (None, None)
+                    leaf.set_label(neuron_label(leaf.data.layer, leaf.data.start, token, prob))
+
+    def node_for(self, layer: int, neuron: int) -> TreeNode[NodeInfo] | None:
+        """The leaf of a neuron, loading and expanding its layer and group on the way."""
+        layer_node = self.layer_nodes().get(layer)
+        if layer_node is None:
+            return None
+        self.ensure_loaded(layer_node)
+        layer_node.expand()
+        group = layer_node.children[neuron // GROUP]
+        self.ensure_loaded(group)
+        group.expand()
+        return group.children[neuron - group.data.start]
+
+    def focus_node(self, node: TreeNode[NodeInfo]) -> None:
+        _ = self._tree_lines  # rebuild lines so the node has its line number
+        self.move_cursor(node)
+        self.scroll_to_node(node, animate=False)
+
+    # -- vim-style movement ------------------------------------------------------------
+    def action_collapse_or_parent(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and node.is_expanded:
+            node.collapse()
+        elif node.parent is not None:
+            self.move_cursor(node.parent)
+
+    def action_expand_or_child(self) -> None:
+        node = self.cursor_node
+        if node is None or not node.allow_expand:
+            return
+        if not node.is_expanded:
+            self.ensure_loaded(node)
+            node.expand()
+        elif node.children:
+            _ = self._tree_lines
+            self.move_cursor(node.children[0])
+
+    def action_first(self) -> None:
+        self.cursor_line = 0
+
+    def action_last(self) -> None:
+        self.cursor_line = self.last_line
