@@ -23,7 +23,8 @@ def note(message: str) -> None:
 
 def dispatch(args) -> int:
     handler = {"decode": cmd_decode, "show": cmd_show, "search": cmd_search, "models": cmd_models,
-               "tui": cmd_tui}[args.command]
+               "tui": cmd_tui, "clamp": _lazy("clamp_cmd", "cmd_clamp"),
+               "compare": _lazy("compare_cmd", "cmd_compare")}[args.command]
     try:
         return handler(args) or 0
     except KeyboardInterrupt:
@@ -37,6 +38,15 @@ def dispatch(args) -> int:
             raise
         sys.stderr.write(f"neuroscope {args.command}: error: {message}\n")
         return 2
+
+
+def _lazy(module: str, name: str):
+    """A command implemented in its own module, imported only when it runs."""
+    def run(args):
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(args)
+    return run
 
 
 def _user_message(exc: Exception) -> str | None:

@@ -94,9 +94,40 @@ def build_parser() -> Parser:
     p = sub.add_parser("models", parents=[common], help="list cached models and whether each decode is complete")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("clamp", parents=[common, engine], help="clamp neurons and generate: baseline vs clamped")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NEURON=VALUE",
+                   help="a neuron and its value, e.g. L29:N808=8 (repeatable)")
+    p.add_argument("--mode", choices=("set", "add", "scale"), default="set",
+                   help="set (default): replace the activation; add: add to it; scale: multiply it")
+    p.add_argument("--positions", choices=("all", "generated"), default="all",
+                   help="clamp at every position (default) or only at generated ones")
+    p.add_argument("--prompt", default=None, help="the prompt text")
+    p.add_argument("--chat", action="store_true", help="apply the model's chat template to the prompt")
+    p.add_argument("--target", default=None, help="a word whose probability (first token) is measured")
+    p.add_argument("--max-new-tokens", type=_positive, default=40)
+    p.add_argument("--samples", type=_positive, default=None,
+                   help="sample N replies each way and report how many contain --target")
+    p.add_argument("--temperature", type=float, default=None, help="sample with this temperature (default: greedy)")
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default=None, help="run a saved clamp set by name")
+    p.add_argument("--save-preset", default=None, metavar="NAME", help="save this run's clamps under NAME")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("compare", parents=[common, engine], help="compare two models' neuron maps (base vs fine-tune)")
+    p.add_argument("base", metavar="BASE")
+    p.add_argument("other", metavar="OTHER")
+    p.add_argument("--view", choices=VIEWS, default="up")
+    p.add_argument("--direction", choices=("pos", "neg"), default="pos")
+    p.add_argument("--top", type=_positive, default=50, help="how many most-changed neurons to list (default 50)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("tui", parents=[common, engine], help="open the browser app")
     p.add_argument("model", metavar="MODEL", nargs="?", default=None,
                    help="default: the most recently used model, else demo")
+    p.add_argument("--compare", default=None, metavar="OTHER",
+                   help="show each neuron decoded in OTHER too, side by side")
     return parser
 
 
