@@ -123,6 +123,30 @@ class LoadedModel:
         return texts
 
 
+@dataclass
+class DecodeModel:
+    """What a decode needs: the adapter (MLP, final norm, head) and the vocabulary's texts."""
+
+    source: Source
+    adapter: Adapter
+    texts: object  # () -> list[str]
+
+    def token_texts(self) -> list[str]:
+        return self.texts()
+
+
+def load_for_decode(source: Source, trust_remote_code: bool = False):
+    """The cheapest load that decodes exactly like the full model: for Llama-family GGUF files only the
+    MLP, final norm and head are de-quantized (core.gguf_fast); everything else loads the whole model."""
+    if source.kind == "gguf":
+        from . import gguf_fast
+
+        if gguf_fast.supported(source.path):
+            _quiet()
+            return gguf_fast.load_for_decode(source)
+    return load(source, trust_remote_code=trust_remote_code)
+
+
 def _quiet():
     """Silence transformers' progress bars and warnings during a load (our own bar reports progress)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -38,7 +38,7 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
                    loaded=None) -> DecodeResult:
     """Make sure ``views`` (default: all the architecture has) are decoded; return where they are."""
     from .decode import DecodeRecipe, Decoder
-    from .models import load
+    from .models import load_for_decode
 
     note = note or (lambda _msg: None)
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
@@ -57,7 +57,7 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
             if rebuild:
                 remove_cache(path)
         remove_stale(source.source, path, cache_dir, note)
-        lm = loaded or load(source, trust_remote_code=trust_remote_code)
+        lm = loaded or load_for_decode(source, trust_remote_code=trust_remote_code)
         adapter = lm.adapter
         views = _check_views(views or adapter.views, adapter.views, adapter.arch)
         store = Store(path)

@@ -21,3 +21,23 @@ def test_demo_search_dog(tmp_path_factory):
                                         cache], capture_output=True, text=True).stdout)
     assert models[0]["model"] == "demo" and models[0]["layers"] == 30 and models[0]["neurons_per_layer"] == 1536
     assert models[0]["complete"] is True
+
+
+def test_fast_gguf_path_equals_transformers_load():
+    """The decode-only GGUF reader must hand the engine exactly what transformers' full load does."""
+    import torch
+
+    from neuroscope.core.models import load, load_for_decode
+    from neuroscope.core.sources import resolve
+
+    source = resolve("demo")
+    fast, full = load_for_decode(source), load(source)
+    a, b = fast.adapter, full.adapter
+    assert (a.num_layers, a.neurons, a.hidden, a.vocab) == (b.num_layers, b.neurons, b.hidden, b.vocab)
+    for layer in (0, 17, 29):
+        for view in ("up", "gate", "down"):
+            assert torch.equal(a.vectors(layer, view), b.vectors(layer, view))
+    assert torch.equal(a.head.weight, b.head.weight)
+    assert torch.equal(a.final_norm.weight, b.final_norm.weight)
+    assert a.final_norm.variance_epsilon == b.final_norm.variance_epsilon
+    assert fast.token_texts() == full.token_texts()
