@@ -84,24 +84,25 @@ def unpack_postings(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return codes, ranks, probs
 
 
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, readonly: bool, handoff: bool) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=not handoff)
     else:
-        conn = sqlite3.connect(str(path), timeout=30)
+        conn = sqlite3.connect(str(path), timeout=30, check_same_thread=not handoff)
     conn.execute("PRAGMA busy_timeout = 30000")
     return conn
 
 
 class Store:
-    """A decoded model's cache file. One Store (one connection) per thread."""
+    """A decoded model's cache file. One Store (one connection) per thread; ``handoff=True`` lets one
+    thread at a time use it from another thread (the decoder's writer thread)."""
 
-    def __init__(self, path: str | Path, readonly: bool = False):
+    def __init__(self, path: str | Path, readonly: bool = False, handoff: bool = False):
         self.path = Path(path)
         if readonly and not self.path.exists():
             raise CacheError(f"no cache file at {self.path}")
         try:
-            self.conn = _connect(self.path, readonly)
+            self.conn = _connect(self.path, readonly, handoff)
             self.db = sqlite_utils.Database(self.conn)
             if not readonly:
                 self.db.enable_wal()

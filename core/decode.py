@@ -17,6 +17,7 @@ Only one chunk of logits is ever held.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -228,34 +229,55 @@ class Decoder:
     def describe(self) -> str:
         return f"{self.device.type} {str(self.mm_dtype).replace('torch.', '')}"
 
+    def fetch(self, layer: int, view: str) -> torch.Tensor:
+        """One unit's vectors on the device (read from the checkpoint when the model is streamed)."""
+        vectors = self.adapter.vectors(layer, view)
+        if self.device.type == "cuda":
+            vectors = vectors.to(self.device, non_blocking=True)
+        return vectors
+
     @torch.inference_mode()
     def decode_unit(self, layer: int, view: str, progress: Callable[[int], None] | None = None,
-                    cancel: threading.Event | None = None):
+                    cancel: threading.Event | None = None, vectors: torch.Tensor | None = None):
         """Both directions of one layer and view: ((ids, probs) pos, (ids, probs) neg), numpy [n, k]."""
-        vectors = self.adapter.vectors(layer, view)
+        vectors = self.fetch(layer, view) if vectors is None else vectors
         n = vectors.shape[0]
         k = self.scorer.k
         out = [(np.empty((n, k), np.int32), np.empty((n, k), np.float32)) for _ in range(2)]
-        norm = self.head.norm
-        for start in range(0, n, self.rows):
+        start = 0
+        while start < n:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
             stop = min(n, start + self.rows)
-            v = vectors[start:stop].to(self.device, torch.float32)
-            if self.head.shared_neg:
-                parts = self.scorer.score(norm(v), both=True)
-            else:
-                parts = self.scorer.score(norm(v), both=False) + self.scorer.score(norm(-v), both=False)
+            try:
+                parts = self._score_rows(vectors[start:stop])
+            except torch.OutOfMemoryError:
+                if self.rows == 1:
+                    raise
+                self.rows = max(1, self.rows // 2)   # answer OOM with smaller chunks, never a crash
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
             for (ids, probs), (ids_out, probs_out) in zip(parts, out):
                 ids_out[start:stop] = ids.cpu().numpy()
                 probs_out[start:stop] = probs.cpu().numpy()
             if progress is not None:
                 progress(stop - start)
+            start = stop
         return out[0], out[1]
+
+    def _score_rows(self, rows: torch.Tensor):
+        v = rows.to(self.device, torch.float32)
+        norm = self.head.norm
+        if self.head.shared_neg:
+            return self.scorer.score(norm(v), both=True)
+        return self.scorer.score(norm(v), both=False) + self.scorer.score(norm(-v), both=False)
 
     def run(self, units: Sequence[tuple[int, str]], on_unit: UnitFn, progress: ProgressFn | None = None,
             cancel: threading.Event | None = None) -> None:
-        """Decode each unit and hand it to ``on_unit`` (which stores it) before starting the next."""
+        """Decode each unit and hand it to ``on_unit`` (which stores it). The next unit's weights are read
+        and the previous unit is written on helper threads, so neither stalls the matmuls; a unit is
+        always written before the run returns or raises."""
         total = len(units) * self.adapter.neurons
         done = 0
 
@@ -267,6 +289,18 @@ class Decoder:
 
         if progress is not None:
             progress(0, total)
-        for layer, view in units:
-            pos, neg = self.decode_unit(layer, view, step, cancel)
-            on_unit(layer, view, pos, neg)
+        with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+            pending_write = None
+            nxt = reader.submit(self.fetch, *units[0]) if units else None
+            try:
+                for i, (layer, view) in enumerate(units):
+                    vectors = nxt.result()
+                    nxt = reader.submit(self.fetch, *units[i + 1]) if i + 1 < len(units) else None
+                    pos, neg = self.decode_unit(layer, view, step, cancel, vectors)
+                    del vectors
+                    if pending_write is not None:
+                        pending_write.result()
+                    pending_write = writer.submit(on_unit, layer, view, pos, neg)
+            finally:
+                if pending_write is not None:
+                    pending_write.result()

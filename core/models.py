@@ -6,6 +6,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -36,6 +37,7 @@ class Adapter:
     head: nn.Module
     down_name: str                   # the module whose input is the neuron activation (for clamping)
     softcap: float | None = None
+    fetch: Callable[[int, str], torch.Tensor] | None = None   # streamed checkpoints: read one matrix
 
     @property
     def views(self) -> list[str]:
@@ -47,21 +49,28 @@ class Adapter:
 
     @property
     def neurons(self) -> int:
-        return self.vectors(0, "up").shape[0]
+        return self._shape(0, "up")[0]
 
     @property
     def hidden(self) -> int:
-        return self.vectors(0, "up").shape[1]
+        return self._shape(0, "up")[1]
 
     @property
     def vocab(self) -> int:
         return self.head.weight.shape[0]
 
+    def _shape(self, layer: int, view: str) -> tuple[int, int]:
+        rows, cols = getattr(self.layers[layer], self.names[view]).weight.shape  # works on 'meta' too
+        return (rows, cols) if self.layouts[view] == "rows" else (cols, rows)
+
     def vectors(self, layer: int, view: str) -> torch.Tensor:
-        """[neurons, hidden] weight vectors of one layer and view, in the stored dtype (a view, no copy)."""
+        """[neurons, hidden] weight vectors of one layer and view, in the stored dtype. From the module
+        (a view, no copy), or read from the checkpoint when the model is streamed (``fetch``)."""
         if view not in self.names:
             raise KeyError(view)
         weight = getattr(self.layers[layer], self.names[view]).weight
+        if weight.is_meta and self.fetch is not None:
+            weight = self.fetch(layer, view)
         return weight if self.layouts[view] == "rows" else weight.t()
 
 
@@ -136,14 +145,28 @@ class DecodeModel:
 
 
 def load_for_decode(source: Source, trust_remote_code: bool = False):
-    """The cheapest load that decodes exactly like the full model: for Llama-family GGUF files only the
-    MLP, final norm and head are de-quantized (core.gguf_fast); everything else loads the whole model."""
+    """The cheapest load that decodes exactly like the full model: Llama-family GGUF files de-quantize only
+    the MLP, final norm and head (core.gguf_fast); safetensors checkpoints are streamed matrix by matrix
+    (core.streaming); anything else loads the whole model through transformers."""
     if source.kind == "gguf":
         from . import gguf_fast
 
         if gguf_fast.supported(source.path):
             _quiet()
             return gguf_fast.load_for_decode(source)
+    else:
+        from . import streaming
+
+        if streaming.has_safetensors(source.load_dir):
+            try:
+                return streaming.load_streaming(source, trust_remote_code=trust_remote_code)
+            except KeyError:  # a checkpoint whose names do not follow the model's: load it whole
+                pass
+            except ValueError as exc:
+                if "trust_remote_code" in str(exc):
+                    raise ModelLoadError(f"{source.name} needs its own code to load; rerun with "
+                                         f"--trust-remote-code if you trust it") from None
+                raise
     return load(source, trust_remote_code=trust_remote_code)
 
 

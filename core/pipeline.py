@@ -60,7 +60,7 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
         lm = loaded or load_for_decode(source, trust_remote_code=trust_remote_code)
         adapter = lm.adapter
         views = _check_views(views or adapter.views, adapter.views, adapter.arch)
-        store = Store(path)
+        store = Store(path, handoff=True)  # units are written from the decoder's writer thread
         try:
             if not store.meta:
                 store.set_meta(name=source.name, source=source.source, fingerprint=source.fingerprint,

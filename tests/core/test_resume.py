@@ -33,7 +33,8 @@ def test_cancel_keeps_finished_units_and_resumes(model_dirs, cache_dir):
         assert store.done_units() == set(seen)          # finished units committed, nothing partial
         assert not store.status()["complete"]
     result = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32")
-    assert result.decoded_units == 6 - 2                # resumed, did not redo the two done units
+    assert 2 <= len(seen) < 6
+    assert result.decoded_units == 6 - len(seen)        # resumed, did not redo the finished units
     fresh = ensure_decoded(source, cache_dir=cache_dir.parent / "fresh", device="cpu", dtype="float32")
     with Store(result.path, readonly=True) as a, Store(fresh.path, readonly=True) as b:
         for layer in range(2):

@@ -1,0 +1,102 @@
+"""Decode a safetensors checkpoint without instantiating the model.
+
+The model's skeleton is built from its config on the 'meta' device (so the final norm is the model's own
+module class, with its own epsilon and weight convention), then only the final norm and the LM head are
+read from the checkpoint; each layer's MLP matrix is read from the memory-mapped file when the decoder
+asks for it and dropped after. Peak memory is about the head + one MLP matrix + one chunk of logits.
+Single files and sharded checkpoints (model.safetensors.index.json) both work.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .sources import Source
+
+
+# Head names that older checkpoints store under another name (transformers renames them on load).
+LEGACY_HEAD_NAMES = {"lm_head.weight": "embed_out.weight"}
+
+
+class Checkpoint:
+    """Tensor lookup over one or many safetensors files (memory-mapped, nothing read until asked)."""
+
+    def __init__(self, folder: Path):
+        from safetensors import safe_open
+
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            files = sorted(set(weight_map.values()))
+        else:
+            files = ["model.safetensors"]
+        self.handles = {f: safe_open(str(folder / f), framework="pt") for f in files}
+        self.where = {key: f for f, h in self.handles.items() for key in h.keys()}
+
+    def key(self, name: str) -> str | None:
+        """The checkpoint key for a parameter name (some checkpoints drop the base-model prefix)."""
+        if name in self.where:
+            return name
+        short = name.split(".", 1)[1] if "." in name else name
+        return short if short in self.where else None
+
+    def get(self, name: str) -> torch.Tensor:
+        key = self.key(name)
+        if key is None:
+            raise KeyError(name)
+        return self.handles[self.where[key]].get_tensor(key)
+
+
+def has_safetensors(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
+
+
+def _materialize(module: nn.Module, prefix: str, ckpt: Checkpoint, fallback: dict[str, str]) -> None:
+    """Give ``module`` its real parameters from the checkpoint (buffers are recomputed by to_empty)."""
+    module.to_empty(device="cpu")
+    for name, param in list(module.named_parameters(recurse=False)):
+        full = f"{prefix}.{name}"
+        key = full if ckpt.key(full) else fallback.get(full)
+        if key is None or ckpt.key(key) is None:
+            raise KeyError(full)
+        setattr(module, name, nn.Parameter(ckpt.get(key), requires_grad=False))
+
+
+def load_streaming(source: Source, trust_remote_code: bool = False):
+    """A DecodeModel whose MLP matrices are read from the checkpoint on demand."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .models import DecodeModel, LoadedModel, _quiet, adapter_for
+
+    _quiet()
+    folder = source.load_dir
+    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    model.eval()
+    adapter = adapter_for(model)
+    ckpt = Checkpoint(folder)
+    names = {id(m): n for n, m in model.named_modules()}
+    head_key = f"{names[id(adapter.head)]}.weight"
+    aliases = {head_key: LEGACY_HEAD_NAMES.get(head_key)}
+    embed = model.get_input_embeddings()
+    if ckpt.key(head_key) is None and getattr(config, "tie_word_embeddings", False) and embed is not None:
+        aliases[head_key] = f"{names[id(embed)]}.weight"
+    _materialize(adapter.final_norm, names[id(adapter.final_norm)], ckpt, {})
+    _materialize(adapter.head, names[id(adapter.head)], ckpt, aliases)
+    mlp_names = [names[id(m)] for m in adapter.layers]
+    for mlp in mlp_names:  # every matrix must be there under the model's own name, or we load it whole
+        for attr in adapter.names.values():
+            if ckpt.key(f"{mlp}.{attr}.weight") is None:
+                raise KeyError(f"{mlp}.{attr}.weight")
+
+    def fetch(layer: int, view: str) -> torch.Tensor:
+        return ckpt.get(f"{mlp_names[layer]}.{adapter.names[view]}.weight")
+
+    adapter.fetch = fetch
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    texts = LoadedModel(source, model, tokenizer, adapter).token_texts
+    return DecodeModel(source, adapter, texts)

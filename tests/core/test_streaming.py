@@ -1,0 +1,64 @@
+"""Streaming a safetensors checkpoint decodes exactly like loading the whole model."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from neuroscope.cache.store import Store
+from neuroscope.core.models import load, load_for_decode
+from neuroscope.core.pipeline import ensure_decoded
+from neuroscope.core.sources import resolve
+
+from ..models import build
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2", "neox"])
+def test_streamed_model_reads_the_same_weights(model_dirs, kind):
+    source = resolve(str(model_dirs[kind]))
+    streamed, full = load_for_decode(source), load(source)
+    assert streamed.adapter.fetch is not None, "safetensors checkpoints must take the streaming path"
+    assert next(streamed.adapter.layers[0].parameters()).is_meta, "the MLP must not be materialised"
+    for layer in range(2):
+        for view in full.adapter.views:
+            assert torch.equal(streamed.adapter.vectors(layer, view), full.adapter.vectors(layer, view))
+    assert torch.equal(streamed.adapter.head.weight, full.adapter.head.weight)
+    for a, b in zip(streamed.adapter.final_norm.parameters(), full.adapter.final_norm.parameters()):
+        assert torch.equal(a, b)
+    assert streamed.token_texts() == full.token_texts()
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_streaming_and_loaded_decodes_are_identical(model_dirs, tmp_path, kind):
+    source = resolve(str(model_dirs[kind]))
+    full = load(source)
+    a = ensure_decoded(source, cache_dir=tmp_path / "a", device="cpu", dtype="float32")
+    b = ensure_decoded(source, cache_dir=tmp_path / "b", device="cpu", dtype="float32", loaded=full)
+    with Store(a.path, readonly=True) as sa, Store(b.path, readonly=True) as sb:
+        for layer in range(2):
+            for view in full.adapter.views:
+                for d in ("pos", "neg"):
+                    ia, pa = sa.tops(layer, view, d)
+                    ib, pb = sb.tops(layer, view, d)
+                    np.testing.assert_array_equal(ia, ib)
+                    np.testing.assert_array_equal(pa, pb)
+
+
+def test_sharded_checkpoint_streams(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    single = build("llama", tmp_path / "single", seed=3)
+    model = AutoModelForCausalLM.from_pretrained(single)
+    sharded = tmp_path / "sharded"
+    model.save_pretrained(sharded, max_shard_size="20KB")
+    for f in single.glob("tokenizer*"):
+        (sharded / f.name).write_bytes(f.read_bytes())
+    (sharded / "special_tokens_map.json").write_text((single / "special_tokens_map.json").read_text()) \
+        if (single / "special_tokens_map.json").exists() else None
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 2
+    streamed = load_for_decode(resolve(str(sharded)))
+    full = load(resolve(str(single)))
+    for layer in range(2):
+        assert torch.equal(streamed.adapter.vectors(layer, "down"), full.adapter.vectors(layer, "down"))
+    assert torch.equal(streamed.adapter.head.weight, full.adapter.head.weight)
