@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import sqlite_utils
 
 RECIPE_VERSION = 1
 DIRECTIONS = ("pos", "neg")
@@ -99,11 +98,11 @@ class Store:
 
     def __init__(self, path: str | Path, readonly: bool = False, handoff: bool = False):
         self.path = Path(path)
+        self._db = None
         if readonly and not self.path.exists():
             raise CacheError(f"no cache file at {self.path}")
         try:
             self.conn = _connect(self.path, readonly, handoff)
-            self.db = sqlite_utils.Database(self.conn)
             if not readonly:
                 self.db.enable_wal()
                 self._create_schema()
@@ -114,6 +113,15 @@ class Store:
                 f"`neuroscope decode MODEL --rebuild`"
             ) from None
         self._vocab_cache: dict[int, str] = {}
+
+    @property
+    def db(self):
+        """sqlite-utils over the same connection, for writes (imported lazily: reads need only sqlite3)."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     # -- schema and meta ---------------------------------------------------------------
     def _create_schema(self) -> None:
