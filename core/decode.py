@@ -134,14 +134,31 @@ class Scorer:
         # bf16 rounding can reorder near-ties, so take a margin of candidates for the exact rescoring.
         exact = head.mm_dtype == torch.float32
         self.kc = min(head.vocab, self.k if exact else 2 * self.k + 16)
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def _buffer(self, name: str, rows: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Reused logits buffers: a fresh multi-MB allocation per chunk costs page faults on CPU."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < rows or buf.dtype != dtype or buf.device != device:
+            self._buffers[name] = buf = None
+            buf = torch.empty((rows, self.head.vocab), dtype=dtype, device=device)
+            self._buffers[name] = buf
+        return buf[:rows]
+
+    def release(self) -> None:
+        self._buffers.clear()
 
     def score(self, x: torch.Tensor, both: bool):
         """x: [R, H] float32 normalised vectors. Returns [(ids, probs) for pos] (+ neg when ``both``)."""
         h = self.head
         rows = x.shape[0]
-        y = x.to(h.mm_dtype) @ h.w_mm.t()
-        f = y if y.dtype == torch.float32 else y.float()
-        del y
+        f = self._buffer("f", rows, torch.float32, x.device)
+        if h.mm_dtype == torch.float32:
+            torch.mm(x, h.w_mm.t(), out=f)
+        else:
+            y = self._buffer("y", rows, h.mm_dtype, x.device)
+            torch.mm(x.to(h.mm_dtype), h.w_mm.t(), out=y)
+            f.copy_(y)
         if h.bias is not None:
             f.add_(h.bias)
         if h.softcap is not None:
@@ -160,14 +177,19 @@ class Scorer:
             centre = rmax
         approx = [f.gather(1, c) for c in cand]
         if both and float((rmax - rmin).max()) / 2 > MAX_HALF_RANGE:
-            lses = [torch.logsumexp(f, 1).double(), torch.logsumexp(-f, 1).double()]  # rare: allocate
-            sums = [torch.exp(s - centre.double() * sign) for s, sign in zip(lses, (1, -1))]
+            # too wide for one centre: one exp pass per direction, each centred on its own maximum
+            e = self._buffer("e", rows, torch.float32, x.device)
+            torch.sub(f, rmax.unsqueeze(1), out=e)
+            # (clamped above float32's denormal range, where exp is slow and the terms are negligible)
+            s_pos = e.clamp_(min=-87.0).exp_().sum(1).double() * torch.exp((rmax - centre).double())
+            torch.sub(rmin.unsqueeze(1), f, out=e)
+            s_neg = e.clamp_(min=-87.0).exp_().sum(1).double() * torch.exp((centre - rmin).double())
+            sums = [s_pos, s_neg]
         else:
             f.sub_(centre.unsqueeze(1)).exp_()
             sums = [f.sum(1).double()]
             if both:
                 sums.append(f.reciprocal_().sum(1).double())
-        del f
         results = []
         for d in range(len(cand)):
             sign = 1.0 if d == 0 else -1.0
@@ -255,6 +277,7 @@ class Decoder:
                 if self.rows == 1:
                     raise
                 self.rows = max(1, self.rows // 2)   # answer OOM with smaller chunks, never a crash
+                self.scorer.release()
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
