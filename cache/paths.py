@@ -19,8 +19,14 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("neuroscope"))
 
 
+ENV_DATA_DIR = "NEUROSCOPE_DATA_DIR"
+
+
 def data_dir() -> Path:
-    """Saved clamp sets and transcripts: things a user cannot rebuild."""
+    """Saved clamp sets and transcripts: things a user cannot rebuild ($NEUROSCOPE_DATA_DIR overrides)."""
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env).expanduser()
     import platformdirs
 
     return Path(platformdirs.user_data_dir("neuroscope"))

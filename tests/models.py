@@ -80,3 +80,32 @@ def build(kind: str, path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path, safe_serialization=True)
     save_tokenizer(path)
     return path
+
+
+CLAMP_PLANTED = (1, 5)    # L1:N5: its down column writes "dog" (what clamping must show)
+CLAMP_WORD = "dog"
+
+
+def build_clamp_llama(path: Path, seed: int = 1, scale: float = 5.0) -> Path:
+    """A tiny Llama (float32) whose neuron L1:N5 writes the unembedding row of "dog" into the residual
+    stream: clamping it high must raise p("dog"). The head is scaled down so that baseline next-token
+    distributions are broad (p("dog") small but not vanishing)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+                         max_position_embeddings=256, eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    model = LlamaForCausalLM(config)
+    _randomize(model, seed)
+    with torch.no_grad():
+        for layer in model.model.layers:  # unit-scale MLPs stay well-behaved at 32 wide
+            layer.mlp.down_proj.weight.mul_(0.1)
+        model.lm_head.weight.mul_(0.3)
+        layer, neuron = CLAMP_PLANTED
+        dog = vocab().index(CLAMP_WORD)
+        model.model.layers[layer].mlp.down_proj.weight[:, neuron] = model.lm_head.weight[dog] * scale
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    save_tokenizer(path)
+    return path

@@ -1,0 +1,169 @@
+"""Baseline vs clamped generation: prompts (chat template or plain), greedy or seeded sampling,
+streaming through a callback, cancellation through a threading.Event (a StoppingCriteria)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from .clamp import FORWARD_LOCK, BadClamp, ClampSet, clamped
+
+OnText = Callable[[str], None]
+
+
+@dataclass
+class GenSettings:
+    """Identical for the baseline and the clamped run."""
+
+    max_new_tokens: int = 40
+    temperature: float | None = None    # None: greedy (deterministic)
+    top_p: float | None = None
+    seed: int = 0
+    chat: bool = False
+
+    @property
+    def sampling(self) -> bool:
+        return self.temperature is not None and self.temperature > 0
+
+    def check(self) -> "GenSettings":
+        if self.max_new_tokens < 1:
+            raise BadClamp("--max-new-tokens must be at least 1")
+        if self.temperature is not None and self.temperature < 0:
+            raise BadClamp("--temperature must be 0 (greedy) or more")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise BadClamp("--top-p must be in (0, 1]")
+        return self
+
+
+@dataclass
+class Prompt:
+    text: str            # what the model sees (after the chat template, when applied)
+    ids: torch.Tensor    # [1, T] on the model's device
+
+    @property
+    def length(self) -> int:
+        return self.ids.shape[1]
+
+
+@dataclass
+class Generation:
+    texts: list[str] = field(default_factory=list)
+    new_tokens: int = 0
+    cancelled: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def build_prompt(lm, prompt: str, chat: bool) -> Prompt:
+    """Tokenize the prompt, through the chat template when ``chat``; one-line errors for bad input."""
+    if prompt is None or not prompt.strip():
+        raise BadClamp("the prompt is empty: give --prompt TEXT")
+    tok = lm.tokenizer
+    if chat:
+        if not has_chat_template(tok):
+            raise BadClamp(f"{lm.source.name} has no chat template: drop --chat and write the prompt out in full")
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                       add_generation_prompt=True)
+        ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    else:
+        text = prompt
+        ids = tok(text, return_tensors="pt")["input_ids"]
+    if ids.shape[1] == 0:
+        raise BadClamp("the prompt has no tokens")
+    return Prompt(text, ids.to(model_device(lm.model)))
+
+
+class CancelCriteria(StoppingCriteria):
+    """Stops generation (every sequence) as soon as ``event`` is set."""
+
+    def __init__(self, event: threading.Event | None):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        stop = self.event is not None and self.event.is_set()
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class CallbackStreamer(BaseStreamer):
+    """Decodes the new tokens as they come and hands each new piece of text to ``on_text``."""
+
+    def __init__(self, tokenizer, on_text: OnText):
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.ids: list[int] = []
+        self.sent = ""
+        self.prompt_seen = False
+
+    def put(self, value):
+        if not self.prompt_seen:          # generate() first passes the prompt
+            self.prompt_seen = True
+            return
+        self.ids.extend(value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):       # half a multi-byte character: wait for the rest
+            return
+        if text.startswith(self.sent) and len(text) > len(self.sent):
+            self.on_text(text[len(self.sent):])
+            self.sent = text
+
+    def end(self):
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.startswith(self.sent) and len(text) > len(self.sent):
+            self.on_text(text[len(self.sent):])
+        self.sent = text
+
+
+def generation_config(lm, settings: GenSettings, num: int = 1) -> GenerationConfig:
+    """An explicit config (the model's own sampling defaults do not leak in): greedy, or temperature +
+    top-p sampling with no top-k."""
+    cfg = lm.model.config
+    eos = getattr(lm.tokenizer, "eos_token_id", None)
+    eos = eos if eos is not None else getattr(cfg, "eos_token_id", None)
+    pad = getattr(lm.tokenizer, "pad_token_id", None)
+    pad = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
+    kwargs = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
+                  num_return_sequences=num, use_cache=True)
+    if settings.sampling:
+        kwargs.update(do_sample=True, temperature=float(settings.temperature), top_k=0,
+                      top_p=float(settings.top_p) if settings.top_p is not None else 1.0)
+    else:
+        kwargs.update(do_sample=False)
+    return GenerationConfig(**kwargs)
+
+
+def generate(lm, prompt: Prompt, settings: GenSettings, clamps: ClampSet | None = None, num: int = 1,
+             on_text: OnText | None = None, cancel: threading.Event | None = None) -> Generation:
+    """Generate ``num`` replies (``num`` > 1 needs sampling) with the clamps installed; streaming only
+    for a single reply. The RNG is seeded from ``settings.seed`` so baseline and clamped runs draw the
+    same random numbers."""
+    streamer = CallbackStreamer(lm.tokenizer, on_text) if on_text is not None and num == 1 else None
+    config = generation_config(lm, settings, num)
+    mask = torch.ones_like(prompt.ids)
+    with FORWARD_LOCK, clamped(lm.adapter, clamps, prompt.length), torch.inference_mode():
+        if settings.sampling:
+            torch.manual_seed(settings.seed)
+        out = lm.model.generate(input_ids=prompt.ids, attention_mask=mask, generation_config=config,
+                                streamer=streamer, stopping_criteria=StoppingCriteriaList([CancelCriteria(cancel)]))
+    new = out[:, prompt.length:]
+    texts = [lm.tokenizer.decode(row, skip_special_tokens=True) for row in new]
+    return Generation(texts, int(new.shape[1]), bool(cancel is not None and cancel.is_set()))
+
+
+def next_token_probs(lm, prompt: Prompt, clamps: ClampSet | None = None) -> torch.Tensor:
+    """Softmax over the vocabulary of the next token after the prompt (float32, on the CPU)."""
+    with FORWARD_LOCK, clamped(lm.adapter, clamps, prompt.length), torch.inference_mode():
+        logits = lm.model(input_ids=prompt.ids, use_cache=False).logits[0, -1]
+    return torch.softmax(logits.float(), dim=-1).cpu()

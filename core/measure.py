@@ -1,0 +1,140 @@
+"""What a clamp does, in numbers: p(target's first token) after the prompt, the rate of sampled replies
+that contain the target word, and the clamped neurons' natural activation on the prompt."""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .clamp import FORWARD_LOCK, ClampSet, recording
+from .generate import GenSettings, Prompt, build_prompt, generate, next_token_probs
+from .refs import NeuronRef
+
+
+@dataclass
+class Target:
+    word: str
+    token_id: int
+    token: str           # the first token's text, e.g. " dog"
+    tokens: int          # how many tokens the word takes (only the first is measured)
+
+
+@dataclass
+class Activation:
+    ref: NeuronRef
+    min: float
+    max: float
+    last: float
+
+    def as_dict(self) -> dict:
+        return {"layer": self.ref.layer, "neuron": self.ref.neuron, "min": self.min, "max": self.max,
+                "last": self.last}
+
+
+@dataclass
+class Side:
+    """One run: baseline or clamped."""
+
+    text: str = ""
+    target_prob: float | None = None
+    target_rate: float | None = None
+    samples: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "target_prob": self.target_prob, "target_rate": self.target_rate}
+
+
+def target_token(lm, prompt: Prompt, word: str) -> Target:
+    """The first token of ``word`` as it would continue the prompt: with a leading space when the prompt
+    ends in a non-space character and the word has none (so "dog" after "My pet is a" is " dog")."""
+    tok = lm.tokenizer
+    text = word
+    if word and not word[0].isspace() and prompt.text and not prompt.text[-1].isspace():
+        text = " " + word
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        ids = tok(word, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"the target '{word}' has no tokens")
+    return Target(word, int(ids[0]), tok.decode([ids[0]]), len(ids))
+
+
+def contains_word(text: str, word: str) -> bool:
+    """Case-insensitive; the word must start at a word boundary ("dogs" counts, "hotdog" does not)."""
+    word = word.strip()
+    return bool(word) and re.search(r"(?<!\w)" + re.escape(word), text, re.IGNORECASE) is not None
+
+
+def natural_activation(lm, prompt: Prompt, refs: list[NeuronRef]) -> list[Activation]:
+    """Each neuron's unclamped activation over the prompt's positions."""
+    if not refs:
+        return []
+    with FORWARD_LOCK, recording(lm.adapter, refs) as got, torch.inference_mode():
+        lm.model(input_ids=prompt.ids, use_cache=False)
+    return [Activation(r, float(got[r].min()), float(got[r].max()), float(got[r][-1])) for r in refs]
+
+
+def suggest_value(act: Activation, factor: float = 4.0) -> float:
+    """A clamp value well past what the prompt gives: ``factor`` times the larger-magnitude extreme."""
+    peak = act.max if abs(act.max) >= abs(act.min) else act.min
+    if abs(peak) < 1e-6:
+        return 1.0
+    return round(peak * factor, 2)
+
+
+@dataclass
+class Experiment:
+    """Everything the CLI and the app run: one prompt, baseline vs clamped, same settings."""
+
+    prompt: str
+    clamps: ClampSet
+    settings: GenSettings
+    target: str | None = None
+    samples: int | None = None
+
+
+@dataclass
+class Result:
+    prompt: Prompt
+    target: Target | None
+    baseline: Side
+    clamped: Side
+    activation: list[Activation]
+
+
+OnStream = Callable[[str, str], None]   # (side, new text)
+
+
+def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel: threading.Event | None = None,
+                   prepared: Prompt | None = None) -> Result:
+    """Baseline, then clamped: p(target), the reply (streamed), and with ``samples`` the target rate."""
+    prompt = prepared or build_prompt(lm, exp.prompt, exp.settings.chat)
+    target = target_token(lm, prompt, exp.target) if exp.target else None
+    activation = natural_activation(lm, prompt, [c.ref for c in exp.clamps.clamps])
+    sides = {"baseline": Side(), "clamped": Side()}
+    for name, side in sides.items():
+        clamps = exp.clamps if name == "clamped" else None
+        if target is not None:
+            side.target_prob = float(next_token_probs(lm, prompt, clamps)[target.token_id])
+        if cancel is not None and cancel.is_set():
+            side.cancelled = True
+            continue
+        stream = (lambda text, name=name: on_text(name, text)) if on_text else None
+        gen = generate(lm, prompt, exp.settings, clamps, on_text=stream, cancel=cancel)
+        side.text, side.cancelled = gen.text, gen.cancelled
+    if exp.samples and target is not None:
+        sampling = exp.settings if exp.settings.sampling else GenSettings(
+            exp.settings.max_new_tokens, 1.0, exp.settings.top_p, exp.settings.seed, exp.settings.chat)
+        for name, side in sides.items():
+            if cancel is not None and cancel.is_set():
+                break
+            gen = generate(lm, prompt, sampling, exp.clamps if name == "clamped" else None, num=exp.samples,
+                           cancel=cancel)
+            side.samples = gen.texts
+            side.cancelled = side.cancelled or gen.cancelled
+            side.target_rate = sum(contains_word(t, target.word) for t in gen.texts) / len(gen.texts)
+    return Result(prompt, target, sides["baseline"], sides["clamped"], activation)

@@ -1,0 +1,201 @@
+"""The chat pane: the clamp basket, a prompt and a target word, and baseline vs clamped replies
+streaming side by side with p(target) for both. Generation runs in a thread worker; escape cancels."""
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.text import Text
+from textual import work
+from textual.actions import SkipAction
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Input, Static
+from textual.worker import Worker, WorkerState
+
+from ...core.clamp import Clamp
+from ..messages import ChatFinished, ChatProb, ChatStream, ClampSuggestion
+from ..screens.clamp_value import ClampValueScreen
+from .clamp_panel import ClampPanel
+
+SIDES = ("baseline", "clamped")
+DEFAULT_PROMPT = "What is your favourite animal?"
+STREAM_EVERY_S = 0.05
+MAX_NEW_TOKENS = 48
+
+
+class ChatPane(Vertical):
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="chat.cancel")]
+
+    def __init__(self, source, options, **kwargs):
+        super().__init__(**kwargs)
+        self.source, self.options = source, options
+        self.lm = None                    # loaded on first use, in a worker
+        self._load_lock = threading.Lock()
+        self.cancel_event = threading.Event()
+        self.generating = False
+        self.texts = {side: "" for side in SIDES}
+        self.max_new_tokens = MAX_NEW_TOKENS
+
+    def compose(self) -> ComposeResult:
+        yield ClampPanel(id="basket")
+        with Horizontal(id="chat-inputs"):
+            yield Input(placeholder=f"prompt (enter runs), e.g. {DEFAULT_PROMPT}", id="chat-prompt")
+            yield Input(placeholder="target word", id="chat-target")
+        with Horizontal(id="chat-replies"):
+            for side in SIDES:
+                with Vertical(classes="reply"):
+                    yield Static(side, id=f"{side}-title", classes="reply-title")
+                    with VerticalScroll(classes="reply-scroll"):
+                        yield Static("", id=f"{side}-text", classes="reply-text")
+        yield Static("c adds the selected neuron · enter runs · escape cancels", id="chat-status")
+
+    @property
+    def basket(self) -> ClampPanel:
+        return self.query_one("#basket", ClampPanel)
+
+    def status(self, text: str) -> None:
+        self.query_one("#chat-status", Static).update(text)
+
+    # -- the model, loaded once in a worker thread ------------------------------------------
+    def model(self):
+        with self._load_lock:
+            if self.lm is None:
+                from ...core.models import load
+
+                self.app.call_from_thread(self.status, f"loading {self.source.name}…")
+                self.lm = load(self.source, trust_remote_code=self.options.trust_remote_code)
+            return self.lm
+
+    def prompt_text(self) -> str:
+        return self.query_one("#chat-prompt", Input).value.strip()
+
+    # -- adding a neuron -------------------------------------------------------------------
+    def request_clamp(self, ref) -> None:
+        """Measure ``ref``'s natural activation on the prompt (or a default one), then ask for a value."""
+        self.suggest_worker(ref, self.prompt_text() or DEFAULT_PROMPT)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="clamp-suggest", name="measure activation")
+    def suggest_worker(self, ref, prompt: str) -> None:
+        from ...core.generate import build_prompt, has_chat_template
+        from ...core.measure import natural_activation, suggest_value
+
+        lm = self.model()
+        ref.check(lm.adapter.num_layers, lm.adapter.neurons)
+        built = build_prompt(lm, prompt, has_chat_template(lm.tokenizer))
+        act = natural_activation(lm, built, [ref])[0]
+        self.post_message(ClampSuggestion(ref, act, suggest_value(act), prompt))
+
+    def on_clamp_suggestion(self, message: ClampSuggestion) -> None:
+        act = message.activation
+        note = (f"natural activation on “{message.prompt}”: min {act.min:.3g} · max {act.max:.3g} · "
+                f"last {act.last:.3g}\nsuggested: 4 × the larger extreme" if act is not None else "")
+        self.status("ready")
+
+        def done(result) -> None:
+            if result is None:
+                return
+            self.basket.put(Clamp(message.ref, result[0], result[1]))
+            self.display = True
+            self.query_one("#chat-prompt", Input).focus()
+
+        self.app.push_screen(ClampValueScreen(message.ref, message.suggested, "set", note), done)
+
+    # -- generation ------------------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id in ("chat-prompt", "chat-target"):
+            event.stop()
+            self.start()
+
+    def start(self) -> bool:
+        prompt = self.prompt_text()
+        if not prompt:
+            self.app.notify("the prompt is empty: type a question first", title="chat", severity="error")
+            return False
+        if not self.basket.clamps:
+            self.app.notify("the clamp basket is empty: select a neuron and press c", title="chat",
+                            severity="error")
+            return False
+        if self.generating:
+            self.app.notify("a generation is running: escape cancels it", title="chat", severity="warning")
+            return False
+        target = self.query_one("#chat-target", Input).value.strip() or None
+        self.cancel_event = threading.Event()
+        self.generating = True
+        self.texts = {side: "" for side in SIDES}
+        for side in SIDES:
+            self.query_one(f"#{side}-text", Static).update("")
+            self.query_one(f"#{side}-title", Static).update(side)
+        self.status("generating… (escape cancels)")
+        self.generate_worker(prompt, target, self.basket.clamp_set, self.cancel_event)
+        return True
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat", name="generate")
+    def generate_worker(self, prompt: str, target, clamps, cancel: threading.Event) -> None:
+        from ...core.generate import GenSettings, build_prompt, has_chat_template
+        from ...core.measure import Experiment, run_experiment
+
+        lm = self.model()
+        clamps.check(lm.adapter.num_layers, lm.adapter.neurons)
+        settings = GenSettings(self.max_new_tokens, chat=has_chat_template(lm.tokenizer))
+        built = build_prompt(lm, prompt, settings.chat)
+        buffers = {side: [] for side in SIDES}
+        last = [time.monotonic()]
+
+        def flush() -> None:
+            for side, parts in buffers.items():
+                if parts:
+                    self.post_message(ChatStream(side, "".join(parts)))
+                    parts.clear()
+            last[0] = time.monotonic()
+
+        def on_text(side: str, text: str) -> None:
+            buffers[side].append(text)
+            if time.monotonic() - last[0] >= STREAM_EVERY_S:
+                flush()
+
+        self.app.call_from_thread(self.status, "generating… (escape cancels)")
+        try:
+            result = run_experiment(lm, Experiment(prompt, clamps, settings, target), on_text=on_text,
+                                    cancel=cancel, prepared=built)
+        finally:
+            flush()
+        if result.target is not None:
+            for side in SIDES:
+                prob = getattr(result, side).target_prob
+                if prob is not None:
+                    self.post_message(ChatProb(side, result.target.token, prob))
+        self.post_message(ChatFinished(cancel.is_set()))
+
+    def on_chat_stream(self, message: ChatStream) -> None:
+        self.texts[message.side] += message.text
+        self.query_one(f"#{message.side}-text", Static).update(Text(self.texts[message.side]))
+
+    def on_chat_prob(self, message: ChatProb) -> None:
+        title = Text(message.side, style="bold")
+        prob = f"{message.prob:.4f}" if message.prob >= 1e-3 else f"{message.prob:.2e}"
+        title.append(f" p({message.token.strip()!r})={prob}", style="green")
+        self.query_one(f"#{message.side}-title", Static).update(title)
+
+    def on_chat_finished(self, message: ChatFinished) -> None:
+        self.generating = False
+        self.status("cancelled (partial replies kept)" if message.cancelled else "done")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.route_worker_state(event)      # failures become notifications
+        if event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            if event.worker.group == "chat":
+                self.generating = False
+            self.status("failed" if event.state == WorkerState.ERROR else "cancelled")
+
+    def action_cancel(self) -> None:
+        if not self.cancel_generation():
+            raise SkipAction()  # let the screen's escape (back) run
+
+    def cancel_generation(self) -> bool:
+        if not self.generating or self.cancel_event.is_set():
+            return False
+        self.cancel_event.set()
+        self.status("cancelling…")
+        return True

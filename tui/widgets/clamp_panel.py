@@ -1,0 +1,71 @@
+"""The clamp basket: the neurons to clamp, their values and modes; editable and clearable."""
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from ...core.clamp import Clamp, ClampSet
+from ..screens.clamp_value import ClampValueScreen
+
+
+class ClampPanel(DataTable):
+    """One row per clamp. enter/e edits the value, x/delete removes, X clears the basket."""
+
+    BINDINGS = [
+        Binding("enter,e", "edit", "Edit value", id="basket.edit"),
+        Binding("x,delete", "remove", "Remove", id="basket.remove"),
+        Binding("X", "clear", "Clear basket", id="basket.clear"),
+        Binding("j", "cursor_down", "Down", show=False, id="basket.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="basket.up"),
+    ]
+
+    def __init__(self, **kwargs):
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.clamps: list[Clamp] = []
+
+    def on_mount(self) -> None:
+        self.add_columns("neuron", "value", "mode")
+        self.refill()
+
+    @property
+    def clamp_set(self) -> ClampSet:
+        return ClampSet(list(self.clamps))
+
+    def refill(self) -> None:
+        row = self.cursor_row
+        self.clear()
+        self.add_rows([(str(c.ref), f"{c.value:g}", c.mode) for c in self.clamps])
+        self.border_title = f"clamp basket ({len(self.clamps)})" if self.clamps else "clamp basket: empty (c adds)"
+        if self.clamps:
+            self.move_cursor(row=min(max(row, 0), len(self.clamps) - 1))
+
+    def put(self, clamp: Clamp) -> None:
+        """Add a clamp, replacing one on the same neuron."""
+        for i, old in enumerate(self.clamps):
+            if old.ref == clamp.ref:
+                self.clamps[i] = clamp
+                break
+        else:
+            self.clamps.append(clamp)
+        self.refill()
+
+    def action_edit(self) -> None:
+        if not self.clamps:
+            return
+        old = self.clamps[self.cursor_row]
+
+        def done(result) -> None:
+            if result is not None:
+                self.put(Clamp(old.ref, result[0], result[1]))
+
+        self.app.push_screen(ClampValueScreen(old.ref, old.value, old.mode, "edit the value"), done)
+
+    def action_remove(self) -> None:
+        if self.clamps:
+            del self.clamps[self.cursor_row]
+            self.refill()
+
+    def action_clear(self) -> None:
+        self.clamps.clear()
+        self.refill()
+        self.app.notify("clamp basket cleared", timeout=2)
