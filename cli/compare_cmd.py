@@ -1,0 +1,71 @@
+"""`neuroscope compare BASE OTHER`: how much of the neuron map a fine-tune kept, layer by layer."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .commands import CommandError, _emit_json, note, open_decoded
+from .core.compare import PAPER_SAME_TOP1, Comparison, Incompatible, compare_stores, precheck
+from .core.refs import NeuronRef
+from .core.sources import resolve
+
+BAR = 30
+
+
+def _bar(fraction: float, width: int = BAR) -> str:
+    eighths = int(round(max(0.0, min(1.0, fraction)) * width * 8))
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(width)
+
+
+def _tok(text: str, width: int = 16) -> str:
+    shown = json.dumps(text, ensure_ascii=False)
+    return shown if len(shown) <= width else shown[:width - 2] + "…\""
+
+
+def cmd_compare(args) -> int:
+    try:
+        base, other = resolve(args.base), resolve(args.other)
+        same = base.source == other.source and base.fingerprint == other.fingerprint
+        if same:
+            note(f"BASE and OTHER are the same model ({base.name}): every neuron agrees with itself, "
+                 f"agreement is 1.0 by construction")
+        else:
+            precheck(base, other)           # different shapes or vocab sizes: refuse before decoding
+        _, base_store = open_decoded(argparse.Namespace(**{**vars(args), "model": args.base}), args.view)
+        try:
+            _, other_store = open_decoded(argparse.Namespace(**{**vars(args), "model": args.other}), args.view)
+            try:
+                result = compare_stores(base_store, other_store, args.view, args.direction, top=args.top,
+                                        base_source=base, other_source=other)
+            finally:
+                other_store.close()
+        finally:
+            base_store.close()
+    except Incompatible as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        _emit_json(result.as_dict())
+    else:
+        print_plain(result)
+    return 0
+
+
+def print_plain(c: Comparison) -> None:
+    total = sum(p.neurons for p in c.per_layer)
+    print(f"{c.base} vs {c.other} · {c.view} {c.direction} · top-{c.top_k}")
+    print(f"same top-1 token: {c.same_top1:.1%} of {total:,} neurons   mean top-{c.top_k} Jaccard: "
+          f"{c.mean_topk_jaccard:.3f}   (paper, Llama-3.1-8B vs Instruct, up: {PAPER_SAME_TOP1:.1%})")
+    print()
+    print(f"{'layer':<6} {'neurons':>7}  {'same top-1':>10}  {'':<{BAR}}  {'jaccard':>7}")
+    for p in c.per_layer:
+        print(f"L{p.layer:<5} {p.neurons:>7,}  {p.same_top1:>10.1%}  {_bar(p.same_top1)}  {p.mean_jaccard:>7.3f}")
+    if not c.most_changed:
+        return
+    print()
+    print(f"most changed (lowest top-{c.top_k} overlap, then largest probability change):")
+    print(f"{'neuron':<12} {'jaccard':>7} {'Δprob':>6} {'cosine':>7}  {'base top':<16}  {'other top':<16}")
+    for m in c.most_changed:
+        cosine = "-" if m.cosine is None else f"{m.cosine:.3f}"
+        print(f"{str(NeuronRef(m.layer, m.neuron)):<12} {m.jaccard:>7.3f} {m.prob_change:>6.3f} {cosine:>7}  "
+              f"{_tok(m.base_top):<16}  {_tok(m.other_top):<16}")

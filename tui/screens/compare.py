@@ -1,0 +1,283 @@
+"""Compare mode (`neuroscope tui BASE --compare OTHER`): the browser of BASE, with the selected neuron
+shown in both models side by side, the per-layer agreement as a bar chart, a "changed only" list that
+walks the most-changed neurons, and a filter that searches both models.
+
+The other model is decoded in its own worker when its cache is incomplete; the statistics are computed
+in a worker from the two caches (core.compare) whenever the view or direction changes."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from rich.text import Text
+from textual import work
+from textual.binding import Binding
+from textual.widgets import DataTable, Input
+from textual.worker import Worker, WorkerState
+
+from ...cache.catalog import cache_path
+from ...cache.store import Store
+from ...core.compare import Incompatible, SafetensorsWeights, compare_stores
+from ...core.refs import NeuronRef
+from ...core.sources import Source
+from ..messages import CompareFailed, CompareReady, CompareSearchResults, CompareStatus
+from ..widgets.agreement_chart import AgreementChart
+from ..widgets.compare_panes import ChangedTable, ComparePanes
+from ..widgets.detail import NeuronDetail
+from .error import ErrorScreen
+from .main import DEBOUNCE_S, MAX_RANK, RESULT_LIMIT, MainScreen, Options, search_cache
+
+CHANGED = 200   # most-changed neurons listed
+
+
+def _complete(path, view: str | None = None) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with Store(path, readonly=True) as store:
+            return bool(store.meta) and (view in store.decoded_views() if view else store.status()["complete"])
+    except Exception:  # noqa: BLE001 - a cache being created or an unreadable one: not ready
+        return False
+
+
+def merge_hits(base_hits, other_hits):
+    """One row per (neuron, view, direction): the stronger hit, and which model(s) matched."""
+    merged: dict = {}
+    for where, hits in (("base", base_hits), ("other", other_hits)):
+        for h in hits:
+            key = (h.layer, h.neuron, h.view, h.direction)
+            if key in merged:
+                old, _ = merged[key]
+                merged[key] = (h if h.prob > old.prob else old, "both")
+            else:
+                merged[key] = (h, where)
+    rows = sorted(merged.values(), key=lambda item: (-item[0].prob, item[0].layer, item[0].neuron))
+    return [h for h, _ in rows][:RESULT_LIMIT], [w for _, w in rows][:RESULT_LIMIT]
+
+
+class CompareScreen(MainScreen):
+    BINDINGS = [
+        Binding("o", "changed_only", "Changed", id="compare.changed"),
+        Binding("right_square_bracket", "walk_changed(1)", "Next changed", show=False, id="compare.next"),
+        Binding("left_square_bracket", "walk_changed(-1)", "Prev changed", show=False, id="compare.prev"),
+    ]
+
+    def __init__(self, source: Source, other: Source, options: Options | None = None):
+        super().__init__(source, options)
+        self.other = other
+        self.other_path = cache_path(other.name, other.source, other.fingerprint, self.options.cache_dir)
+        self.same_model = self.other_path == self.path
+        self.other_store: Store | None = None
+        self.other_ready = False
+        self.comparison = None
+        self.readers: tuple | None = None
+        self.where: list[str] = []
+
+    def compose(self):
+        for widget in super().compose():
+            if isinstance(widget, NeuronDetail):   # the single-model detail stays, hidden
+                yield AgreementChart(id="agreement")
+                yield ChangedTable(id="changed")
+                yield widget
+                yield ComparePanes(id="compare")
+            else:
+                yield widget
+
+    @property
+    def chart(self) -> AgreementChart:
+        return self.query_one("#agreement", AgreementChart)
+
+    @property
+    def changed_table(self) -> ChangedTable:
+        return self.query_one("#changed", ChangedTable)
+
+    def on_mount(self) -> None:   # runs before MainScreen.on_mount (Textual calls both)
+        self.query_one("#detail").display = False
+        self.changed_table.display = False
+        self.watch(self, "view", lambda: self.start_compare(), init=False)
+        self.watch(self, "direction", lambda: self.start_compare(), init=False)
+        if self.same_model:
+            self.notify(f"BASE and OTHER are the same model ({self.source.name}): every neuron agrees with "
+                        f"itself, agreement 1.0", title="compare", timeout=6)
+        self.other_worker()
+
+    def on_unmount(self) -> None:
+        if self.other_store is not None:
+            self.other_store.close()
+
+    # -- the other model ---------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="decode-other", name="decode other")
+    def other_worker(self) -> str:
+        if self.same_model or _complete(self.other_path):
+            return "ready"
+        from ...core.pipeline import ensure_decoded  # imports torch: only ever in this thread
+
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            if time.monotonic() - last[0] >= 0.2 or done == total:
+                last[0] = time.monotonic()
+                self.post_message(CompareStatus(f"decoding {self.other.name} for the comparison: "
+                                                f"{done / max(1, total):.0%}"))
+
+        self.post_message(CompareStatus(f"loading {self.other.name} to decode it…"))
+        ensure_decoded(self.other, device=self.options.device, dtype=self.options.dtype,
+                       cache_dir=self.options.cache_dir, trust_remote_code=self.options.trust_remote_code,
+                       progress=progress, cancel=self.cancel)
+        return "ready"
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:   # MainScreen's handler runs too
+        if event.worker.group == "decode-other" and event.state == WorkerState.ERROR:
+            self.chart.set_status(f"could not decode {self.other.name}: {event.worker.error}")
+        if event.state != WorkerState.SUCCESS:
+            return
+        if event.worker.group == "decode-other" and event.worker.result == "ready":
+            self.other_ready = True
+            self.open_other()
+            self.start_compare()
+        elif event.worker.group == "decode" and self.other_ready:
+            self.start_compare()
+
+    def open_other(self) -> None:
+        if self.other_store is not None:
+            self.other_store.close()
+        self.other_store = Store(self.other_path, readonly=True)
+        if self.current is not None:
+            self.call_after_refresh(self.show_neuron, self.current)
+
+    # -- statistics ----------------------------------------------------------------------------
+    def start_compare(self) -> None:
+        if self.other_ready:
+            self.compare_worker(self.view, self.direction)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare", name="compare")
+    def compare_worker(self, view: str, direction: str) -> None:
+        if not _complete(self.path, view):
+            self.post_message(CompareStatus(f"waiting for {self.source.name}'s decode…"))
+            return
+        self.post_message(CompareStatus("comparing…"))
+        with Store(self.path, readonly=True) as base, Store(self.other_path, readonly=True) as other:
+            try:
+                result = compare_stores(base, other, view, direction, top=CHANGED, base_source=self.source,
+                                        other_source=self.other)
+            except Incompatible as exc:
+                self.post_message(CompareFailed(str(exc)))
+                return
+        if self.readers is None:
+            self.readers = (SafetensorsWeights(self.source.load_dir), SafetensorsWeights(self.other.load_dir))
+        self.post_message(CompareReady(result))
+
+    def on_compare_status(self, message: CompareStatus) -> None:
+        self.chart.set_status(message.text)
+
+    def on_compare_failed(self, message: CompareFailed) -> None:
+        self.chart.set_status(f"cannot compare: {message.text}")
+        self.app.push_screen(ErrorScreen("cannot compare these models", message.text))
+
+    def on_compare_ready(self, message: CompareReady) -> None:
+        c = message.comparison
+        if (c.view, c.direction) != (self.view, self.direction):
+            return  # stale: the view changed while it ran
+        self.comparison = c
+        self.chart.show([p.same_top1 for p in c.per_layer],
+                        f"all layers {c.same_top1:.1%} · jaccard {c.mean_topk_jaccard:.2f} · {c.view} {c.direction}")
+        self.changed_table.fill(c.most_changed)
+        if self.current is not None:
+            self.show_neuron(self.current)
+
+    # -- the selected neuron in both models ------------------------------------------------------
+    def show_neuron(self, ref: NeuronRef) -> None:
+        super().show_neuron(ref)
+        if self.store is None or not self.is_mounted:
+            return
+        self.chart.select(ref.layer)
+        other = self.other_store if not self.same_model else self.store
+        top_b = self.store.top(ref.layer, ref.neuron, self.view, self.direction)
+        top_o = other.top(ref.layer, ref.neuron, self.view, self.direction) if other is not None else None
+        self.query_one("#compare", ComparePanes).show(ref, self.view, self.direction,
+                                                      (self.source.name, self.other.name), (top_b, top_o),
+                                                      self.cosine(ref))
+
+    def cosine(self, ref: NeuronRef) -> float | None:
+        if self.comparison is not None and (ref.layer, ref.neuron) in self.comparison.changed_index:
+            return self.comparison.changed_index[(ref.layer, ref.neuron)].cosine
+        if self.same_model:
+            return 1.0
+        if self.readers is None or self.store is None:
+            return None
+        n, hidden = self.store.neurons, int(self.store.meta.get("hidden", 0))
+        try:
+            a, b = (r.vectors(ref.layer, self.view, [ref.neuron], n, hidden) for r in self.readers)
+        except (OSError, ValueError):
+            return None
+        if a is None or b is None:
+            return None
+        denom = float((a[0] @ a[0]) ** 0.5 * (b[0] @ b[0]) ** 0.5)
+        return float(a[0] @ b[0]) / denom if denom else None
+
+    # -- changed only ------------------------------------------------------------------------------
+    def action_changed_only(self) -> None:
+        table = self.changed_table
+        table.display = not table.display
+        if table.display:
+            self.results.display = False
+            if self.comparison is None:
+                self.notify("the comparison is not ready yet", severity="warning")
+            table.focus()
+            if table.row_count:
+                table.move_cursor(row=0)
+                self.walk_to(0)
+        else:
+            self.tree.focus()
+
+    def action_walk_changed(self, step: int) -> None:
+        changed = self.changed_table.changed
+        if not changed:
+            self.notify("no changed neurons (yet)", severity="warning")
+            return
+        refs = [c.ref for c in changed]
+        here = refs.index(self.current) if self.current in refs else -1
+        row = (here + step) % len(refs) if here >= 0 else (0 if step > 0 else len(refs) - 1)
+        if self.changed_table.display:
+            self.changed_table.move_cursor(row=row)
+        self.walk_to(row)
+
+    def walk_to(self, row: int) -> None:
+        changed = self.changed_table.changed
+        if 0 <= row < len(changed):
+            self.goto(changed[row].ref, focus_tree=False)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "changed" and self.changed_table.display:
+            self.walk_to(event.cursor_row)
+
+    # -- the filter searches both models ---------------------------------------------------------
+    @work(exclusive=True, group="filter", exit_on_error=False)
+    async def run_filter(self, query: str, match: str) -> None:
+        await asyncio.sleep(DEBOUNCE_S)  # the next keystroke cancels this worker
+        base = await asyncio.to_thread(search_cache, self.path, query, match)
+        other = [] if self.same_model else await asyncio.to_thread(search_cache, self.other_path, query, match)
+        hits, where = merge_hits(base, other)
+        self.post_message(CompareSearchResults(query, match, hits, where))
+
+    def on_compare_search_results(self, message: CompareSearchResults) -> None:
+        bar = self.query_one("#filter")
+        if message.query != bar.query_text.strip() or message.match != bar.match:
+            return  # stale
+        self.changed_table.display = False
+        results = self.results
+        if "in" not in [str(k.value) for k in results.columns]:
+            results.add_column("in", key="in", width=5)
+        results.fill(message.hits)   # fills the first columns; add the model column per row
+        for row, where in enumerate(message.where):
+            results.update_cell_at((row, len(results.columns) - 1),
+                                   Text(where, style="bold yellow" if where != "both" else "dim"))
+        results.display = True
+        n = len(message.hits)
+        results.border_title = (
+            f"{n}{'+' if n >= RESULT_LIMIT else ''} match '{message.query}' in either model ({message.match}, "
+            f"top {MAX_RANK})" if n else f"no neuron's top {MAX_RANK} matches '{message.query}' in either model")
+
+    def action_focus_filter(self) -> None:
+        self.changed_table.display = False
+        self.query_one("#query", Input).focus()
