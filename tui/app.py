@@ -24,13 +24,19 @@ class NeuroscopeApp(App[int]):
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, source: Source, options: Options | None = None):
+    def __init__(self, source: Source, options: Options | None = None, compare: Source | None = None):
         super().__init__()
         self.source = source
         self.options = options or Options()
+        self.compare = compare   # compare mode: OTHER shown beside the source, neuron by neuron
 
     def on_mount(self) -> None:
-        self.push_screen(MainScreen(self.source, self.options))
+        if self.compare is not None:
+            from .screens.compare import CompareScreen
+
+            self.push_screen(CompareScreen(self.source, self.compare, self.options))
+        else:
+            self.push_screen(MainScreen(self.source, self.options))
 
     @property
     def main_screen(self) -> MainScreen | None:
@@ -93,6 +99,12 @@ def run_app(source: Source, args) -> int:
     options = Options(cache_dir=getattr(args, "cache_dir", None), device=getattr(args, "device", "auto"),
                       dtype=getattr(args, "dtype", "auto"),
                       trust_remote_code=getattr(args, "trust_remote_code", False))
-    app = NeuroscopeApp(source, options)
+    other = None
+    if getattr(args, "compare", None):
+        from ..core.compare import precheck
+
+        other = resolve(args.compare)   # a bad OTHER fails here, before the app starts
+        precheck(source, other)         # different MLP shapes or vocabulary sizes: one line, exit 2
+    app = NeuroscopeApp(source, options, compare=other)
     app.run()
     return app.return_code or 0

@@ -20,6 +20,13 @@ KEYS: list[tuple[str, str, str]] = [
     ("Filter", "enter", "go to the first result"),
     ("Filter", "ctrl+t", "cycle the match mode: word, exact, prefix, contains"),
     ("Results", "enter", "jump to that neuron (view and direction follow the result)"),
+    ("Clamp", "c", "add the selected neuron to the clamp basket (asks for a value, suggests one)"),
+    ("Clamp", "C", "show / hide the chat pane (basket, prompt, baseline vs clamped replies)"),
+    ("Clamp", "enter / e, x, X", "in the basket: edit the value, remove the clamp, clear the basket"),
+    ("Clamp", "enter", "in the prompt or target: generate baseline and clamped replies side by side"),
+    ("Clamp", "escape", "cancel a running generation (partial replies are kept)"),
+    ("Compare", "o", "tui BASE --compare OTHER: show / hide the changed-only list (most-changed neurons first)"),
+    ("Compare", "] / [", "tui BASE --compare OTHER: next / previous most-changed neuron"),
 ]
 
 

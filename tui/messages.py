@@ -38,3 +38,68 @@ class SearchResults(Message):
     query: str
     match: str
     hits: list[Hit]
+
+
+@dataclass
+class ClampSuggestion(Message):
+    """A neuron's natural activation on the chat prompt, and a clamp value suggested from it."""
+
+    ref: object           # NeuronRef
+    activation: object    # core.measure.Activation, or None when it could not be measured
+    suggested: float
+    prompt: str
+
+
+@dataclass
+class ChatStream(Message):
+    """New reply text for one side ("baseline" or "clamped"), batched every ~50 ms."""
+
+    side: str
+    text: str
+
+
+@dataclass
+class ChatProb(Message):
+    """p(target's first token) after the prompt for one side."""
+
+    side: str
+    token: str
+    prob: float
+
+
+@dataclass
+class ChatFinished(Message):
+    """A generation ended: normally, or cancelled with ``escape``."""
+
+    cancelled: bool
+
+
+@dataclass
+class CompareStatus(Message):
+    """Compare mode: a one-line state of the other model (decoding, waiting, comparing)."""
+
+    text: str
+
+
+@dataclass
+class CompareReady(Message):
+    """Compare mode: the statistics for one view and direction (a core.compare.Comparison)."""
+
+    comparison: object
+
+
+@dataclass
+class CompareFailed(Message):
+    """Compare mode: the models cannot be compared (different vocabularies or shapes)."""
+
+    text: str
+
+
+@dataclass
+class CompareSearchResults(Message):
+    """Filter hits from both models, merged; ``where[i]`` is "both", "base" or "other"."""
+
+    query: str
+    match: str
+    hits: list[Hit]
+    where: list[str]

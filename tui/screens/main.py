@@ -27,6 +27,7 @@ from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted
 from ..widgets.detail import NeuronDetail
 from ..widgets.filter import FilterBar, ResultsTable
 from ..widgets.neuron_tree import NeuronTree
+from ..widgets.chat_pane import ChatPane
 
 DEBOUNCE_S = 0.15
 RESULT_LIMIT = 200
@@ -61,6 +62,8 @@ class MainScreen(Screen):
         Binding("d", "set_view('down')", "Down", id="view.down"),
         Binding("n", "toggle_direction", "±Dir", id="direction"),
         Binding("escape", "back", "Back", id="back"),
+        Binding("c", "clamp_add", "Clamp", id="clamp.add"),
+        Binding("C", "toggle_chat", "Chat", id="chat.toggle"),
     ]
 
     view: reactive[str] = reactive("up", init=False)
@@ -85,6 +88,7 @@ class MainScreen(Screen):
             with Vertical(id="right"):
                 yield ResultsTable(id="results")
                 yield NeuronDetail(id="detail")
+                yield ChatPane(self.source, self.options, id="chat")
         with Horizontal(id="decode-row"):
             yield Static("decoding", id="decode-label")
             yield ProgressBar(id="decode-bar", show_eta=True)
@@ -103,6 +107,7 @@ class MainScreen(Screen):
         self.title = self.source.name
         self.query_one("#results").display = False
         self.query_one("#decode-row").display = False
+        self.chat.display = False
         self.open_store()
         if self.store is None or not self.store.status()["complete"]:
             self.start_decode()
@@ -365,7 +370,25 @@ class MainScreen(Screen):
         self.goto(NeuronRef(hit.layer, hit.neuron), focus_tree)
 
     # -- back / cancel -------------------------------------------------------------------
+    # -- clamping and the chat pane -----------------------------------------------------
+    @property
+    def chat(self) -> ChatPane:
+        return self.query_one("#chat", ChatPane)
+
+    def action_clamp_add(self) -> None:
+        if self.current is None:
+            self.notify("select a neuron first", severity="warning")
+            return
+        self.chat.request_clamp(self.current)
+
+    def action_toggle_chat(self) -> None:
+        self.chat.display = not self.chat.display
+        if self.chat.display:
+            self.query_one("#chat-prompt", Input).focus()
+
     def action_back(self) -> None:
+        if self.chat.cancel_generation():
+            return
         focused = self.focused
         if focused is not None and focused is not self.tree:
             self.tree.focus()
