@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: token_stats (best prob per token) for early-stopping search
 DIRECTIONS = ("pos", "neg")
 ALL_VIEWS = ("up", "gate", "down")
 MATCH_MODES = ("word", "exact", "prefix", "contains")
@@ -136,6 +136,9 @@ class Store:
                 "UNIQUE(layer, view, direction))"
             )
             self.db.execute(
+                "CREATE TABLE IF NOT EXISTS token_stats (token_id INTEGER PRIMARY KEY, best REAL NOT NULL)"
+            )
+            self.db.execute(
                 "CREATE TABLE IF NOT EXISTS postings (token_id INTEGER NOT NULL, layer INTEGER NOT NULL, "
                 "view TEXT NOT NULL, entries BLOB NOT NULL, PRIMARY KEY (token_id, layer, view)) WITHOUT ROWID"
             )
@@ -209,7 +212,12 @@ class Store:
             self.conn.execute("DELETE FROM postings WHERE layer = ? AND view = ?", (layer, view))
             self.conn.executemany(
                 "INSERT INTO postings (token_id, layer, view, entries) VALUES (?, ?, ?, ?)",
-                ((tok, layer, view, blob) for tok, blob in postings),
+                ((tok, layer, view, blob) for tok, blob, _ in postings),
+            )
+            self.conn.executemany(
+                "INSERT INTO token_stats (token_id, best) VALUES (?, ?) "
+                "ON CONFLICT(token_id) DO UPDATE SET best = max(best, excluded.best)",
+                ((tok, best) for tok, _, best in postings),
             )
 
     # -- reading -------------------------------------------------------------------------
@@ -254,44 +262,48 @@ class Store:
                 self._vocab_cache[int(i)] = text
         return {i: self._vocab_cache.get(i, f"<{i}>") for i in ids}
 
+    def _match_clause(self, query: str, match: str) -> tuple[str, tuple]:
+        if match == "exact":
+            return "text = ?", (query,)
+        if match == "word":
+            return "norm = ?", (normalize(query),)
+        if match == "prefix":
+            q = normalize(query)
+            return "norm >= ? AND norm < ?", (q, q + "\U0010ffff")
+        if match == "contains":
+            return "instr(norm, ?) > 0", (query.casefold(),)
+        raise ValueError(f"unknown match mode {match!r}; choose from {', '.join(MATCH_MODES)}")
+
     def match_tokens(self, query: str, match: str = "word") -> list[int]:
         """Token ids whose text matches ``query`` under a match mode (see MATCH_MODES)."""
-        if match == "exact":
-            rows = self.conn.execute("SELECT id FROM vocab WHERE text = ?", (query,))
-        elif match == "word":
-            rows = self.conn.execute("SELECT id FROM vocab WHERE norm = ?", (normalize(query),))
-        elif match == "prefix":
-            q = normalize(query)
-            rows = self.conn.execute("SELECT id FROM vocab WHERE norm >= ? AND norm < ?", (q, q + "\U0010ffff"))
-        elif match == "contains":
-            rows = self.conn.execute("SELECT id FROM vocab WHERE instr(norm, ?) > 0", (query.casefold(),))
-        else:
-            raise ValueError(f"unknown match mode {match!r}; choose from {', '.join(MATCH_MODES)}")
-        return [int(r[0]) for r in rows]
+        clause, params = self._match_clause(query, match)
+        return [int(r[0]) for r in self.conn.execute(f"SELECT id FROM vocab WHERE {clause}", params)]
 
     def search(self, query: str, match: str = "word", views: Sequence[str] | None = None,
                directions: Sequence[str] | None = None, max_rank: int = 1, limit: int | None = 50) -> list[Hit]:
-        """Neurons whose top ``max_rank`` tokens include a token matching ``query``, by prob, highest first."""
-        token_ids = self.match_tokens(query, match)
-        if not token_ids:
-            return []
+        """Neurons whose top ``max_rank`` tokens include a token matching ``query``, by prob, highest first.
+
+        Matching tokens are visited in order of their best probability anywhere (token_stats); once
+        ``limit`` hits beat the next token's best, no later token can enter the result, so a query that
+        matches thousands of tokens (a one-letter prefix) reads only the postings it needs."""
+        clause, params = self._match_clause(query, match)
+        tokens = self.conn.execute(
+            f"SELECT v.id, s.best FROM vocab v JOIN token_stats s ON s.token_id = v.id WHERE {clause} "
+            f"ORDER BY s.best DESC", params).fetchall()
         views = list(views or ALL_VIEWS)
         dir_codes = [DIRECTIONS.index(d) for d in (directions or DIRECTIONS)]
         parts: list[tuple[np.ndarray, ...]] = []
-        for start in range(0, len(token_ids), 500):
-            part = token_ids[start:start + 500]
-            sql = (f"SELECT token_id, layer, view, entries FROM postings WHERE token_id IN "
-                   f"({','.join('?' * len(part))}) AND view IN ({','.join('?' * len(views))})")
-            for tok, layer, view, blob in self.conn.execute(sql, [*part, *views]):
-                codes, ranks, probs = unpack_postings(blob)
-                keep = ranks < max_rank
-                if len(dir_codes) == 1:
-                    keep &= (codes & 1) == dir_codes[0]
-                if not keep.any():
-                    continue
-                n = int(keep.sum())
-                parts.append((np.full(n, tok, np.int64), np.full(n, layer, np.int64),
-                              np.full(n, ALL_VIEWS.index(view), np.int64), codes[keep], ranks[keep], probs[keep]))
+        found = 0
+        start, batch = 0, 16
+        while start < len(tokens):
+            part = [t for t, _ in tokens[start:start + batch]]
+            start += batch
+            batch = min(batch * 2, 500)
+            found += self._collect(part, views, dir_codes, max_rank, parts)
+            if limit is not None and found >= limit and start < len(tokens):
+                kth = np.partition(np.concatenate([p[5] for p in parts]), found - limit)[found - limit]
+                if kth > tokens[start][1]:
+                    break
         if not parts:
             return []
         tok, layer, view, codes, ranks, probs = (np.concatenate(c) for c in zip(*parts))
@@ -305,6 +317,24 @@ class Store:
                 int(ranks[i]), int(tok[i]), texts[int(tok[i])], float(probs[i]))
             for i in order
         ]
+
+    def _collect(self, token_ids: list[int], views: list[str], dir_codes: list[int], max_rank: int,
+                 parts: list) -> int:
+        """Append the postings of ``token_ids`` that pass the filters to ``parts``; return how many."""
+        sql = (f"SELECT token_id, layer, view, entries FROM postings WHERE token_id IN "
+               f"({','.join('?' * len(token_ids))}) AND view IN ({','.join('?' * len(views))})")
+        added = 0
+        for tok, layer, view, blob in self.conn.execute(sql, [*token_ids, *views]):
+            codes, ranks, probs = unpack_postings(blob)
+            keep = ranks < max_rank
+            if len(dir_codes) == 1:
+                keep &= (codes & 1) == dir_codes[0]
+            n = int(keep.sum())
+            if n:
+                parts.append((np.full(n, tok, np.int64), np.full(n, layer, np.int64),
+                              np.full(n, ALL_VIEWS.index(view), np.int64), codes[keep], ranks[keep], probs[keep]))
+                added += n
+        return added
 
     def decoded_views(self) -> list[str]:
         """Views decoded in both directions for every layer."""
@@ -330,8 +360,9 @@ class Store:
         self.close()
 
 
-def _build_postings(units) -> list[tuple[int, bytes]]:
-    """Invert one (layer, view)'s top-k lists (both directions) into per-token packed entries."""
+def _build_postings(units) -> list[tuple[int, bytes, float]]:
+    """Invert one (layer, view)'s top-k lists (both directions) into per-token packed entries, with each
+    token's highest probability (kept in token_stats, an upper bound that lets search stop early)."""
     tok_parts, code_parts, rank_parts, prob_parts = [], [], [], []
     for d, (ids, probs) in enumerate(units):
         n, k = ids.shape
@@ -347,7 +378,8 @@ def _build_postings(units) -> list[tuple[int, bytes]]:
     probs = np.concatenate(prob_parts)[order]
     uniq, starts = np.unique(toks, return_index=True)
     ends = np.append(starts[1:], len(toks))
+    best = np.maximum.reduceat(probs, starts) if len(starts) else np.empty(0, np.float32)
     return [
-        (int(t), pack_postings(codes[s:e], ranks[s:e], probs[s:e]))
-        for t, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist())
+        (int(t), pack_postings(codes[s:e], ranks[s:e], probs[s:e]), float(b))
+        for t, s, e, b in zip(uniq.tolist(), starts.tolist(), ends.tolist(), best.tolist())
     ]

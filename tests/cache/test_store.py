@@ -76,3 +76,23 @@ def test_corrupt_file_gives_a_clear_error(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(CacheError, match="unreadable.*--rebuild"):
         Store(path, readonly=True)
+
+
+def test_early_stopping_search_equals_full_scan(tmp_path):
+    """A query matching hundreds of tokens stops early; it must return exactly the full scan's top hits."""
+    s = Store(tmp_path / "big.sqlite")
+    s.set_meta(name="b", source="b", layers=3, neurons_per_layer=400, top_k=5, views=["up", "down"])
+    s.write_vocab(vocab())
+    rng = np.random.default_rng(1)
+    for layer in range(3):
+        for view in ("up", "down"):
+            ids = rng.integers(0, len(vocab()), size=(400, 5)).astype(np.int32)
+            probs = np.sort(rng.random((400, 5)).astype(np.float32), axis=1)[:, ::-1].copy()
+            s.write_unit(layer, view, (ids, probs), (ids[:, ::-1].copy(), probs.copy()))
+    matched = s.match_tokens("t", "prefix")
+    assert len(matched) > 300
+    for kwargs in ({"max_rank": 1}, {"max_rank": 5}, {"max_rank": 3, "views": ["down"], "directions": ["neg"]}):
+        full = s.search("t", match="prefix", limit=None, **kwargs)
+        for limit in (1, 7, 50):
+            assert s.search("t", match="prefix", limit=limit, **kwargs) == full[:limit]
+    s.close()
