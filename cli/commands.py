@@ -75,7 +75,16 @@ def decode(source: Source, args, views=None, top_k: int = 10):
 
     note(f"decoding {source.name} ({source.source}); Ctrl-C stops, finished layers are kept")
     bar = ProgressBar("decode")
+    devices = getattr(args, "devices", None)
+    from .core.distributed import under_torchrun
+
     try:
+        if devices or under_torchrun():
+            from .core.distributed import decode_distributed
+
+            return decode_distributed(source, devices, views=views, top_k=top_k, dtype=args.dtype,
+                                      cache_dir=args.cache_dir, rebuild=getattr(args, "rebuild", False),
+                                      trust_remote_code=args.trust_remote_code, progress=bar, note=note)
         return ensure_decoded(source, views=views, top_k=top_k, device=args.device, dtype=args.dtype,
                               cache_dir=args.cache_dir, rebuild=getattr(args, "rebuild", False),
                               trust_remote_code=args.trust_remote_code, progress=bar, note=note)
@@ -104,6 +113,8 @@ def open_decoded(args, view: str | None = None) -> tuple[Source, Store]:
 def cmd_decode(args) -> int:
     source = resolve(args.model)
     result = decode(source, args, views=args.views, top_k=args.top_k)
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     summary = {"model": source.name, "views": result.views, "neurons": result.neurons,
                "seconds": round(result.seconds, 3)}
     if args.json:

@@ -71,6 +71,9 @@ def build_parser() -> Parser:
     p.add_argument("--views", type=_views, default=None, help="comma-separated views (default: all the model has)")
     p.add_argument("--top-k", type=_top_k, default=10, help="tokens kept per neuron (default 10)")
     p.add_argument("--rebuild", action="store_true", help="discard this model's cache and decode again")
+    p.add_argument("--devices", type=lambda t: [d.strip() for d in t.split(",") if d.strip()], default=None,
+                   help="spread layers over several devices, one process each, e.g. cuda:0,cuda:1 "
+                        "(under torchrun the ranks are taken from the environment)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
     p = sub.add_parser("show", parents=[common, engine], help="a neuron's top tokens")

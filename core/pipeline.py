@@ -31,6 +31,38 @@ def _check_views(views: Sequence[str], available: Sequence[str], arch: str) -> l
     return [v for v in available if v in views]
 
 
+def open_for_decode(source: Source, lm, views: Sequence[str] | None, top_k: int, cache_dir, rebuild: bool,
+                    note: Note) -> tuple[Store, list[str], list[tuple[int, str]], int]:
+    """Under the decode lock: drop stale or too-small caches, create meta and vocabulary, and list the
+    (layer, view) units still to decode. Returns (store, views, todo, units already done)."""
+    path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
+    if path.exists() and not rebuild:
+        try:
+            with Store(path, readonly=True) as old:
+                if old.top_k < top_k:
+                    note(f"cache holds top-{old.top_k}; rebuilding for top-{top_k}")
+                    rebuild = True
+        except Exception:
+            rebuild = True
+    if rebuild:
+        remove_cache(path)
+    remove_stale(source.source, path, cache_dir, note)
+    adapter = lm.adapter
+    views = _check_views(views or adapter.views, adapter.views, adapter.arch)
+    store = Store(path, handoff=True)  # units are written from the decoder's writer thread
+    if not store.meta:
+        store.set_meta(name=source.name, source=source.source, fingerprint=source.fingerprint,
+                       recipe=RECIPE_VERSION, top_k=top_k, arch=adapter.arch, layers=adapter.num_layers,
+                       neurons_per_layer=adapter.neurons, hidden=adapter.hidden, vocab=adapter.vocab,
+                       views=adapter.views, created=time.time())
+        store.write_vocab(lm.token_texts())
+    done = store.done_units()
+    todo = [(layer, v) for layer in range(adapter.num_layers) for v in views if (layer, v) not in done]
+    if done and todo:
+        note(f"resuming: {len(done)} layer-views already cached, {len(todo)} to go")
+    return store, views, todo, len(done)
+
+
 def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: int = 10, device: str = "auto",
                    dtype: str = "auto", cache_dir=None, rebuild: bool = False, trust_remote_code: bool = False,
                    progress: Callable[[int, int], None] | None = None, note: Note | None = None,
@@ -44,39 +76,15 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     started = time.perf_counter()
     with decode_lock(path, note):
-        if rebuild:
-            remove_cache(path)
-        if path.exists():
-            try:
-                with Store(path, readonly=True) as old:
-                    if old.top_k < top_k:
-                        note(f"cache holds top-{old.top_k}; rebuilding for top-{top_k}")
-                        rebuild = True
-            except Exception:
-                rebuild = True
-            if rebuild:
-                remove_cache(path)
-        remove_stale(source.source, path, cache_dir, note)
         lm = loaded or load_for_decode(source, trust_remote_code=trust_remote_code)
-        adapter = lm.adapter
-        views = _check_views(views or adapter.views, adapter.views, adapter.arch)
-        store = Store(path, handoff=True)  # units are written from the decoder's writer thread
+        store, views, todo, _ = open_for_decode(source, lm, views, top_k, cache_dir, rebuild, note)
+        device_desc = ""
         try:
-            if not store.meta:
-                store.set_meta(name=source.name, source=source.source, fingerprint=source.fingerprint,
-                               recipe=RECIPE_VERSION, top_k=top_k, arch=adapter.arch, layers=adapter.num_layers,
-                               neurons_per_layer=adapter.neurons, hidden=adapter.hidden, vocab=adapter.vocab,
-                               views=adapter.views, created=time.time())
-                store.write_vocab(lm.token_texts())
-            done = store.done_units()
-            todo = [(layer, v) for layer in range(adapter.num_layers) for v in views if (layer, v) not in done]
-            device_desc = ""
             if todo:
-                decoder = Decoder(adapter, DecodeRecipe(top_k=store.top_k, views=views, device=device, dtype=dtype))
+                decoder = Decoder(lm.adapter, DecodeRecipe(top_k=store.top_k, views=views, device=device,
+                                                           dtype=dtype))
                 device_desc = decoder.describe()
                 store.set_meta(decoded_with=device_desc)
-                if done:
-                    note(f"resuming: {len(done)} layer-views already cached, {len(todo)} to go")
 
                 def write(layer: int, view: str, pos, neg) -> None:
                     store.write_unit(layer, view, pos, neg)
@@ -87,5 +95,6 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
             store.touch()
         finally:
             store.close()
+    adapter = lm.adapter
     return DecodeResult(path, views, adapter.num_layers * adapter.neurons, time.perf_counter() - started,
                         len(todo), device_desc)

@@ -74,3 +74,22 @@ def test_two_processes_decoding_the_same_model(model_dirs, cache_dir):
         assert store.status()["complete"]
         rows = store.conn.execute("SELECT COUNT(*) FROM decoded").fetchone()[0]
         assert rows == 2 * 2 * 2                        # layers x views x directions, no duplicates
+
+
+def test_two_process_gloo_decode_fills_the_same_cache(model_dirs, tmp_path):
+    """--devices cpu,cpu spawns two ranks (gloo); rank 0 writes every unit, identical to one process."""
+    single = ensure_decoded(resolve(str(model_dirs["llama"])), cache_dir=tmp_path / "one", device="cpu",
+                            dtype="float32")
+    cmd = [sys.executable, "-m", "neuroscope", "decode", str(model_dirs["llama"]), "--devices", "cpu,cpu",
+           "--dtype", "float32", "--json", "--cache-dir", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    [path] = (tmp_path / "two").glob("*.sqlite")
+    with Store(single.path, readonly=True) as a, Store(path, readonly=True) as b:
+        assert b.status()["complete"] and b.meta["decoded_with"].startswith("2 x cpu")
+        assert a.done_units() == b.done_units()
+        for layer in range(2):
+            for view in ("up", "gate", "down"):
+                for d in ("pos", "neg"):
+                    for x, y in zip(a.tops(layer, view, d), b.tops(layer, view, d)):
+                        np.testing.assert_array_equal(x, y)

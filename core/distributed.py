@@ -1,0 +1,119 @@
+"""Spread a decode over several devices or machines with torch.distributed.
+
+Layers x views are dealt round-robin to the ranks. After each round every rank hands its finished unit
+to rank 0 (``gather_object``), and rank 0, the only process that touches the cache, commits them; so an
+interrupted run resumes from the last round like a single-process decode. Run it with
+``neuroscope decode MODEL --devices cuda:0,cuda:1`` (one process per device, spawned here) or under
+``torchrun`` (each process reads RANK/WORLD_SIZE and picks ``cuda:LOCAL_RANK``). NCCL is used on CUDA,
+gloo on CPU.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from contextlib import ExitStack
+from typing import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+
+from .sources import Source
+
+
+def under_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def decode_distributed(source: Source, devices: Sequence[str] | None, views=None, top_k: int = 10,
+                       dtype: str = "auto", cache_dir=None, rebuild: bool = False, trust_remote_code: bool = False,
+                       progress: Callable[[int, int], None] | None = None,
+                       note: Callable[[str], None] | None = None):
+    """Decode with one process per device (spawned), or as this torchrun rank. Returns rank 0's result
+    (other torchrun ranks return None)."""
+    args = (source, views, top_k, dtype, str(cache_dir) if cache_dir else None, rebuild, trust_remote_code)
+    if under_torchrun():
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        return _run_rank(rank, world, device, *args, progress=progress, note=note)
+    devices = list(devices or [])
+    if len(devices) < 2:
+        raise ValueError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ["MASTER_PORT"] = str(_free_port())
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(r, len(devices), devices[r], *args), daemon=True)
+             for r in range(1, len(devices))]
+    for p in procs:
+        p.start()
+    try:
+        result = _run_rank(0, len(devices), devices[0], *args, progress=progress, note=note)
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        raise RuntimeError(f"a decode worker process failed (exit code {bad[0]})")
+    return result
+
+
+def _worker(rank, world, device, *args) -> None:
+    _run_rank(rank, world, device, *args)
+
+
+def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: int, dtype: str, cache_dir,
+              rebuild: bool, trust_remote_code: bool, progress=None, note=None):
+    from ..cache.catalog import cache_path, decode_lock
+    from .decode import DecodeRecipe, Decoder
+    from .models import load_for_decode
+    from .pipeline import DecodeResult, open_for_decode
+
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    dist.init_process_group(backend, rank=rank, world_size=world)
+    note = note or (lambda _msg: None)
+    started = time.perf_counter()
+    path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
+    with ExitStack() as stack:
+        stack.callback(dist.destroy_process_group)
+        lm = load_for_decode(source, trust_remote_code=trust_remote_code)
+        plan: list = [None]
+        store = None
+        if rank == 0:  # the only process that touches the cache
+            stack.enter_context(decode_lock(path, note))
+            store, views, todo, _ = open_for_decode(source, lm, views, top_k, cache_dir, rebuild, note)
+            stack.callback(store.close)
+            plan = [(views, todo, store.top_k)]
+        dist.broadcast_object_list(plan, src=0)
+        views, todo, k = plan[0]
+        decoder = Decoder(lm.adapter, DecodeRecipe(top_k=k, views=views, device=device, dtype=dtype))
+        described = f"{world} x {decoder.describe()}"
+        neurons = lm.adapter.neurons
+        for start in range(0, len(todo), world):
+            mine = todo[start + rank] if start + rank < len(todo) else None
+            result = (mine, decoder.decode_unit(*mine)) if mine is not None else None
+            gathered = [None] * world if rank == 0 else None
+            dist.gather_object(result, gathered, dst=0)
+            if store is not None:
+                for item in gathered:
+                    if item is not None:
+                        (layer, view), (pos, neg) = item
+                        store.write_unit(layer, view, pos, neg)
+                if progress is not None:
+                    progress(min(len(todo), start + world) * neurons, len(todo) * neurons)
+        if store is None:
+            return None
+        store.set_meta(decoded_with=described)
+        store.touch()
+        return DecodeResult(path, list(views), lm.adapter.num_layers * neurons, time.perf_counter() - started,
+                            len(todo), described)
