@@ -50,6 +50,25 @@ def list_caches(directory: str | os.PathLike | None = None) -> list[tuple[Path, 
     return found
 
 
+def most_recent(directory: str | os.PathLike | None = None) -> str | None:
+    """The MODEL argument of the most recently used cached model ("demo" for the demo), or None."""
+    for _, status in list_caches(directory):
+        if status is not None:
+            return "demo" if status["model"] == "demo" else status["source"]
+    return None
+
+
+def mark_used(name: str, source: str, fingerprint: str, directory: str | os.PathLike | None = None) -> None:
+    """Record that a cached model was opened, so the app can reopen the most recently used one."""
+    path = cache_path(name, source, fingerprint, directory)
+    if path.exists():
+        try:
+            with Store(path) as store:
+                store.touch()
+        except (CacheError, sqlite3.Error):
+            pass  # an unreadable cache is reported where it is read
+
+
 def remove_stale(source: str, keep: Path, directory: str | os.PathLike | None = None,
                  note: Callable[[str], None] | None = None) -> None:
     """Delete caches of the same source whose fingerprint no longer matches the weights."""

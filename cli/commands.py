@@ -6,7 +6,7 @@ import sqlite3
 import sys
 import time
 
-from .cache.catalog import cache_path, list_caches
+from .cache.catalog import cache_path, list_caches, mark_used, most_recent
 from .cache.store import CacheError, Store
 from .core.refs import BadNeuronRef, NeuronRef
 from .core.sources import ModelNotFound, Source, resolve
@@ -196,12 +196,10 @@ def cmd_models(args) -> int:
 def cmd_tui(args) -> int:
     spec = args.model
     if spec is None:
-        recent = [s for _, s in list_caches(args.cache_dir) if s is not None]
-        spec = "demo"
-        if recent:
-            spec = recent[0]["source"] if recent[0]["model"] != "demo" else "demo"
+        spec = most_recent(args.cache_dir) or "demo"
     args.model = spec
     source = resolve(spec)  # a bad MODEL fails here, before the app starts
+    mark_used(source.name, source.source, source.fingerprint, args.cache_dir)
     from .tui.app import run_app
 
     return run_app(source, args) or 0

@@ -119,3 +119,17 @@ def test_corrupt_cache_is_reported(model_dirs, tmp_path):
     assert "Traceback" not in proc.stderr
     assert run("decode", model_dirs["neox"], "--rebuild", cache_dir=cache).returncode == 0
     assert run("show", model_dirs["neox"], "0:0", cache_dir=cache).returncode == 0
+
+
+def test_most_recently_used_model(model_dirs, tmp_path):
+    from neuroscope.cache.catalog import mark_used, most_recent
+    from neuroscope.core.sources import resolve
+
+    cache = tmp_path / "mru"
+    assert most_recent(cache) is None                       # nothing cached: the app opens demo
+    for kind in ("gpt2", "neox"):
+        assert run("decode", model_dirs[kind], "--dtype", "float32", cache_dir=cache).returncode == 0
+    assert most_recent(cache) == str(model_dirs["neox"])    # the last decoded
+    s = resolve(str(model_dirs["gpt2"]))
+    mark_used(s.name, s.source, s.fingerprint, cache)       # what `neuroscope tui` does on open
+    assert most_recent(cache) == str(model_dirs["gpt2"])
