@@ -83,6 +83,20 @@ def unpack_postings(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return codes, ranks, probs
 
 
+def unpack_many(toks: np.ndarray, layers: np.ndarray, views: np.ndarray, blobs) -> tuple[np.ndarray, ...]:
+    """Unpack many posting blobs at once: per-entry token, layer, view, code, rank, prob arrays."""
+    counts = np.fromiter((len(b) // 9 for b in blobs), np.int64, len(blobs))
+    buf = np.frombuffer(b"".join(blobs), np.uint8)
+    base = np.repeat(np.concatenate(([0], np.cumsum(counts * 9)[:-1])), counts)   # blob start per entry
+    n = np.repeat(counts, counts)                                                  # entries in its blob
+    j = np.arange(len(base)) - np.repeat(np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+    four = np.arange(4)
+    codes = buf[(base + 4 * j)[:, None] + four].copy().view(np.uint32).ravel()
+    ranks = buf[base + 4 * n + j]
+    probs = buf[(base + 5 * n + 4 * j)[:, None] + four].copy().view(np.float32).ravel()
+    return (np.repeat(toks, counts), np.repeat(layers, counts), np.repeat(views, counts), codes, ranks, probs)
+
+
 def _connect(path: Path, readonly: bool, handoff: bool) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=not handoff)
@@ -300,9 +314,13 @@ class Store:
             start += batch
             batch = min(batch * 2, 500)
             found += self._collect(part, views, dir_codes, max_rank, parts)
-            if limit is not None and found >= limit and start < len(tokens):
-                kth = np.partition(np.concatenate([p[5] for p in parts]), found - limit)[found - limit]
-                if kth > tokens[start][1]:
+            if limit is not None and found >= limit:
+                merged = [np.concatenate(c) for c in zip(*parts)]
+                kth = np.partition(merged[5], found - limit)[found - limit]
+                keep = merged[5] >= kth               # the best ``limit`` so far (ties kept)
+                parts = [tuple(c[keep] for c in merged)]
+                found = int(keep.sum())
+                if start >= len(tokens) or kth > tokens[start][1]:
                     break
         if not parts:
             return []
@@ -320,21 +338,24 @@ class Store:
 
     def _collect(self, token_ids: list[int], views: list[str], dir_codes: list[int], max_rank: int,
                  parts: list) -> int:
-        """Append the postings of ``token_ids`` that pass the filters to ``parts``; return how many."""
+        """Append the postings of ``token_ids`` that pass the filters to ``parts``; return how many.
+        All rows of the batch are unpacked at once (no per-row numpy calls)."""
         sql = (f"SELECT token_id, layer, view, entries FROM postings WHERE token_id IN "
                f"({','.join('?' * len(token_ids))}) AND view IN ({','.join('?' * len(views))})")
-        added = 0
-        for tok, layer, view, blob in self.conn.execute(sql, [*token_ids, *views]):
-            codes, ranks, probs = unpack_postings(blob)
-            keep = ranks < max_rank
-            if len(dir_codes) == 1:
-                keep &= (codes & 1) == dir_codes[0]
-            n = int(keep.sum())
-            if n:
-                parts.append((np.full(n, tok, np.int64), np.full(n, layer, np.int64),
-                              np.full(n, ALL_VIEWS.index(view), np.int64), codes[keep], ranks[keep], probs[keep]))
-                added += n
-        return added
+        rows = self.conn.execute(sql, [*token_ids, *views]).fetchall()
+        if not rows:
+            return 0
+        toks, layers, view_names, blobs = zip(*rows)
+        tok, layer, view, codes, ranks, probs = unpack_many(
+            np.array(toks, np.int64), np.array(layers, np.int64),
+            np.array([ALL_VIEWS.index(v) for v in view_names], np.int64), blobs)
+        keep = ranks < max_rank
+        if len(dir_codes) == 1:
+            keep &= (codes & 1) == dir_codes[0]
+        n = int(keep.sum())
+        if n:
+            parts.append((tok[keep], layer[keep], view[keep], codes[keep], ranks[keep], probs[keep]))
+        return n
 
     def decoded_views(self) -> list[str]:
         """Views decoded in both directions for every layer."""
