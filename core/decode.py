@@ -27,7 +27,8 @@ import torch
 from .models import Adapter, fp32_norm
 
 BLOCK = 64
-MAX_HALF_RANGE = 80.0  # exp(80) and exp(-80) are both safe in float32
+MAX_HALF_RANGE = 80.0
+HEAD_SLICE = 8192     # vocabulary rows per bf16 matmul  # exp(80) and exp(-80) are both safe in float32
 
 
 class Cancelled(Exception):
@@ -87,6 +88,7 @@ class Head:
         self.norm = fp32_norm(self.adapter, self.device)
         self.vocab, self.hidden = self.w_exact.shape
         self.shared_neg = self.bias is None and self._norm_is_odd()
+        self._gather: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @torch.inference_mode()
     def _norm_is_odd(self) -> bool:
@@ -97,9 +99,24 @@ class Head:
         return bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6 * float(b.abs().max())))
 
     def logits_exact(self, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Float32 logits of rows ``x`` [R, H] at columns ``cols`` [R, C], from the stored weights."""
-        w = self.w_exact.index_select(0, cols.flatten()).view(*cols.shape, -1).float()  # [R, C, H]
-        out = torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)
+        """Float32 logits of rows ``x`` [R, H] at columns ``cols`` [R, C], from the stored weights. The
+        gathered head rows go through two reused buffers of about 16 MB (no allocation per chunk)."""
+        rows, per_row = cols.shape
+        step = max(1, (16 << 20) // (per_row * self.hidden * 4))
+        if self._gather is None or self._gather[1].shape[0] < step * per_row:
+            self._gather = (torch.empty((step * per_row, self.hidden), dtype=self.w_exact.dtype, device=x.device),
+                            torch.empty((step * per_row, self.hidden), dtype=torch.float32, device=x.device))
+        native, wide = self._gather
+        out = torch.empty(cols.shape, dtype=torch.float32, device=x.device)
+        for s in range(0, rows, step):
+            c = cols[s:s + step].flatten()
+            n = c.numel()
+            if native.dtype == torch.float32:
+                w = torch.index_select(self.w_exact, 0, c, out=wide[:n])
+            else:
+                w = wide[:n].copy_(torch.index_select(self.w_exact, 0, c, out=native[:n]))
+            w = w.view(-1, per_row, self.hidden)                       # [r, C, H]
+            out[s:s + step] = torch.bmm(w, x[s:s + step].unsqueeze(-1)).squeeze(-1)
         if self.bias is not None:
             out = out + self.bias[cols]
         return self._cap(out)
@@ -136,12 +153,15 @@ class Scorer:
         self.kc = min(head.vocab, self.k if exact else 2 * self.k + 16)
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def _buffer(self, name: str, rows: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    def _buffer(self, name: str, rows: int, dtype: torch.dtype, device: torch.device,
+                width: int | None = None) -> torch.Tensor:
         """Reused logits buffers: a fresh multi-MB allocation per chunk costs page faults on CPU."""
+        width = width or self.head.vocab
         buf = self._buffers.get(name)
-        if buf is None or buf.shape[0] < rows or buf.dtype != dtype or buf.device != device:
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != width or buf.dtype != dtype \
+                or buf.device != device:
             self._buffers[name] = buf = None
-            buf = torch.empty((rows, self.head.vocab), dtype=dtype, device=device)
+            buf = torch.empty((rows, width), dtype=dtype, device=device)
             self._buffers[name] = buf
         return buf[:rows]
 
@@ -156,9 +176,15 @@ class Scorer:
         if h.mm_dtype == torch.float32:
             torch.mm(x, h.w_mm.t(), out=f)
         else:
-            y = self._buffer("y", rows, h.mm_dtype, x.device)
-            torch.mm(x.to(h.mm_dtype), h.w_mm.t(), out=y)
-            f.copy_(y)
+            # a slice of the vocabulary at a time: the bf16 product (and the matmul library's packed copy
+            # of the head) stay small, and each slice is widened into the float32 buffer as it comes
+            xb = x.to(h.mm_dtype)
+            y = self._buffer("y", rows, h.mm_dtype, x.device, min(HEAD_SLICE, h.vocab))
+            for v in range(0, h.vocab, HEAD_SLICE):
+                w = h.w_mm[v:v + HEAD_SLICE]
+                part = y[:, : w.shape[0]]
+                torch.mm(xb, w.t(), out=part)
+                f[:, v:v + w.shape[0]].copy_(part)
         if h.bias is not None:
             f.add_(h.bias)
         if h.softcap is not None:
@@ -206,6 +232,29 @@ class Scorer:
         return results
 
 
+def _large_allocations_use_mmap(threshold: int = 1 << 20) -> None:
+    """Serve allocations of 1 MiB and more with mmap, so memory freed between chunks goes straight back
+    to the OS. glibc otherwise raises its mmap threshold after the first large free and keeps later
+    multi-MB temporaries on a heap it never shrinks (the decode's resident size would creep upward)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed during a unit back to the OS (glibc keeps freed heap pages otherwise, and the
+    process's resident size creeps up unit by unit)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _row_extreme(f: torch.Tensor, blk: torch.Tensor | None, nb: int, largest: bool) -> torch.Tensor:
     parts = []
     if blk is not None:
@@ -220,13 +269,14 @@ def _row_extreme(f: torch.Tensor, blk: torch.Tensor | None, nb: int, largest: bo
 
 
 def chunk_rows(vocab: int, mm_dtype: torch.dtype, device: torch.device, budget_mb: int | None) -> int:
-    per_row = vocab * (4 + torch.tensor([], dtype=mm_dtype).element_size())
+    # the float32 logits and the spare buffer that a wide logit range needs
+    per_row = vocab * (4 + 4)
     if budget_mb is None:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
             budget = int(free * 0.4)
         else:
-            budget = 256 << 20
+            budget = 128 << 20
     else:
         budget = budget_mb << 20
     return max(1, budget // per_row)
@@ -247,6 +297,8 @@ class Decoder:
         self.head = Head(adapter, self.device, self.mm_dtype)
         self.scorer = Scorer(self.head, recipe.top_k)
         self.rows = chunk_rows(self.head.vocab, self.mm_dtype, self.device, recipe.budget_mb)
+        if self.device.type == "cpu":
+            _large_allocations_use_mmap()
 
     def describe(self) -> str:
         return f"{self.device.type} {str(self.mm_dtype).replace('torch.', '')}"
@@ -321,6 +373,7 @@ class Decoder:
                     nxt = reader.submit(self.fetch, *units[i + 1]) if i + 1 < len(units) else None
                     pos, neg = self.decode_unit(layer, view, step, cancel, vectors)
                     del vectors
+                    _release_freed_memory()
                     if pending_write is not None:
                         pending_write.result()
                     pending_write = writer.submit(on_unit, layer, view, pos, neg)

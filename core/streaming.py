@@ -9,6 +9,7 @@ Single files and sharded checkpoints (model.safetensors.index.json) both work.
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import torch
@@ -21,33 +22,54 @@ from .sources import Source
 LEGACY_HEAD_NAMES = {"lm_head.weight": "embed_out.weight"}
 
 
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+
+
 class Checkpoint:
-    """Tensor lookup over one or many safetensors files (memory-mapped, nothing read until asked)."""
+    """Tensor lookup over one or many safetensors files. Only headers are read up front; a tensor is
+    read with plain file reads when asked (not memory-mapped, so pages already decoded do not stay in
+    this process's resident memory)."""
 
     def __init__(self, folder: Path):
-        from safetensors import safe_open
-
         index = folder / "model.safetensors.index.json"
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            files = sorted(set(weight_map.values()))
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         else:
             files = ["model.safetensors"]
-        self.handles = {f: safe_open(str(folder / f), framework="pt") for f in files}
-        self.where = {key: f for f, h in self.handles.items() for key in h.keys()}
+        self.entries: dict[str, tuple[Path, int, dict]] = {}
+        for name in files:
+            path = folder / name
+            with open(path, "rb") as handle:
+                (size,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(size))
+            header.pop("__metadata__", None)
+            for key, info in header.items():
+                self.entries[key] = (path, 8 + size, info)
 
     def key(self, name: str) -> str | None:
         """The checkpoint key for a parameter name (some checkpoints drop the base-model prefix)."""
-        if name in self.where:
+        if name in self.entries:
             return name
         short = name.split(".", 1)[1] if "." in name else name
-        return short if short in self.where else None
+        return short if short in self.entries else None
 
     def get(self, name: str) -> torch.Tensor:
         key = self.key(name)
         if key is None:
             raise KeyError(name)
-        return self.handles[self.where[key]].get_tensor(key)
+        path, base, info = self.entries[key]
+        if info["dtype"] not in _DTYPES:
+            raise KeyError(f"{key}: unsupported dtype {info['dtype']}")
+        start, stop = info["data_offsets"]
+        out = torch.empty(info["shape"], dtype=_DTYPES[info["dtype"]])
+        view = memoryview(out.numpy() if out.dtype != torch.bfloat16 else out.view(torch.int16).numpy()).cast("B")
+        with open(path, "rb") as handle:
+            handle.seek(base + start)
+            if handle.readinto(view) != stop - start:
+                raise KeyError(f"{key}: truncated checkpoint file {path.name}")
+        return out
 
 
 def has_safetensors(folder: Path) -> bool:
