@@ -31,6 +31,22 @@ def _check_views(views: Sequence[str], available: Sequence[str], arch: str) -> l
     return [v for v in available if v in views]
 
 
+def _already_decoded(path, views, top_k: int) -> tuple[list[str], int] | None:
+    """(views, neurons) when the cache already holds every requested view at this top-k, else None."""
+    if not path.exists():
+        return None
+    try:
+        with Store(path, readonly=True) as store:
+            wanted = list(views or store.views)
+            if store.top_k < top_k or any(v not in store.views for v in wanted):
+                return None
+            if all(v in store.decoded_views() for v in wanted):
+                return [v for v in store.views if v in wanted], store.layers * store.neurons
+    except Exception:  # unreadable: the full path below rebuilds it
+        return None
+    return None
+
+
 def open_for_decode(source: Source, lm, views: Sequence[str] | None, top_k: int, cache_dir, rebuild: bool,
                     note: Note) -> tuple[Store, list[str], list[tuple[int, str]], int]:
     """Under the decode lock: drop stale or too-small caches, create meta and vocabulary, and list the
@@ -76,6 +92,9 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     started = time.perf_counter()
     with decode_lock(path, note):
+        cached = None if rebuild else _already_decoded(path, views, top_k)
+        if cached is not None:  # nothing to do: do not pay for loading the model
+            return DecodeResult(path, cached[0], cached[1], time.perf_counter() - started, 0, "")
         lm = loaded or load_for_decode(source, trust_remote_code=trust_remote_code)
         store, views, todo, _ = open_for_decode(source, lm, views, top_k, cache_dir, rebuild, note)
         device_desc = ""
