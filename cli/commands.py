@@ -74,7 +74,7 @@ def decode(source: Source, args, views=None, top_k: int = 10):
     from .progress import ProgressBar
 
     note(f"decoding {source.name} ({source.source}); Ctrl-C stops, finished layers are kept")
-    bar = ProgressBar("decode")
+    bar = ProgressBar("decode", unit="neuron-views")
     devices = getattr(args, "devices", None)
     from .core.distributed import under_torchrun
 
