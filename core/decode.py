@@ -28,7 +28,8 @@ from .models import Adapter, fp32_norm
 
 BLOCK = 64
 MAX_HALF_RANGE = 80.0
-HEAD_SLICE = 8192     # vocabulary rows per bf16 matmul  # exp(80) and exp(-80) are both safe in float32
+HEAD_SLICE = 8192     # vocabulary rows per bf16 matmul
+_OOM = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError  # torch < 2.5 has only the latter  # exp(80) and exp(-80) are both safe in float32
 
 
 class Cancelled(Exception):
@@ -325,7 +326,7 @@ class Decoder:
             stop = min(n, start + self.rows)
             try:
                 parts = self._score_rows(vectors[start:stop])
-            except torch.OutOfMemoryError:
+            except _OOM:
                 if self.rows == 1:
                     raise
                 self.rows = max(1, self.rows // 2)   # answer OOM with smaller chunks, never a crash
