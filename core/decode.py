@@ -27,9 +27,10 @@ import torch
 from .models import Adapter, fp32_norm
 
 BLOCK = 64
-MAX_HALF_RANGE = 80.0
-HEAD_SLICE = 8192     # vocabulary rows per bf16 matmul
-_OOM = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError  # torch < 2.5 has only the latter  # exp(80) and exp(-80) are both safe in float32
+MAX_HALF_RANGE = 80.0  # exp(80) and exp(-80) are both safe in float32
+HEAD_SLICE = 8192      # vocabulary rows per bf16 matmul
+# torch < 2.5 names it only under torch.cuda
+_OOM = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
 
 
 class Cancelled(Exception):
