@@ -362,6 +362,11 @@ class Store:
         done = self.done_units()
         return [v for v in self.views if all((layer, v) in done for layer in range(self.layers))]
 
+    def has_decoded(self, views: Sequence[str] | None = None) -> bool:
+        """True when every view in ``views`` (default: every view the architecture has) is decoded."""
+        decoded = self.decoded_views()
+        return all(v in decoded for v in (views or self.views))
+
     def status(self) -> dict:
         views = self.decoded_views()
         m = self._meta

@@ -102,8 +102,7 @@ def open_decoded(args, view: str | None = None) -> tuple[Source, Store]:
             if view is not None and view not in store.views:
                 store.close()
                 raise CommandError(f"{store.meta.get('arch')} has no '{view}' view; it has {', '.join(store.views)}")
-            have = store.decoded_views()
-            if attempt or ((view in have) if view else (set(have) == set(store.views))):
+            if attempt or store.has_decoded([view] if view else None):
                 return source, store
             store.close()
         decode(source, args, views=None)

@@ -162,9 +162,9 @@ class Scorer:
         buf = self._buffers.get(name)
         if buf is None or buf.shape[0] < rows or buf.shape[1] != width or buf.dtype != dtype \
                 or buf.device != device:
-            self._buffers[name] = buf = None
-            buf = torch.empty((rows, width), dtype=dtype, device=device)
-            self._buffers[name] = buf
+            self._buffers.pop(name, None)
+            del buf  # free the old buffer before allocating its replacement
+            buf = self._buffers[name] = torch.empty((rows, width), dtype=dtype, device=device)
         return buf[:rows]
 
     def release(self) -> None:

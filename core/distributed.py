@@ -91,7 +91,7 @@ def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: 
         store = None
         if rank == 0:  # the only process that touches the cache
             stack.enter_context(decode_lock(path, note))
-            store, views, todo, _ = open_for_decode(source, lm, views, top_k, cache_dir, rebuild, note)
+            store, views, todo = open_for_decode(source, lm, views, top_k, cache_dir, rebuild, note)
             stack.callback(store.close)
             plan = [(views, todo, store.top_k)]
         dist.broadcast_object_list(plan, src=0)

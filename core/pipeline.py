@@ -40,7 +40,7 @@ def _already_decoded(path, views, top_k: int) -> tuple[list[str], int] | None:
             wanted = list(views or store.views)
             if store.top_k < top_k or any(v not in store.views for v in wanted):
                 return None
-            if all(v in store.decoded_views() for v in wanted):
+            if store.has_decoded(wanted):
                 return [v for v in store.views if v in wanted], store.layers * store.neurons
     except Exception:  # unreadable: the full path below rebuilds it
         return None
@@ -48,9 +48,9 @@ def _already_decoded(path, views, top_k: int) -> tuple[list[str], int] | None:
 
 
 def open_for_decode(source: Source, lm, views: Sequence[str] | None, top_k: int, cache_dir, rebuild: bool,
-                    note: Note) -> tuple[Store, list[str], list[tuple[int, str]], int]:
+                    note: Note) -> tuple[Store, list[str], list[tuple[int, str]]]:
     """Under the decode lock: drop stale or too-small caches, create meta and vocabulary, and list the
-    (layer, view) units still to decode. Returns (store, views, todo, units already done)."""
+    (layer, view) units still to decode. Returns (store, views, todo)."""
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     if path.exists() and not rebuild:
         try:
@@ -76,7 +76,7 @@ def open_for_decode(source: Source, lm, views: Sequence[str] | None, top_k: int,
     todo = [(layer, v) for layer in range(adapter.num_layers) for v in views if (layer, v) not in done]
     if done and todo:
         note(f"resuming: {len(done)} layer-views already cached, {len(todo)} to go")
-    return store, views, todo, len(done)
+    return store, views, todo
 
 
 def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: int = 10, device: str = "auto",
@@ -96,7 +96,7 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
         if cached is not None:  # nothing to do: do not pay for loading the model
             return DecodeResult(path, cached[0], cached[1], time.perf_counter() - started, 0, "")
         lm = loaded or load_for_decode(source, trust_remote_code=trust_remote_code)
-        store, views, todo, _ = open_for_decode(source, lm, views, top_k, cache_dir, rebuild, note)
+        store, views, todo = open_for_decode(source, lm, views, top_k, cache_dir, rebuild, note)
         device_desc = ""
         try:
             if todo:

@@ -35,7 +35,7 @@ def _complete(path, view: str | None = None) -> bool:
         return False
     try:
         with Store(path, readonly=True) as store:
-            return bool(store.meta) and (view in store.decoded_views() if view else store.status()["complete"])
+            return bool(store.meta) and store.has_decoded([view] if view else None)
     except Exception:  # noqa: BLE001 - a cache being created or an unreadable one: not ready
         return False
 
