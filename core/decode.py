@@ -246,17 +246,6 @@ def _large_allocations_use_mmap(threshold: int = 1 << 20) -> None:
         pass
 
 
-def _release_freed_memory() -> None:
-    """Hand memory freed during a unit back to the OS (glibc keeps freed heap pages otherwise, and the
-    process's resident size creeps up unit by unit)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _row_extreme(f: torch.Tensor, blk: torch.Tensor | None, nb: int, largest: bool) -> torch.Tensor:
     parts = []
     if blk is not None:
@@ -375,7 +364,6 @@ class Decoder:
                     nxt = reader.submit(self.fetch, *units[i + 1]) if i + 1 < len(units) else None
                     pos, neg = self.decode_unit(layer, view, step, cancel, vectors)
                     del vectors
-                    _release_freed_memory()
                     if pending_write is not None:
                         pending_write.result()
                     pending_write = writer.submit(on_unit, layer, view, pos, neg)
