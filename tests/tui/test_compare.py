@@ -157,9 +157,14 @@ async def test_other_decoded_on_demand_and_vocab_refused(compare_app, tiny_model
     shutil.copy(tiny_model.cache_file, cache / tiny_model.cache_file.name)
     app = compare_app(other=odd, cache=cache)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), timeout=60)
+        def error_text() -> str:  # the modal's widgets mount a moment after the screen is pushed
+            if not isinstance(app.screen, ErrorScreen):
+                return ""
+            return " ".join(static_text(w) for w in app.screen.query("Static"))
+
+        await wait_for(pilot, lambda: "vocabularies" in error_text(), timeout=60)
         assert list(Path(cache).glob("odd-vocab-*.sqlite"))          # OTHER was decoded in the worker
-        text = " ".join(static_text(w) for w in app.screen.query("Static"))
+        text = error_text()
         assert "tokenizer vocabularies differ" in text and '"dog"' in text and '"wolf"' in text
 
 
