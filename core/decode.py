@@ -43,7 +43,11 @@ class DecodeRecipe:
     views: Sequence[str] = ("up", "gate", "down")
     device: str = "auto"
     dtype: str = "auto"
-    budget_mb: int | None = None   # logits chunk memory; default: 256 MiB on CPU, 40% of free GPU memory
+    budget_mb: int | None = None   # logits chunk memory; default: 128 MiB on CPU, 40% of free GPU memory
+    # "auto": the blockwise scorer with the fused Triton kernels where they pass their self-check on the
+    # device (CUDA), else the classic torch passes; "blockwise" forces the blockwise scorer (with the
+    # kernels' torch twins where the kernels cannot run); "classic" forces the torch passes
+    engine: str = "auto"
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -77,6 +81,7 @@ class Head:
     adapter: Adapter
     device: torch.device
     mm_dtype: torch.dtype
+    dot: Callable | None = None    # fused gather-dot (core.kernels.gather_dot) for the exact rescoring
     w_exact: torch.Tensor = field(init=False)
     w_mm: torch.Tensor = field(init=False)
 
@@ -103,8 +108,14 @@ class Head:
     def logits_exact(self, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Float32 logits of rows ``x`` [R, H] at columns ``cols`` [R, C], from the stored weights. The
         gathered head rows go through two reused buffers of about 16 MB (no allocation per chunk)."""
+        if self.dot is not None:
+            out = self.dot(x, self.w_exact, cols)
+            if self.bias is not None:
+                out = out + self.bias[cols]
+            return self._cap(out)
         rows, per_row = cols.shape
-        step = max(1, (16 << 20) // (per_row * self.hidden * 4))
+        budget = (16 << 20) if x.device.type == "cpu" else (256 << 20)  # cache-sized on CPU; few launches on GPU
+        step = max(1, budget // (per_row * self.hidden * 4))
         if self._gather is None or self._gather[1].shape[0] < step * per_row:
             self._gather = (torch.empty((step * per_row, self.hidden), dtype=self.w_exact.dtype, device=x.device),
                             torch.empty((step * per_row, self.hidden), dtype=torch.float32, device=x.device))
@@ -147,8 +158,11 @@ def _block_candidates(f: torch.Tensor, blk: torch.Tensor | None, kc: int, larges
 class Scorer:
     """Top-k of softmax(lm_head(x)) for chunks of normalised vectors x."""
 
-    def __init__(self, head: Head, top_k: int):
+    def __init__(self, head: Head, top_k: int, stats: Callable | None = None):
         self.head = head
+        # blockwise scoring (the GPU path): per-64-token-block max/min/partial sums from one pass over the
+        # logits (core.kernels.block_stats or its torch twin); only for heads without bias or soft-capping
+        self.stats = stats if head.bias is None and head.softcap is None else None
         self.k = min(top_k, head.vocab)
         # bf16 rounding can reorder near-ties, so take a margin of candidates for the exact rescoring.
         exact = head.mm_dtype == torch.float32
@@ -172,6 +186,8 @@ class Scorer:
 
     def score(self, x: torch.Tensor, both: bool):
         """x: [R, H] float32 normalised vectors. Returns [(ids, probs) for pos] (+ neg when ``both``)."""
+        if self.stats is not None:
+            return self._score_blockwise(x, both)
         h = self.head
         rows = x.shape[0]
         f = self._buffer("f", rows, torch.float32, x.device)
@@ -218,12 +234,39 @@ class Scorer:
             sums = [f.sum(1).double()]
             if both:
                 sums.append(f.reciprocal_().sum(1).double())
+        return self._finish(x, cand, approx, sums, [centre, -centre])
+
+    def _score_blockwise(self, x: torch.Tensor, both: bool):
+        """One matmul into a logits buffer in the matmul dtype, one pass for the block statistics, then
+        candidates from the block maxima/minima and the same exact rescoring as the torch path."""
+        h = self.head
+        rows = x.shape[0]
+        y = self._buffer("y", rows, h.mm_dtype, x.device)
+        torch.mm(x.to(h.mm_dtype), h.w_mm.t(), out=y)
+        bmax, bmin, spos, sneg = self.stats(y)
+        full = h.vocab // BLOCK  # the candidate search takes a partial last block as loose columns
+        rmax = bmax.amax(1)
+        cand = [_block_candidates(y, bmax[:, :full] if full else None, self.kc, True)]
+        sums = [(spos * torch.exp(bmax - rmax.unsqueeze(1))).sum(1, dtype=torch.float64)]
+        centres = [rmax]
+        if both:
+            rmin = bmin.amin(1)
+            cand.append(_block_candidates(y, bmin[:, :full] if full else None, self.kc, False))
+            sums.append((sneg * torch.exp(rmin.unsqueeze(1) - bmin)).sum(1, dtype=torch.float64))
+            centres.append(-rmin)
+        approx = [y.gather(1, c).float() for c in cand]
+        return self._finish(x, cand, approx, sums, centres)
+
+    def _finish(self, x, cand, approx, sums, centres):
+        """Per direction: swap the candidates' approximate terms in the softmax sum for exact ones and
+        return (ids, probs) of the top-k. ``sums[d]`` is relative to ``centres[d]``, in direction d's
+        logits (the neg direction's logits are minus the pos ones)."""
         results = []
         for d in range(len(cand)):
             sign = 1.0 if d == 0 else -1.0
-            exact = h.logits_exact(x, cand[d]) * sign          # this direction's logits at candidates
+            exact = self.head.logits_exact(x, cand[d]) * sign   # this direction's logits at candidates
             approx_d = approx[d] * sign
-            c = centre * sign
+            c = centres[d]
             total = sums[d] - torch.exp((approx_d - c.unsqueeze(1)).double()).sum(1) \
                 + torch.exp((exact - c.unsqueeze(1)).double()).sum(1)
             lse = torch.log(total.clamp_min(1e-300)) + c.double()
@@ -259,9 +302,10 @@ def _row_extreme(f: torch.Tensor, blk: torch.Tensor | None, nb: int, largest: bo
     return out
 
 
-def chunk_rows(vocab: int, mm_dtype: torch.dtype, device: torch.device, budget_mb: int | None) -> int:
-    # the float32 logits and the spare buffer that a wide logit range needs
-    per_row = vocab * (4 + 4)
+def chunk_rows(vocab: int, device: torch.device, budget_mb: int | None, bytes_per_logit: int = 8) -> int:
+    """Rows per chunk so that the chunk's per-logit buffers fit the budget. The classic path holds the
+    float32 logits and the spare buffer a wide logit range needs (8 bytes a logit)."""
+    per_row = vocab * bytes_per_logit
     if budget_mb is None:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
@@ -271,6 +315,42 @@ def chunk_rows(vocab: int, mm_dtype: torch.dtype, device: torch.device, budget_m
     else:
         budget = budget_mb << 20
     return max(1, budget // per_row)
+
+
+_copy_streams: dict = {}
+
+
+def _upload(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a CPU tensor to ``device`` on a side stream and wait for it (on the calling thread only)."""
+    if t.is_cuda:
+        return t.to(device)
+    flip = not t.is_contiguous() and t.t().is_contiguous()  # down views: copy the stored layout
+    src = t.t() if flip else t.contiguous()
+    if not src.is_pinned():
+        src = src.pin_memory()
+    stream = _copy_streams.get(device)
+    if stream is None:
+        stream = _copy_streams[device] = torch.cuda.Stream(device)
+    with torch.cuda.stream(stream):
+        out = src.to(device, non_blocking=True)
+    stream.synchronize()
+    return out.t() if flip else out
+
+
+def _pick_engine(name: str, device: torch.device, mm_dtype: torch.dtype):
+    """(engine label, block-stats fn, gather-dot fn, bytes per logit of a chunk's buffers)."""
+    from . import kernels
+
+    if name not in ("auto", "blockwise", "classic"):
+        raise ValueError(f"unknown engine {name!r}; choose auto, blockwise or classic")
+    wanted = name == "blockwise" or (name == "auto" and device.type == "cuda")
+    fused = wanted and kernels.fused_ok(str(device))
+    width = torch.finfo(mm_dtype).bits // 8
+    if fused:
+        return "fused", kernels.block_stats, kernels.gather_dot, width + 1
+    if name == "blockwise":  # the kernels' torch twins: padded float32 copies and exp temporaries
+        return "blockwise", kernels.block_stats_torch, None, width + 16
+    return "classic", None, None, 8
 
 
 ProgressFn = Callable[[int, int], None]
@@ -285,21 +365,26 @@ class Decoder:
         self.recipe = recipe
         self.device = pick_device(recipe.device)
         self.mm_dtype = pick_dtype(recipe.dtype, self.device)
-        self.head = Head(adapter, self.device, self.mm_dtype)
-        self.scorer = Scorer(self.head, recipe.top_k)
-        self.rows = chunk_rows(self.head.vocab, self.mm_dtype, self.device, recipe.budget_mb)
+        self.engine, stats, dot, per_logit = _pick_engine(recipe.engine, self.device, self.mm_dtype)
+        self.head = Head(adapter, self.device, self.mm_dtype, dot)
+        self.scorer = Scorer(self.head, recipe.top_k, stats)
+        if self.scorer.stats is None:  # a head with bias or soft-capping keeps the classic passes
+            self.engine, self.head.dot, per_logit = "classic", None, 8
+        self.rows = chunk_rows(self.head.vocab, self.device, recipe.budget_mb, per_logit)
         if self.device.type == "cpu":
             _large_allocations_use_mmap()
 
     def describe(self) -> str:
-        return f"{self.device.type} {str(self.mm_dtype).replace('torch.', '')}"
+        text = f"{self.device.type} {str(self.mm_dtype).replace('torch.', '')}"
+        return text if self.engine == "classic" else f"{text} {self.engine}"
 
     def fetch(self, layer: int, view: str) -> torch.Tensor:
-        """One unit's vectors on the device (read from the checkpoint when the model is streamed)."""
-        vectors = self.adapter.vectors(layer, view)
-        if self.device.type == "cuda":
-            vectors = vectors.to(self.device, non_blocking=True)
-        return vectors
+        """One unit's vectors on the device (read from the checkpoint when the model is streamed). Runs on
+        the reader thread: on a GPU the copy goes through page-locked memory on a stream of its own, so
+        it overlaps the current unit's kernels instead of queueing between them."""
+        cuda = self.device.type == "cuda"
+        vectors = self.adapter.vectors(layer, view, pin=cuda)
+        return _upload(vectors, self.device) if cuda else vectors
 
     @torch.inference_mode()
     def decode_unit(self, layer: int, view: str, progress: Callable[[int], None] | None = None,
@@ -361,6 +446,8 @@ class Decoder:
             try:
                 for i, (layer, view) in enumerate(units):
                     vectors = nxt.result()
+                    if vectors.is_cuda:  # allocated on the copy stream, used on this one
+                        vectors.record_stream(torch.cuda.current_stream(vectors.device))
                     nxt = reader.submit(self.fetch, *units[i + 1]) if i + 1 < len(units) else None
                     pos, neg = self.decode_unit(layer, view, step, cancel, vectors)
                     del vectors
