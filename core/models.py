@@ -37,7 +37,7 @@ class Adapter:
     head: nn.Module
     down_name: str                   # the module whose input is the neuron activation (for clamping)
     softcap: float | None = None
-    fetch: Callable[[int, str], torch.Tensor] | None = None   # streamed checkpoints: read one matrix
+    fetch: Callable[..., torch.Tensor] | None = None   # streamed checkpoints: (layer, view, pin) -> one matrix
 
     @property
     def views(self) -> list[str]:
@@ -63,14 +63,15 @@ class Adapter:
         rows, cols = getattr(self.layers[layer], self.names[view]).weight.shape  # works on 'meta' too
         return (rows, cols) if self.layouts[view] == "rows" else (cols, rows)
 
-    def vectors(self, layer: int, view: str) -> torch.Tensor:
+    def vectors(self, layer: int, view: str, pin: bool = False) -> torch.Tensor:
         """[neurons, hidden] weight vectors of one layer and view, in the stored dtype. From the module
-        (a view, no copy), or read from the checkpoint when the model is streamed (``fetch``)."""
+        (a view, no copy), or read from the checkpoint when the model is streamed (``fetch``; ``pin``
+        reads it into page-locked memory for a GPU)."""
         if view not in self.names:
             raise KeyError(view)
         weight = getattr(self.layers[layer], self.names[view]).weight
         if weight.is_meta and self.fetch is not None:
-            weight = self.fetch(layer, view)
+            weight = self.fetch(layer, view, pin)
         return weight if self.layouts[view] == "rows" else weight.t()
 
 

@@ -9,7 +9,9 @@ Single files and sharded checkpoints (model.safetensors.index.json) both work.
 from __future__ import annotations
 
 import json
+import os
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -21,6 +23,10 @@ from .sources import Source
 # Head names that older checkpoints store under another name (transformers renames them on load).
 LEGACY_HEAD_NAMES = {"lm_head.weight": "embed_out.weight"}
 
+
+PIECE = 32 << 20   # a tensor larger than this is read in pieces by parallel threads
+READERS = min(8, os.cpu_count() or 1)
+_pool: ThreadPoolExecutor | None = None
 
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
            "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -55,7 +61,10 @@ class Checkpoint:
         short = name.split(".", 1)[1] if "." in name else name
         return short if short in self.entries else None
 
-    def get(self, name: str) -> torch.Tensor:
+    def get(self, name: str, pin: bool = False) -> torch.Tensor:
+        """One tensor, read into fresh memory (page-locked with ``pin``, for fast copies to a GPU). Large
+        tensors are read in pieces by parallel threads: one thread copying out of the page cache
+        is slower than a GPU decodes a layer."""
         key = self.key(name)
         if key is None:
             raise KeyError(name)
@@ -63,13 +72,39 @@ class Checkpoint:
         if info["dtype"] not in _DTYPES:
             raise KeyError(f"{key}: unsupported dtype {info['dtype']}")
         start, stop = info["data_offsets"]
-        out = torch.empty(info["shape"], dtype=_DTYPES[info["dtype"]])
-        view = memoryview(out.numpy() if out.dtype != torch.bfloat16 else out.view(torch.int16).numpy()).cast("B")
-        with open(path, "rb") as handle:
-            handle.seek(base + start)
-            if handle.readinto(view) != stop - start:
-                raise KeyError(f"{key}: truncated checkpoint file {path.name}")
+        out = torch.empty(info["shape"], dtype=_DTYPES[info["dtype"]], pin_memory=pin)
+        view = memoryview(out.view(-1).view(torch.uint8).numpy())
+        if len(view) != stop - start:
+            raise KeyError(f"{key}: shape and byte range disagree in {path.name}")
+        pieces = [(a, min(a + PIECE, len(view))) for a in range(0, len(view), PIECE)] or [(0, 0)]
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if len(pieces) == 1:
+                _read(fd, view, base + start)
+            else:
+                list(_readers().map(lambda ab: _read(fd, view[ab[0]:ab[1]], base + start + ab[0]), pieces))
+        except EOFError:
+            raise KeyError(f"{key}: truncated checkpoint file {path.name}") from None
+        finally:
+            os.close(fd)
         return out
+
+
+def _readers() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="neuroscope-read")
+    return _pool
+
+
+def _read(fd: int, view: memoryview, offset: int) -> None:
+    """Fill ``view`` from ``offset`` of the file (pread releases the GIL; short reads are continued)."""
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n == 0:
+            raise EOFError
+        done += n
 
 
 def has_safetensors(folder: Path) -> bool:
@@ -115,8 +150,8 @@ def load_streaming(source: Source, trust_remote_code: bool = False):
             if ckpt.key(f"{mlp}.{attr}.weight") is None:
                 raise KeyError(f"{mlp}.{attr}.weight")
 
-    def fetch(layer: int, view: str) -> torch.Tensor:
-        return ckpt.get(f"{mlp_names[layer]}.{adapter.names[view]}.weight")
+    def fetch(layer: int, view: str, pin: bool = False) -> torch.Tensor:
+        return ckpt.get(f"{mlp_names[layer]}.{adapter.names[view]}.weight", pin=pin)
 
     adapter.fetch = fetch
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
