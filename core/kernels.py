@@ -23,7 +23,7 @@ from functools import lru_cache
 import torch
 
 BLOCK = 64           # tokens per block, as in core.decode
-GROUP = 16           # blocks per program of block_stats
+GROUP = 32           # blocks per program of block_stats (a 32 x 64 tile)
 HIDDEN_STEP = 128    # hidden dims per step of gather_dot
 
 
