@@ -52,10 +52,13 @@ class DecodeRecipe:
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was given but no CUDA GPU is available")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:  # pin it: helper threads start on device 0
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -302,10 +305,12 @@ def _row_extreme(f: torch.Tensor, blk: torch.Tensor | None, nb: int, largest: bo
     return out
 
 
-def chunk_rows(vocab: int, device: torch.device, budget_mb: int | None, bytes_per_logit: int = 8) -> int:
-    """Rows per chunk so that the chunk's per-logit buffers fit the budget. The classic path holds the
-    float32 logits and the spare buffer a wide logit range needs (8 bytes a logit)."""
-    per_row = vocab * bytes_per_logit
+def chunk_rows(vocab: int, device: torch.device, budget_mb: int | None, bytes_per_logit: int = 8,
+               bytes_per_row: int = 0) -> int:
+    """Rows per chunk so that the chunk's buffers fit the budget: per-logit buffers (the classic path
+    holds the float32 logits and the spare buffer a wide logit range needs, 8 bytes a logit) plus
+    per-row ones (the candidate columns)."""
+    per_row = vocab * bytes_per_logit + bytes_per_row
     if budget_mb is None:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
@@ -370,7 +375,9 @@ class Decoder:
         self.scorer = Scorer(self.head, recipe.top_k, stats)
         if self.scorer.stats is None:  # a head with bias or soft-capping keeps the classic passes
             self.engine, self.head.dot, per_logit = "classic", None, 8
-        self.rows = chunk_rows(self.head.vocab, self.device, recipe.budget_mb, per_logit)
+        # each direction's candidate search holds kc blocks of 64 columns: int64 ids + gathered values
+        per_row = 2 * self.scorer.kc * BLOCK * (8 + 4)
+        self.rows = chunk_rows(self.head.vocab, self.device, recipe.budget_mb, per_logit, per_row)
         if self.device.type == "cpu":
             _large_allocations_use_mmap()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 from functools import lru_cache
 
 import torch
@@ -25,6 +26,7 @@ import torch
 BLOCK = 64           # tokens per block, as in core.decode
 GROUP = 32           # blocks per program of block_stats (a 32 x 64 tile)
 HIDDEN_STEP = 128    # hidden dims per step of gather_dot
+DOT_COLS = 16        # candidates per program of gather_dot (a 16 x 128 tile: few registers, no spills)
 
 
 # ---- torch twins (the definitions; also the CPU path of the blockwise scorer) ------------------------------
@@ -83,7 +85,7 @@ def _kernels():
     def gather_kernel(x_ptr, w_ptr, cols_ptr, out_ptr, hidden, ncols,
                       COLS: tl.constexpr, STEP: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
-        j = tl.arange(0, COLS)
+        j = tl.program_id(1) * COLS + tl.arange(0, COLS)
         jmask = j < ncols
         idx = tl.load(cols_ptr + row * ncols + j, mask=jmask, other=0).to(tl.int64)
         acc = tl.zeros((COLS,), dtype=tl.float32)
@@ -107,8 +109,8 @@ def block_stats(y: torch.Tensor):
         y = y.contiguous()
     nb = math.ceil(vocab / BLOCK)
     out = [torch.empty((rows, nb), dtype=torch.float32, device=y.device) for _ in range(4)]
-    grid = (rows, triton.cdiv(nb, GROUP))
-    stats_kernel[grid](y, y.stride(0), vocab, nb, *out, GROUP_=GROUP, BLOCK_=BLOCK)
+    with _on(y):
+        stats_kernel[(rows, triton.cdiv(nb, GROUP))](y, y.stride(0), vocab, nb, *out, GROUP_=GROUP, BLOCK_=BLOCK)
     return tuple(out)
 
 
@@ -120,9 +122,15 @@ def gather_dot(x: torch.Tensor, w: torch.Tensor, cols: torch.Tensor) -> torch.Te
     w = w.contiguous()
     cols = cols.contiguous()
     out = torch.empty((rows, ncols), dtype=torch.float32, device=x.device)
-    gather_kernel[(rows,)](x, w, cols, out, x.shape[1], ncols,
-                           COLS=max(16, triton.next_power_of_2(ncols)), STEP=HIDDEN_STEP)
+    with _on(x):
+        gather_kernel[(rows, triton.cdiv(ncols, DOT_COLS))](x, w, cols, out, x.shape[1], ncols,
+                                                              COLS=DOT_COLS, STEP=HIDDEN_STEP)
     return out
+
+
+def _on(t: torch.Tensor):
+    """Triton launches on the current CUDA device, whatever the tensors' device: make it theirs."""
+    return torch.cuda.device(t.device) if t.is_cuda else nullcontext()
 
 
 def _interpreting() -> bool:
@@ -131,8 +139,9 @@ def _interpreting() -> bool:
 
 @lru_cache(maxsize=None)
 def fused_ok(device: str) -> bool:
-    """True when the Triton kernels run on ``device`` and agree with their torch twins there."""
-    if not (device.startswith("cuda") or _interpreting()):
+    """True when the Triton kernels run on ``device`` and agree with their torch twins there, in each
+    variant Triton specialises (logits in bf16 and fp32; sizes divisible by 16 or not)."""
+    if _interpreting() != (device == "cpu"):  # compiled on a GPU, or interpreted on the CPU; never both
         return False
     try:
         _kernels()
@@ -140,13 +149,17 @@ def fused_ok(device: str) -> bool:
         return False
     try:
         gen = torch.Generator().manual_seed(0)
-        y = (torch.randn(5, 1000, generator=gen) * 4).to(device, torch.bfloat16)
-        for got, want in zip(block_stats(y), block_stats_torch(y)):
-            if not torch.allclose(got, want, rtol=1e-5, atol=1e-6):
-                return False
-        x = torch.randn(5, 300, generator=gen).to(device)
-        w = torch.randn(1000, 300, generator=gen).to(device, torch.bfloat16)
-        cols = torch.randint(0, 1000, (5, 36), generator=gen).to(device)
-        return bool(torch.allclose(gather_dot(x, w, cols), gather_dot_torch(x, w, cols), rtol=1e-4, atol=1e-3))
+        for vocab, hidden in ((1000, 300), (1024, 256)):
+            for dtype in (torch.bfloat16, torch.float32):
+                y = (torch.randn(5, vocab, generator=gen) * 4).to(device, dtype)
+                for got, want in zip(block_stats(y), block_stats_torch(y)):
+                    if not torch.allclose(got, want, rtol=1e-5, atol=1e-6):
+                        return False
+                x = torch.randn(5, hidden, generator=gen).to(device)
+                w = torch.randn(vocab, hidden, generator=gen).to(device, dtype)
+                cols = torch.randint(0, vocab, (5, 36), generator=gen).to(device)
+                if not torch.allclose(gather_dot(x, w, cols), gather_dot_torch(x, w, cols), rtol=1e-4, atol=1e-3):
+                    return False
+        return True
     except Exception:
         return False

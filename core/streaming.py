@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ LEGACY_HEAD_NAMES = {"lm_head.weight": "embed_out.weight"}
 PIECE = 32 << 20   # a tensor larger than this is read in pieces by parallel threads
 READERS = min(8, os.cpu_count() or 1)
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
            "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -82,7 +84,10 @@ class Checkpoint:
             if len(pieces) == 1:
                 _read(fd, view, base + start)
             else:
-                list(_readers().map(lambda ab: _read(fd, view[ab[0]:ab[1]], base + start + ab[0]), pieces))
+                jobs = [_readers().submit(_read, fd, view[a:b], base + start + a) for a, b in pieces]
+                wait(jobs)  # every piece has stopped before the descriptor is closed
+                for job in jobs:
+                    job.result()
         except EOFError:
             raise KeyError(f"{key}: truncated checkpoint file {path.name}") from None
         finally:
@@ -92,9 +97,10 @@ class Checkpoint:
 
 def _readers() -> ThreadPoolExecutor:
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="neuroscope-read")
-    return _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="neuroscope-read")
+        return _pool
 
 
 def _read(fd: int, view: memoryview, offset: int) -> None:

@@ -77,3 +77,21 @@ def test_large_tensors_are_read_in_parallel_pieces(model_dirs, monkeypatch):
     assert max(t.numel() * t.element_size() for t in want.values()) > 10 * 1001
     for name, tensor in want.items():
         assert torch.equal(ckpt.get(name), tensor), name
+
+
+def test_truncated_checkpoint_read_in_pieces_is_a_clear_error(model_dirs, tmp_path, monkeypatch):
+    import shutil
+
+    from neuroscope.core import streaming
+
+    monkeypatch.setattr(streaming, "PIECE", 1001)
+    folder = tmp_path / "cut"
+    shutil.copytree(model_dirs["llama"], folder)
+    weights = folder / "model.safetensors"
+    ckpt = streaming.Checkpoint(folder)
+    last = max(ckpt.entries, key=lambda k: ckpt.entries[k][2]["data_offsets"][1])
+    size = weights.stat().st_size
+    with open(weights, "r+b") as handle:
+        handle.truncate(size - 5000)  # the last tensor loses its tail: several pieces come back short
+    with pytest.raises(KeyError, match="truncated checkpoint file"):
+        ckpt.get(last)
