@@ -24,9 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from . import kernels
+from .kernels import BLOCK
 from .models import Adapter, fp32_norm
 
-BLOCK = 64
 MAX_HALF_RANGE = 80.0  # exp(80) and exp(-80) are both safe in float32
 HEAD_SLICE = 8192      # vocabulary rows per bf16 matmul
 # torch < 2.5 names it only under torch.cuda
@@ -98,6 +99,8 @@ class Head:
         self.norm = fp32_norm(self.adapter, self.device)
         self.vocab, self.hidden = self.w_exact.shape
         self.shared_neg = self.bias is None and self._norm_is_odd()
+        # the blockwise scorer works on the raw matmul output: no bias to add, no soft-capping to apply
+        self.blockwise_ok = self.bias is None and self.softcap is None
         self._gather: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @torch.inference_mode()
@@ -109,8 +112,9 @@ class Head:
         return bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6 * float(b.abs().max())))
 
     def logits_exact(self, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Float32 logits of rows ``x`` [R, H] at columns ``cols`` [R, C], from the stored weights. The
-        gathered head rows go through two reused buffers of about 16 MB (no allocation per chunk)."""
+        """Float32 logits of rows ``x`` [R, H] at columns ``cols`` [R, C], from the stored weights: with
+        the fused gather-dot, or through two reused buffers (about 16 MB on CPU, 256 MB on GPU) of
+        gathered head rows (no allocation per chunk)."""
         if self.dot is not None:
             out = self.dot(x, self.w_exact, cols)
             if self.bias is not None:
@@ -165,7 +169,7 @@ class Scorer:
         self.head = head
         # blockwise scoring (the GPU path): per-64-token-block max/min/partial sums from one pass over the
         # logits (core.kernels.block_stats or its torch twin); only for heads without bias or soft-capping
-        self.stats = stats if head.bias is None and head.softcap is None else None
+        self.stats = stats if head.blockwise_ok else None
         self.k = min(top_k, head.vocab)
         # bf16 rounding can reorder near-ties, so take a margin of candidates for the exact rescoring.
         exact = head.mm_dtype == torch.float32
@@ -342,15 +346,16 @@ def _upload(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return out.t() if flip else out
 
 
-def _pick_engine(name: str, device: torch.device, mm_dtype: torch.dtype):
-    """(engine label, block-stats fn, gather-dot fn, bytes per logit of a chunk's buffers)."""
-    from . import kernels
-
+def _pick_engine(name: str, head: Head):
+    """(engine label, block-stats fn, gather-dot fn, bytes per logit of a chunk's buffers). A head with
+    bias or soft-capping always gets the classic passes."""
     if name not in ("auto", "blockwise", "classic"):
         raise ValueError(f"unknown engine {name!r}; choose auto, blockwise or classic")
-    wanted = name == "blockwise" or (name == "auto" and device.type == "cuda")
-    fused = wanted and kernels.fused_ok(str(device))
-    width = torch.finfo(mm_dtype).bits // 8
+    if not head.blockwise_ok:
+        name = "classic"
+    wanted = name == "blockwise" or (name == "auto" and head.device.type == "cuda")
+    fused = wanted and kernels.fused_ok(str(head.device))
+    width = torch.finfo(head.mm_dtype).bits // 8
     if fused:
         return "fused", kernels.block_stats, kernels.gather_dot, width + 1
     if name == "blockwise":  # the kernels' torch twins: padded float32 copies and exp temporaries
@@ -370,11 +375,9 @@ class Decoder:
         self.recipe = recipe
         self.device = pick_device(recipe.device)
         self.mm_dtype = pick_dtype(recipe.dtype, self.device)
-        self.engine, stats, dot, per_logit = _pick_engine(recipe.engine, self.device, self.mm_dtype)
-        self.head = Head(adapter, self.device, self.mm_dtype, dot)
+        self.head = Head(adapter, self.device, self.mm_dtype)
+        self.engine, stats, self.head.dot, per_logit = _pick_engine(recipe.engine, self.head)
         self.scorer = Scorer(self.head, recipe.top_k, stats)
-        if self.scorer.stats is None:  # a head with bias or soft-capping keeps the classic passes
-            self.engine, self.head.dot, per_logit = "classic", None, 8
         # each direction's candidate search holds kc blocks of 64 columns: int64 ids + gathered values
         per_row = 2 * self.scorer.kc * BLOCK * (8 + 4)
         self.rows = chunk_rows(self.head.vocab, self.device, recipe.budget_mb, per_logit, per_row)

@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import torch
 
-BLOCK = 64           # tokens per block, as in core.decode
+BLOCK = 64           # tokens per block (core.decode uses this one too)
 GROUP = 32           # blocks per program of block_stats (a 32 x 64 tile)
 HIDDEN_STEP = 128    # hidden dims per step of gather_dot
 DOT_COLS = 16        # candidates per program of gather_dot (a 16 x 128 tile: few registers, no spills)

@@ -21,8 +21,7 @@ from neuroscope.core.models import load_for_decode
 from neuroscope.core.sources import resolve
 
 from .. import reference
-
-VIEWS = {"llama": ["up", "gate", "down"], "gpt2": ["up", "down"], "neox": ["up", "down"]}
+from .test_decode import VIEWS
 
 
 def _stats_f64(y: np.ndarray):
