@@ -1,26 +1,24 @@
 """`neuroscope clamp`: clamp neurons, generate baseline vs clamped, measure p(target) and the target rate.
 
-Input is checked before the model loads wherever it can be (clamps, values, prompt, presets), so a typo
-costs nothing; neuron ranges and the chat template are checked right after loading."""
+Everything the user typed is checked before the model loads: clamps, values, settings and presets on
+their own, neuron ranges, the context length and the chat template against the model's headers, the
+prompt's and target's tokens with the tokenizer alone. A typo costs milliseconds, not a model load."""
 from __future__ import annotations
 
 import json
 import sys
 
 from .commands import CommandError, note
-from .core.clamp import BadClamp, Clamp, ClampSet, load_preset, save_preset
+from .core.clamp import Clamp, ClampSet, check_preset_name, load_preset, save_preset
 from .core.sources import resolve
 
 
 def _clamps(args) -> tuple[ClampSet, dict]:
     """The run's ClampSet: the preset's clamps (if any), then each --set; plus the preset's extras."""
     clamps, extra = ClampSet(), {}
-    try:
-        if args.preset:
-            clamps, extra = load_preset(args.preset)
-        clamps.clamps.extend(Clamp.parse(spec, args.mode) for spec in args.sets)
-    except (BadClamp, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+    if args.preset:
+        clamps, extra = load_preset(args.preset)
+    clamps.clamps.extend(Clamp.parse(spec, args.mode) for spec in args.sets)
     if args.positions != "all" or not args.preset:
         clamps.positions = args.positions
     if not clamps:
@@ -28,7 +26,7 @@ def _clamps(args) -> tuple[ClampSet, dict]:
     return clamps, extra
 
 
-def _load(source, args):
+def _load(source, args, tokenizer):
     from .core.decode import pick_device
     from .core.models import load
 
@@ -38,7 +36,7 @@ def _load(source, args):
         import torch
 
         dtype = getattr(torch, dtype)
-    lm = load(source, trust_remote_code=args.trust_remote_code, dtype=dtype)
+    lm = load(source, trust_remote_code=args.trust_remote_code, dtype=dtype, tokenizer=tokenizer)
     device = pick_device(args.device)
     if device.type != "cpu":
         lm.model.to(device)
@@ -71,46 +69,56 @@ def _fmt_rate(side, n) -> str:
 
 
 def cmd_clamp(args) -> int:
+    from .core.generate import MAX_SAMPLES, GenSettings, Tokenized, build_prompt
+    from .core.measure import target_token
+    from .core.modelinfo import inspect_model
+    from .core.options import check_device_name, check_dtype
+
+    check_dtype(args.dtype)
+    check_device_name(args.device)
     clamps, extra = _clamps(args)
     prompt = args.prompt if args.prompt is not None else extra.get("prompt")
     target = args.target if args.target is not None else extra.get("target")
     chat = args.chat or bool(extra.get("chat", False))
-    if prompt is None or not prompt.strip():
+    if not isinstance(prompt, str) or not prompt.strip():
         raise CommandError("the prompt is empty: give --prompt TEXT")
-    if target is not None and not target.strip():
+    if target is not None and (not isinstance(target, str) or not target.strip()):
         raise CommandError("--target is empty: give a word, e.g. --target dog")
     if args.samples and target is None:
         raise CommandError("--samples counts replies that contain --target: give --target WORD too")
+    if args.samples and args.samples > MAX_SAMPLES:
+        raise CommandError(f"--samples is at most {MAX_SAMPLES:,}")
     if args.save_preset:
-        try:
-            from .core.clamp import _preset_path
-
-            _preset_path(args.save_preset)
-        except BadClamp as exc:
-            raise CommandError(str(exc)) from None
+        check_preset_name(args.save_preset)
+    settings = GenSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, chat).check()
     source = resolve(args.model)
+    info = inspect_model(source)                       # headers only: ranges, context, chat template
+    clamps.check(info.layers, info.neurons)
+    info.check_new_tokens(settings.max_new_tokens)
+    if chat and not info.chat_template:
+        raise CommandError(f"{source.name} has no chat template: drop --chat and write the prompt out in full")
+    if args.device != "cpu":
+        from .core.decode import pick_device
 
-    from .core.generate import GenSettings, build_prompt
-    from .core.measure import Experiment, run_experiment, target_token
+        pick_device(args.device)                      # a missing GPU: before the model loads
+    from .core.models import load_tokenizer
 
-    settings = GenSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, chat)
-    try:
-        settings.check()
-        lm = _load(source, args)
-        adapter = lm.adapter
-        clamps.check(adapter.num_layers, adapter.neurons)
-        built = build_prompt(lm, prompt, chat)
-        if target is not None:
-            tgt = target_token(lm, built, target)
-            if tgt.tokens > 1:
-                note(f"target '{target}' is {tgt.tokens} tokens; measuring p of its first token "
-                     f"{json.dumps(tgt.token, ensure_ascii=False)}")
-    except BadClamp as exc:
-        raise CommandError(str(exc)) from None
+    tokenizer = load_tokenizer(source, args.trust_remote_code)
+    built = build_prompt(Tokenized(source, tokenizer), prompt, chat)
+    info.check_new_tokens(built.length + settings.max_new_tokens)
+    if target is not None:
+        tgt = target_token(Tokenized(source, tokenizer), built, target)
+        if tgt.tokens > 1:
+            note(f"target '{target}' is {tgt.tokens} tokens; measuring p of its first token "
+                 f"{json.dumps(tgt.token, ensure_ascii=False)}")
     if args.save_preset:
         path = save_preset(args.save_preset, clamps, {"model": source.name, "prompt": prompt, "target": target,
                                                       "chat": chat})
         note(f"saved preset '{args.save_preset}' -> {path}")
+    lm = _load(source, args, tokenizer)
+
+    from .core.measure import Experiment, run_experiment
+
     note(f"clamping {clamps.describe()}")
     on_text, finish = (None, lambda: None) if args.json else _stream_printer()
     exp = Experiment(prompt, clamps, settings, target, args.samples)

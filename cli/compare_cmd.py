@@ -1,11 +1,10 @@
 """`neuroscope compare BASE OTHER`: how much of the neuron map a fine-tune kept, layer by layer."""
 from __future__ import annotations
 
-import argparse
 import json
 
-from .commands import CommandError, _emit_json, note, open_decoded
-from .core.compare import PAPER_SAME_TOP1, Comparison, Incompatible, compare_stores, precheck
+from .commands import _emit_json, note, open_decoded
+from .core.compare import PAPER_SAME_TOP1, Comparison, compare_stores, precheck
 from .core.refs import NeuronRef
 from .core.sources import resolve
 
@@ -24,26 +23,23 @@ def _tok(text: str, width: int = 16) -> str:
 
 
 def cmd_compare(args) -> int:
-    try:
-        base, other = resolve(args.base), resolve(args.other)
-        same = base.source == other.source and base.fingerprint == other.fingerprint
-        if same:
-            note(f"BASE and OTHER are the same model ({base.name}): every neuron agrees with itself, "
-                 f"agreement is 1.0 by construction")
-        else:
-            precheck(base, other)           # different shapes or vocab sizes: refuse before decoding
-        _, base_store = open_decoded(argparse.Namespace(**{**vars(args), "model": args.base}), args.view)
-        try:
-            _, other_store = open_decoded(argparse.Namespace(**{**vars(args), "model": args.other}), args.view)
-            try:
-                result = compare_stores(base_store, other_store, args.view, args.direction, top=args.top,
-                                        base_source=base, other_source=other)
-            finally:
-                other_store.close()
-        finally:
-            base_store.close()
-    except Incompatible as exc:
-        raise CommandError(str(exc)) from None
+    from .core.modelinfo import inspect_model
+    from .core.options import check_dtype
+
+    check_dtype(args.dtype)
+    base, other = resolve(args.base), resolve(args.other)
+    same = base.source == other.source and base.fingerprint == other.fingerprint
+    if same:
+        note(f"BASE and OTHER are the same model ({base.name}): every neuron agrees with itself, "
+             f"agreement is 1.0 by construction")
+    else:
+        precheck(inspect_model(base), inspect_model(other))   # different shapes: before decoding
+    _, base_store = open_decoded(args, args.view, model=args.base)
+    with base_store:
+        _, other_store = open_decoded(args, args.view, model=args.other)
+        with other_store:
+            result = compare_stores(base_store, other_store, args.view, args.direction, top=args.top,
+                                    base_source=base, other_source=other)
     if args.json:
         _emit_json(result.as_dict())
     else:

@@ -134,13 +134,29 @@ def build_parser() -> Parser:
     return parser
 
 
+def check_text(argv: list[str]) -> None:
+    """Every argument must be text the terminal can show back (argv bytes that are not UTF-8 arrive as
+    lone surrogates, which no output stream can print)."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            sys.stderr.write(f"neuroscope: error: argument {shown!r} is not valid UTF-8\n")
+            raise SystemExit(2) from None
+        if "\0" in arg:
+            sys.stderr.write("neuroscope: error: an argument contains a NUL character\n")
+            raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    check_text(argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["tui", *argv]            # no command: the app (neuroscope --cache-dir DIR works too)
+    args = build_parser().parse_args(argv)
     from . import commands
 
-    if args.command is None:
-        args = parser.parse_args(["tui", *(argv if argv is not None else sys.argv[1:])])
     return commands.dispatch(args)
 
 

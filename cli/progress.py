@@ -40,6 +40,12 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
 
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def _clock(seconds: float) -> str:
     seconds = int(seconds)

@@ -14,20 +14,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import BadClamp
 from .refs import NeuronRef
 
 MODES = ("set", "add", "scale")
 POSITIONS = ("all", "generated")
+MAX_VALUE = 1_000_000      # activations past this only overflow the model's arithmetic
 _PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 # One lock serialises every forward pass of every model: clamp hooks change shared module state, so
 # a baseline run must never overlap a clamped one. Reentrant, so a clamped run may call helpers that
 # take it again.
 FORWARD_LOCK = threading.RLock()
-
-
-class BadClamp(ValueError):
-    """Malformed clamp input; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,9 @@ def parse_value(text: str, where: str = "") -> float:
         value = float(str(text).strip())
     except ValueError:
         raise BadClamp(f"value '{str(text).strip()}' is not a number{' ' + where if where else ''}") from None
-    if not math.isfinite(value):
-        raise BadClamp(f"value '{str(text).strip()}' must be a finite number{' ' + where if where else ''}")
+    if not math.isfinite(value) or abs(value) > MAX_VALUE:
+        raise BadClamp(f"value '{str(text).strip()}' must be a number between -{MAX_VALUE:,} and {MAX_VALUE:,}"
+                       f"{' ' + where if where else ''}")
     return value
 
 
@@ -97,11 +96,16 @@ class ClampSet:
     @classmethod
     def from_dict(cls, data: dict) -> "ClampSet":
         try:
-            clamps = [Clamp(NeuronRef(int(c["layer"]), int(c["neuron"])), float(c["value"]), c.get("mode", "set"))
+            clamps = [Clamp(NeuronRef(int(c["layer"]), int(c["neuron"])), parse_value(c["value"]), c.get("mode", "set"))
                       for c in data["clamps"]]
-        except (KeyError, TypeError, ValueError) as exc:
+            positions = data.get("positions", "all")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BadClamp(f"malformed clamp set ({exc})") from None
-        return cls(clamps, data.get("positions", "all"))
+        bad = [c.mode for c in clamps if c.mode not in MODES]
+        if bad or positions not in POSITIONS:
+            raise BadClamp(f"malformed clamp set (mode {bad[0]!r})" if bad else f"malformed clamp set (positions "
+                           f"{positions!r})")
+        return cls(clamps, positions)
 
 
 # -- hooks ------------------------------------------------------------------------------------
@@ -209,10 +213,15 @@ def presets_dir() -> Path:
     return data_dir() / "presets"
 
 
-def _preset_path(name: str) -> Path:
-    if not _PRESET_NAME.match(name or ""):
+def check_preset_name(name: str) -> str:
+    """A preset name is a plain file stem: it can never name a path outside the presets folder."""
+    if not isinstance(name, str) or not _PRESET_NAME.fullmatch(name):
         raise BadClamp(f"bad preset name '{name}': use letters, digits, '.', '_' or '-' (up to 64)")
-    return presets_dir() / f"{name}.json"
+    return name
+
+
+def _preset_path(name: str) -> Path:
+    return presets_dir() / f"{check_preset_name(name)}.json"
 
 
 def save_preset(name: str, clamps: ClampSet, extra: dict | None = None) -> Path:
@@ -234,6 +243,8 @@ def load_preset(name: str) -> tuple[ClampSet, dict]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BadClamp(f"preset '{name}' is unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadClamp(f"preset '{name}' is unreadable (not a JSON object)")
     extra = {k: v for k, v in data.items() if k not in ("name", "clamps", "positions")}
     return ClampSet.from_dict(data), extra
 

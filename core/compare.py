@@ -8,21 +8,22 @@ safetensors files (memory-mapped, bf16/f16/f32/f64); other formats (GGUF, .bin) 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from .arch import by_weight_names
+from .errors import Incompatible
+from .modelinfo import ModelInfo, inspect_model
 from .refs import NeuronRef
 from .sources import Source
+from .weights import SafetensorsIndex, has_safetensors
+
+__all__ = ["Incompatible", "compare_stores", "neuron_cosines", "precheck"]
 
 PAPER_SAME_TOP1 = 0.754   # Davies 2025: Llama-3.1-8B vs Instruct, up-projection neurons, same top-1 token
-
-
-class Incompatible(ValueError):
-    """The two models cannot be compared neuron by neuron; the message says what differs (one line)."""
 
 
 @dataclass
@@ -77,34 +78,16 @@ class Comparison:
 
 
 # -- compatibility --------------------------------------------------------------------------------
-def _config_shape(source: Source) -> dict | None:
-    """Layers, neurons per layer and vocabulary size from config.json, without loading anything."""
-    if source.kind == "gguf":
-        return None
-    try:
-        cfg = json.loads((source.load_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    cfg = cfg.get("text_config") or cfg
-    layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
-    neurons = cfg.get("intermediate_size", cfg.get("n_inner"))
-    if neurons is None and cfg.get("n_embd"):
-        neurons = 4 * cfg["n_embd"]           # GPT-2's default
-    shape = {"layers": layers, "neurons": neurons, "vocab": cfg.get("vocab_size")}
-    return shape if all(isinstance(v, int) for v in shape.values()) else None
-
-
-def precheck(base: Source, other: Source) -> None:
-    """Refuse before decoding anything when the configs already show different shapes or vocab sizes."""
-    a, b = _config_shape(base), _config_shape(other)
-    if a is None or b is None:
-        return
-    if (a["layers"], a["neurons"]) != (b["layers"], b["neurons"]):
-        raise Incompatible(f"MLP shapes differ: {base.name} has {a['layers']} layers x {a['neurons']} neurons, "
-                           f"{other.name} has {b['layers']} x {b['neurons']}; only models of one shape compare")
-    if a["vocab"] != b["vocab"]:
-        raise Incompatible(f"tokenizer vocabularies differ: {base.name} has {a['vocab']:,} tokens, "
-                           f"{other.name} has {b['vocab']:,}; neuron maps compare only over one vocabulary")
+def precheck(base: ModelInfo | Source, other: ModelInfo | Source) -> None:
+    """Refuse before decoding anything when the headers already show different shapes or vocab sizes."""
+    base, other = (m if isinstance(m, ModelInfo) else inspect_model(m) for m in (base, other))
+    a, b = base.shape, other.shape
+    if (a.layers, a.neurons) != (b.layers, b.neurons):
+        raise Incompatible(f"MLP shapes differ: {base.source.name} has {a.layers} layers x {a.neurons} neurons, "
+                           f"{other.source.name} has {b.layers} x {b.neurons}; only models of one shape compare")
+    if a.vocab != b.vocab:
+        raise Incompatible(f"tokenizer vocabularies differ: {base.source.name} has {a.vocab:,} tokens, "
+                           f"{other.source.name} has {b.vocab:,}; neuron maps compare only over one vocabulary")
 
 
 def check_compatible(base, other, base_name: str = "BASE", other_name: str = "OTHER") -> None:
@@ -200,51 +183,20 @@ def compare_stores(base, other, view: str, direction: str, top: int = 50,
 
 
 # -- weight vectors ---------------------------------------------------------------------------------
-_PATTERNS = {  # view -> (regex on the tensor name, default layout when neurons == hidden)
-    "up": [(r"layers\.(\d+)\.mlp\.up_proj\.weight$", "rows"), (r"\bh\.(\d+)\.mlp\.c_fc\.weight$", "cols"),
-           (r"layers\.(\d+)\.mlp\.dense_h_to_4h\.weight$", "rows")],
-    "gate": [(r"layers\.(\d+)\.mlp\.gate_proj\.weight$", "rows")],
-    "down": [(r"layers\.(\d+)\.mlp\.down_proj\.weight$", "cols"), (r"\bh\.(\d+)\.mlp\.c_proj\.weight$", "rows"),
-             (r"layers\.(\d+)\.mlp\.dense_4h_to_h\.weight$", "cols")],
-}
-_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16}
-
-
 class SafetensorsWeights:
-    """A model folder's MLP tensors, read from safetensors headers and memory-mapped on demand."""
+    """A model folder's MLP vectors, read from its safetensors files through a memory map (no torch); the
+    tensor names and layouts come from the architecture registry."""
 
     def __init__(self, folder: Path):
-        self.entries: dict[str, tuple[Path, str, list[int], int, int]] = {}
-        for file in sorted(Path(folder).glob("*.safetensors")):
-            with open(file, "rb") as fh:
-                size = int.from_bytes(fh.read(8), "little")
-                header = json.loads(fh.read(size))
-            for name, info in header.items():
-                if name != "__metadata__":
-                    start, end = info["data_offsets"]
-                    self.entries[name] = (file, info["dtype"], info["shape"], 8 + size + start, end - start)
+        folder = Path(folder)
+        self.index = SafetensorsIndex(folder) if has_safetensors(folder) else None
+        self.family = None if self.index is None else by_weight_names(lambda name: self.index.key(name) is not None)
 
     def vectors(self, layer: int, view: str, neurons: Sequence[int], n: int, hidden: int) -> np.ndarray | None:
         """[len(neurons), hidden] float64 vectors, or None when the tensor is not found or not readable."""
-        for pattern, layout in _PATTERNS.get(view, []):
-            rx = re.compile(pattern)
-            name = next((k for k in self.entries if (m := rx.search(k)) and int(m.group(1)) == layer), None)
-            if name is None:
-                continue
-            file, dtype, shape, offset, _ = self.entries[name]
-            if dtype not in _DTYPES or len(shape) != 2:
-                return None
-            if shape == [n, hidden] and n != hidden:
-                layout = "rows"
-            elif shape == [hidden, n] and n != hidden:
-                layout = "cols"
-            mm = np.memmap(file, dtype=_DTYPES[dtype], mode="r", offset=offset, shape=tuple(shape))
-            idx = np.asarray(neurons, dtype=np.int64)
-            raw = np.asarray(mm[idx] if layout == "rows" else mm[:, idx].T)
-            if dtype == "BF16":
-                raw = (raw.astype(np.uint32) << 16).view(np.float32)
-            return raw.astype(np.float64)
-        return None
+        if self.family is None or view not in self.family.modules:
+            return None
+        return self.index.rows(self.family.weight_name(layer, view), neurons, self.family.layouts[view])
 
 
 def _torch_reader(loaded: dict) -> Callable:

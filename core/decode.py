@@ -25,17 +25,15 @@ import numpy as np
 import torch
 
 from . import kernels
+from .errors import Cancelled, DamagedModel, DeviceError, UsageError
 from .kernels import BLOCK
+from .options import check_device_name
 from .models import Adapter, fp32_norm
 
 MAX_HALF_RANGE = 80.0  # exp(80) and exp(-80) are both safe in float32
 HEAD_SLICE = 8192      # vocabulary rows per bf16 matmul
 # torch < 2.5 names it only under torch.cuda
 _OOM = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-
-
-class Cancelled(Exception):
-    """The caller asked the decode to stop; finished units are already stored."""
 
 
 @dataclass
@@ -52,11 +50,14 @@ class DecodeRecipe:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was given but no CUDA GPU is available")
+        raise DeviceError(f"--device {name} was given but no CUDA GPU is available")
     device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "cuda" and device.index is None:  # pin it: helper threads start on device 0
         device = torch.device("cuda", torch.cuda.current_device())
     return device
@@ -69,13 +70,17 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "bfloat16":
         return torch.bfloat16
     if name != "auto":
-        raise ValueError(f"unknown dtype {name!r}; choose auto, float32 or bfloat16")
+        raise UsageError(f"unknown dtype {name!r}; choose auto, float32 or bfloat16")
     if device.type == "cuda":
         return torch.bfloat16
     cpu = getattr(torch, "cpu", None)
     fast_bf16 = getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or \
         getattr(cpu, "_is_amx_tile_supported", lambda: False)()
     return torch.bfloat16 if fast_bf16 else torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 @dataclass
@@ -98,6 +103,10 @@ class Head:
         self.softcap = float(self.adapter.softcap) if self.adapter.softcap else None
         self.norm = fp32_norm(self.adapter, self.device)
         self.vocab, self.hidden = self.w_exact.shape
+        if not bool(torch.isfinite(self.w_exact).all()) or not all(
+                bool(torch.isfinite(p).all()) for p in self.norm.parameters()):
+            raise DamagedModel(f"{self.adapter.origin or 'the checkpoint'}: the LM head or final norm holds NaN or "
+                               f"infinite values (the file is damaged)")
         self.shared_neg = self.bias is None and self._norm_is_odd()
         # the blockwise scorer works on the raw matmul output: no bias to add, no soft-capping to apply
         self.blockwise_ok = self.bias is None and self.softcap is None
@@ -350,7 +359,7 @@ def _pick_engine(name: str, head: Head):
     """(engine label, block-stats fn, gather-dot fn, bytes per logit of a chunk's buffers). A head with
     bias or soft-capping always gets the classic passes."""
     if name not in ("auto", "blockwise", "classic"):
-        raise ValueError(f"unknown engine {name!r}; choose auto, blockwise or classic")
+        raise UsageError(f"unknown engine {name!r}; choose auto, blockwise or classic")
     if not head.blockwise_ok:
         name = "classic"
     wanted = name == "blockwise" or (name == "auto" and head.device.type == "cuda")
@@ -401,6 +410,9 @@ class Decoder:
                     cancel: threading.Event | None = None, vectors: torch.Tensor | None = None):
         """Both directions of one layer and view: ((ids, probs) pos, (ids, probs) neg), numpy [n, k]."""
         vectors = self.fetch(layer, view) if vectors is None else vectors
+        if not bool(torch.isfinite(vectors).all()):
+            raise DamagedModel(f"{self.adapter.origin or 'the checkpoint'}: layer {layer} {view} weights hold NaN "
+                               f"or infinite values (the file is damaged)")
         n = vectors.shape[0]
         k = self.scorer.k
         out = [(np.empty((n, k), np.int32), np.empty((n, k), np.float32)) for _ in range(2)]

@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 import torch
 import torch.distributed as dist
 
+from .decode import pick_device
+from .errors import DeviceError
 from .sources import Source
 
 
@@ -45,7 +47,9 @@ def decode_distributed(source: Source, devices: Sequence[str] | None, views=None
         return _run_rank(rank, world, device, *args, progress=progress, note=note)
     devices = list(devices or [])
     if len(devices) < 2:
-        raise ValueError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
+        raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
+    for device in devices:
+        pick_device(device)               # a device that is not there fails before any process starts
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ["MASTER_PORT"] = str(_free_port())
     import torch.multiprocessing as mp
@@ -73,10 +77,15 @@ def _worker(rank, world, device, *args) -> None:
 def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: int, dtype: str, cache_dir,
               rebuild: bool, trust_remote_code: bool, progress=None, note=None):
     from ..cache.catalog import cache_path, decode_lock
-    from .decode import DecodeRecipe, Decoder
+    from .decode import DecodeRecipe, Decoder, dtype_name, pick_dtype
+    from .modelinfo import inspect_model
     from .models import load_for_decode
-    from .pipeline import DecodeResult, open_for_decode
+    from .options import check_dtype
+    from .pipeline import DecodeResult, discard_if_empty, open_for_decode
 
+    check_dtype(dtype)
+    info = inspect_model(source)
+    views = info.check_views(views)
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
@@ -90,30 +99,38 @@ def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: 
         plan: list = [None]
         store = None
         if rank == 0:  # the only process that touches the cache
-            stack.enter_context(decode_lock(path, note))
-            store, views, todo = open_for_decode(source, lm, views, top_k, cache_dir, rebuild, note)
+            lock = stack.enter_context(decode_lock(path, note))
+            auto = dtype_name(pick_dtype("auto", pick_device(device)))
+            store, todo, precision, created = open_for_decode(source, lm, info, views, top_k, dtype, auto, cache_dir,
+                                                              rebuild, note)
             stack.callback(store.close)
-            plan = [(views, todo, store.top_k)]
+            plan = [(todo, store.top_k, precision)]
         dist.broadcast_object_list(plan, src=0)
-        views, todo, k = plan[0]
-        decoder = Decoder(lm.adapter, DecodeRecipe(top_k=k, views=views, device=device, dtype=dtype))
+        todo, k, precision = plan[0]
+        decoder = Decoder(lm.adapter, DecodeRecipe(top_k=k, views=views, device=device, dtype=precision))
         described = f"{world} x {decoder.describe()}"
         neurons = lm.adapter.neurons
-        for start in range(0, len(todo), world):
-            mine = todo[start + rank] if start + rank < len(todo) else None
-            result = (mine, decoder.decode_unit(*mine)) if mine is not None else None
-            gathered = [None] * world if rank == 0 else None
-            dist.gather_object(result, gathered, dst=0)
+        if store is not None:
+            store.set_meta(decoded_with=described)
+        try:
+            for start in range(0, len(todo), world):
+                mine = todo[start + rank] if start + rank < len(todo) else None
+                result = (mine, decoder.decode_unit(*mine)) if mine is not None else None
+                gathered = [None] * world if rank == 0 else None
+                dist.gather_object(result, gathered, dst=0)
+                if store is not None:
+                    for item in gathered:
+                        if item is not None:
+                            (layer, view), (pos, neg) = item
+                            store.write_unit(layer, view, pos, neg, described)
+                    if progress is not None:
+                        progress(min(len(todo), start + world) * neurons, len(todo) * neurons)
+        except BaseException:
             if store is not None:
-                for item in gathered:
-                    if item is not None:
-                        (layer, view), (pos, neg) = item
-                        store.write_unit(layer, view, pos, neg)
-                if progress is not None:
-                    progress(min(len(todo), start + world) * neurons, len(todo) * neurons)
+                discard_if_empty(store, lock, created)
+            raise
         if store is None:
             return None
-        store.set_meta(decoded_with=described)
         store.touch()
         return DecodeResult(path, list(views), lm.adapter.num_layers * neurons, time.perf_counter() - started,
                             len(todo), described)

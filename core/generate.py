@@ -10,7 +10,11 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .clamp import FORWARD_LOCK, BadClamp, ClampSet, clamped
+from .clamp import FORWARD_LOCK, ClampSet, clamped
+from .errors import GenerationError
+
+MAX_NEW_TOKENS = 100_000
+MAX_SAMPLES = 1000
 
 OnText = Callable[[str], None]
 
@@ -30,12 +34,15 @@ class GenSettings:
         return self.temperature is not None and self.temperature > 0
 
     def check(self) -> "GenSettings":
-        if self.max_new_tokens < 1:
-            raise BadClamp("--max-new-tokens must be at least 1")
-        if self.temperature is not None and self.temperature < 0:
-            raise BadClamp("--temperature must be 0 (greedy) or more")
+        """Every setting in range (no torch needed, nothing loaded)."""
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise GenerationError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}")
+        if self.temperature is not None and not 0 <= self.temperature <= 100:
+            raise GenerationError("--temperature must be a number from 0 (greedy) to 100")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise BadClamp("--top-p must be in (0, 1]")
+            raise GenerationError("--top-p must be in (0, 1]")
+        if not 0 <= self.seed < 2 ** 63:
+            raise GenerationError("--seed must be a whole number from 0 to 2**63 - 1")
         return self
 
 
@@ -60,8 +67,23 @@ class Generation:
         return self.texts[0] if self.texts else ""
 
 
+@dataclass
+class Tokenized:
+    """What building a prompt needs: the tokenizer (and the model's name), before the model is loaded."""
+
+    source: object
+    tokenizer: object
+    model: object = None
+
+
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
+
+
+def on_model(lm, ids: torch.Tensor) -> torch.Tensor:
+    """Token ids on the model's device (a prompt may be built before the model is loaded)."""
+    device = model_device(lm.model)
+    return ids if ids.device == device else ids.to(device)
 
 
 def has_chat_template(tokenizer) -> bool:
@@ -71,11 +93,12 @@ def has_chat_template(tokenizer) -> bool:
 def build_prompt(lm, prompt: str, chat: bool) -> Prompt:
     """Tokenize the prompt, through the chat template when ``chat``; one-line errors for bad input."""
     if prompt is None or not prompt.strip():
-        raise BadClamp("the prompt is empty: give --prompt TEXT")
+        raise GenerationError("the prompt is empty: give --prompt TEXT")
     tok = lm.tokenizer
     if chat:
         if not has_chat_template(tok):
-            raise BadClamp(f"{lm.source.name} has no chat template: drop --chat and write the prompt out in full")
+            raise GenerationError(f"{lm.source.name} has no chat template: drop --chat and write the prompt out in "
+                                  f"full")
         text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                        add_generation_prompt=True)
         ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
@@ -83,8 +106,8 @@ def build_prompt(lm, prompt: str, chat: bool) -> Prompt:
         text = prompt
         ids = tok(text, return_tensors="pt")["input_ids"]
     if ids.shape[1] == 0:
-        raise BadClamp("the prompt has no tokens")
-    return Prompt(text, ids.to(model_device(lm.model)))
+        raise GenerationError("the prompt has no tokens")
+    return Prompt(text, ids if getattr(lm, "model", None) is None else on_model(lm, ids))
 
 
 class CancelCriteria(StoppingCriteria):
@@ -151,11 +174,12 @@ def generate(lm, prompt: Prompt, settings: GenSettings, clamps: ClampSet | None 
     same random numbers."""
     streamer = CallbackStreamer(lm.tokenizer, on_text) if on_text is not None and num == 1 else None
     config = generation_config(lm, settings, num)
-    mask = torch.ones_like(prompt.ids)
+    ids = on_model(lm, prompt.ids)
+    mask = torch.ones_like(ids)
     with FORWARD_LOCK, clamped(lm.adapter, clamps, prompt.length), torch.inference_mode():
         if settings.sampling:
             torch.manual_seed(settings.seed)
-        out = lm.model.generate(input_ids=prompt.ids, attention_mask=mask, generation_config=config,
+        out = lm.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                 streamer=streamer, stopping_criteria=StoppingCriteriaList([CancelCriteria(cancel)]))
     new = out[:, prompt.length:]
     texts = [lm.tokenizer.decode(row, skip_special_tokens=True) for row in new]
@@ -165,5 +189,5 @@ def generate(lm, prompt: Prompt, settings: GenSettings, clamps: ClampSet | None 
 def next_token_probs(lm, prompt: Prompt, clamps: ClampSet | None = None) -> torch.Tensor:
     """Softmax over the vocabulary of the next token after the prompt (float32, on the CPU)."""
     with FORWARD_LOCK, clamped(lm.adapter, clamps, prompt.length), torch.inference_mode():
-        logits = lm.model(input_ids=prompt.ids, use_cache=False).logits[0, -1]
+        logits = lm.model(input_ids=on_model(lm, prompt.ids), use_cache=False).logits[0, -1]
     return torch.softmax(logits.float(), dim=-1).cpu()

@@ -10,28 +10,41 @@ transformers path (core.models.load).
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from .arch import by_gguf_arch
+from .errors import DamagedModel, first_line
+
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-FAST_ARCHS = ("llama",)
 
 
 class GGUFFile:
-    """Header, metadata and tensor index of a GGUF file, over a read-only memory map."""
+    """Header, metadata and tensor index of a GGUF file, over a read-only memory map. Every read is
+    bounds-checked and every tensor's data must lie inside the file, so a truncated or garbled file is
+    one DamagedModel line naming it, never a struct error."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        with open(self.path, "rb") as handle:
-            self.buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            with open(self.path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size < 24:
+                    raise self._damaged(f"truncated ({size} bytes)")
+                self.buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise DamagedModel(f"{self.path}: cannot be read ({first_line(exc)})") from None
         if self.buf[:4] != b"GGUF":
-            raise ValueError(f"{self.path} is not a GGUF file")
-        version, n_tensors, n_kv = struct.unpack_from("<IQQ", self.buf, 4)
-        if version < 2:
-            raise ValueError(f"GGUF version {version} is too old")
-        self.pos = 24
+            raise DamagedModel(f"{self.path} is not a GGUF file (no GGUF magic)")
+        self.pos = 4
+        version, n_tensors, n_kv = self._unpack("<IQQ")
+        if not 2 <= version <= 3:
+            raise self._damaged(f"unsupported GGUF version {version}")
+        if n_kv > len(self.buf) // 12 or n_tensors > len(self.buf) // 24:
+            raise self._damaged(f"garbled header ({n_kv:,} metadata entries, {n_tensors:,} tensors)")
         self.fields: dict[str, object] = {}
         for _ in range(n_kv):
             key = self._string()
@@ -41,54 +54,88 @@ class GGUFFile:
         for _ in range(n_tensors):
             name = self._string()
             (n_dims,) = self._unpack("<I")
-            dims = struct.unpack_from(f"<{n_dims}Q", self.buf, self.pos)
-            self.pos += 8 * n_dims
+            if not 1 <= n_dims <= 4:
+                raise self._damaged(f"tensor {name!r} has {n_dims} dimensions")
+            dims = self._unpack(f"<{n_dims}Q")
             qtype, offset = self._unpack("<IQ")
             self.tensors[name] = (tuple(dims), qtype, offset)
-        align = int(self.fields.get("general.alignment", 32))
+        align = self.fields.get("general.alignment", 32)
+        if not isinstance(align, int) or align < 1 or align & (align - 1) or align > 1 << 20:
+            raise self._damaged(f"bad alignment {align!r}")
         self.data_start = (self.pos + align - 1) // align * align
+        for name in self.tensors:
+            self._extent(name)
+
+    def _damaged(self, what: str) -> DamagedModel:
+        return DamagedModel(f"{self.path}: damaged GGUF file: {what}")
+
+    def _need(self, n: int) -> None:
+        if n < 0 or self.pos + n > len(self.buf):
+            raise self._damaged(f"truncated (byte {self.pos + n:,} of a {len(self.buf):,}-byte file is needed)")
 
     def _unpack(self, fmt: str):
+        size = struct.calcsize(fmt)
+        self._need(size)
         out = struct.unpack_from(fmt, self.buf, self.pos)
-        self.pos += struct.calcsize(fmt)
+        self.pos += size
         return out
 
     def _string(self) -> str:
-        (n,) = struct.unpack_from("<Q", self.buf, self.pos)
-        start = self.pos + 8
+        (n,) = self._unpack("<Q")
+        self._need(n)
+        start = self.pos
         self.pos = start + n
         return self.buf[start:self.pos].decode("utf-8", errors="replace")
 
-    def _value(self, vtype: int, keep: bool = True):
+    def _value(self, vtype: int, keep: bool = True, depth: int = 0):
         if vtype in _SCALARS:
             return self._unpack(_SCALARS[vtype])[0]
         if vtype == 8:
             return self._string()
-        if vtype == 9:
+        if vtype == 9 and depth == 0:
             etype, count = self._unpack("<IQ")
             if etype in _SCALARS:
                 size = struct.calcsize(_SCALARS[etype])
+                self._need(size * count)
                 arr = np.frombuffer(self.buf, _SCALARS[etype], count, self.pos) if keep else None
                 self.pos += size * count
                 return arr
+            if count > len(self.buf) - self.pos:
+                raise self._damaged(f"an array claims {count:,} entries")
             if etype == 8 and not keep:
                 for _ in range(count):
-                    (n,) = struct.unpack_from("<Q", self.buf, self.pos)
-                    self.pos += 8 + n
+                    (n,) = self._unpack("<Q")
+                    self._need(n)
+                    self.pos += n
                 return None
-            return [self._value(etype) for _ in range(count)]
-        raise ValueError(f"unknown GGUF value type {vtype}")
+            return [self._value(etype, depth=depth + 1) for _ in range(count)]
+        raise self._damaged(f"unknown metadata value type {vtype}")
+
+    def _extent(self, name: str) -> tuple[int, int, int]:
+        """(start byte, rows, bytes per row) of a tensor's data, checked against the file's size."""
+        from gguf import GGML_QUANT_SIZES
+
+        dims, qtype, offset = self.tensors[name]
+        if qtype not in GGML_QUANT_SIZES:
+            raise self._damaged(f"tensor {name!r} has an unknown quantization type {qtype}")
+        block, type_size = GGML_QUANT_SIZES[qtype]
+        if dims[0] % block:
+            raise self._damaged(f"tensor {name!r}: row of {dims[0]} is not a whole number of {block}-blocks")
+        rows = int(np.prod(dims[1:], dtype=object)) if len(dims) > 1 else 1
+        row_bytes = dims[0] // block * type_size
+        start = self.data_start + offset
+        if start + rows * row_bytes > len(self.buf):
+            raise self._damaged(f"truncated (tensor {name!r} needs bytes up to {start + rows * row_bytes:,}, "
+                                f"the file has {len(self.buf):,})")
+        return start, rows, row_bytes
 
     def tensor(self, name: str) -> np.ndarray:
         """De-quantized float32 array in PyTorch's [out, in] layout."""
-        from gguf import GGML_QUANT_SIZES
         from gguf.quants import dequantize
 
-        dims, qtype, offset = self.tensors[name]
-        block, type_size = GGML_QUANT_SIZES[qtype]
-        rows = int(np.prod(dims[1:])) if len(dims) > 1 else 1
-        row_bytes = dims[0] // block * type_size
-        raw = np.frombuffer(self.buf, np.uint8, rows * row_bytes, self.data_start + offset).reshape(rows, row_bytes)
+        dims, qtype, _ = self.tensors[name]
+        start, rows, row_bytes = self._extent(name)
+        raw = np.frombuffer(self.buf, np.uint8, rows * row_bytes, start).reshape(rows, row_bytes)
         out = dequantize(raw, qtype) if qtype not in (0,) else raw.view(np.float32)
         return np.asarray(out, np.float32).reshape(tuple(reversed(dims)))
 
@@ -107,7 +154,8 @@ def _byte_decoder() -> dict[str, int]:
 
 
 def token_texts(gg: GGUFFile, vocab: int) -> list[str]:
-    tokens = gg.fields.get("tokenizer.ggml.tokens") or []
+    tokens = gg.fields.get("tokenizer.ggml.tokens")
+    tokens = tokens if isinstance(tokens, list) and all(isinstance(t, str) for t in tokens) else []
     model = gg.fields.get("tokenizer.ggml.model", "gpt2")
     texts = []
     if model == "gpt2":
@@ -119,8 +167,9 @@ def token_texts(gg: GGUFFile, vocab: int) -> list[str]:
                 texts.append(tok)
     else:  # SentencePiece-style: '▁' is a space, <0xNN> a raw byte
         for tok in tokens:
-            if len(tok) == 6 and tok.startswith("<0x") and tok.endswith(">"):
-                texts.append(bytes([int(tok[3:5], 16)]).decode("utf-8", errors="replace"))
+            byte = tok[3:5] if len(tok) == 6 and tok.startswith("<0x") and tok.endswith(">") else ""
+            if byte and all(c in "0123456789abcdefABCDEF" for c in byte):
+                texts.append(bytes([int(byte, 16)]).decode("utf-8", errors="replace"))
             else:
                 texts.append(tok.replace("\u2581", " "))
     texts = texts[:vocab]
@@ -128,31 +177,68 @@ def token_texts(gg: GGUFFile, vocab: int) -> list[str]:
     return texts
 
 
-def supported(path: Path) -> bool:
-    try:
-        return GGUFFile(path).fields.get("general.architecture") in FAST_ARCHS
-    except (OSError, ValueError):
-        return False
+def _field_int(gg: GGUFFile, key: str, required: bool = True) -> int | None:
+    value = gg.fields.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, (bool, float, str, list, np.ndarray)) or value is None or int(value) < 1:
+        raise gg._damaged(f"metadata {key} is {'missing' if value is None else repr(value)}")
+    return int(value)
 
 
-def load_for_decode(source):
+def describe(gg: GGUFFile) -> dict:
+    """Architecture, shape and tokenizer facts from the header alone; DamagedModel when the tensors do not
+    agree with the metadata."""
+    arch = gg.fields.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise gg._damaged("no general.architecture")
+    embd = gg.tensors.get("token_embd.weight")
+    if embd is None or len(embd[0]) != 2:
+        raise gg._damaged("no token_embd.weight")
+    hidden, vocab = int(embd[0][0]), int(embd[0][1])
+    info = {"arch": arch, "layers": _field_int(gg, f"{arch}.block_count"),
+            "neurons": _field_int(gg, f"{arch}.feed_forward_length"), "hidden": _field_int(gg, f"{arch}.embedding_length"),
+            "vocab": vocab, "context": _field_int(gg, f"{arch}.context_length", required=False),
+            "tied": "output.weight" not in gg.tensors,
+            "chat_template": isinstance(gg.fields.get("tokenizer.chat_template"), str)}
+    if info["hidden"] != hidden:
+        raise gg._damaged(f"token_embd.weight is {hidden} wide, the metadata says {info['hidden']}")
+    family = by_gguf_arch(arch)
+    if family is not None:  # the decode-only reader: every tensor it reads must be there, in its shape
+        want = {name.format(i=i): (hidden, info["neurons"]) if view != "down" else (info["neurons"], hidden)
+                for i in range(info["layers"]) for view, name in family.gguf_tensors.items()}
+        want["output_norm.weight"] = (hidden,)
+        if not info["tied"]:
+            want["output.weight"] = (hidden, vocab)
+        for name, dims in want.items():
+            got = gg.tensors.get(name)
+            if got is None:
+                raise gg._damaged(f"tensor {name} is missing")
+            if tuple(got[0]) != dims:
+                raise gg._damaged(f"tensor {name} has dims {list(got[0])}, the metadata implies {list(dims)}")
+    return info
+
+
+def load_for_decode(source, gg: GGUFFile | None = None):
     """A DecodeModel with only MLP, final norm and head materialised (the rest stays on 'meta')."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from .models import DecodeModel, adapter_for
 
-    gg = GGUFFile(source.path)
-    f = gg.fields
-    arch = f["general.architecture"]
-    tied = "output.weight" not in gg.tensors
-    embd = gg.tensors["token_embd.weight"][0]
+    gg = gg or GGUFFile(source.path)
+    info = describe(gg)
+    family = by_gguf_arch(info["arch"])
+    f, arch = gg.fields, info["arch"]
+    heads = _field_int(gg, f"{arch}.attention.head_count")
+    eps = f.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+    if not isinstance(eps, float) or not 0 < eps < 1:
+        raise gg._damaged(f"metadata {arch}.attention.layer_norm_rms_epsilon is {eps!r}")
     config = LlamaConfig(
-        vocab_size=int(embd[1]), hidden_size=int(f[f"{arch}.embedding_length"]),
-        intermediate_size=int(f[f"{arch}.feed_forward_length"]), num_hidden_layers=int(f[f"{arch}.block_count"]),
-        num_attention_heads=int(f[f"{arch}.attention.head_count"]),
-        num_key_value_heads=int(f.get(f"{arch}.attention.head_count_kv", f[f"{arch}.attention.head_count"])),
-        rms_norm_eps=float(f.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)), tie_word_embeddings=tied,
+        vocab_size=info["vocab"], hidden_size=info["hidden"], intermediate_size=info["neurons"],
+        num_hidden_layers=info["layers"], num_attention_heads=heads,
+        num_key_value_heads=_field_int(gg, f"{arch}.attention.head_count_kv", required=False) or heads,
+        rms_norm_eps=float(eps), tie_word_embeddings=info["tied"],
     )
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
@@ -161,11 +247,10 @@ def load_for_decode(source):
         module.weight = torch.nn.Parameter(torch.from_numpy(gg.tensor(name).copy()), requires_grad=False)
 
     for i, layer in enumerate(model.model.layers):
-        put(layer.mlp.up_proj, f"blk.{i}.ffn_up.weight")
-        put(layer.mlp.gate_proj, f"blk.{i}.ffn_gate.weight")
-        put(layer.mlp.down_proj, f"blk.{i}.ffn_down.weight")
+        for view, name in family.gguf_tensors.items():
+            put(getattr(layer.mlp, family.modules[view]), name.format(i=i))
     put(model.model.norm, "output_norm.weight")
-    put(model.lm_head, "token_embd.weight" if tied else "output.weight")
+    put(model.lm_head, "token_embd.weight" if info["tied"] else "output.weight")
     model.eval()
     adapter = adapter_for(model)
     return DecodeModel(source, adapter, lambda: token_texts(gg, adapter.vocab))

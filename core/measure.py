@@ -10,7 +10,8 @@ from typing import Callable
 import torch
 
 from .clamp import FORWARD_LOCK, ClampSet, recording
-from .generate import GenSettings, Prompt, build_prompt, generate, next_token_probs
+from .errors import GenerationError
+from .generate import GenSettings, Prompt, build_prompt, generate, next_token_probs, on_model
 from .refs import NeuronRef
 
 
@@ -59,7 +60,7 @@ def target_token(lm, prompt: Prompt, word: str) -> Target:
     if not ids:
         ids = tok(word, add_special_tokens=False)["input_ids"]
     if not ids:
-        raise ValueError(f"the target '{word}' has no tokens")
+        raise GenerationError(f"the target '{word}' has no tokens")
     return Target(word, int(ids[0]), tok.decode([ids[0]]), len(ids))
 
 
@@ -74,7 +75,7 @@ def natural_activation(lm, prompt: Prompt, refs: list[NeuronRef]) -> list[Activa
     if not refs:
         return []
     with FORWARD_LOCK, recording(lm.adapter, refs) as got, torch.inference_mode():
-        lm.model(input_ids=prompt.ids, use_cache=False)
+        lm.model(input_ids=on_model(lm, prompt.ids), use_cache=False)
     return [Activation(r, float(got[r].min()), float(got[r].max()), float(got[r][-1])) for r in refs]
 
 

@@ -5,23 +5,18 @@ import copy
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .arch import SUPPORTED, Family, by_model_type
+from .errors import DamagedModel, ModelLoadError, NeuroscopeError, UnsupportedModel, first_line
 from .sources import Source
 
-SUPPORTED = "Llama, Mistral, Qwen2/3, Gemma/Gemma2, SmolLM (gate/up/down MLPs), GPT-2, GPT-NeoX/Pythia"
-
-
-class UnsupportedModel(Exception):
-    """The architecture has no adapter; the message names what is supported."""
-
-
-class ModelLoadError(Exception):
-    """Loading failed; the message is one line for the user."""
+__all__ = ["SUPPORTED", "Adapter", "adapter_for", "load", "load_for_decode", "load_tokenizer", "reading"]
 
 
 @dataclass
@@ -38,6 +33,8 @@ class Adapter:
     down_name: str                   # the module whose input is the neuron activation (for clamping)
     softcap: float | None = None
     fetch: Callable[..., torch.Tensor] | None = None   # streamed checkpoints: (layer, view, pin) -> one matrix
+    origin: str = ""                 # where the weights were read from (named in damaged-file errors)
+    family: Family | None = None     # the registry entry (core.arch)
 
     @property
     def views(self) -> list[str]:
@@ -75,36 +72,23 @@ class Adapter:
         return weight if self.layouts[view] == "rows" else weight.t()
 
 
-def _conv1d(module: nn.Module) -> bool:
-    return type(module).__name__ == "Conv1D"  # GPT-2 stores weights as [in, out]
-
-
 def adapter_for(model: nn.Module) -> Adapter:
+    """The registry entry's view of a transformers causal LM (core.arch says where everything is)."""
     config = model.config
-    arch = getattr(config, "model_type", type(model).__name__)
+    arch = getattr(config, "model_type", None) or type(model).__name__
+    family = by_model_type(arch, type(model).__name__)
+    base = getattr(model, family.base, None)
+    blocks = getattr(base, family.blocks, None)
     head = model.get_output_embeddings()
+    norm = getattr(base, family.final_norm, None)
+    mlps = [getattr(block, family.mlp, None) for block in blocks or ()]
+    if head is None or norm is None or not mlps or not all(
+            m is not None and all(hasattr(m, attr) for attr in family.modules.values()) for m in mlps):
+        raise UnsupportedModel(f"{arch}: its modules are not where neuroscope's '{family.name}' entry expects "
+                               f"them; supported: {SUPPORTED}")
     softcap = getattr(config, "final_logit_softcapping", None) or None
-    base = getattr(model, getattr(model, "base_model_prefix", "model"), None)
-    if head is None or base is None:
-        raise UnsupportedModel(f"{arch} has no LM head; supported: {SUPPORTED}")
-    if hasattr(base, "layers") and hasattr(base, "norm"):
-        mlps = [layer.mlp for layer in base.layers] if all(hasattr(x, "mlp") for x in base.layers) else []
-        if mlps and all(hasattr(m, n) for m in mlps for n in ("gate_proj", "up_proj", "down_proj")):
-            return Adapter(arch, model, mlps, {"up": "up_proj", "gate": "gate_proj", "down": "down_proj"},
-                           {"up": "rows", "gate": "rows", "down": "cols"}, base.norm, head, "down_proj", softcap)
-    if hasattr(base, "h") and hasattr(base, "ln_f"):
-        mlps = [block.mlp for block in base.h]
-        if mlps and all(hasattr(m, "c_fc") and hasattr(m, "c_proj") for m in mlps):
-            conv = _conv1d(mlps[0].c_fc)
-            return Adapter(arch, model, mlps, {"up": "c_fc", "down": "c_proj"},
-                           {"up": "cols" if conv else "rows", "down": "rows" if conv else "cols"},
-                           base.ln_f, head, "c_proj", softcap)
-    if hasattr(base, "layers") and hasattr(base, "final_layer_norm"):
-        mlps = [layer.mlp for layer in base.layers]
-        if mlps and all(hasattr(m, "dense_h_to_4h") and hasattr(m, "dense_4h_to_h") for m in mlps):
-            return Adapter(arch, model, mlps, {"up": "dense_h_to_4h", "down": "dense_4h_to_h"},
-                           {"up": "rows", "down": "cols"}, base.final_layer_norm, head, "dense_4h_to_h", softcap)
-    raise UnsupportedModel(f"unsupported architecture '{arch}'; supported: {SUPPORTED}")
+    return Adapter(arch, model, mlps, dict(family.modules), dict(family.layouts), norm, head, family.down, softcap,
+                   family=family)
 
 
 @dataclass
@@ -151,23 +135,23 @@ def load_for_decode(source: Source, trust_remote_code: bool = False):
     (core.streaming); anything else loads the whole model through transformers."""
     if source.kind == "gguf":
         from . import gguf_fast
+        from .arch import by_gguf_arch
 
-        if gguf_fast.supported(source.path):
+        gg = gguf_fast.GGUFFile(source.path)
+        if by_gguf_arch(gg.fields.get("general.architecture")) is not None:
             _quiet()
-            return gguf_fast.load_for_decode(source)
+            loaded = gguf_fast.load_for_decode(source, gg)
+            loaded.adapter.origin = str(source.path)
+            return loaded
     else:
         from . import streaming
+        from .weights import has_safetensors
 
-        if streaming.has_safetensors(source.load_dir):
+        if has_safetensors(source.load_dir):
             try:
                 return streaming.load_streaming(source, trust_remote_code=trust_remote_code)
             except KeyError:  # a checkpoint whose names do not follow the model's: load it whole
                 pass
-            except ValueError as exc:
-                if "trust_remote_code" in str(exc):
-                    raise ModelLoadError(f"{source.name} needs its own code to load; rerun with "
-                                         f"--trust-remote-code if you trust it") from None
-                raise
     return load(source, trust_remote_code=trust_remote_code)
 
 
@@ -183,39 +167,58 @@ def _quiet():
     warnings.filterwarnings("ignore", module="transformers")
 
 
-def load(source: Source, trust_remote_code: bool = False, dtype: torch.dtype | str = "auto") -> LoadedModel:
-    """Load model + tokenizer on the CPU through transformers. Safetensors are preferred; remote code
-    runs only when ``trust_remote_code`` is given."""
+@contextmanager
+def reading(name: str):
+    """A library (transformers, tokenizers, safetensors) reading the user's model files: whatever it raises
+    means it could not read them, and becomes one line naming the model. Only the library call sits
+    inside; neuroscope's own code around it keeps its tracebacks."""
+    try:
+        yield
+    except NeuroscopeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exception; see the docstring
+        if "trust_remote_code" in str(exc):
+            raise ModelLoadError(f"{name} needs its own code to load; rerun with --trust-remote-code if you "
+                                 f"trust it") from None
+        if "does not recognize this architecture" in str(exc):
+            raise UnsupportedModel(f"unsupported architecture in {name}; supported: {SUPPORTED}") from None
+        raise ModelLoadError(f"could not load {name}: {first_line(exc)}") from exc
+
+
+def load_tokenizer(source: Source, trust_remote_code: bool = False):
     _quiet()
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": source.path.name} if source.kind == "gguf" else {}
+    with reading(f"{source.name}'s tokenizer"):
+        return AutoTokenizer.from_pretrained(str(source.load_dir), trust_remote_code=trust_remote_code, **kwargs)
+
+
+def load(source: Source, trust_remote_code: bool = False, dtype: torch.dtype | str = "auto",
+         tokenizer=None) -> LoadedModel:
+    """Load model + tokenizer on the CPU through transformers. Safetensors are preferred; remote code
+    runs only when ``trust_remote_code`` is given. Every weight must come from the checkpoint: a missing
+    one (which transformers would fill with random numbers) is a DamagedModel."""
+    _quiet()
+    from transformers import AutoModelForCausalLM
 
     kwargs: dict = {"trust_remote_code": trust_remote_code}
     if source.kind == "gguf":
         kwargs["gguf_file"] = source.path.name
         dtype = torch.float32 if dtype == "auto" else dtype  # dequantized weights
-    where = str(source.load_dir)
-    try:
-        if source.kind != "gguf":
-            AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
-    except (ModelLoadError, UnsupportedModel):
-        raise
-    except ValueError as exc:
-        text = str(exc).splitlines()[0] if str(exc) else "ValueError"
-        if "trust_remote_code" in str(exc):
-            raise ModelLoadError(
-                f"{source.name} needs its own code to load; rerun with --trust-remote-code if you trust it"
-            ) from None
-        if "does not recognize this architecture" in str(exc) or "Unrecognized" in text:
-            raise UnsupportedModel(f"unsupported architecture in {source.name}; supported: {SUPPORTED}") from None
-        raise ModelLoadError(f"could not load {source.name}: {text[:200]}") from None
-    except (OSError, RuntimeError, KeyError, ImportError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"could not load {source.name}: {text[:200]}") from None
+    tokenizer = tokenizer or load_tokenizer(source, trust_remote_code)
+    with reading(source.name):
+        model, info = AutoModelForCausalLM.from_pretrained(str(source.load_dir), dtype=dtype,
+                                                           output_loading_info=True, **kwargs)
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise DamagedModel(f"{source.name}: {len(missing)} weight(s) missing from the checkpoint "
+                           f"(first: {missing[0]})")
     model.eval()
     model.requires_grad_(False)
-    return LoadedModel(source, model, tokenizer, adapter_for(model))
+    adapter = adapter_for(model)
+    adapter.origin = str(source.path)
+    return LoadedModel(source, model, tokenizer, adapter)
 
 
 def fp32_norm(adapter: Adapter, device: torch.device) -> nn.Module:

@@ -1,4 +1,13 @@
-"""Decode a model into its cache file: resume what is there, skip what is done, commit unit by unit."""
+"""Decode a model into its cache file: check first, resume what is there, skip what is done, commit unit
+by unit.
+
+Order of work: the model's headers are checked (core.modelinfo) and the device is found before anything
+is created in the cache folder; a cache that already holds what was asked is read without a lock and
+without loading the model; otherwise, under the decode lock, stale or corrupt caches are removed
+(announced), meta and vocabulary are written in one transaction, and each (layer, view) is committed as
+it finishes. One cache has one precision: ``--dtype auto`` continues in the cache's own, an explicit
+other dtype re-decodes it (announced).
+"""
 from __future__ import annotations
 
 import threading
@@ -7,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..cache.catalog import cache_path, decode_lock, remove_cache, remove_stale
+from ..cache.catalog import Lock, cache_path, decode_lock, remove_files, remove_stale
 from ..cache.store import RECIPE_VERSION, Store
+from .errors import CorruptCache
+from .modelinfo import ModelInfo, inspect_model
+from .options import check_dtype
 from .sources import Source
 
 Note = Callable[[str], None]
@@ -24,96 +36,142 @@ class DecodeResult:
     device: str
 
 
-def _check_views(views: Sequence[str], available: Sequence[str], arch: str) -> list[str]:
-    missing = [v for v in views if v not in available]
-    if missing:
-        raise ValueError(f"{arch} has no '{missing[0]}' view; it has {', '.join(available)}")
-    return [v for v in available if v in views]
-
-
-def _already_decoded(path, views, top_k: int) -> tuple[list[str], int] | None:
-    """(views, neurons) when the cache already holds every requested view at this top-k, else None."""
+def cached_views(path: Path, views: Sequence[str], top_k: int, dtype: str = "auto") -> list[str] | None:
+    """The views, when the cache already holds every one of them at this top-k and precision; else None.
+    Read-only and lock-free: this is all a cached ``show`` or ``search`` pays."""
     if not path.exists():
         return None
     try:
         with Store(path, readonly=True) as store:
-            wanted = list(views or store.views)
-            if store.top_k < top_k or any(v not in store.views for v in wanted):
+            if not store.ready or store.top_k < top_k:
                 return None
-            if store.has_decoded(wanted):
-                return [v for v in store.views if v in wanted], store.layers * store.neurons
-    except Exception:  # unreadable: the full path below rebuilds it
-        return None
+            if dtype != "auto" and store.precision not in (None, dtype):
+                return None
+            wanted = list(views) or store.views
+            return [v for v in store.views if v in wanted] if store.has_decoded(wanted) else None
+    except CorruptCache:
+        return None    # the decode path removes it, under the lock, and says so
+
+
+def _discard_reason(path: Path, top_k: int) -> str | None:
+    """Why an existing cache file must be started again, or None to keep it. Only a corrupt file, an
+    unfinished one (no vocabulary: nothing decoded) or a smaller top-k qualify; any other error is raised."""
+    try:
+        with Store(path, readonly=True) as old:
+            if not old.ready:
+                return "it was never finished (no vocabulary yet; nothing was decoded)"
+            if old.top_k < top_k:
+                return f"it holds top-{old.top_k}; rebuilding for top-{top_k}"
+    except CorruptCache as exc:
+        return f"SQLite reports it corrupt ({exc})"
     return None
 
 
-def open_for_decode(source: Source, lm, views: Sequence[str] | None, top_k: int, cache_dir, rebuild: bool,
-                    note: Note) -> tuple[Store, list[str], list[tuple[int, str]]]:
-    """Under the decode lock: drop stale or too-small caches, create meta and vocabulary, and list the
-    (layer, view) units still to decode. Returns (store, views, todo)."""
+def _meta(source: Source, info: ModelInfo, top_k: int, precision: str) -> dict:
+    return dict(name=source.name, source=source.source, fingerprint=source.fingerprint, revision=source.revision,
+                recipe=RECIPE_VERSION, top_k=top_k, arch=info.arch, layers=info.layers,
+                neurons_per_layer=info.neurons, hidden=info.shape.hidden, views=list(info.views),
+                precision=precision, created=time.time())
+
+
+def open_for_decode(source: Source, lm, info: ModelInfo, views: Sequence[str], top_k: int, dtype: str,
+                    auto_dtype: str, cache_dir, rebuild: bool, note: Note):
+    """Under the decode lock: drop stale, corrupt or too-small caches (announced), create meta and
+    vocabulary, settle the precision and list the (layer, view) units still to decode.
+    Returns (store, todo, precision, created)."""
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
-    if path.exists() and not rebuild:
-        try:
-            with Store(path, readonly=True) as old:
-                if old.top_k < top_k:
-                    note(f"cache holds top-{old.top_k}; rebuilding for top-{top_k}")
-                    rebuild = True
-        except Exception:
-            rebuild = True
-    if rebuild:
-        remove_cache(path)
     remove_stale(source.source, path, cache_dir, note)
-    adapter = lm.adapter
-    views = _check_views(views or adapter.views, adapter.views, adapter.arch)
+    if path.exists():
+        reason = "--rebuild was given" if rebuild else _discard_reason(path, top_k)
+        if reason:
+            remove_files(path)
+            note(f"removed cache {path.name}: {reason}")
+    created = not path.exists()
     store = Store(path, handoff=True)  # units are written from the decoder's writer thread
-    if not store.meta:
-        store.set_meta(name=source.name, source=source.source, fingerprint=source.fingerprint,
-                       recipe=RECIPE_VERSION, top_k=top_k, arch=adapter.arch, layers=adapter.num_layers,
-                       neurons_per_layer=adapter.neurons, hidden=adapter.hidden, vocab=adapter.vocab,
-                       views=adapter.views, created=time.time())
-        store.write_vocab(lm.token_texts())
-    done = store.done_units()
-    todo = [(layer, v) for layer in range(adapter.num_layers) for v in views if (layer, v) not in done]
+    try:
+        if not store.ready:
+            store.initialize(_meta(source, info, top_k, auto_dtype if dtype == "auto" else dtype), lm.token_texts())
+        done = store.done_units()
+        held = store.precision if done else None
+        precision = held if held and dtype == "auto" else (auto_dtype if dtype == "auto" else dtype)
+        if held and precision != held:
+            note(f"the cache holds {held} decodes; --dtype {dtype} decodes every view again in {precision}")
+            store.clear_units()
+            done = set()
+        if store.meta.get("precision") != precision:
+            store.set_meta(precision=precision)
+    except BaseException:
+        store.close()
+        raise
+    todo = [(layer, v) for layer in range(info.layers) for v in views if (layer, v) not in done]
     if done and todo:
         note(f"resuming: {len(done)} layer-views already cached, {len(todo)} to go")
-    return store, views, todo
+    return store, todo, precision, created
+
+
+def _joined(old: str | None, new: str) -> str:
+    parts = [p for p in (old or "").split(" + ") if p]
+    return " + ".join(parts if new in parts else [*parts, new])
+
+
+def discard_if_empty(store: Store, lock: Lock, created: bool) -> None:
+    """After a failure: a cache this run created and nothing was decoded into leaves no file behind."""
+    if created and not store.done_units():
+        store.close()
+        remove_files(store.path)
+        lock.discard()
 
 
 def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: int = 10, device: str = "auto",
                    dtype: str = "auto", cache_dir=None, rebuild: bool = False, trust_remote_code: bool = False,
                    progress: Callable[[int, int], None] | None = None, note: Note | None = None,
                    cancel: threading.Event | None = None, on_unit: Callable[[int, str], None] | None = None,
-                   loaded=None) -> DecodeResult:
+                   loaded=None, info: ModelInfo | None = None) -> DecodeResult:
     """Make sure ``views`` (default: all the architecture has) are decoded; return where they are."""
-    from .decode import DecodeRecipe, Decoder
-    from .models import load_for_decode
-
     note = note or (lambda _msg: None)
+    check_dtype(dtype)
+    info = info or inspect_model(source)
+    views = info.check_views(views)
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     started = time.perf_counter()
-    with decode_lock(path, note):
-        cached = None if rebuild else _already_decoded(path, views, top_k)
-        if cached is not None:  # nothing to do: do not pay for loading the model
-            return DecodeResult(path, cached[0], cached[1], time.perf_counter() - started, 0, "")
+
+    def result(views, units=0, device_desc=""):
+        return DecodeResult(path, list(views), info.layers * info.neurons, time.perf_counter() - started, units,
+                            device_desc)
+
+    cached = None if rebuild else cached_views(path, views, top_k, dtype)
+    if cached is not None:  # nothing to do: no lock, no model load
+        return result(cached)
+    from .decode import DecodeRecipe, Decoder, dtype_name, pick_device, pick_dtype
+    from .models import load_for_decode
+
+    dev = pick_device(device)            # a missing GPU is reported before any file is created
+    auto = dtype_name(pick_dtype("auto", dev))
+    with decode_lock(path, note) as lock:
+        cached = None if rebuild else cached_views(path, views, top_k, dtype)
+        if cached is not None:           # another process finished it while we waited
+            return result(cached)
         lm = loaded or load_for_decode(source, trust_remote_code=trust_remote_code)
-        store, views, todo = open_for_decode(source, lm, views, top_k, cache_dir, rebuild, note)
+        store, todo, precision, created = open_for_decode(source, lm, info, views, top_k, dtype, auto, cache_dir,
+                                                          rebuild, note)
         device_desc = ""
         try:
             if todo:
-                decoder = Decoder(lm.adapter, DecodeRecipe(top_k=store.top_k, views=views, device=device,
-                                                           dtype=dtype))
+                decoder = Decoder(lm.adapter, DecodeRecipe(top_k=store.top_k, views=views, device=str(dev),
+                                                           dtype=precision))
                 device_desc = decoder.describe()
-                store.set_meta(decoded_with=device_desc)
+                store.set_meta(decoded_with=_joined(store.meta.get("decoded_with"), device_desc))
 
                 def write(layer: int, view: str, pos, neg) -> None:
-                    store.write_unit(layer, view, pos, neg)
+                    store.write_unit(layer, view, pos, neg, device_desc)
                     if on_unit is not None:
                         on_unit(layer, view)
 
                 decoder.run(todo, write, progress, cancel)
             store.touch()
+        except BaseException:
+            discard_if_empty(store, lock, created)
+            raise
         finally:
             store.close()
-    adapter = lm.adapter
-    return DecodeResult(path, views, adapter.num_layers * adapter.neurons, time.perf_counter() - started,
-                        len(todo), device_desc)
+    return result(views, len(todo), device_desc)

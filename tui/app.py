@@ -6,8 +6,9 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
-from ..core.refs import BadNeuronRef, NeuronRef
-from ..core.sources import ModelNotFound, Source, resolve
+from ..core.errors import BadNeuronRef, ModelNotFound, NeuroscopeError
+from ..core.refs import NeuronRef
+from ..core.sources import Source, resolve
 from .commands import NeuroscopeCommands
 from .screens.error import ErrorScreen
 from .screens.goto import GotoScreen
@@ -86,25 +87,24 @@ class NeuroscopeApp(App[int]):
         if event.state != WorkerState.ERROR:
             return
         error = event.worker.error
-        message = str(error).strip() or type(error).__name__
+        if isinstance(error, NeuroscopeError):
+            message = str(error)
+        else:   # a bug: say so, with the exception's type, rather than pass it off as the user's problem
+            message = f"unexpected {type(error).__name__}: {error} (a bug in neuroscope; please report it)"
         if event.worker.group == "decode":
-            self.push_screen(ErrorScreen("decode failed", f"{message}\n\nThe app keeps what was decoded. "
-                                                          "Fix the cause and open the model again."))
+            title = error.title if isinstance(error, NeuroscopeError) else "decode failed"
+            self.push_screen(ErrorScreen(title, f"{message}\n\nThe app keeps what was decoded. "
+                                                "Fix the cause and open the model again."))
         else:
             self.notify(message, title=f"{event.worker.name or event.worker.group} failed", severity="error")
 
 
-def run_app(source: Source, args) -> int:
-    """Entry point for `neuroscope tui`: run the app until the user quits."""
+def run_app(source: Source, args, other: Source | None = None) -> int:
+    """Entry point for `neuroscope tui` (after cli.commands.prepare_tui checked the arguments): run the app
+    until the user quits."""
     options = Options(cache_dir=getattr(args, "cache_dir", None), device=getattr(args, "device", "auto"),
                       dtype=getattr(args, "dtype", "auto"),
                       trust_remote_code=getattr(args, "trust_remote_code", False))
-    other = None
-    if getattr(args, "compare", None):
-        from ..core.compare import precheck
-
-        other = resolve(args.compare)   # a bad OTHER fails here, before the app starts
-        precheck(source, other)         # different MLP shapes or vocabulary sizes: one line, exit 2
     app = NeuroscopeApp(source, options, compare=other)
     app.run()
     return app.return_code or 0

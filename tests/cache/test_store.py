@@ -1,8 +1,11 @@
 """The store on a real SQLite file, against counts and records planted by hand."""
+import sqlite3
+
 import numpy as np
 import pytest
 
-from neuroscope.cache.store import CacheError, Store, normalize
+from neuroscope.cache.store import Store, normalize
+from neuroscope.core.errors import CorruptCache
 
 from ..models import vocab
 
@@ -10,8 +13,7 @@ from ..models import vocab
 @pytest.fixture
 def store(tmp_path):
     s = Store(tmp_path / "m.sqlite")
-    s.set_meta(name="t", source="t", layers=2, neurons_per_layer=5, top_k=3, views=["up", "down"])
-    s.write_vocab(vocab())
+    s.initialize(dict(name="t", source="t", layers=2, neurons_per_layer=5, top_k=3, views=["up", "down"]), vocab())
     rng = np.random.default_rng(0)
     for layer in range(2):
         for view in ("up", "down"):
@@ -64,25 +66,51 @@ def test_units_are_atomic(store, tmp_path):
     assert store.done_units() == {(0, "up"), (0, "down"), (1, "up"), (1, "down")}
     assert store.status() == {"model": "t", "source": "t", "layers": 2, "neurons_per_layer": 5,
                               "views": ["up", "down"], "complete": True}
-    bad = (np.zeros((5, 3), np.int32), np.zeros((5, 3), np.float32))
-    with pytest.raises(Exception):
-        store.write_unit(0, "gate", bad, (None, None))   # fails half-way: nothing of it may remain
+    # A trigger written here makes the last statement of the unit's transaction fail, after its units and
+    # decoded rows (both directions) and its postings are already inserted: all of them must roll back.
+    store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON token_stats BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    ids = np.arange(15, dtype=np.int32).reshape(5, 3) + 20
+    unit = (ids, np.full((5, 3), 0.2, np.float32))
+    with pytest.raises(sqlite3.IntegrityError, match="boom"):
+        store.write_unit(0, "gate", unit, unit)
+    for table in ("decoded", "units", "postings"):
+        assert store.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE view = 'gate'").fetchone()[0] == 0, table
     assert (0, "gate") not in store.done_units()
-    assert store.conn.execute("SELECT COUNT(*) FROM decoded WHERE view = 'gate'").fetchone()[0] == 0
+    store.conn.execute("DROP TRIGGER boom")
+    store.write_unit(0, "gate", unit, unit)                # nothing half-written is in the way
+    assert (0, "gate") in store.done_units()
+
+
+def test_a_unit_is_written_once(store):
+    before = store.tops(0, "up", "pos")
+    unit = (np.zeros((5, 3), np.int32), np.zeros((5, 3), np.float32))
+    with pytest.raises(sqlite3.IntegrityError):
+        store.write_unit(0, "up", unit, unit)              # already there: a second write is a bug, not a no-op
+    for a, b in zip(before, store.tops(0, "up", "pos")):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ready_only_with_meta_and_vocabulary(tmp_path):
+    s = Store(tmp_path / "r.sqlite")
+    assert not s.ready
+    s.set_meta(name="t", source="t", layers=1, neurons_per_layer=2, top_k=1, views=["up"], vocab=len(vocab()))
+    assert not s.ready                                     # meta alone (an interrupted legacy init) is not usable
+    s.initialize(dict(name="t", source="t", layers=1, neurons_per_layer=2, top_k=1, views=["up"]), vocab())
+    assert s.ready and s.meta["vocab"] == len(vocab())
+    s.close()
 
 
 def test_corrupt_file_gives_a_clear_error(tmp_path):
     path = tmp_path / "bad.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(CacheError, match="unreadable.*--rebuild"):
+    with pytest.raises(CorruptCache, match="corrupt.*--rebuild"):
         Store(path, readonly=True)
 
 
 def test_early_stopping_search_equals_full_scan(tmp_path):
     """A query matching hundreds of tokens stops early; it must return exactly the full scan's top hits."""
     s = Store(tmp_path / "big.sqlite")
-    s.set_meta(name="b", source="b", layers=3, neurons_per_layer=400, top_k=5, views=["up", "down"])
-    s.write_vocab(vocab())
+    s.initialize(dict(name="b", source="b", layers=3, neurons_per_layer=400, top_k=5, views=["up", "down"]), vocab())
     rng = np.random.default_rng(1)
     for layer in range(3):
         for view in ("up", "down"):

@@ -7,6 +7,7 @@ import torch
 
 from neuroscope.core.clamp import (BadClamp, Clamp, ClampSet, clamped, hooks_installed, load_preset, recording,
                                    save_preset)
+from neuroscope.core.errors import GenerationError
 from neuroscope.core.generate import GenSettings, build_prompt, generate, next_token_probs
 from neuroscope.core.measure import Experiment, contains_word, run_experiment, target_token
 from neuroscope.core.models import load
@@ -141,9 +142,9 @@ def test_bad_input():
 
 
 def test_chat_without_template_and_empty_prompt(lm):
-    with pytest.raises(BadClamp, match="no chat template"):
+    with pytest.raises(GenerationError, match="no chat template"):
         build_prompt(lm, "hello", chat=True)
-    with pytest.raises(BadClamp, match="empty"):
+    with pytest.raises(GenerationError, match="empty"):
         build_prompt(lm, "  ", chat=False)
 
 

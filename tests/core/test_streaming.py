@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from neuroscope.cache.store import Store
+from neuroscope.core.errors import DamagedModel
 from neuroscope.core.models import load, load_for_decode
 from neuroscope.core.pipeline import ensure_decoded
 from neuroscope.core.sources import resolve
@@ -89,9 +90,11 @@ def test_truncated_checkpoint_read_in_pieces_is_a_clear_error(model_dirs, tmp_pa
     shutil.copytree(model_dirs["llama"], folder)
     weights = folder / "model.safetensors"
     ckpt = streaming.Checkpoint(folder)
-    last = max(ckpt.entries, key=lambda k: ckpt.entries[k][2]["data_offsets"][1])
+    last = max(ckpt.entries, key=lambda k: ckpt.entries[k].offset + ckpt.entries[k].nbytes)
     size = weights.stat().st_size
     with open(weights, "r+b") as handle:
         handle.truncate(size - 5000)  # the last tensor loses its tail: several pieces come back short
-    with pytest.raises(KeyError, match="truncated checkpoint file"):
+    with pytest.raises(DamagedModel, match="truncated while reading"):
         ckpt.get(last)
+    with pytest.raises(DamagedModel, match="truncated"):   # opened afresh, the headers already tell
+        streaming.Checkpoint(folder)

@@ -17,7 +17,8 @@ from textual.worker import Worker, WorkerState
 
 from ...cache.catalog import cache_path
 from ...cache.store import Store
-from ...core.compare import Incompatible, SafetensorsWeights, compare_stores
+from ...core.compare import SafetensorsWeights, compare_stores
+from ...core.errors import CorruptCache, Incompatible
 from ...core.refs import NeuronRef
 from ...core.sources import Source
 from ..messages import CompareFailed, CompareReady, CompareSearchResults, CompareStatus
@@ -35,8 +36,8 @@ def _complete(path, view: str | None = None) -> bool:
         return False
     try:
         with Store(path, readonly=True) as store:
-            return bool(store.meta) and store.has_decoded([view] if view else None)
-    except Exception:  # noqa: BLE001 - a cache being created or an unreadable one: not ready
+            return store.ready and store.has_decoded([view] if view else None)
+    except CorruptCache:  # the decode worker removes it (announced) and starts again
         return False
 
 

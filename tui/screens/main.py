@@ -20,8 +20,9 @@ from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Selec
 from textual.worker import Worker, WorkerState
 
 from ...cache.catalog import cache_path
-from ...cache.store import CacheError, Store
-from ...core.refs import BadNeuronRef, NeuronRef
+from ...cache.store import Store
+from ...core.errors import BadNeuronRef, CacheError, Cancelled
+from ...core.refs import NeuronRef
 from ...core.sources import Source
 from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted
 from ..widgets.detail import NeuronDetail
@@ -198,10 +199,8 @@ class MainScreen(Screen):
                            cache_dir=self.options.cache_dir, trust_remote_code=self.options.trust_remote_code,
                            progress=progress, note=lambda text: self.post_message(DecodeNote(text)),
                            cancel=self.cancel, on_unit=lambda layer, view: self.post_message(UnitCommitted(layer, view)))
-        except Exception as exc:
-            if type(exc).__name__ == "Cancelled":
-                return "cancelled"
-            raise
+        except Cancelled:
+            return "cancelled"
         return "done"
 
     def on_decode_progress(self, message: DecodeProgress) -> None:

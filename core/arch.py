@@ -1,0 +1,146 @@
+"""The one registry of architecture families. Torch-free.
+
+Everything neuroscope knows about an architecture lives in its :class:`Family` entry: which config
+``model_type`` values and GGUF architectures it covers, where the MLP, its views, the final norm and
+the LM head sit in the transformers module tree (and so in safetensors names), the GGUF tensor names,
+the config keys of its shape, and its activation and norm kinds. Loading (core.models), streaming
+(core.streaming), the GGUF reader (core.gguf_fast), compare's weight reader, clamping and the cheap
+pre-load checks (core.inspect) all read it from here.
+
+Adding a family is one entry below plus a fixture model in tests/models.py (see README, Development).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import DamagedModel, UnsupportedModel
+
+VIEWS = ("up", "gate", "down")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_types: tuple[str, ...]            # config.json "model_type" values this entry covers
+    base: str                               # attribute of the causal LM holding the decoder stack
+    blocks: str                             # attribute of the decoder holding the list of layers
+    modules: dict[str, str]                 # view -> attribute of a layer's MLP module
+    layouts: dict[str, str]                 # view -> "rows" (weight[i] is neuron i) or "cols" (weight[:, i])
+    final_norm: str                         # attribute of the decoder holding the final norm
+    norm_kind: str                          # "rms" or "layer"
+    activation_key: str                     # config key naming the activation function
+    embed: str = "embed_tokens"             # attribute of the decoder holding the input embedding
+    head: str = "lm_head"                   # attribute of the causal LM holding the LM head
+    mlp: str = "mlp"                        # attribute of a layer holding its MLP
+    layer_keys: tuple[str, ...] = ("num_hidden_layers",)
+    neuron_keys: tuple[str, ...] = ("intermediate_size",)
+    hidden_keys: tuple[str, ...] = ("hidden_size",)
+    context_keys: tuple[str, ...] = ("max_position_embeddings",)
+    default_neurons_per_hidden: int | None = None      # GPT-2: n_inner defaults to 4 * n_embd
+    head_aliases: dict[str, str] = field(default_factory=dict)   # legacy checkpoint names of the head
+    gguf_archs: tuple[str, ...] = ()        # GGUF general.architecture values the decode-only reader takes
+    gguf_tensors: dict[str, str] = field(default_factory=dict)   # view -> GGUF tensor name ({i} = layer)
+    description: str = ""
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        return tuple(v for v in VIEWS if v in self.modules)
+
+    @property
+    def gated(self) -> bool:
+        return "gate" in self.modules
+
+    @property
+    def down(self) -> str:
+        """The MLP attribute whose input is the neuron activation (what clamping and tracing hook)."""
+        return self.modules["down"]
+
+    def mlp_path(self, layer: int) -> str:
+        """The module path of one layer's MLP inside the causal LM, e.g. ``model.layers.3.mlp``."""
+        return f"{self.base}.{self.blocks}.{layer}.{self.mlp}"
+
+    def weight_name(self, layer: int, view: str) -> str:
+        """The parameter (and safetensors) name of one layer's view matrix."""
+        return f"{self.mlp_path(layer)}.{self.modules[view]}.weight"
+
+    def final_norm_path(self) -> str:
+        return f"{self.base}.{self.final_norm}"
+
+
+GATED = {"up": "up_proj", "gate": "gate_proj", "down": "down_proj"}
+GATED_LAYOUTS = {"up": "rows", "gate": "rows", "down": "cols"}
+GGUF_LLAMA = {"up": "blk.{i}.ffn_up.weight", "gate": "blk.{i}.ffn_gate.weight", "down": "blk.{i}.ffn_down.weight"}
+
+FAMILIES: tuple[Family, ...] = (
+    Family("llama", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"), "model", "layers",
+           GATED, GATED_LAYOUTS, "norm", "rms", "hidden_act", gguf_archs=("llama",), gguf_tensors=GGUF_LLAMA,
+           description="Llama, Mistral, Qwen2/3, Gemma/Gemma2, SmolLM (gate/up/down)"),
+    Family("gpt2", ("gpt2",), "transformer", "h", {"up": "c_fc", "down": "c_proj"},
+           {"up": "cols", "down": "rows"}, "ln_f", "layer", "activation_function", embed="wte",
+           layer_keys=("n_layer",), neuron_keys=("n_inner",), hidden_keys=("n_embd",),
+           context_keys=("n_positions",), default_neurons_per_hidden=4, description="GPT-2 (up/down)"),
+    Family("neox", ("gpt_neox",), "gpt_neox", "layers", {"up": "dense_h_to_4h", "down": "dense_4h_to_h"},
+           {"up": "rows", "down": "cols"}, "final_layer_norm", "layer", "hidden_act", embed="embed_in",
+           head_aliases={"lm_head.weight": "embed_out.weight"}, description="GPT-NeoX/Pythia (up/down)"),
+)
+
+SUPPORTED = ", ".join(f.description for f in FAMILIES)
+
+
+def by_model_type(model_type: str | None, where: str = "the model") -> Family:
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family
+    shown = f"'{model_type}'" if model_type else "no model_type"
+    raise UnsupportedModel(f"unsupported architecture {shown} in {where}; supported: {SUPPORTED}")
+
+
+def by_gguf_arch(arch: str | None) -> Family | None:
+    """The family whose decode-only GGUF reader takes this GGUF architecture, or None."""
+    return next((f for f in FAMILIES if arch in f.gguf_archs), None)
+
+
+def by_weight_names(has) -> Family | None:
+    """The family whose MLP tensor names a checkpoint uses (``has(name)`` says whether it holds one)."""
+    return next((f for f in FAMILIES if any(has(f.weight_name(0, v)) for v in f.views)), None)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A model's size from its config alone."""
+
+    layers: int
+    neurons: int
+    hidden: int
+    vocab: int
+    context: int | None
+
+
+def _int(cfg: dict, keys: tuple[str, ...], what: str, where: str, required: bool = True) -> int | None:
+    for key in keys:
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DamagedModel(f"{where}: {key} is {value!r}, not a positive whole number")
+        return value
+    if required:
+        raise DamagedModel(f"{where} has no {what} ({' or '.join(keys)})")
+    return None
+
+
+def config_shape(family: Family, cfg: dict, where: str) -> Shape:
+    """Layers, neurons per layer, hidden size, vocabulary and context length from a config dict."""
+    hidden = _int(cfg, family.hidden_keys, "hidden size", where)
+    neurons = _int(cfg, family.neuron_keys, "MLP width", where, required=family.default_neurons_per_hidden is None)
+    if neurons is None:
+        neurons = family.default_neurons_per_hidden * hidden
+    return Shape(_int(cfg, family.layer_keys, "layer count", where), neurons, hidden,
+                 _int(cfg, ("vocab_size",), "vocabulary size", where),
+                 _int(cfg, family.context_keys, "context length", where, required=False))
+
+
+def text_config(cfg: dict) -> dict:
+    """The language model's part of a config (multimodal configs nest it under text_config)."""
+    inner = cfg.get("text_config")
+    return inner if isinstance(inner, dict) and inner.get("model_type") else cfg

@@ -1,0 +1,22 @@
+"""Checks of engine options that need no torch: what --dtype and --device may be."""
+from __future__ import annotations
+
+import re
+
+from .errors import DeviceError, UsageError
+
+DTYPES = ("auto", "float32", "bfloat16")
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d{1,3})?)$")
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
+    return dtype
+
+
+def check_device_name(name: str) -> str:
+    """The form of a --device value: auto, cpu, cuda or cuda:N (whether it exists needs torch)."""
+    if not isinstance(name, str) or not DEVICE.fullmatch(name):
+        raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+    return name
