@@ -22,6 +22,7 @@ import functools
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -172,17 +173,17 @@ class Store:
 
     @guarded
     def initialize(self, meta: dict, texts: Sequence[str]) -> None:
-        """Write meta and vocabulary in one transaction, with ``ready`` last: a cache interrupted here has
+        """Write meta (with ``ready``) and the vocabulary in one transaction: a cache interrupted here has
         neither, and is started again from nothing."""
         values = {**meta, "vocab": len(texts), "ready": True}
         with self.db.atomic():
             self.conn.execute("DELETE FROM meta")
             self.conn.execute("DELETE FROM vocab")
+            self._put_meta(values)
             self.conn.executemany("INSERT INTO vocab (id, text, norm) VALUES (?, ?, ?)",
                                   ((i, t, normalize(t)) for i, t in enumerate(texts)))
             self.conn.execute("CREATE INDEX IF NOT EXISTS vocab_norm ON vocab(norm)")
             self.conn.execute("CREATE INDEX IF NOT EXISTS vocab_text ON vocab(text)")
-            self._put_meta(values)
         self._meta = dict(values)
 
     def touch(self) -> None:
@@ -218,10 +219,24 @@ class Store:
     # -- writing -------------------------------------------------------------------------
     @guarded
     def done_units(self) -> set[tuple[int, str]]:
+        if not self._meta:
+            return set()        # a file whose schema is still being created holds no units
         rows = self.conn.execute(
             "SELECT layer, view FROM decoded GROUP BY layer, view HAVING COUNT(*) = 2"
         ).fetchall()
         return {(int(layer), view) for layer, view in rows}
+
+    @contextmanager
+    def snapshot(self):
+        """One consistent view of the file for several reads, while a decoder may commit units."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
 
     @guarded
     def write_unit(self, layer: int, view: str, pos: tuple[np.ndarray, np.ndarray],
@@ -318,8 +333,10 @@ class Store:
     @guarded
     def search(self, query: str, match: str = "word", views: Sequence[str] | None = None,
                directions: Sequence[str] | None = None, max_rank: int = 1, limit: int | None = 50) -> list[Hit]:
-        """Neurons whose top ``max_rank`` tokens include a token matching ``query`` (cache.postings.search)."""
-        return postings.search(self.conn, self.token_texts, query, match, views, directions, max_rank, limit)
+        """Neurons whose top ``max_rank`` tokens include a token matching ``query`` (cache.postings.search),
+        read from one snapshot of the file."""
+        with self.snapshot():
+            return postings.search(self.conn, self.token_texts, query, match, views, directions, max_rank, limit)
 
     def decoded_views(self) -> list[str]:
         """Views decoded in both directions for every layer."""

@@ -69,8 +69,7 @@ def _fmt_rate(side, n) -> str:
 
 
 def cmd_clamp(args) -> int:
-    from .core.generate import MAX_SAMPLES, GenSettings, Tokenized, build_prompt
-    from .core.measure import target_token
+    from .core.experiment import Experiment, GenSettings
     from .core.modelinfo import inspect_model
     from .core.options import check_device_name, check_dtype
 
@@ -80,27 +79,19 @@ def cmd_clamp(args) -> int:
     prompt = args.prompt if args.prompt is not None else extra.get("prompt")
     target = args.target if args.target is not None else extra.get("target")
     chat = args.chat or bool(extra.get("chat", False))
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise CommandError("the prompt is empty: give --prompt TEXT")
-    if target is not None and (not isinstance(target, str) or not target.strip()):
-        raise CommandError("--target is empty: give a word, e.g. --target dog")
-    if args.samples and target is None:
-        raise CommandError("--samples counts replies that contain --target: give --target WORD too")
-    if args.samples and args.samples > MAX_SAMPLES:
-        raise CommandError(f"--samples is at most {MAX_SAMPLES:,}")
     if args.save_preset:
         check_preset_name(args.save_preset)
-    settings = GenSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, chat).check()
+    settings = GenSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, chat)
+    exp = Experiment(prompt, clamps, settings, target, args.samples).check()
     source = resolve(args.model)
-    info = inspect_model(source)                       # headers only: ranges, context, chat template
-    clamps.check(info.layers, info.neurons)
-    info.check_new_tokens(settings.max_new_tokens)
-    if chat and not info.chat_template:
-        raise CommandError(f"{source.name} has no chat template: drop --chat and write the prompt out in full")
+    info = inspect_model(source)
+    exp.check_model(info)                           # headers only: ranges, context, chat template
     if args.device != "cpu":
         from .core.decode import pick_device
 
-        pick_device(args.device)                      # a missing GPU: before the model loads
+        pick_device(args.device)                    # a missing GPU: before the model loads
+    from .core.generate import Tokenized, build_prompt
+    from .core.measure import run_experiment, target_token
     from .core.models import load_tokenizer
 
     tokenizer = load_tokenizer(source, args.trust_remote_code)
@@ -116,12 +107,8 @@ def cmd_clamp(args) -> int:
                                                       "chat": chat})
         note(f"saved preset '{args.save_preset}' -> {path}")
     lm = _load(source, args, tokenizer)
-
-    from .core.measure import Experiment, run_experiment
-
     note(f"clamping {clamps.describe()}")
     on_text, finish = (None, lambda: None) if args.json else _stream_printer()
-    exp = Experiment(prompt, clamps, settings, target, args.samples)
     result = run_experiment(lm, exp, on_text=on_text, prepared=built)
     finish()
     if args.json:

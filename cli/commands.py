@@ -13,7 +13,7 @@ import time
 
 from .cache.catalog import cache_path, list_caches, mark_used, most_recent
 from .cache.store import Store, translate
-from .core.errors import CacheError, NeuroscopeError, UsageError
+from .core.errors import CacheError, NeuroscopeError, UsageError, one_line
 from .core.refs import NeuronRef
 from .core.sources import Source, resolve
 
@@ -29,10 +29,15 @@ def note(message: str) -> None:
     sys.stderr.flush()
 
 
-def dispatch(args) -> int:
-    handler = {"decode": cmd_decode, "show": cmd_show, "search": cmd_search, "models": cmd_models,
-               "tui": cmd_tui, "clamp": _lazy("clamp_cmd", "cmd_clamp"),
-               "compare": _lazy("compare_cmd", "cmd_compare")}[args.command]
+def handlers() -> dict:
+    return {"decode": cmd_decode, "show": cmd_show, "search": cmd_search, "models": cmd_models, "tui": cmd_tui,
+            "clamp": _lazy("clamp_cmd", "cmd_clamp"), "compare": _lazy("compare_cmd", "cmd_compare")}
+
+
+def dispatch(args, table: dict | None = None) -> int:
+    """Run one parsed command; ``table`` replaces the command handlers (the fuzz tests run `tui` up to the
+    point where the app would start)."""
+    handler = (table or handlers())[args.command]
     try:
         return handler(args) or 0
     except KeyboardInterrupt:
@@ -44,7 +49,7 @@ def dispatch(args) -> int:
         message = user_message(exc)
         if message is None:
             raise
-        sys.stderr.write(f"neuroscope {args.command}: error: {message}\n")
+        sys.stderr.write(f"neuroscope {args.command}: error: {one_line(message)}\n")
         return 2
 
 
@@ -77,7 +82,7 @@ def _emit_json(value) -> None:
 
 def decode(source: Source, args, views=None, top_k: int = DEFAULT_TOP_K, info=None):
     """Decode with a progress bar on stderr (imports torch: only when the cache lacks something)."""
-    from .core.distributed import under_torchrun
+    from .core.options import under_torchrun
     from .core.pipeline import cached_views, ensure_decoded
     from .progress import ProgressBar
 
@@ -151,7 +156,7 @@ def cmd_decode(args) -> int:
     if result is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     summary = {"model": source.name, "views": result.views, "neurons": result.neurons,
-               "seconds": round(result.seconds, 3)}
+               "units_decoded": result.decoded_units, "seconds": round(result.seconds, 3)}
     if args.json:
         _emit_json(summary)
     else:

@@ -15,7 +15,9 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a usage problem as one line and exit code 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        from .core.errors import one_line
+
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see --help)\n")
         raise SystemExit(2)
 
 
@@ -149,12 +151,16 @@ def check_text(argv: list[str]) -> None:
             raise SystemExit(2)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse(argv: list[str]):
+    """argv -> parsed arguments; a usage problem is one line on stderr and SystemExit(2)."""
     check_text(argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["tui", *argv]            # no command: the app (neuroscope --cache-dir DIR works too)
-    args = build_parser().parse_args(argv)
+    return build_parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(list(sys.argv[1:] if argv is None else argv))
     from . import commands
 
     return commands.dispatch(args)

@@ -437,6 +437,10 @@ class Decoder:
             if progress is not None:
                 progress(stop - start)
             start = stop
+        if not all(np.isfinite(probs).all() for _, probs in out):
+            peak = float(vectors.abs().max())
+            raise DamagedModel(f"{self.adapter.origin or 'the checkpoint'}: layer {layer} {view} decodes to NaN "
+                               f"probabilities (its weights reach {peak:.3g}: the file is damaged)")
         return out[0], out[1]
 
     def _score_rows(self, rows: torch.Tensor):

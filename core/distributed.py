@@ -20,11 +20,8 @@ import torch.distributed as dist
 
 from .decode import pick_device
 from .errors import DeviceError
+from .options import under_torchrun
 from .sources import Source
-
-
-def under_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
 def _free_port() -> int:

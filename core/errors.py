@@ -87,3 +87,9 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first non-empty line of an exception's text (or its type's name), at most ``limit`` long."""
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "") or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_line(text: str) -> str:
+    """``text`` as a single printable line: control characters (newlines, carriage returns, tabs, line
+    separators) that a user typed or a file held are shown as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

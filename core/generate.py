@@ -12,38 +12,9 @@ from transformers.generation.streamers import BaseStreamer
 
 from .clamp import FORWARD_LOCK, ClampSet, clamped
 from .errors import GenerationError
-
-MAX_NEW_TOKENS = 100_000
-MAX_SAMPLES = 1000
+from .experiment import MAX_NEW_TOKENS, MAX_SAMPLES, GenSettings  # noqa: F401 - re-exported
 
 OnText = Callable[[str], None]
-
-
-@dataclass
-class GenSettings:
-    """Identical for the baseline and the clamped run."""
-
-    max_new_tokens: int = 40
-    temperature: float | None = None    # None: greedy (deterministic)
-    top_p: float | None = None
-    seed: int = 0
-    chat: bool = False
-
-    @property
-    def sampling(self) -> bool:
-        return self.temperature is not None and self.temperature > 0
-
-    def check(self) -> "GenSettings":
-        """Every setting in range (no torch needed, nothing loaded)."""
-        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
-            raise GenerationError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}")
-        if self.temperature is not None and not 0 <= self.temperature <= 100:
-            raise GenerationError("--temperature must be a number from 0 (greedy) to 100")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise GenerationError("--top-p must be in (0, 1]")
-        if not 0 <= self.seed < 2 ** 63:
-            raise GenerationError("--seed must be a whole number from 0 to 2**63 - 1")
-        return self
 
 
 @dataclass

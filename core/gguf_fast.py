@@ -101,7 +101,7 @@ class GGUFFile:
                 self.pos += size * count
                 return arr
             if count > len(self.buf) - self.pos:
-                raise self._damaged(f"an array claims {count:,} entries")
+                raise self._damaged(f"truncated or garbled (an array of {count:,} entries does not fit in the file)")
             if etype == 8 and not keep:
                 for _ in range(count):
                     (n,) = self._unpack("<Q")

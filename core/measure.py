@@ -11,7 +11,8 @@ import torch
 
 from .clamp import FORWARD_LOCK, ClampSet, recording
 from .errors import GenerationError
-from .generate import GenSettings, Prompt, build_prompt, generate, next_token_probs, on_model
+from .experiment import Experiment, GenSettings
+from .generate import Prompt, build_prompt, generate, next_token_probs, on_model
 from .refs import NeuronRef
 
 
@@ -85,17 +86,6 @@ def suggest_value(act: Activation, factor: float = 4.0) -> float:
     if abs(peak) < 1e-6:
         return 1.0
     return round(peak * factor, 2)
-
-
-@dataclass
-class Experiment:
-    """Everything the CLI and the app run: one prompt, baseline vs clamped, same settings."""
-
-    prompt: str
-    clamps: ClampSet
-    settings: GenSettings
-    target: str | None = None
-    samples: int | None = None
 
 
 @dataclass

@@ -185,12 +185,26 @@ def reading(name: str):
         raise ModelLoadError(f"could not load {name}: {first_line(exc)}") from exc
 
 
+TOKENIZER_JSON = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                  "added_tokens.json")
+
+
 def load_tokenizer(source: Source, trust_remote_code: bool = False):
+    """The model's tokenizer. Its JSON files are parsed first, so a damaged one is named in the error."""
     _quiet()
+    import json
+
     from transformers import AutoTokenizer
 
     kwargs = {"gguf_file": source.path.name} if source.kind == "gguf" else {}
-    with reading(f"{source.name}'s tokenizer"):
+    for name in () if source.kind == "gguf" else TOKENIZER_JSON:
+        path = source.load_dir / name
+        if path.is_file():
+            try:
+                json.loads(path.read_bytes())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise DamagedModel(f"{path}: not valid JSON ({first_line(exc)})") from None
+    with reading(f"{source.name}'s tokenizer ({source.load_dir})"):
         return AutoTokenizer.from_pretrained(str(source.load_dir), trust_remote_code=trust_remote_code, **kwargs)
 
 

@@ -1,6 +1,7 @@
 """Checks of engine options that need no torch: what --dtype and --device may be."""
 from __future__ import annotations
 
+import os
 import re
 
 from .errors import DeviceError, UsageError
@@ -20,3 +21,8 @@ def check_device_name(name: str) -> str:
     if not isinstance(name, str) or not DEVICE.fullmatch(name):
         raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
     return name
+
+
+def under_torchrun() -> bool:
+    """This process is one rank of a torchrun (or torch.distributed) launch."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ

@@ -151,7 +151,12 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
         cached = None if rebuild else cached_views(path, views, top_k, dtype)
         if cached is not None:           # another process finished it while we waited
             return result(cached)
-        lm = loaded or load_for_decode(source, trust_remote_code=trust_remote_code)
+        try:
+            lm = loaded or load_for_decode(source, trust_remote_code=trust_remote_code)
+        except BaseException:
+            if not path.exists():        # nothing was made: leave no lock file behind either
+                lock.discard()
+            raise
         store, todo, precision, created = open_for_decode(source, lm, info, views, top_k, dtype, auto, cache_dir,
                                                           rebuild, note)
         device_desc = ""

@@ -17,3 +17,11 @@ def model_dirs(tmp_path_factory):
 @pytest.fixture
 def cache_dir(tmp_path):
     return tmp_path / "cache"
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that compare the app's rendering with a stored picture carry the `snapshot` mark: the pictures
+    belong to the Textual version they were made with (the lowest-versions run leaves them out)."""
+    for item in items:
+        if "snap_compare" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.snapshot)

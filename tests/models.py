@@ -17,17 +17,17 @@ PLANTED = (1, 7)          # L1:N7, view up, direction pos
 PLANTED_TOKEN = "\u0120dog"
 
 
-def vocab() -> list[str]:
-    return WORDS + [f"t{i}" for i in range(VOCAB - len(WORDS))]
+def vocab(size: int = VOCAB) -> list[str]:
+    return WORDS + [f"t{i}" for i in range(size - len(WORDS))]
 
 
-def save_tokenizer(path: Path) -> None:
+def save_tokenizer(path: Path, size: int = VOCAB) -> None:
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import WhitespaceSplit
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(vocab())}, unk_token="<unk>"))
+    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(vocab(size))}, unk_token="<unk>"))
     tok.pre_tokenizer = WhitespaceSplit()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>")
     fast.save_pretrained(path)
@@ -108,4 +108,57 @@ def build_clamp_llama(path: Path, seed: int = 1, scale: float = 5.0) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     save_tokenizer(path)
+    return path
+
+
+def build_gguf(folder: Path, out: Path) -> Path:
+    """The tiny Llama of ``folder`` (see build) written as a float32 GGUF file with the `gguf` package's own
+    writer: the MLP, final norm, head and embedding tensors, the shape metadata and a gpt2-style token list.
+    neuroscope's decode-only GGUF reader must decode it exactly like the safetensors folder."""
+    import json
+
+    import numpy as np
+    from gguf import GGUFWriter
+    from safetensors.numpy import load_file
+
+    cfg = json.loads((folder / "config.json").read_text())
+    w = load_file(str(folder / "model.safetensors"))
+    writer = GGUFWriter(str(out), "llama")
+    writer.add_block_count(cfg["num_hidden_layers"])
+    writer.add_embedding_length(cfg["hidden_size"])
+    writer.add_feed_forward_length(cfg["intermediate_size"])
+    writer.add_head_count(cfg["num_attention_heads"])
+    writer.add_head_count_kv(cfg["num_key_value_heads"])
+    writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    writer.add_context_length(cfg["max_position_embeddings"])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(vocab())
+    writer.add_token_types([1] * VOCAB)
+    writer.add_tensor("token_embd.weight", w["model.embed_tokens.weight"].astype(np.float32))
+    writer.add_tensor("output.weight", w["lm_head.weight"].astype(np.float32))
+    writer.add_tensor("output_norm.weight", w["model.norm.weight"].astype(np.float32))
+    for i in range(cfg["num_hidden_layers"]):
+        for view in ("up", "gate", "down"):
+            writer.add_tensor(f"blk.{i}.ffn_{view}.weight", w[f"model.layers.{i}.mlp.{view}_proj.weight"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+def build_slow_llama(path: Path, layers: int = 4, neurons: int = 1024, vocab_size: int = 16000) -> Path:
+    """A Llama whose decode takes a few seconds (12 units of 1,024 neurons x 16,000 tokens), so that a test
+    can interrupt it at random moments."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(5)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=neurons, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+                         eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    model = LlamaForCausalLM(config)
+    _randomize(model, 5)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    save_tokenizer(path, vocab_size)
     return path

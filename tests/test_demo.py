@@ -9,8 +9,17 @@ import pytest
 pytestmark = [pytest.mark.demo, pytest.mark.slow]
 
 
-def test_demo_search_dog(tmp_path_factory):
-    cache = os.environ.get("NEUROSCOPE_TEST_DEMO_CACHE") or str(tmp_path_factory.mktemp("demo-cache"))
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory):
+    return os.environ.get("NEUROSCOPE_TEST_DEMO_CACHE") or str(tmp_path_factory.mktemp("demo-cache"))
+
+
+def neuroscope(*args):
+    return subprocess.run([sys.executable, "-m", "neuroscope", *args], capture_output=True, text=True, timeout=1800)
+
+
+def test_demo_search_dog(demo_cache):
+    cache = demo_cache
     cmd = [sys.executable, "-m", "neuroscope", "search", "demo", "dog", "--json", "--cache-dir", cache]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -41,3 +50,26 @@ def test_fast_gguf_path_equals_transformers_load():
     assert torch.equal(a.final_norm.weight, b.final_norm.weight)
     assert a.final_norm.variance_epsilon == b.final_norm.variance_epsilon
     assert fast.token_texts() == full.token_texts()
+
+
+def test_the_gguf_path_reaches_the_demo_cache(demo_cache):
+    """`demo` and its GGUF path are one model: one cache file, reused, under the name it was made with."""
+    from neuroscope.core.sources import demo_gguf
+
+    test_demo_search_dog(demo_cache)              # makes sure demo is decoded (cached after the first test)
+    before = sorted(os.listdir(demo_cache))
+    proc = neuroscope("decode", str(demo_gguf()), "--json", "--cache-dir", demo_cache)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["units_decoded"] == 0 and "decoding" not in proc.stderr
+    assert sorted(os.listdir(demo_cache)) == before
+    assert [m["model"] for m in json.loads(neuroscope("models", "--json", "--cache-dir", demo_cache).stdout)] == ["demo"]
+
+
+@pytest.mark.parametrize("args", [("show", "demo", "L99:N1"), ("clamp", "demo", "--set", "L99:N1=5", "--prompt", "hi")])
+def test_out_of_range_on_an_empty_cache_loads_nothing(tmp_path, args):
+    cache = tmp_path / "empty"
+    proc = neuroscope(*args, "--cache-dir", str(cache))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [f"neuroscope {args[0]}: error: layer 99 is out of range: the model "
+                                                f"has layers 0-29"]          # no "decoding", no "loading"
+    assert not cache.exists()

@@ -244,22 +244,59 @@ async def test_decodes_missing_cache_in_worker(app_factory, empty_cache, tiny_mo
 
 
 async def test_cancelled_decode_keeps_work_and_resumes(app_factory, empty_cache, monkeypatch):
-    original = MainScreen.start_decode
+    """Escape after the first committed unit keeps it; reopening resumes and decodes only the rest."""
+    from neuroscope.cache.store import Store
+    from neuroscope.tui.messages import UnitCommitted
 
-    def cancel_at_once(self):
-        self.cancel.set()
-        original(self)
+    post = MainScreen.post_message
 
-    monkeypatch.setattr(MainScreen, "start_decode", cancel_at_once)
+    def cancel_after_first_unit(self, message):
+        if isinstance(message, UnitCommitted):      # posted by the worker thread right after the commit
+            self.cancel.set()
+        return post(self, message)
+
+    monkeypatch.setattr(MainScreen, "post_message", cancel_after_first_unit)
     app = app_factory(cache_dir=empty_cache)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: any("decode cancelled" in n.message for n in app._notifications), timeout=60)
         assert "partial" in main(app).sub_title and not main(app).decoding
-    monkeypatch.setattr(MainScreen, "start_decode", original)
+    [path] = empty_cache.glob("*.sqlite")
+    with Store(path, readonly=True) as store:
+        first = store.unit_log()
+    assert 1 <= len(first) < 6
+    monkeypatch.setattr(MainScreen, "post_message", post)
     app = app_factory(cache_dir=empty_cache)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: main(app) is not None and "decoded" in main(app).sub_title
                        and not main(app).decoding, timeout=60)
+        assert any(f"resuming: {len(first)} layer-views already cached" in n.message for n in app._notifications)
+    with Store(path, readonly=True) as store:
+        log = store.unit_log()
+        assert store.status()["complete"] and len(log) == 6 and log[:len(first)] == first
+
+
+async def test_palette_switch_model_keeps_the_cache(app_factory, tiny_model, tmp_path):
+    """A cache made under another display name (as `decode demo` names the demo GGUF's cache) is found by
+    its key: switching to the model from the palette opens it, decodes nothing and deletes nothing."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    key = tiny_model.cache_file.name.rsplit("-", 1)[1]
+    alias = cache / f"alias-{key}"
+    shutil.copy(tiny_model.cache_file, alias)
+    app = app_factory(cache_dir=cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        first = main(app)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"switch model: tiny")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: main(app) is not first and main(app).current is not None)
+        assert main(app).path == alias and not main(app).decoding and "decoded" in main(app).sub_title
+    assert sorted(p.name for p in cache.glob("*.sqlite")) == [alias.name]
 
 
 async def test_decode_failure_shows_error_modal(app_factory, tmp_path):

@@ -1,0 +1,76 @@
+"""What a clamping experiment is, and every check of it that needs no model: torch-free.
+
+The CLI, the app and the API build an :class:`Experiment` from what the user typed and call ``check``
+before anything is loaded; ``check_model`` adds what the model's headers can tell (neuron ranges, the
+context length, the chat template).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .clamp import ClampSet
+from .errors import GenerationError
+
+MAX_NEW_TOKENS = 100_000
+MAX_SAMPLES = 1000
+
+
+@dataclass
+class GenSettings:
+    """Identical for the baseline and the clamped run."""
+
+    max_new_tokens: int = 40
+    temperature: float | None = None    # None: greedy (deterministic)
+    top_p: float | None = None
+    seed: int = 0
+    chat: bool = False
+
+    @property
+    def sampling(self) -> bool:
+        return self.temperature is not None and self.temperature > 0
+
+    def check(self) -> "GenSettings":
+        """Every setting in range (no torch needed, nothing loaded)."""
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise GenerationError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}")
+        if self.temperature is not None and not 0 <= self.temperature <= 100:
+            raise GenerationError("--temperature must be a number from 0 (greedy) to 100")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise GenerationError("--top-p must be in (0, 1]")
+        if not 0 <= self.seed < 2 ** 63:
+            raise GenerationError("--seed must be a whole number from 0 to 2**63 - 1")
+        return self
+
+
+@dataclass
+class Experiment:
+    """Everything the CLI and the app run: one prompt, baseline vs clamped, same settings."""
+
+    prompt: str
+    clamps: ClampSet
+    settings: GenSettings
+    target: str | None = None
+    samples: int | None = None
+
+    def check(self) -> "Experiment":
+        """Everything that needs no model: the prompt, the target, the samples and the settings."""
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise GenerationError("the prompt is empty: give --prompt TEXT")
+        if self.target is not None and (not isinstance(self.target, str) or not self.target.strip()):
+            raise GenerationError("--target is empty: give a word, e.g. --target dog")
+        if self.samples is not None:
+            if self.target is None:
+                raise GenerationError("--samples counts replies that contain --target: give --target WORD too")
+            if not 1 <= self.samples <= MAX_SAMPLES:
+                raise GenerationError(f"--samples must be between 1 and {MAX_SAMPLES:,}")
+        self.settings.check()
+        return self
+
+    def check_model(self, info) -> "Experiment":
+        """What the model's headers (a core.modelinfo.ModelInfo) can tell: ranges, context, chat template."""
+        self.clamps.check(info.layers, info.neurons)
+        info.check_new_tokens(self.settings.max_new_tokens)
+        if self.settings.chat and not info.chat_template:
+            raise GenerationError(f"{info.source.name} has no chat template: drop --chat and write the prompt "
+                                  f"out in full")
+        return self

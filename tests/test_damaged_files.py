@@ -1,0 +1,155 @@
+"""Damaged model files: every truncation is one line and exit 2, every byte flip is exit 0 or one line and
+exit 2, never a traceback, and a failed command leaves nothing in the cache folder."""
+from __future__ import annotations
+
+import random
+import shutil
+
+import numpy as np
+import pytest
+
+from .fuzzing import run
+from .models import build_gguf
+
+CUTS = 20
+FLIPS = 20
+
+
+@pytest.fixture(scope="module")
+def originals(model_dirs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("damaged")
+    gguf = build_gguf(model_dirs["llama"], root / "tiny.gguf")
+    return {"gguf": gguf, "folder": model_dirs["llama"]}
+
+
+def damaged_copy(originals, which: str, dest, damage) -> str:
+    """A copy of the model with one file damaged; returns the MODEL argument."""
+    if which == "gguf":
+        target = dest / "tiny.gguf"
+        shutil.copy(originals["gguf"], target)
+        model = target
+    else:
+        model = dest / "model"
+        shutil.copytree(originals["folder"], model)
+        target = model / which
+    data = bytearray(target.read_bytes())
+    target.write_bytes(damage(data))
+    return str(model)
+
+
+def cut_points(size: int) -> list[int]:
+    return sorted({int(x) for x in np.linspace(0, size - 1, CUTS)})
+
+
+def check(outcome, cache, must_fail: bool) -> None:
+    """Truncations are found in the headers, before anything is made: the cache folder stays empty. Damage
+    only the weights' values show (NaN) stops the decode at that layer: what was finished before is a
+    valid partial cache, nothing else."""
+    assert not outcome.problems(), outcome.problems()
+    if must_fail:
+        assert outcome.code == 2, (outcome.argv, outcome.stdout, outcome.stderr)
+    if outcome.code == 2:
+        line = outcome.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"neuroscope {outcome.argv[0]}: error:")
+        left = sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+        if must_fail or "NaN" not in line:
+            assert not left, f"a failed command left {left} in the cache folder"
+        elif left:
+            assert_partial(cache)
+
+
+def assert_partial(cache) -> None:
+    from neuroscope.cache.store import Store
+
+    [path] = cache.glob("*.sqlite")
+    with Store(path, readonly=True) as store:
+        assert store.ready and store.integrity_ok() and not store.status()["complete"]
+
+
+FILES = ["gguf", "model.safetensors", "config.json", "tokenizer.json"]
+
+
+@pytest.mark.parametrize("command", ["decode", "clamp"])
+@pytest.mark.parametrize("which", FILES)
+def test_truncated_files(originals, tmp_path, which, command, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = (originals["gguf"] if which == "gguf" else originals["folder"] / which).read_bytes()
+    size = len(data.rstrip()) if which.endswith(".json") else len(data)   # a trailing newline is no content
+    named = 0
+    for i, cut in enumerate(cut_points(size)):
+        dest = tmp_path / f"cut{i}"
+        dest.mkdir()
+        model = damaged_copy(originals, which, dest, lambda data, cut=cut: bytes(data[:cut]))
+        cache = dest / "cache"
+        args = ["decode", model] if command == "decode" else [CLAMP[0], model, *CLAMP[1:]]
+        outcome = run([*args, "--cache-dir", str(cache), "--device", "cpu", "--dtype", "float32"])
+        check(outcome, cache, must_fail=True)
+        named += (which if which != "gguf" else "tiny.gguf") in outcome.stderr
+    assert named >= CUTS * 3 // 4, "most errors should name the damaged file"
+
+
+CLAMP = ["clamp", "--set", "L1:N7=4", "--prompt", "dog t5", "--max-new-tokens", "2"]
+
+
+@pytest.mark.parametrize("command", ["decode", "clamp"])
+@pytest.mark.parametrize("which", FILES)
+def test_flipped_bytes(originals, tmp_path, which, command, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("NEUROSCOPE_DATA_DIR", str(tmp_path / "data"))
+    rng = random.Random(f"flip-{which}-{command}")
+    codes = []
+    for i in range(FLIPS):
+        dest = tmp_path / f"flip{i}"
+        dest.mkdir()
+
+        def flip(data: bytearray) -> bytes:
+            for _ in range(rng.choice([1, 1, 3, 20])):
+                at = rng.randrange(len(data))
+                data[at] ^= 1 << rng.randrange(8)
+            return bytes(data)
+
+        model = damaged_copy(originals, which, dest, flip)
+        cache = dest / "cache"
+        args = ["decode", model] if command == "decode" else [CLAMP[0], model, *CLAMP[1:]]
+        outcome = run([*args, "--cache-dir", str(cache), "--device", "cpu", "--dtype", "float32"])
+        check(outcome, cache, must_fail=False)
+        codes.append(outcome.code)
+    assert set(codes) <= {0, 2}
+
+
+def test_nan_weights_are_named(originals, tmp_path):
+    """A flip that turns a float32 weight into NaN is found before the decode writes anything."""
+    from safetensors.numpy import load_file, save_file
+
+    model = tmp_path / "nan"
+    shutil.copytree(originals["folder"], model)
+    weights = load_file(str(model / "model.safetensors"))
+    weights["model.layers.1.mlp.gate_proj.weight"][3, 5] = np.nan
+    save_file(weights, str(model / "model.safetensors"))
+    cache = tmp_path / "cache"
+    outcome = run(["decode", str(model), "--cache-dir", str(cache), "--device", "cpu", "--dtype", "float32"])
+    check(outcome, cache, must_fail=False)
+    assert outcome.code == 2
+    assert "layer 1 gate weights hold NaN" in outcome.stderr and str(model) in outcome.stderr
+    from neuroscope.cache.store import Store
+
+    [path] = cache.glob("*.sqlite")
+    with Store(path, readonly=True) as store:             # the layers before the damage are kept
+        assert store.done_units() == {(0, "up"), (0, "gate"), (0, "down"), (1, "up")}
+
+
+def test_gguf_decodes_like_its_safetensors(originals, tmp_path):
+    from neuroscope.cache.store import Store
+    from neuroscope.core.pipeline import ensure_decoded
+    from neuroscope.core.sources import resolve
+
+    a = ensure_decoded(resolve(str(originals["gguf"])), cache_dir=tmp_path, device="cpu", dtype="float32")
+    b = ensure_decoded(resolve(str(originals["folder"])), cache_dir=tmp_path, device="cpu", dtype="float32")
+    with Store(a.path, readonly=True) as x, Store(b.path, readonly=True) as y:
+        for layer in range(2):
+            for view in ("up", "gate", "down"):
+                for d in ("pos", "neg"):
+                    (ia, pa), (ib, pb) = x.tops(layer, view, d), y.tops(layer, view, d)
+                    np.testing.assert_array_equal(ia, ib)
+                    np.testing.assert_allclose(pa, pb, rtol=1e-5)
+        assert x.top(1, 7, "up", "pos")[0].token == " dog"     # gpt2-style byte decoding of "Ġdog"

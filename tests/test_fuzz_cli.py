@@ -1,0 +1,57 @@
+"""Fuzzing every subcommand in process (Hypothesis): exit 0 or 2, no traceback, one error line, and the
+cache folder unchanged unless the command writes there by design. About 500 cases in all."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from .fuzzing import argv, run, snapshot, writes_by_design
+
+CASES = {"decode": 60, "show": 90, "search": 80, "models": 20, "clamp": 110, "compare": 60, "tui": 80}
+
+
+@pytest.fixture(scope="module")
+def world(model_dirs, tmp_path_factory):
+    """Decoded tiny models in a cache folder of their own, and a sandbox to run in (relative paths that the
+    fuzzer types land there; presets are saved there)."""
+    from neuroscope.core.pipeline import ensure_decoded
+    from neuroscope.core.sources import resolve
+
+    root = tmp_path_factory.mktemp("fuzz")
+    cache = root / "cache"
+    for folder in model_dirs.values():
+        ensure_decoded(resolve(str(folder)), cache_dir=cache, device="cpu", dtype="float32")
+    junk_dir = root / "not-a-model"
+    junk_dir.mkdir()
+    (root / "notes.txt").write_text("hello")
+    models = [str(p) for p in model_dirs.values()] + [str(junk_dir), str(root / "notes.txt"), str(root / "nope")]
+    return {"cache": cache, "models": models, "root": root}
+
+
+@pytest.fixture
+def sandbox(world, monkeypatch):
+    monkeypatch.chdir(world["root"])
+    monkeypatch.setenv("NEUROSCOPE_CACHE_DIR", str(world["cache"]))
+    monkeypatch.setenv("NEUROSCOPE_DATA_DIR", str(world["root"] / "data"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return world
+
+
+def check_case(world, args: list[str]) -> None:
+    before = snapshot(world["cache"])
+    outcome = run(args)
+    problems = outcome.problems()
+    if not writes_by_design(outcome) and snapshot(world["cache"]) != before:
+        problems.append("the cache folder changed")
+    assert not problems, f"neuroscope {' '.join(map(repr, args))}\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("command", sorted(CASES))
+def test_fuzz_subcommand(sandbox, command):
+    @settings(max_examples=CASES[command], deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(args=argv(command, sandbox["models"]))
+    def case(args):
+        check_case(sandbox, args)
+
+    case()
