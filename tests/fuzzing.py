@@ -23,7 +23,8 @@ JUNK = st.one_of(
     st.text(max_size=24),
     st.sampled_from(["", " ", "-", "--", "-x", "--nope", "\t", "L1:N7", "1:7", "demo.gguf", "a/b", "org/name",
                      "~nobody/x", "/", ".", "..", "x" * 300, "L-1:N2", "9" * 40, "nan", "inf", "-inf", "1e400",
-                     "\u0120dog", "dog", "\U0001f436", "L1:N7=3", "=", "1:7=", "cuda", "cuda:9", "cpu", "auto"]),
+                     "\u0120dog", "dog", "\U0001f436", "L1:N7=3", "=", "1:7=", "cuda", "cuda:9", "cpu", "auto",
+                     "x\ry", "a\nb", "L1\n:N2", "\u2028", "\x1b[31mred", "dog\n"]),
 )
 NUMBER = st.one_of(st.integers(-3, 60).map(str), st.sampled_from(["0", "1", "2", "255", "256", "100000", "1e9",
                                                                   "0.5", "-1", "nan", "inf", "x", ""]), JUNK)

@@ -133,3 +133,15 @@ def test_most_recently_used_model(model_dirs, tmp_path):
     s = resolve(str(model_dirs["gpt2"]))
     mark_used(s.name, s.source, s.fingerprint, cache)       # what `neuroscope tui` does on open
     assert most_recent(cache) == str(model_dirs["gpt2"])
+
+
+@pytest.mark.parametrize("args", [("show", "{llama}", "L1\nN2"), ("search", "{llama}", "dog", "--match", "x\ry"),
+                                  ("decode", "{llama}", "--views", "up,si\u2028de"), ("show", "no\nsuch", "1:2")])
+def test_control_characters_stay_on_one_line(model_dirs, args):
+    """What the user typed is echoed in the error with its newlines and carriage returns escaped."""
+    from .fuzzing import run as run_in_process
+
+    outcome = run_in_process([a.format(**model_dirs) for a in args])
+    assert outcome.code == 2 and not outcome.problems()
+    assert len(outcome.stderr.splitlines()) == 1
+    assert any(escaped in outcome.stderr for escaped in ("\\n", "\\r", "\\u2028"))

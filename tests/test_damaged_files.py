@@ -37,8 +37,20 @@ def damaged_copy(originals, which: str, dest, damage) -> str:
     return str(model)
 
 
-def cut_points(size: int) -> list[int]:
-    return sorted({int(x) for x in np.linspace(0, size - 1, CUTS)})
+def cut_points(size: int, header: int) -> list[int]:
+    """Half the cuts inside the header (where a parser can trip), half over the rest of the file."""
+    inside = np.linspace(0, header - 1, CUTS // 2) if header else []
+    return sorted({int(x) for x in (*inside, *np.linspace(header, size - 1, CUTS - len(inside)))})
+
+
+def header_size(which: str, data: bytes, path) -> int:
+    if which == "gguf":
+        from neuroscope.core.gguf_fast import GGUFFile
+
+        return GGUFFile(path).data_start
+    if which.endswith(".safetensors"):
+        return 8 + int.from_bytes(data[:8], "little")
+    return 0
 
 
 def check(outcome, cache, must_fail: bool) -> None:
@@ -73,10 +85,11 @@ FILES = ["gguf", "model.safetensors", "config.json", "tokenizer.json"]
 @pytest.mark.parametrize("which", FILES)
 def test_truncated_files(originals, tmp_path, which, command, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    data = (originals["gguf"] if which == "gguf" else originals["folder"] / which).read_bytes()
+    path = originals["gguf"] if which == "gguf" else originals["folder"] / which
+    data = path.read_bytes()
     size = len(data.rstrip()) if which.endswith(".json") else len(data)   # a trailing newline is no content
     named = 0
-    for i, cut in enumerate(cut_points(size)):
+    for i, cut in enumerate(cut_points(size, header_size(which, data, path))):
         dest = tmp_path / f"cut{i}"
         dest.mkdir()
         model = damaged_copy(originals, which, dest, lambda data, cut=cut: bytes(data[:cut]))

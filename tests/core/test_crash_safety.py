@@ -35,13 +35,14 @@ CHILD = textwrap.dedent("""
         open(signal_file, "w").close()
         time.sleep(120)
 
-    if where == "meta":          # meta rows inserted, the vocabulary not yet, nothing committed
-        put = store.Store._put_meta
-        def put_meta(self, values):
-            put(self, values)
-            if values.get("ready"):
+    if where == "meta":          # meta rows inserted, the vocabulary about to be: nothing may be committed
+        from neuroscope.core import models
+        class Pausing(list):
+            def __iter__(self):
                 pause()
-        store.Store._put_meta = put_meta
+                return super().__iter__()
+        texts = models.LoadedModel.token_texts
+        models.LoadedModel.token_texts = lambda self: Pausing(texts(self))
     elif where == "unit":        # the third unit's decoded rows inserted, its postings not yet
         build, seen = store.postings.build_postings, []
         class Pausing(list):
