@@ -95,3 +95,57 @@ def test_two_process_gloo_decode_fills_the_same_cache(model_dirs, tmp_path):
                 for d in ("pos", "neg"):
                     for x, y in zip(a.tops(layer, view, d), b.tops(layer, view, d)):
                         np.testing.assert_array_equal(x, y)
+
+
+def test_one_cache_one_precision(model_dirs, cache_dir):
+    """A resumed `--dtype auto` decode continues in the cache's own precision; an explicit other dtype
+    decodes every view again, and says so; the cache is never served for a precision it does not hold."""
+    from neuroscope.core.decode import dtype_name, pick_device, pick_dtype
+    from neuroscope.core.pipeline import cached_views
+
+    auto = dtype_name(pick_dtype("auto", pick_device("cpu")))
+    first = "float32" if auto == "bfloat16" else "bfloat16"          # the precision auto would NOT pick here
+    source = resolve(str(model_dirs["llama"]))
+    cancel, seen = threading.Event(), []
+
+    def on_unit(layer, view):
+        seen.append((layer, view))
+        cancel.set()
+
+    with pytest.raises(Cancelled):
+        ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype=first, cancel=cancel, on_unit=on_unit)
+    result = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="auto")
+    with Store(result.path, readonly=True) as store:
+        assert store.precision == first and store.status()["complete"]
+        assert {with_ for _, _, with_ in store.unit_log()} == {f"cpu {first}"}     # no unit in another precision
+    assert cached_views(result.path, [], 1, first) is not None and cached_views(result.path, [], 1, auto) is None
+    notes = []
+    again = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype=auto, note=notes.append)
+    assert again.path == result.path and again.decoded_units == 6
+    assert any(f"the cache holds {first} decodes" in n for n in notes)
+    with Store(result.path, readonly=True) as store:
+        assert store.precision == auto and {w for _, _, w in store.unit_log()} == {f"cpu {auto}"}
+
+
+def test_a_locked_cache_is_reported_never_rebuilt(model_dirs, cache_dir, monkeypatch):
+    """Another connection holds the cache locked past the busy timeout: the decode says so and the finished
+    cache is left exactly as it was."""
+    import sqlite3
+
+    from neuroscope.cache import store as store_module
+    from neuroscope.core.errors import CacheBusy
+
+    source = resolve(str(model_dirs["neox"]))
+    path = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32").path
+    before = path.read_bytes()
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(path)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(CacheBusy, match="locked by another process"):
+            ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32", top_k=20)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert path.exists() and path.read_bytes() == before
