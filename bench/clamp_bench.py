@@ -23,11 +23,11 @@ def main() -> None:
     ap.add_argument("--prompt", default="My favourite animal is the")
     args = ap.parse_args()
 
+    from neuroscope.core import generate as gen
     from neuroscope.core.clamp import Clamp, ClampSet
     from neuroscope.core.generate import GenSettings, build_prompt, generation_config
     from neuroscope.core.models import load
     from neuroscope.core.sources import resolve
-    from neuroscope.core import generate as gen
 
     lm = load(resolve(args.model))
     clamps = ClampSet([Clamp.parse(s) for s in args.clamps.split(",")]).check(lm.adapter.num_layers,

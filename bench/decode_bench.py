@@ -40,7 +40,7 @@ def best(fn, repeat=3):
 def engine_bench() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from neuroscope.core.decode import DecodeRecipe, Decoder
+    from neuroscope.core.decode import Decoder, DecodeRecipe
     from neuroscope.core.models import adapter_for
 
     cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=2,
@@ -78,7 +78,7 @@ def engine_bench() -> None:
                "naive fp32 softmax+topk": best(naive, 1)}
     for dtype in ("float32", "bfloat16"):
         dec = Decoder(adapter, DecodeRecipe(dtype=dtype, device="cpu"))
-        results[f"neuroscope {dtype}"] = best(lambda: [dec.decode_unit(layer, view) for layer, view in units])
+        results[f"neuroscope {dtype}"] = best(lambda dec=dec: [dec.decode_unit(layer, view) for layer, view in units])
     print(f"\n[engine] demo shapes, {len(units)} layer-views x 1536 neurons x 2 directions, {platform.machine()}, "
           f"{torch.get_num_threads()} threads")
     for name, sec in results.items():

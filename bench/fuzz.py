@@ -50,9 +50,7 @@ def main() -> int:
     counts = {c: collections.Counter() for c in COMMANDS}
     examples: list[str] = []
     started = time.perf_counter()
-    for command in COMMANDS:
-        n = round(args.cases * SHARE[command] / total_share)
-
+    def fuzz(command: str, n: int):
         @seed(args.seed)
         @settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck))
@@ -73,8 +71,10 @@ def main() -> int:
                 tally["problems"] += 1
                 if len(examples) < 5:
                     examples.append(f"neuroscope {' '.join(map(repr, case))}: {problems[0][:300]}")
+        return one
 
-        one()
+    for command in COMMANDS:
+        fuzz(command, round(args.cases * SHARE[command] / total_share))()
         tally = counts[command]
         print(f"{command:<8} {tally['cases']:>6,} cases  exit 0: {tally['exit 0']:>5,}  exit 2: {tally['exit 2']:>5,}  "
               f"tracebacks: {tally['tracebacks']}  problems: {tally['problems']}", flush=True)

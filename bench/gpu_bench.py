@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="torch.profiler table for one unit of the engine")
     args = ap.parse_args()
 
-    from neuroscope.core.decode import DecodeRecipe, Decoder, pick_device
+    from neuroscope.core.decode import Decoder, DecodeRecipe, pick_device
     from neuroscope.core.pipeline import ensure_decoded
     from neuroscope.core.sources import resolve
     from neuroscope.core.streaming import load_streaming
@@ -188,7 +188,8 @@ def engine_seconds(decoder, units, vectors: list[torch.Tensor], device: torch.de
 
 
 def profile(decoder, vectors: torch.Tensor, view: str, device: torch.device) -> None:
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     decoder.decode_unit(0, view, vectors=vectors)  # warm

@@ -58,7 +58,8 @@ def main() -> None:
     times = []
     for word in ("dog", "cat", "t123", "dog", "t7"):
         t = time.perf_counter()
-        out = subprocess.run([*cli, "search", str(model), word, "--max-rank", "10", "--json", "--cache-dir", str(cache)],
+        out = subprocess.run([*cli, "search", str(model), word, "--max-rank", "10", "--json",
+                              "--cache-dir", str(cache)],
                              check=True, capture_output=True, text=True).stdout
         times.append(time.perf_counter() - t)
         hits = len(json.loads(out)["hits"])

@@ -97,7 +97,8 @@ def check_compatible(base, other, base_name: str = "BASE", other_name: str = "OT
                            f"{other_name} has {other.layers} x {other.neurons}; only models of one shape compare")
     hb, ho = base.meta.get("hidden"), other.meta.get("hidden")
     if hb != ho:
-        raise Incompatible(f"hidden sizes differ: {base_name} {hb}, {other_name} {ho}; weight vectors cannot be compared")
+        raise Incompatible(f"hidden sizes differ: {base_name} {hb}, {other_name} {ho}; weight vectors cannot be "
+                           f"compared")
     vb, vo = int(base.meta.get("vocab", 0)), int(other.meta.get("vocab", 0))
     if vb != vo:
         raise Incompatible(f"tokenizer vocabularies differ: {base_name} has {vb:,} tokens, {other_name} has {vo:,}; "
@@ -144,7 +145,8 @@ def compare_stores(base, other, view: str, direction: str, top: int = 50,
     for layer in range(base.layers):
         got_a, got_b = base.tops(layer, view, direction), other.tops(layer, view, direction)
         if got_a is None or got_b is None:
-            which = base_source.name if got_a is None and base_source else other_source.name if other_source else "a model"
+            which = (base_source.name if got_a is None and base_source
+                     else other_source.name if other_source else "a model")
             raise Incompatible(f"layer {layer} {view} is not decoded in {which}; decode it first")
         a_ids, a_p = got_a[0][:, :k], got_a[1][:, :k]
         b_ids, b_p = got_b[0][:, :k], got_b[1][:, :k]

@@ -74,7 +74,7 @@ def _worker(rank, world, device, *args) -> None:
 def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: int, dtype: str, cache_dir,
               rebuild: bool, trust_remote_code: bool, progress=None, note=None):
     from ..cache.catalog import cache_path, decode_lock
-    from .decode import DecodeRecipe, Decoder, dtype_name, pick_dtype
+    from .decode import Decoder, DecodeRecipe, dtype_name, pick_dtype
     from .modelinfo import inspect_model
     from .models import load_for_decode
     from .options import check_dtype

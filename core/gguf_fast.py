@@ -197,7 +197,8 @@ def describe(gg: GGUFFile) -> dict:
         raise gg._damaged("no token_embd.weight")
     hidden, vocab = int(embd[0][0]), int(embd[0][1])
     info = {"arch": arch, "layers": _field_int(gg, f"{arch}.block_count"),
-            "neurons": _field_int(gg, f"{arch}.feed_forward_length"), "hidden": _field_int(gg, f"{arch}.embedding_length"),
+            "neurons": _field_int(gg, f"{arch}.feed_forward_length"),
+            "hidden": _field_int(gg, f"{arch}.embedding_length"),
             "vocab": vocab, "context": _field_int(gg, f"{arch}.context_length", required=False),
             "tied": "output.weight" not in gg.tensors,
             "chat_template": isinstance(gg.fields.get("tokenizer.chat_template"), str)}

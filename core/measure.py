@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from .clamp import FORWARD_LOCK, ClampSet, recording
+from .clamp import FORWARD_LOCK, recording
 from .errors import GenerationError
 from .experiment import Experiment, GenSettings
 from .generate import Prompt, build_prompt, generate, next_token_probs, on_model

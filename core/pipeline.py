@@ -142,7 +142,7 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
     cached = None if rebuild else cached_views(path, views, top_k, dtype)
     if cached is not None:  # nothing to do: no lock, no model load
         return result(cached)
-    from .decode import DecodeRecipe, Decoder, dtype_name, pick_device, pick_dtype
+    from .decode import Decoder, DecodeRecipe, dtype_name, pick_device, pick_dtype
     from .models import load_for_decode
 
     dev = pick_device(device)            # a missing GPU is reported before any file is created

@@ -120,7 +120,8 @@ def _resolve(spec: str) -> Source:
             return Source(spec, spec, "hub", snap, fingerprint_dir(snap), snap.name)
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         if offline:
-            raise ModelNotFound(f"{spec} is not in the local Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set")
+            raise ModelNotFound(f"{spec} is not in the local Hugging Face cache ({hub_cache_dir()}) and "
+                                f"HF_HUB_OFFLINE is set")
         snap = _download(spec)
         return Source(spec, spec, "hub", snap, fingerprint_dir(snap), snap.name)
     raise ModelNotFound(

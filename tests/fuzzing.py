@@ -80,7 +80,8 @@ OPTIONS = {
               "--samples": opt(st.sampled_from(["1", "2"]), SMALL),
               "--temperature": opt(st.sampled_from(["0", "0.7", "1"]), FLOAT),
               "--top-p": opt(st.sampled_from(["0.9", "1"]), FLOAT), "--seed": opt(st.sampled_from(["0", "7"]), NUMBER),
-              "--preset": opt(st.sampled_from(["dogs", "nope"])), "--save-preset": opt(st.sampled_from(["dogs", "b.1"])),
+              "--preset": opt(st.sampled_from(["dogs", "nope"])),
+              "--save-preset": opt(st.sampled_from(["dogs", "b.1"])),
               "--json": None},
     "compare": {**ENGINE, "--view": opt(st.sampled_from(VIEWS)), "--direction": opt(st.sampled_from(["pos", "neg"])),
                 "--top": opt(st.sampled_from(["1", "5"]), SMALL), "--json": None},
@@ -168,7 +169,7 @@ class Outcome:
 def run(args: list[str]) -> Outcome:
     """The real `neuroscope` entry point, in this process; `tui` runs every check up to the app's start."""
     from neuroscope import commands
-    from neuroscope.main import parse
+    from neuroscope.cli import parse
 
     table = {**commands.handlers(), "tui": lambda parsed: commands.prepare_tui(parsed) and 0}
     out, err = io.StringIO(), io.StringIO()

@@ -46,8 +46,16 @@ def _randomize(model: torch.nn.Module, seed: int) -> None:
 
 
 def build(kind: str, path: Path, seed: int = 0) -> Path:
-    from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
-                              LlamaForCausalLM, OPTConfig, OPTForCausalLM)
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        OPTConfig,
+        OPTForCausalLM,
+    )
 
     torch.manual_seed(seed)
     if kind == "llama":

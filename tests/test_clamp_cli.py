@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from neuroscope.main import main
+from neuroscope.cli import main
 
 from .models import CLAMP_PLANTED, build_clamp_llama
 

@@ -65,7 +65,7 @@ def test_models_json(decoded):
 
 def test_cache_only_commands_do_not_import_torch(decoded):
     model, cache, _ = decoded
-    code = ("import sys; from neuroscope.main import main; "
+    code = ("import sys; from neuroscope.cli import main; "
             f"rc = main(['search', {str(model)!r}, 'dog', '--cache-dir', {str(cache)!r}]); "
             f"main(['show', {str(model)!r}, 'L0:N1', '--cache-dir', {str(cache)!r}]); "
             f"main(['models', '--cache-dir', {str(cache)!r}]); "

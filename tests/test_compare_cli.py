@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from neuroscope.main import main
+from neuroscope.cli import main
 
 from . import reference
 from .core.test_compare import other_tokenizer, pair  # noqa: F401 - the session fixture
@@ -87,7 +87,7 @@ def test_missing_view_is_refused(pair, model_dirs, capsys):  # noqa: F811
 
 
 def test_cached_pair_compares_without_torch(pair):  # noqa: F811
-    code = ("import sys; from neuroscope.main import main; "
+    code = ("import sys; from neuroscope.cli import main; "
             f"rc = main(['compare', {str(pair['base'])!r}, {str(pair['tuned'])!r}, '--json', "
             f"'--cache-dir', {str(pair['cache'])!r}]); "
             "assert rc == 0; assert 'torch' not in sys.modules, 'torch loaded'; "

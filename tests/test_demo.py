@@ -62,7 +62,8 @@ def test_the_gguf_path_reaches_the_demo_cache(demo_cache):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["units_decoded"] == 0 and "decoding" not in proc.stderr
     assert sorted(os.listdir(demo_cache)) == before
-    assert [m["model"] for m in json.loads(neuroscope("models", "--json", "--cache-dir", demo_cache).stdout)] == ["demo"]
+    listed = json.loads(neuroscope("models", "--json", "--cache-dir", demo_cache).stdout)
+    assert [m["model"] for m in listed] == ["demo"]
 
 
 @pytest.mark.parametrize("args", [("show", "demo", "L99:N1"), ("clamp", "demo", "--set", "L99:N1=5", "--prompt", "hi")])

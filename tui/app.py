@@ -1,7 +1,6 @@
 """The neuroscope browser app: bindings, screens and error routing. The work lives in screens/main.py."""
 from __future__ import annotations
 
-
 from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState

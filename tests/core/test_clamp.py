@@ -5,8 +5,16 @@ import threading
 import pytest
 import torch
 
-from neuroscope.core.clamp import (BadClamp, Clamp, ClampSet, clamped, hooks_installed, load_preset, recording,
-                                   save_preset)
+from neuroscope.core.clamp import (
+    BadClamp,
+    Clamp,
+    ClampSet,
+    clamped,
+    hooks_installed,
+    load_preset,
+    recording,
+    save_preset,
+)
 from neuroscope.core.errors import GenerationError
 from neuroscope.core.generate import GenSettings, build_prompt, generate, next_token_probs
 from neuroscope.core.measure import Experiment, contains_word, run_experiment, target_token

@@ -11,8 +11,14 @@ from safetensors.numpy import load_file, save_file
 
 from neuroscope.cache.catalog import cache_path
 from neuroscope.cache.store import Store
-from neuroscope.core.compare import (Incompatible, SafetensorsWeights, check_compatible, compare_stores,
-                                     neuron_cosines, precheck)
+from neuroscope.core.compare import (
+    Incompatible,
+    SafetensorsWeights,
+    check_compatible,
+    compare_stores,
+    neuron_cosines,
+    precheck,
+)
 from neuroscope.core.pipeline import ensure_decoded
 from neuroscope.core.refs import NeuronRef
 from neuroscope.core.sources import resolve

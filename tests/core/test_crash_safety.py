@@ -55,7 +55,7 @@ CHILD = textwrap.dedent("""
             seen.append(1)
             return Pausing(build(units))
         store.postings.build_postings = build_postings
-    from neuroscope.main import main
+    from neuroscope.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
 
@@ -150,25 +150,26 @@ def test_sigkill_inside_a_transaction(slow_model, tmp_path, where):
     assert_consistent(cache, reference, complete=True)
 
 
+def read_while_decoding(cache: Path, reference: Path, stop: threading.Event, seen: set, errors: list) -> None:
+    """The reader: the cache stays consistent at every look, and the lock file keeps one inode."""
+    while not stop.is_set():
+        try:
+            assert_consistent(cache, reference)
+            for lock in cache.glob("*.lock"):
+                seen.add(os.stat(lock).st_ino)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:   # noqa: BLE001 - reported by the test, with the round
+            errors.append(repr(exc))
+        time.sleep(0.02)
+
+
 def test_two_decoders_and_a_reader(slow_model, tmp_path):
     folder, reference = slow_model
     for round_ in range(3):
         cache = tmp_path / f"round{round_}"
         stop, seen, errors = threading.Event(), set(), []
-
-        def read() -> None:
-            while not stop.is_set():
-                try:
-                    assert_consistent(cache, reference)
-                    for lock in cache.glob("*.lock"):
-                        seen.add(os.stat(lock).st_ino)
-                except FileNotFoundError:
-                    pass
-                except Exception as exc:   # noqa: BLE001 - reported below, with the round
-                    errors.append(repr(exc))
-                time.sleep(0.02)
-
-        reader = threading.Thread(target=read)
+        reader = threading.Thread(target=read_while_decoding, args=(cache, reference, stop, seen, errors))
         reader.start()
         procs = [subprocess.Popen(decode_cmd(folder, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(2)]

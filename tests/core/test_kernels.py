@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from neuroscope.core import kernels
-from neuroscope.core.decode import DecodeRecipe, Decoder, Head, Scorer
+from neuroscope.core.decode import Decoder, DecodeRecipe, Head, Scorer
 from neuroscope.core.models import load_for_decode
 from neuroscope.core.sources import resolve
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
+from helpers import static_text, table_cells, wait_for
 from textual.widgets import Input
 
-from helpers import static_text, table_cells, wait_for
 from neuroscope.tui.screens.error import ErrorScreen
 from neuroscope.tui.screens.help import HelpScreen
 from neuroscope.tui.screens.main import MainScreen

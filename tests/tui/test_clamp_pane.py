@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
+from helpers import static_text, table_cells, wait_for
 from textual.widgets import Input
 
-from helpers import static_text, table_cells, wait_for
 from neuroscope.core.refs import NeuronRef
 from neuroscope.tui.screens.clamp_value import ClampValueScreen
 

@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import static_text, table_cells, wait_for
 from textual.widgets import Input
 
-from helpers import static_text, table_cells, wait_for
 from neuroscope.core.sources import resolve
 from neuroscope.tui.screens.error import ErrorScreen
 from neuroscope.tui.widgets.compare_panes import ONLY
@@ -108,7 +108,8 @@ async def test_changed_only_walks_most_changed_with_highlights(compare_app):
         await pilot.press("j")
         assert screen.current == changed[1].ref
         first = changed[1]
-        assert title(screen).startswith(f"{first.ref}  up pos  top-1 {'kept' if first.base_top == first.other_top else 'changed'}")
+        verdict = "kept" if first.base_top == first.other_top else "changed"
+        assert title(screen).startswith(f"{first.ref}  up pos  top-1 {verdict}")
         assert f"jaccard {first.jaccard:.2f}" in title(screen) and f"cos {first.cosine:.3f}" in title(screen)
         # tokens in one model's top-k only are highlighted, the shared ones are not
         base_table, other_table = (screen.query_one(f"#pane-{s}") for s in ("base", "other"))

@@ -3,9 +3,8 @@
 Regenerate after an intended change: pytest tests/tui/test_snapshots.py --snapshot-update"""
 from __future__ import annotations
 
-from textual.widgets import Input
-
 from helpers import wait_for
+from textual.widgets import Input
 
 SIZE = (100, 30)
 

@@ -25,10 +25,10 @@ from ...core.errors import BadNeuronRef, CacheError, Cancelled
 from ...core.refs import NeuronRef
 from ...core.sources import Source
 from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted
+from ..widgets.chat_pane import ChatPane
 from ..widgets.detail import NeuronDetail
 from ..widgets.filter import FilterBar, ResultsTable
 from ..widgets.neuron_tree import NeuronTree
-from ..widgets.chat_pane import ChatPane
 
 DEBOUNCE_S = 0.15
 RESULT_LIMIT = 200
@@ -198,7 +198,8 @@ class MainScreen(Screen):
             ensure_decoded(self.source, device=self.options.device, dtype=self.options.dtype,
                            cache_dir=self.options.cache_dir, trust_remote_code=self.options.trust_remote_code,
                            progress=progress, note=lambda text: self.post_message(DecodeNote(text)),
-                           cancel=self.cancel, on_unit=lambda layer, view: self.post_message(UnitCommitted(layer, view)))
+                           cancel=self.cancel,
+                           on_unit=lambda layer, view: self.post_message(UnitCommitted(layer, view)))
         except Cancelled:
             return "cancelled"
         return "done"

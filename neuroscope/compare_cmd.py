@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from .commands import _emit_json, note, open_decoded
-from .core.compare import PAPER_SAME_TOP1, Comparison, compare_stores, precheck
+from . import api
+from .commands import _emit_json, open_model
+from .core.compare import PAPER_SAME_TOP1, Comparison
 from .core.refs import NeuronRef
-from .core.sources import resolve
 
 BAR = 30
 
@@ -23,23 +23,8 @@ def _tok(text: str, width: int = 16) -> str:
 
 
 def cmd_compare(args) -> int:
-    from .core.modelinfo import inspect_model
-    from .core.options import check_dtype
-
-    check_dtype(args.dtype)
-    base, other = resolve(args.base), resolve(args.other)
-    same = base.source == other.source and base.fingerprint == other.fingerprint
-    if same:
-        note(f"BASE and OTHER are the same model ({base.name}): every neuron agrees with itself, "
-             f"agreement is 1.0 by construction")
-    else:
-        precheck(inspect_model(base), inspect_model(other))   # different shapes: before decoding
-    _, base_store = open_decoded(args, args.view, model=args.base)
-    with base_store:
-        _, other_store = open_decoded(args, args.view, model=args.other)
-        with other_store:
-            result = compare_stores(base_store, other_store, args.view, args.direction, top=args.top,
-                                    base_source=base, other_source=other)
+    result = api.compare(open_model(args, args.base), open_model(args, args.other), view=args.view,
+                         direction=args.direction, top=args.top)
     if args.json:
         _emit_json(result.as_dict())
     else:

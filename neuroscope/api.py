@@ -1,0 +1,457 @@
+"""The notebook API. The CLI and the app are thin layers over it.
+
+    import neuroscope
+    demo = neuroscope.open("demo")
+    demo.decode()                                   # a progress bar in a terminal or a notebook
+    demo.neuron("L29:N808").top(view="gate")        # [TopToken(rank=0, token_id=..., token=' dog', prob=0.66), ...]
+    demo.search("dog", max_rank=3).to_pandas()
+    demo.clamp({"L29:N808": 20}, prompt="What is your favourite animal?", chat=True, target="dog")
+    neuroscope.compare("base-model", "tuned-model").same_top1
+
+Everything returns plain dataclasses (``as_dict()`` gives what the CLI prints with ``--json``); lists come
+as :class:`Records`, whose ``to_pandas()`` makes a DataFrame where pandas is installed. Every user error
+is a :class:`neuroscope.NeuroscopeError` with a one-line message; any other exception is a bug.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Callable, Iterable, Sequence
+
+from .cache.catalog import cache_path, list_caches
+from .cache.store import Hit, Store, TopToken
+from .core.clamp import Clamp, ClampSet, load_preset
+from .core.errors import UsageError
+from .core.experiment import Experiment, GenSettings
+from .core.modelinfo import ModelInfo, inspect_model
+from .core.options import check_device_name, check_dtype
+from .core.refs import NeuronRef
+from .core.sources import Source, resolve
+
+Note = Callable[[str], None]
+Progress = Callable[[int, int], None]
+ProgressFactory = Callable[[str], "tuple[Progress, Callable[[], None]]"]   # label -> (update, close)
+DEFAULT_TOP_K = 10
+MAX_TOP_K = 255
+
+
+class Records(list):
+    """A list of result records (dataclasses) that can become a pandas DataFrame."""
+
+    def to_pandas(self):
+        try:
+            import pandas as pd
+        except ImportError:
+            raise UsageError("to_pandas() needs pandas: pip install pandas") from None
+        return pd.DataFrame([asdict(r) if is_dataclass(r) else dict(r) for r in self])
+
+    def as_dicts(self) -> list[dict]:
+        return [r.as_dict() if hasattr(r, "as_dict") else asdict(r) for r in self]
+
+
+def _ref(value) -> NeuronRef:
+    """A neuron given as "L29:N808", "29:808", (29, 808) or a NeuronRef."""
+    if isinstance(value, NeuronRef):
+        return value
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return NeuronRef(*value)
+    if isinstance(value, str):
+        return NeuronRef.parse(value)
+    raise UsageError(f"a neuron is written 'L29:N808' (or 29:808, or (29, 808)), not {value!r}")
+
+
+def _tqdm_progress(label: str):
+    """A progress callback drawing a tqdm bar (in a notebook, tqdm.auto picks the widget), and its closer."""
+    from tqdm.auto import tqdm
+
+    bar = [None]
+
+    def update(done: int, total: int) -> None:
+        if bar[0] is None:
+            bar[0] = tqdm(total=total, desc=label, unit="neuron-view", unit_scale=True, leave=True)
+        bar[0].total = total
+        bar[0].update(done - bar[0].n)
+
+    def close() -> None:
+        if bar[0] is not None:
+            bar[0].close()
+
+    return update, close
+
+
+@dataclass
+class Neuron:
+    """One MLP neuron of a model: ``model.neuron("L29:N808")``."""
+
+    model: "Model"
+    ref: NeuronRef
+
+    def __str__(self) -> str:
+        return str(self.ref)
+
+    def top(self, view: str = "up", direction: str = "pos") -> Records:
+        """Its top-k tokens (TopToken: rank, token_id, token, prob) in one view and direction."""
+        self.model._check_view_direction(view, direction)
+        with self.model.store(view, check=self.ref.check) as store:
+            return Records(store.top(self.ref.layer, self.ref.neuron, view, direction))
+
+    def tops(self, direction: str = "pos") -> dict[str, Records]:
+        """Its top-k tokens in every view the model has."""
+        return {view: self.top(view, direction) for view in self.model.views}
+
+
+class Model:
+    """A model and its decode cache. ``neuroscope.open(MODEL)`` makes one; nothing is loaded until needed."""
+
+    def __init__(self, source: Source, cache_dir=None, device: str = "auto", dtype: str = "auto",
+                 trust_remote_code: bool = False, progress: bool | ProgressFactory = True,
+                 note: Note | None = None):
+        self.source = source
+        self.cache_dir, self.device, self.dtype = cache_dir, check_device_name(device), check_dtype(dtype)
+        self.trust_remote_code = trust_remote_code
+        self.progress = progress
+        self.note = note or (lambda _msg: None)
+        self._info: ModelInfo | None = None
+        self._lm = None
+        self._tokenizer = None
+        self._lm_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<neuroscope.Model {self.name} ({self.source.source})>"
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def path(self):
+        """The model's cache file (it may not exist yet)."""
+        return cache_path(self.source.name, self.source.source, self.source.fingerprint, self.cache_dir)
+
+    @property
+    def info(self) -> ModelInfo:
+        """Architecture, shape, views and context from the model's headers (read once, no weights)."""
+        if self._info is None:
+            self._info = inspect_model(self.source)
+        return self._info
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        cached = self._cached_store()
+        if cached is not None:
+            with cached:
+                return tuple(cached.views)
+        return self.info.views
+
+    # -- the cache ---------------------------------------------------------------------------------
+    def _cached_store(self) -> Store | None:
+        """The cache read-only when it is usable (a corrupt one raises CorruptCache: never replaced here)."""
+        path = self.path
+        if not path.exists():
+            return None
+        store = Store(path, readonly=True)
+        if store.ready:
+            return store
+        store.close()
+        return None
+
+    def is_decoded(self, views: Sequence[str] | None = None) -> bool:
+        from .core.pipeline import cached_views
+
+        return cached_views(self.path, list(views or []), 1, self.dtype) is not None
+
+    def decode(self, views: Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K, rebuild: bool = False,
+               devices: Sequence[str] | None = None, cancel: threading.Event | None = None,
+               on_unit: Callable[[int, str], None] | None = None):
+        """Decode every neuron of ``views`` (default: all the model has), both directions, into the cache;
+        resumes an interrupted decode, returns at once when everything is there. Returns a DecodeResult."""
+        from .core.options import under_torchrun
+        from .core.pipeline import ensure_decoded
+
+        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise UsageError(f"top_k must be a whole number from 1 to {MAX_TOP_K}")
+        views = self.info.check_views(list(views) if views else None)
+        if rebuild or not self.is_decoded(views):
+            if not devices:
+                from .core.decode import pick_device
+
+                pick_device(self.device)          # a missing GPU is one line before anything is said or made
+            self.note(f"decoding {self.name} ({self.source.source}); Ctrl-C stops, finished layers are kept")
+        progress, close = self._progress()
+        try:
+            if devices or under_torchrun():
+                from .core.distributed import decode_distributed
+
+                return decode_distributed(self.source, devices, views=views, top_k=top_k, dtype=self.dtype,
+                                          cache_dir=self.cache_dir, rebuild=rebuild,
+                                          trust_remote_code=self.trust_remote_code, progress=progress, note=self.note)
+            return ensure_decoded(self.source, views=views, top_k=top_k, device=self.device, dtype=self.dtype,
+                                  cache_dir=self.cache_dir, rebuild=rebuild, trust_remote_code=self.trust_remote_code,
+                                  progress=progress, note=self.note, cancel=cancel, on_unit=on_unit, info=self.info)
+        finally:
+            close()
+
+    def _progress(self):
+        if callable(self.progress):
+            return self.progress(f"decode {self.name}")
+        if self.progress:
+            return _tqdm_progress(f"decode {self.name}")
+        return None, lambda: None
+
+    def store(self, view: str | None = None, check: Callable[[int, int], object] | None = None) -> Store:
+        """The cache, read-only, decoding first when it lacks ``view`` (or any view). ``check(layers,
+        neurons)`` validates what the caller asks for: against the cache when it is there, else against the
+        model's headers, before any decode starts. Use it in a ``with`` block."""
+        cached = self._cached_store()
+        if cached is not None:
+            with cached:
+                if view is not None and view not in cached.views:
+                    raise UsageError(f"{cached.meta.get('arch')} has no '{view}' view; it has "
+                                     f"{', '.join(cached.views)}")
+                if check is not None:
+                    check(cached.layers, cached.neurons)
+        if not self.is_decoded([view] if view else None):
+            self.info.check_views([view] if view else None)
+            if check is not None:
+                check(self.info.layers, self.info.neurons)
+            self.decode()
+        return Store(self.path, readonly=True)
+
+    @staticmethod
+    def _check_view_direction(view: str | None, direction: str | None) -> None:
+        if view is not None and view not in ("up", "gate", "down"):
+            raise UsageError(f"unknown view {view!r}: choose up, gate or down")
+        if direction is not None and direction not in ("pos", "neg"):
+            raise UsageError(f"unknown direction {direction!r}: choose pos or neg")
+
+    # -- reading -----------------------------------------------------------------------------------
+    def neuron(self, ref) -> Neuron:
+        """One neuron: ``model.neuron("L29:N808")`` (or "29:808", or (29, 808))."""
+        return Neuron(self, _ref(ref))
+
+    def search(self, text: str, view: str | None = None, direction: str | None = None, max_rank: int = 1,
+               match: str = "word", limit: int | None = 50) -> Records:
+        """Neurons whose top ``max_rank`` tokens match ``text`` (Hit: layer, neuron, view, direction, rank,
+        token_id, token, prob), highest probability first. ``match``: word (case-insensitive, leading
+        spaces and space markers ignored), exact, prefix or contains."""
+        from .cache.postings import MATCH_MODES
+
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError("TEXT is empty: give a token to search for, e.g. dog")
+        if match not in MATCH_MODES:
+            raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(MATCH_MODES)}")
+        self._check_view_direction(view, direction)
+        if not isinstance(max_rank, int) or max_rank < 1 or (limit is not None and (not isinstance(limit, int)
+                                                                                     or limit < 1)):
+            raise UsageError("max_rank and limit must be whole numbers of at least 1")
+        cached = self._cached_store()
+        k = DEFAULT_TOP_K
+        if cached is not None:
+            with cached:
+                k = cached.top_k
+        if max_rank > k:
+            raise UsageError(f"--max-rank {max_rank} exceeds the cached top-{k}; decode again with --top-k "
+                             f"{max_rank} --rebuild")
+        with self.store(view) as store:
+            return Records(store.search(text, match=match, views=[view] if view else None,
+                                        directions=[direction] if direction else None, max_rank=max_rank,
+                                        limit=limit))
+
+    # -- clamping ----------------------------------------------------------------------------------
+    def tokenizer(self):
+        """The model's tokenizer alone (loaded once; prompts are checked with it before the model loads)."""
+        with self._lm_lock:
+            if self._tokenizer is None:
+                from .core.models import load_tokenizer
+
+                self._tokenizer = load_tokenizer(self.source, self.trust_remote_code)
+            return self._tokenizer
+
+    def loaded(self):
+        """The whole model and tokenizer (loaded once, on first use, on ``device``)."""
+        tokenizer = self.tokenizer()
+        with self._lm_lock:
+            if self._lm is None:
+                from .core.decode import pick_device
+                from .core.models import load
+
+                device = pick_device(self.device)
+                self.note(f"loading {self.name} ({self.source.source})")
+                dtype = "auto" if self.dtype == "auto" else getattr(__import__("torch"), self.dtype)
+                lm = load(self.source, trust_remote_code=self.trust_remote_code, dtype=dtype, tokenizer=tokenizer)
+                if device.type != "cpu":
+                    lm.model.to(device)
+                self._lm = lm
+            return self._lm
+
+    def experiment(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool = False,
+                   samples: int | None = None, max_new_tokens: int = 40, temperature: float | None = None,
+                   top_p: float | None = None, seed: int = 0, mode: str = "set", positions: str = "all",
+                   preset: str | None = None) -> Experiment:
+        """A checked Experiment (everything the headers can tell is checked; nothing is loaded)."""
+        clamp_set, extra = (load_preset(preset) if preset else (ClampSet(), {}))
+        clamp_set.clamps.extend(_clamps(clamps, mode))
+        if positions != "all" or not preset:
+            clamp_set.positions = positions
+        if not clamp_set:
+            raise UsageError("no clamps: give --set NEURON=VALUE (e.g. --set L29:N808=8) or --preset NAME")
+        prompt = prompt if prompt is not None else extra.get("prompt")
+        target = target if target is not None else extra.get("target")
+        chat = chat or bool(extra.get("chat", False))
+        settings = GenSettings(max_new_tokens, temperature, top_p, seed, chat)
+        return Experiment(prompt, clamp_set, settings, target, samples).check().check_model(self.info)
+
+    def clamp(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool = False,
+              samples: int | None = None, max_new_tokens: int = 40, temperature: float | None = None,
+              top_p: float | None = None, seed: int = 0, mode: str = "set", positions: str = "all",
+              preset: str | None = None, on_text: Callable[[str, str], None] | None = None,
+              cancel: threading.Event | None = None):
+        """Generate baseline and clamped replies to ``prompt`` and measure p(target). ``clamps``:
+        {"L29:N808": 20, ...}, a list of "L29:N808=20" strings or Clamp objects. Returns a ClampReport
+        (``as_dict()`` is the CLI's --json)."""
+        exp = self.experiment(clamps, prompt, target, chat, samples, max_new_tokens, temperature, top_p, seed,
+                              mode, positions, preset)
+        return self.run(exp, self.prepare(exp), on_text, cancel)
+
+    def prepare(self, exp: Experiment):
+        """The experiment's prompt, tokenized with the tokenizer alone and checked against the context
+        (the model is not loaded yet)."""
+        from .core.generate import Tokenized, build_prompt
+        from .core.measure import target_token
+
+        tokens = Tokenized(self.source, self.tokenizer())
+        built = build_prompt(tokens, exp.prompt, exp.settings.chat)
+        self.info.check_new_tokens(built.length + exp.settings.max_new_tokens)
+        if exp.target is not None:
+            tgt = target_token(tokens, built, exp.target)
+            if tgt.tokens > 1:
+                self.note(f"target '{exp.target}' is {tgt.tokens} tokens; measuring p of its first token "
+                          f"{json.dumps(tgt.token, ensure_ascii=False)}")
+        return built
+
+    def run(self, exp: Experiment, prepared, on_text: Callable[[str, str], None] | None = None,
+            cancel: threading.Event | None = None) -> "ClampReport":
+        """Run a checked experiment on its prepared prompt (loads the model on first use)."""
+        from .core.measure import run_experiment
+
+        lm = self.loaded()
+        self.note(f"clamping {exp.clamps.describe()}")
+        return ClampReport(self.name, exp, run_experiment(lm, exp, on_text=on_text, cancel=cancel, prepared=prepared))
+
+    def activations(self, prompt: str, refs: Iterable, chat: bool | None = None):
+        """The natural (unclamped) activation of each neuron over the prompt's tokens: Activation(ref, min,
+        max, last). ``chat`` None: through the chat template when the model has one."""
+        from .core.generate import build_prompt, has_chat_template
+        from .core.measure import natural_activation
+
+        refs = [_ref(r) for r in refs]
+        self.info.check_refs(refs)
+        lm = self.loaded()
+        built = build_prompt(lm, prompt, has_chat_template(lm.tokenizer) if chat is None else chat)
+        return Records(natural_activation(lm, built, refs))
+
+    def compare(self, other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50):
+        return compare(self, other, view=view, direction=direction, top=top)
+
+
+def _clamps(clamps, mode: str) -> list[Clamp]:
+    if clamps is None:
+        return []
+    if isinstance(clamps, dict):
+        from .core.clamp import parse_value
+
+        return [Clamp(_ref(k), parse_value(v), mode) for k, v in clamps.items()]
+    if isinstance(clamps, (str, Clamp)):
+        clamps = [clamps]
+    return [c if isinstance(c, Clamp) else Clamp.parse(c, mode) for c in clamps]
+
+
+@dataclass
+class ClampReport:
+    """Baseline vs clamped: texts, p(target), target rates, the clamped neurons' natural activation."""
+
+    model: str
+    experiment: Experiment
+    result: object        # core.measure.Result (its .target: the measured token, or None)
+
+    @property
+    def baseline(self):
+        return self.result.baseline
+
+    @property
+    def clamped(self):
+        return self.result.clamped
+
+    @property
+    def activation(self):
+        return self.result.activation
+
+    def as_dict(self) -> dict:
+        exp = self.experiment
+        return {"model": self.model, "clamps": [c.as_dict() for c in exp.clamps.clamps], "prompt": exp.prompt,
+                "target": exp.target, "baseline": self.baseline.as_dict(), "clamped": self.clamped.as_dict(),
+                "activation": [a.as_dict() for a in self.activation]}
+
+
+def open(model: str, cache_dir=None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
+         progress: bool | ProgressFactory = True, note: Note | None = None) -> Model:  # noqa: A001
+    """A model by name: ``demo``, a Hugging Face folder, a .gguf file or a hub id. Nothing is loaded or
+    decoded until needed; a name that names nothing fails here (ModelNotFound)."""
+    return Model(resolve(model), cache_dir, device, dtype, trust_remote_code, progress, note)
+
+
+def _model(value, **kwargs) -> Model:
+    return value if isinstance(value, Model) else open(value, **kwargs)
+
+
+def compare(base: "Model | str", other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50,
+            **open_kwargs):
+    """Base vs fine-tune: same-top-1 fraction per layer, mean top-k Jaccard, the ``top`` most-changed neurons
+    with weight cosines (a core.compare.Comparison). Both are decoded first when they are not cached."""
+    from .core.compare import compare_stores, precheck
+
+    base, other = _model(base, **open_kwargs), _model(other, **open_kwargs)
+    Model._check_view_direction(view, direction)
+    if not isinstance(top, int) or top < 0:
+        raise UsageError("top must be a whole number")
+    same = base.source.source == other.source.source and base.source.fingerprint == other.source.fingerprint
+    if same:
+        base.note(f"BASE and OTHER are the same model ({base.name}): every neuron agrees with itself, "
+                  f"agreement is 1.0 by construction")
+    else:
+        precheck(base.info, other.info)        # different shapes or vocabularies: before anything is decoded
+    with base.store(view) as a, other.store(view) as b:
+        return compare_stores(a, b, view, direction, top=top, base_source=base.source, other_source=other.source)
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    model: str
+    source: str
+    layers: int
+    neurons_per_layer: int
+    views: list
+    complete: bool
+    last_used: float
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "last_used"}
+
+
+def models(cache_dir=None, note: Note | None = None) -> Records:
+    """Every decoded model in the cache folder, most recently used first."""
+    out = Records()
+    for path, status in list_caches(cache_dir):
+        if status is None:
+            if note:
+                note(f"unreadable cache file {path} (delete it, or rebuild with `neuroscope decode MODEL --rebuild`)")
+            continue
+        if status.get("ready"):
+            out.append(CachedModel(status["model"], status["source"], status["layers"], status["neurons_per_layer"],
+                                   status["views"], status["complete"], status.get("last_used") or 0))
+    return out
+
+
+__all__ = ["ClampReport", "CachedModel", "Hit", "Model", "Neuron", "Records", "TopToken", "compare", "models",
+           "open"]

@@ -1,0 +1,71 @@
+"""`neuroscope clamp`: clamp neurons, generate baseline vs clamped, measure p(target) and the target rate.
+
+Everything the user typed is checked before the model loads (Model.experiment and Model.prepare in the
+API): clamps, values, settings and presets on their own, neuron ranges, the context length and the chat
+template against the model's headers, the prompt's and target's tokens with the tokenizer alone. A typo
+costs milliseconds, not a model load."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .commands import note, open_model
+from .core.clamp import check_preset_name, save_preset
+
+
+def _stream_printer():
+    current = [None]
+
+    def on_text(side: str, text: str) -> None:
+        if current[0] != side:
+            sys.stdout.write(("\n" if current[0] else "") + f"--- {side} ---\n")
+            current[0] = side
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def finish() -> None:
+        if current[0]:
+            sys.stdout.write("\n\n")
+
+    return on_text, finish
+
+
+def _fmt_prob(p) -> str:
+    return "-" if p is None else f"{p:.4f}"
+
+
+def _fmt_rate(side, n) -> str:
+    return "-" if side.target_rate is None else f"{round(side.target_rate * n)}/{n} = {side.target_rate:.2f}"
+
+
+def cmd_clamp(args) -> int:
+    if args.save_preset:
+        check_preset_name(args.save_preset)
+    model = open_model(args)
+    exp = model.experiment(args.sets, args.prompt, args.target, args.chat, args.samples, args.max_new_tokens,
+                           args.temperature, args.top_p, args.seed, args.mode, args.positions, args.preset)
+    prepared = model.prepare(exp)                  # headers and tokenizer only: every check before the load
+    if args.save_preset:
+        path = save_preset(args.save_preset, exp.clamps, {"model": model.name, "prompt": exp.prompt,
+                                                          "target": exp.target, "chat": exp.settings.chat})
+        note(f"saved preset '{args.save_preset}' -> {path}")
+    on_text, finish = (None, lambda: None) if args.json else _stream_printer()
+    report = model.run(exp, prepared, on_text=on_text)
+    finish()
+    result, clamps, target = report.result, exp.clamps, exp.target
+    if args.json:
+        sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
+        return 0
+    print(f"{model.name}: {clamps.describe()}")
+    for a in result.activation:
+        print(f"  natural activation of {a.ref} on the prompt: min {a.min:.3f}  max {a.max:.3f}  last {a.last:.3f}")
+    if result.target is not None:
+        t = result.target
+        print(f"  target {json.dumps(target, ensure_ascii=False)} -> token {json.dumps(t.token, ensure_ascii=False)}")
+        n = args.samples or 0
+        print(f"  {'':<9} {'p(target)':>10}  {'replies with target' if n else ''}".rstrip())
+        for name, side in (("baseline", result.baseline), ("clamped", result.clamped)):
+            print(f"  {name:<9} {_fmt_prob(side.target_prob):>10}  {_fmt_rate(side, n) if n else ''}".rstrip())
+        if result.baseline.target_prob and result.clamped.target_prob is not None:
+            print(f"  ratio     {result.clamped.target_prob / result.baseline.target_prob:10.1f}x")
+    return 0

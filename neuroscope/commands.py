@@ -1,0 +1,188 @@
+"""The CLI's commands: thin layers over the notebook API (neuroscope.api), printing what it returns.
+Cache-only paths (search/show on a cached model, models) never import torch.
+
+Errors reach the user by type: a NeuroscopeError is one line and exit code 2; anything else is a bug and
+keeps its traceback.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+
+from . import api
+from .cache.catalog import mark_used, most_recent
+from .cache.store import translate
+from .core.errors import NeuroscopeError, UsageError, one_line
+from .core.refs import NeuronRef
+
+
+class CommandError(UsageError):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def note(message: str) -> None:
+    sys.stderr.write(f"neuroscope: {message}\n")
+    sys.stderr.flush()
+
+
+def progress_bar(label: str):
+    """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory."""
+    from .progress import ProgressBar
+
+    bar = ProgressBar("decode", unit="neuron-views")
+    return bar, bar.close
+
+
+def handlers() -> dict:
+    return {"decode": cmd_decode, "show": cmd_show, "search": cmd_search, "models": cmd_models, "tui": cmd_tui,
+            "clamp": _lazy("clamp_cmd", "cmd_clamp"), "compare": _lazy("compare_cmd", "cmd_compare")}
+
+
+def dispatch(args, table: dict | None = None) -> int:
+    """Run one parsed command; ``table`` replaces the command handlers (the fuzz tests run `tui` up to the
+    point where the app would start)."""
+    handler = (table or handlers())[args.command]
+    try:
+        return handler(args) or 0
+    except KeyboardInterrupt:
+        note("interrupted; every finished layer is saved, run the same command again to resume")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - typed user errors become one line; the rest is re-raised
+        message = user_message(exc)
+        if message is None:
+            raise
+        sys.stderr.write(f"neuroscope {args.command}: error: {one_line(message)}\n")
+        return 2
+
+
+def _lazy(module: str, name: str):
+    """A command implemented in its own module, imported only when it runs."""
+    def run(args):
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(args)
+    return run
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one line a user sees for an error they can act on, or None for a bug (which keeps its traceback)."""
+    if isinstance(exc, NeuroscopeError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        typed = translate(exc)
+        return None if typed is None else str(typed)
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, OSError) and exc.errno is not None:   # the disk or the OS said no: not a bug of ours
+        return f"{exc.strerror or type(exc).__name__}{f': {exc.filename}' if exc.filename else ''}"
+    return None
+
+
+def _emit_json(value) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+
+def open_model(args, spec: str | None = None) -> api.Model:
+    """The API's model for what the user typed, reporting on stderr."""
+    return api.open(spec or args.model, cache_dir=args.cache_dir, device=getattr(args, "device", "auto"),
+                    dtype=getattr(args, "dtype", "auto"), trust_remote_code=getattr(args, "trust_remote_code", False),
+                    progress=progress_bar, note=note)
+
+
+def cmd_decode(args) -> int:
+    model = open_model(args)
+    result = model.decode(views=args.views, top_k=args.top_k, rebuild=args.rebuild, devices=args.devices)
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
+    summary = {"model": model.name, "views": result.views, "neurons": result.neurons,
+               "units_decoded": result.decoded_units, "seconds": round(result.seconds, 3)}
+    if args.json:
+        _emit_json(summary)
+    else:
+        what = "decoded" if result.decoded_units else "already cached"
+        print(f"{model.name}: {result.neurons:,} neurons x {'/'.join(result.views)} {what} "
+              f"in {result.seconds:.1f} s{' on ' + result.device if result.device else ''} -> {result.path}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    ref = NeuronRef.parse(args.neuron)
+    model = open_model(args)
+    top = model.neuron(ref).top(args.view, args.direction)
+    if args.json:
+        _emit_json({"model": model.name, "layer": ref.layer, "neuron": ref.neuron, "view": args.view,
+                    "direction": args.direction,
+                    "top": [{"token_id": t.token_id, "token": t.token, "prob": t.prob} for t in top]})
+        return 0
+    print(f"{model.name} {ref} {args.view} {args.direction}")
+    for t in top:
+        bar = "█" * max(1, round(t.prob * 30)) if t.prob >= 0.005 else "·"
+        print(f"  {t.rank + 1:>3}  {json.dumps(t.token, ensure_ascii=False):<20} {t.prob:8.4f}  {bar}")
+    return 0
+
+
+def cmd_search(args) -> int:
+    if not args.text.strip():
+        raise CommandError("TEXT is empty: give a token to search for, e.g. dog")
+    model = open_model(args)
+    hits = model.search(args.text, view=args.view, direction=args.direction, max_rank=args.max_rank,
+                        match=args.match, limit=args.limit)
+    if args.json:
+        _emit_json({"model": model.name, "query": args.text, "hits": [h.as_dict() for h in hits]})
+        return 0
+    if not hits:
+        print(f"no neuron of {model.name} has a token matching '{args.text}' ({args.match}) "
+              f"within its top {args.max_rank}")
+        return 0
+    print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'rank':>4}  {'token':<18} {'prob':>8}")
+    for h in hits:
+        ref = str(NeuronRef(h.layer, h.neuron))
+        print(f"{ref:<12} {h.view:<5} {h.direction:<4} {h.rank + 1:>4}  "
+              f"{json.dumps(h.token, ensure_ascii=False):<18} {h.prob:8.4f}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    rows = api.models(args.cache_dir, note=note)
+    if args.json:
+        _emit_json(rows.as_dicts())
+        return 0
+    if not rows:
+        print("no decoded models yet: try `neuroscope decode demo`")
+        return 0
+    print(f"{'model':<28} {'layers x neurons':<18} {'views':<14} {'complete':<9} last used")
+    for r in rows:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.last_used)) if r.last_used else "-"
+        shape = f"{r.layers} x {r.neurons_per_layer}"
+        print(f"{r.model:<28} {shape:<18} {','.join(r.views) or '-':<14} {'yes' if r.complete else 'no':<9} {used}")
+    return 0
+
+
+def prepare_tui(args):
+    """Everything `neuroscope tui` checks before the app starts: (model, other model or None)."""
+    from .core.compare import precheck
+
+    args.model = args.model or most_recent(args.cache_dir) or "demo"
+    model = open_model(args)              # a bad MODEL, --device or --dtype fails here, before the app starts
+    other = None
+    if getattr(args, "compare", None):
+        other = open_model(args, args.compare)
+        precheck(model.info, other.info)  # different shapes or vocabularies: one line, not an app that fails
+    elif not model.path.exists():
+        _ = model.info                    # a damaged or unsupported model: one line, not an app that fails
+    return model, other
+
+
+def cmd_tui(args) -> int:
+    model, other = prepare_tui(args)
+    mark_used(model.source.name, model.source.source, model.source.fingerprint, args.cache_dir)
+    from .tui.app import run_app
+
+    return run_app(model.source, args, other.source if other else None) or 0
+
+
+__all__ = ["CommandError", "dispatch", "note", "open_model"]
