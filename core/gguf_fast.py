@@ -225,7 +225,7 @@ def load_for_decode(source, gg: GGUFFile | None = None):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from .models import DecodeModel, adapter_for
+    from .adapter import DecodeModel, adapter_for
 
     gg = gg or GGUFFile(source.path)
     info = describe(gg)

@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .adapter import DecodeModel, LoadedModel, adapter_for
 from .errors import DamagedModel
+from .loading import load_tokenizer, quiet, reading
 from .sources import Source
 from .weights import SafetensorsIndex, read_fd
 
@@ -93,9 +95,7 @@ def _materialize(module: nn.Module, prefix: str, ckpt: Checkpoint, fallback: dic
 def load_streaming(source: Source, trust_remote_code: bool = False):
     """A DecodeModel whose MLP matrices are read from the checkpoint on demand. KeyError when the
     checkpoint's names do not follow the model's (the caller then loads it whole)."""
-    from .models import DecodeModel, LoadedModel, _quiet, adapter_for, load_tokenizer, reading
-
-    _quiet()
+    quiet()
     folder = source.load_dir
     ckpt = Checkpoint(folder)
     with reading(source.name):

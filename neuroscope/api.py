@@ -16,68 +16,25 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from .cache.catalog import cache_path, list_caches
 from .cache.store import Hit, Store, TopToken
-from .core.clamp import Clamp, ClampSet, load_preset
+from .core.clamp import ClampSet, load_preset
 from .core.errors import UsageError
 from .core.experiment import Experiment, GenSettings
 from .core.modelinfo import ModelInfo, inspect_model
 from .core.options import check_device_name, check_dtype
 from .core.refs import NeuronRef
 from .core.sources import Source, resolve
+from .results import CachedModel, ClampReport, Records, as_clamps, as_ref, tqdm_progress
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
 ProgressFactory = Callable[[str], "tuple[Progress, Callable[[], None]]"]   # label -> (update, close)
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 255
-
-
-class Records(list):
-    """A list of result records (dataclasses) that can become a pandas DataFrame."""
-
-    def to_pandas(self):
-        try:
-            import pandas as pd
-        except ImportError:
-            raise UsageError("to_pandas() needs pandas: pip install pandas") from None
-        return pd.DataFrame([asdict(r) if is_dataclass(r) else dict(r) for r in self])
-
-    def as_dicts(self) -> list[dict]:
-        return [r.as_dict() if hasattr(r, "as_dict") else asdict(r) for r in self]
-
-
-def _ref(value) -> NeuronRef:
-    """A neuron given as "L29:N808", "29:808", (29, 808) or a NeuronRef."""
-    if isinstance(value, NeuronRef):
-        return value
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return NeuronRef(*value)
-    if isinstance(value, str):
-        return NeuronRef.parse(value)
-    raise UsageError(f"a neuron is written 'L29:N808' (or 29:808, or (29, 808)), not {value!r}")
-
-
-def _tqdm_progress(label: str):
-    """A progress callback drawing a tqdm bar (in a notebook, tqdm.auto picks the widget), and its closer."""
-    from tqdm.auto import tqdm
-
-    bar = [None]
-
-    def update(done: int, total: int) -> None:
-        if bar[0] is None:
-            bar[0] = tqdm(total=total, desc=label, unit="neuron-view", unit_scale=True, leave=True)
-        bar[0].total = total
-        bar[0].update(done - bar[0].n)
-
-    def close() -> None:
-        if bar[0] is not None:
-            bar[0].close()
-
-    return update, close
 
 
 @dataclass
@@ -196,7 +153,7 @@ class Model:
         if callable(self.progress):
             return self.progress(f"decode {self.name}")
         if self.progress:
-            return _tqdm_progress(f"decode {self.name}")
+            return tqdm_progress(f"decode {self.name}")
         return None, lambda: None
 
     def store(self, view: str | None = None, check: Callable[[int, int], object] | None = None) -> Store:
@@ -228,7 +185,7 @@ class Model:
     # -- reading -----------------------------------------------------------------------------------
     def neuron(self, ref) -> Neuron:
         """One neuron: ``model.neuron("L29:N808")`` (or "29:808", or (29, 808))."""
-        return Neuron(self, _ref(ref))
+        return Neuron(self, as_ref(ref))
 
     def search(self, text: str, view: str | None = None, direction: str | None = None, max_rank: int = 1,
                match: str = "word", limit: int | None = 50) -> Records:
@@ -273,12 +230,14 @@ class Model:
         tokenizer = self.tokenizer()
         with self._lm_lock:
             if self._lm is None:
+                import torch
+
                 from .core.decode import pick_device
                 from .core.models import load
 
                 device = pick_device(self.device)
                 self.note(f"loading {self.name} ({self.source.source})")
-                dtype = "auto" if self.dtype == "auto" else getattr(__import__("torch"), self.dtype)
+                dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
                 lm = load(self.source, trust_remote_code=self.trust_remote_code, dtype=dtype, tokenizer=tokenizer)
                 if device.type != "cpu":
                     lm.model.to(device)
@@ -291,7 +250,7 @@ class Model:
                    preset: str | None = None) -> Experiment:
         """A checked Experiment (everything the headers can tell is checked; nothing is loaded)."""
         clamp_set, extra = (load_preset(preset) if preset else (ClampSet(), {}))
-        clamp_set.clamps.extend(_clamps(clamps, mode))
+        clamp_set.clamps.extend(as_clamps(clamps, mode))
         if positions != "all" or not preset:
             clamp_set.positions = positions
         if not clamp_set:
@@ -345,7 +304,7 @@ class Model:
         from .core.generate import build_prompt, has_chat_template
         from .core.measure import natural_activation
 
-        refs = [_ref(r) for r in refs]
+        refs = [as_ref(r) for r in refs]
         self.info.check_refs(refs)
         lm = self.loaded()
         built = build_prompt(lm, prompt, has_chat_template(lm.tokenizer) if chat is None else chat)
@@ -353,45 +312,6 @@ class Model:
 
     def compare(self, other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50):
         return compare(self, other, view=view, direction=direction, top=top)
-
-
-def _clamps(clamps, mode: str) -> list[Clamp]:
-    if clamps is None:
-        return []
-    if isinstance(clamps, dict):
-        from .core.clamp import parse_value
-
-        return [Clamp(_ref(k), parse_value(v), mode) for k, v in clamps.items()]
-    if isinstance(clamps, (str, Clamp)):
-        clamps = [clamps]
-    return [c if isinstance(c, Clamp) else Clamp.parse(c, mode) for c in clamps]
-
-
-@dataclass
-class ClampReport:
-    """Baseline vs clamped: texts, p(target), target rates, the clamped neurons' natural activation."""
-
-    model: str
-    experiment: Experiment
-    result: object        # core.measure.Result (its .target: the measured token, or None)
-
-    @property
-    def baseline(self):
-        return self.result.baseline
-
-    @property
-    def clamped(self):
-        return self.result.clamped
-
-    @property
-    def activation(self):
-        return self.result.activation
-
-    def as_dict(self) -> dict:
-        exp = self.experiment
-        return {"model": self.model, "clamps": [c.as_dict() for c in exp.clamps.clamps], "prompt": exp.prompt,
-                "target": exp.target, "baseline": self.baseline.as_dict(), "clamped": self.clamped.as_dict(),
-                "activation": [a.as_dict() for a in self.activation]}
 
 
 def open(model: str, cache_dir=None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
@@ -423,20 +343,6 @@ def compare(base: "Model | str", other: "Model | str", view: str = "up", directi
         precheck(base.info, other.info)        # different shapes or vocabularies: before anything is decoded
     with base.store(view) as a, other.store(view) as b:
         return compare_stores(a, b, view, direction, top=top, base_source=base.source, other_source=other.source)
-
-
-@dataclass(frozen=True)
-class CachedModel:
-    model: str
-    source: str
-    layers: int
-    neurons_per_layer: int
-    views: list
-    complete: bool
-    last_used: float
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "last_used"}
 
 
 def models(cache_dir=None, note: Note | None = None) -> Records:

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from .. import kernels
+from ..adapter import Adapter
 from ..errors import Cancelled, DamagedModel, UsageError
 from ..kernels import BLOCK
-from ..models import Adapter
 from .device import pick_device, pick_dtype
 from .head import Head
 from .scorer import Scorer

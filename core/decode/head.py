@@ -6,8 +6,8 @@ from typing import Callable
 
 import torch
 
+from ..adapter import Adapter, fp32_norm
 from ..errors import DamagedModel
-from ..models import Adapter, fp32_norm
 
 
 @dataclass

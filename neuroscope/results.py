@@ -1,0 +1,105 @@
+"""What the API returns: records with ``as_dict()``, lists that become DataFrames, and the small parsers of
+what a notebook user types (neurons as "L29:N808", (29, 808) or NeuronRef; clamps as dicts or strings)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, is_dataclass
+
+from .core.clamp import Clamp, parse_value
+from .core.errors import UsageError
+from .core.experiment import Experiment
+from .core.refs import NeuronRef
+
+
+class Records(list):
+    """A list of result records (dataclasses) that can become a pandas DataFrame."""
+
+    def to_pandas(self):
+        try:
+            import pandas as pd
+        except ImportError:
+            raise UsageError("to_pandas() needs pandas: pip install pandas") from None
+        return pd.DataFrame([asdict(r) if is_dataclass(r) else dict(r) for r in self])
+
+    def as_dicts(self) -> list[dict]:
+        return [r.as_dict() if hasattr(r, "as_dict") else asdict(r) for r in self]
+
+
+def as_ref(value) -> NeuronRef:
+    """A neuron given as "L29:N808", "29:808", (29, 808) or a NeuronRef."""
+    if isinstance(value, NeuronRef):
+        return value
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return NeuronRef(*value)
+    if isinstance(value, str):
+        return NeuronRef.parse(value)
+    raise UsageError(f"a neuron is written 'L29:N808' (or 29:808, or (29, 808)), not {value!r}")
+
+
+def tqdm_progress(label: str):
+    """A progress callback drawing a tqdm bar (in a notebook, tqdm.auto picks the widget), and its closer."""
+    from tqdm.auto import tqdm
+
+    bar = [None]
+
+    def update(done: int, total: int) -> None:
+        if bar[0] is None:
+            bar[0] = tqdm(total=total, desc=label, unit="neuron-view", unit_scale=True, leave=True)
+        bar[0].total = total
+        bar[0].update(done - bar[0].n)
+
+    def close() -> None:
+        if bar[0] is not None:
+            bar[0].close()
+
+    return update, close
+
+
+def as_clamps(clamps, mode: str) -> list[Clamp]:
+    if clamps is None:
+        return []
+    if isinstance(clamps, dict):
+        return [Clamp(as_ref(k), parse_value(v), mode) for k, v in clamps.items()]
+    if isinstance(clamps, (str, Clamp)):
+        clamps = [clamps]
+    return [c if isinstance(c, Clamp) else Clamp.parse(c, mode) for c in clamps]
+
+
+@dataclass
+class ClampReport:
+    """Baseline vs clamped: texts, p(target), target rates, the clamped neurons' natural activation."""
+
+    model: str
+    experiment: Experiment
+    result: object        # core.measure.Result (its .target: the measured token, or None)
+
+    @property
+    def baseline(self):
+        return self.result.baseline
+
+    @property
+    def clamped(self):
+        return self.result.clamped
+
+    @property
+    def activation(self):
+        return self.result.activation
+
+    def as_dict(self) -> dict:
+        exp = self.experiment
+        return {"model": self.model, "clamps": [c.as_dict() for c in exp.clamps.clamps], "prompt": exp.prompt,
+                "target": exp.target, "baseline": self.baseline.as_dict(), "clamped": self.clamped.as_dict(),
+                "activation": [a.as_dict() for a in self.activation]}
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    model: str
+    source: str
+    layers: int
+    neurons_per_layer: int
+    views: list
+    complete: bool
+    last_used: float
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "last_used"}
