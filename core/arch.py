@@ -75,6 +75,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("llama", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"), "model", "layers",
            GATED, GATED_LAYOUTS, "norm", "rms", "hidden_act", gguf_archs=("llama",), gguf_tensors=GGUF_LLAMA,
            description="Llama, Mistral, Qwen2/3, Gemma/Gemma2, SmolLM (gate/up/down)"),
+    Family("olmo", ("olmo",), "model", "layers", GATED, GATED_LAYOUTS, "norm", "layer", "hidden_act",
+           description="OLMo (gate/up/down; a final LayerNorm without parameters)"),
     Family("gpt2", ("gpt2",), "transformer", "h", {"up": "c_fc", "down": "c_proj"},
            {"up": "cols", "down": "rows"}, "ln_f", "layer", "activation_function", embed="wte",
            layer_keys=("n_layer",), neuron_keys=("n_inner",), hidden_keys=("n_embd",),

@@ -120,9 +120,11 @@ class Model:
 
     def decode(self, views: Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K, rebuild: bool = False,
                devices: Sequence[str] | None = None, cancel: threading.Event | None = None,
-               on_unit: Callable[[int, str], None] | None = None):
+               on_unit: Callable[[int, str], None] | None = None, announce: bool = True):
         """Decode every neuron of ``views`` (default: all the model has), both directions, into the cache;
-        resumes an interrupted decode, returns at once when everything is there. Returns a DecodeResult."""
+        resumes an interrupted decode, returns at once when everything is there. ``cancel`` (an Event) stops
+        it between chunks (finished units are kept; core.errors.Cancelled is raised). Returns a
+        DecodeResult."""
         from .core.options import under_torchrun
         from .core.pipeline import ensure_decoded
 
@@ -134,7 +136,8 @@ class Model:
                 from .core.decode import pick_device
 
                 pick_device(self.device)          # a missing GPU is one line before anything is said or made
-            self.note(f"decoding {self.name} ({self.source.source}); Ctrl-C stops, finished layers are kept")
+            if announce:
+                self.note(f"decoding {self.name} ({self.source.source}); Ctrl-C stops, finished layers are kept")
         progress, close = self._progress()
         try:
             if devices or under_torchrun():

@@ -156,7 +156,17 @@ def parse(argv: list[str]):
     check_text(argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["tui", *argv]            # no command: the app (neuroscope --cache-dir DIR works too)
-    return build_parser().parse_args(argv)
+    from . import config
+    from .core.errors import UsageError, one_line
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.config = config.load()                   # config.toml: defaults for what the command line omits
+    except UsageError as exc:
+        sys.stderr.write(f"neuroscope: error: {one_line(str(exc))}\n")
+        raise SystemExit(2) from None
+    config.apply_defaults(args, args.config)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,7 +165,13 @@ def cmd_models(args) -> int:
 def prepare_tui(args):
     """Everything `neuroscope tui` checks before the app starts: (model, other model or None)."""
     from .core.compare import precheck
+    from .tui.app import NeuroscopeApp
 
+    config = getattr(args, "config", None)
+    unknown = sorted(set(config.keymap) - set(NeuroscopeApp.bindings())) if config else []
+    if unknown:
+        raise CommandError(f"{config.path}: [keymap] names no binding {unknown[0]!r}; the ids are in "
+                           f"`neuroscope tui`'s help (?) and README")
     args.model = args.model or most_recent(args.cache_dir) or "demo"
     model = open_model(args)              # a bad MODEL, --device or --dtype fails here, before the app starts
     other = None

@@ -72,6 +72,14 @@ def build(kind: str, path: Path, seed: int = 0) -> Path:
                                num_attention_heads=4, max_position_embeddings=64, tie_word_embeddings=False,
                                eos_token_id=1, bos_token_id=1)
         model = GPTNeoXForCausalLM(config)
+    elif kind in ("olmo", "qwen2"):
+        from transformers import OlmoConfig, OlmoForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+        config_cls, model_cls = (OlmoConfig, OlmoForCausalLM) if kind == "olmo" else (Qwen2Config, Qwen2ForCausalLM)
+        config = config_cls(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+                            max_position_embeddings=256, eos_token_id=1, bos_token_id=1, pad_token_id=0)
+        model = model_cls(config)
     elif kind == "opt":  # an architecture neuroscope does not support
         config = OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
                            num_attention_heads=4, word_embed_proj_dim=32, max_position_embeddings=64)

@@ -16,14 +16,19 @@ def vectors_and_head(path: Path, kind: str, layer: int, view: str):
     """Neuron vectors [n, h], the final-norm function and the head matrix [V, h] in float64."""
     w = _weights(path)
     cfg = json.loads((path / "config.json").read_text())
-    if kind == "llama":
+    if kind in ("llama", "qwen2", "olmo"):
         mlp = f"model.layers.{layer}.mlp."
         vec = {"up": w[mlp + "up_proj.weight"], "gate": w[mlp + "gate_proj.weight"],
                "down": w[mlp + "down_proj.weight"].T}[view]
-        g, eps = w["model.norm.weight"], cfg["rms_norm_eps"]
+        if kind == "olmo":            # a LayerNorm with no weight or bias, eps 1e-5
+            def norm(x):
+                mu = x.mean(-1, keepdims=True)
+                return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+        else:
+            g, eps = w["model.norm.weight"], cfg["rms_norm_eps"]
 
-        def norm(x):
-            return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * g
+            def norm(x):
+                return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * g
         head = w["lm_head.weight"]
     else:
         if kind == "gpt2":

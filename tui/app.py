@@ -8,11 +8,19 @@ from textual.worker import Worker, WorkerState
 from ..core.errors import BadNeuronRef, ModelNotFound, NeuroscopeError
 from ..core.refs import NeuronRef
 from ..core.sources import Source, resolve
+from . import keys
 from .commands import NeuroscopeCommands
+from .options import Options
+from .screens.compare import CompareScreen
 from .screens.error import ErrorScreen
 from .screens.goto import GotoScreen
 from .screens.help import HelpScreen
-from .screens.main import MainScreen, Options
+from .screens.main import MainScreen
+from .widgets.chat_pane import ChatPane
+from .widgets.clamp_panel import ClampPanel
+from .widgets.filter import FilterInput
+from .widgets.neuron_tree import NeuronTree
+from .widgets.tables import VimTable
 
 
 class NeuroscopeApp(App[int]):
@@ -29,11 +37,18 @@ class NeuroscopeApp(App[int]):
         self.source = source
         self.options = options or Options()
         self.compare = compare   # compare mode: OTHER shown beside the source, neuron by neuron
+        if self.options.keymap:
+            self.set_keymap(self.options.keymap)
+
+    @classmethod
+    def bindings(cls) -> dict:
+        """Every binding of the app, its screens and widgets, by id (what the help table and the keymap
+        name)."""
+        return keys.collect([cls, MainScreen, CompareScreen, NeuronTree, VimTable, FilterInput, ClampPanel,
+                             ChatPane, HelpScreen])
 
     def on_mount(self) -> None:
         if self.compare is not None:
-            from .screens.compare import CompareScreen
-
             self.push_screen(CompareScreen(self.source, self.compare, self.options))
         else:
             self.push_screen(MainScreen(self.source, self.options))
@@ -45,7 +60,13 @@ class NeuroscopeApp(App[int]):
     # -- actions (also used by the command palette) ---------------------------------------
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(keys.rows(self.bindings(), self.options.keymap)))
+
+    def ask_clamp_value(self, ref, value: float, mode: str, note: str, done) -> None:
+        """The modal that asks for a clamp value and mode (widgets call this; they never import screens)."""
+        from .screens.clamp_value import ClampValueScreen
+
+        self.push_screen(ClampValueScreen(ref, value, mode, note), done)
 
     async def action_main(self, action: str) -> None:
         if self.main_screen is not None:
@@ -101,9 +122,6 @@ class NeuroscopeApp(App[int]):
 def run_app(source: Source, args, other: Source | None = None) -> int:
     """Entry point for `neuroscope tui` (after cli.commands.prepare_tui checked the arguments): run the app
     until the user quits."""
-    options = Options(cache_dir=getattr(args, "cache_dir", None), device=getattr(args, "device", "auto"),
-                      dtype=getattr(args, "dtype", "auto"),
-                      trust_remote_code=getattr(args, "trust_remote_code", False))
-    app = NeuroscopeApp(source, options, compare=other)
+    app = NeuroscopeApp(source, Options.from_args(args), compare=other)
     app.run()
     return app.return_code or 0

@@ -1,36 +1,90 @@
-"""Every key of the app, in one place: the help screen and the README list are made from this."""
+"""The help screen's and README's key table, made from the Bindings themselves.
+
+Each row names the bindings it shows by their ids (``{view.up}``); the keys come from those Bindings (their
+``key_display``, else their keys), or from the user's keymap when config.toml remaps them, so the table
+always says what the keys are. Keys that Textual's own widgets bind (the palette, focus, a tree's arrows,
+enter in an input) are written as they are.
+"""
 from __future__ import annotations
 
-KEYS: list[tuple[str, str, str]] = [
-    # (section, keys, what)
-    ("Anywhere", "? / f1", "this help"),
+import re
+from collections.abc import Iterable
+
+from textual.binding import Binding
+from textual.keys import key_to_character
+
+ROWS: list[tuple[str, str, str]] = [
+    # (section, keys with {binding-id} placeholders, what)
+    ("Anywhere", "{help}", "this help"),
     ("Anywhere", "ctrl+p", "command palette: go to neuron (L29:N808 or 29:808), switch model, switch view"),
-    ("Anywhere", "q / ctrl+q", "quit (a running decode stops; finished layers are kept)"),
-    ("Browser", "/", "filter neurons by token (results update as you type)"),
-    ("Browser", "u / g / d", "show the up / gate / down view"),
-    ("Browser", "n", "toggle direction: pos (what the neuron promotes) / neg (what it suppresses)"),
+    ("Anywhere", "{quit} / ctrl+q", "quit (a running decode stops; finished layers are kept)"),
+    ("Browser", "{filter}", "filter neurons by token (results update as you type)"),
+    ("Browser", "{view.up} / {view.gate} / {view.down}", "show the up / gate / down view"),
+    ("Browser", "{direction}", "toggle direction: pos (what the neuron promotes) / neg (what it suppresses)"),
     ("Browser", "enter", "open: expand a layer or group; on a neuron, focus its token table"),
-    ("Browser", "escape", "back: leave the filter or table, then clear the filter, then cancel a decode"),
+    ("Browser", "{back}", "back: leave the filter or table, then clear the filter, then cancel a decode"),
     ("Browser", "tab / shift+tab", "move between tree, token table, filter, match mode and results"),
-    ("Tree", "up / down, j / k", "move"),
-    ("Tree", "left / right, h / l", "collapse (or go to parent) / expand (or go to first child)"),
-    ("Tree", "home / G", "first / last line  (g is the gate view, so vim's gg is home)"),
-    ("Tables", "j / k, home / G", "move, first / last row"),
-    ("Tables", "h", "back to the tree"),
+    ("Tree", "up / down, {tree.down} / {tree.up}", "move"),
+    ("Tree", "left / right, {tree.collapse} / {tree.expand}",
+     "collapse (or go to parent) / expand (or go to first child)"),
+    ("Tree", "{tree.first} / {tree.last}", "first / last line  (g is the gate view, so vim's gg is home)"),
+    ("Tables", "{table.down} / {table.up}, {table.first} / {table.last}", "move, first / last row"),
+    ("Tables", "{table.back}", "back to the tree"),
     ("Filter", "enter", "go to the first result"),
-    ("Filter", "ctrl+t", "cycle the match mode: word, exact, prefix, contains"),
+    ("Filter", "{filter.match}", "cycle the match mode: word, exact, prefix, contains"),
     ("Results", "enter", "jump to that neuron (view and direction follow the result)"),
-    ("Clamp", "c", "add the selected neuron to the clamp basket (asks for a value, suggests one)"),
-    ("Clamp", "C", "show / hide the chat pane (basket, prompt, baseline vs clamped replies)"),
-    ("Clamp", "enter / e, x, X", "in the basket: edit the value, remove the clamp, clear the basket"),
+    ("Clamp", "{clamp.add}", "add the selected neuron to the clamp basket (asks for a value, suggests one)"),
+    ("Clamp", "{chat.toggle}", "show / hide the chat pane (basket, prompt, baseline vs clamped replies)"),
+    ("Clamp", "{basket.edit}, {basket.remove}, {basket.clear}",
+     "in the basket: edit the value, remove the clamp, clear the basket"),
     ("Clamp", "enter", "in the prompt or target: generate baseline and clamped replies side by side"),
-    ("Clamp", "escape", "cancel a running generation (partial replies are kept)"),
-    ("Compare", "o", "tui BASE --compare OTHER: show / hide the changed-only list (most-changed neurons first)"),
-    ("Compare", "] / [", "tui BASE --compare OTHER: next / previous most-changed neuron"),
+    ("Clamp", "{chat.cancel}", "cancel a running generation (partial replies are kept)"),
+    ("Compare", "{compare.changed}",
+     "tui BASE --compare OTHER: show / hide the changed-only list (most-changed neurons first)"),
+    ("Compare", "{compare.next} / {compare.prev}", "tui BASE --compare OTHER: next / previous most-changed neuron"),
 ]
+_NAMED = {"slash": "/", "question_mark": "?"}
+_FIELD = re.compile(r"\{([a-z_.]+)\}")
 
 
-def keys_markdown() -> str:
+def show_key(key: str) -> str:
+    """How one key is written: "?" for question_mark, "]" for right_square_bracket, f1 as f1."""
+    key = key.strip()
+    if key in _NAMED:
+        return _NAMED[key]
+    char = key_to_character(key) if len(key) > 1 and "+" not in key else None
+    return char if char and char.isprintable() and not char.isspace() else key
+
+
+def binding_keys(binding: Binding, keymap: dict[str, str]) -> str:
+    if binding.id in keymap:
+        keys = keymap[binding.id]
+    elif binding.key_display:
+        return binding.key_display
+    else:
+        keys = binding.key
+    return " / ".join(show_key(k) for k in keys.split(","))
+
+
+def collect(classes: Iterable[type]) -> dict[str, Binding]:
+    """Every binding with an id, from the BINDINGS of these classes (and their bases)."""
+    found: dict[str, Binding] = {}
+    for cls in classes:
+        for klass in reversed(cls.__mro__):
+            for binding in getattr(klass, "BINDINGS", None) or ():
+                if isinstance(binding, Binding) and binding.id:
+                    found[binding.id] = binding
+    return found
+
+
+def rows(bindings: dict[str, Binding], keymap: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(section, keys, what) for the help screen and README; KeyError names a row's unknown binding id."""
+    keymap = keymap or {}
+    return [(section, _FIELD.sub(lambda m: binding_keys(bindings[m.group(1)], keymap), keys), what)
+            for section, keys, what in ROWS]
+
+
+def keys_markdown(table: list[tuple[str, str, str]]) -> str:
     lines = ["| Keys | Where | What |", "|---|---|---|"]
-    lines += [f"| `{k}` | {s} | {w} |" for s, k, w in KEYS]
+    lines += [f"| `{k}` | {s} | {w} |" for s, k, w in table]
     return "\n".join(lines)

@@ -50,7 +50,7 @@ def app_factory(tiny_model):
     """Make a NeuroscopeApp on the decoded tiny model (or on another cache folder)."""
     from neuroscope.core.sources import resolve
     from neuroscope.tui.app import NeuroscopeApp
-    from neuroscope.tui.screens.main import Options
+    from neuroscope.tui.options import Options
 
     def make(cache_dir=None, folder=None):
         source = resolve(str(folder or tiny_model.folder))

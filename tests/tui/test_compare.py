@@ -38,7 +38,7 @@ def tuned(tiny_model, tmp_path_factory) -> dict:
 @pytest.fixture
 def compare_app(tiny_model, tuned):
     from neuroscope.tui.app import NeuroscopeApp
-    from neuroscope.tui.screens.main import Options
+    from neuroscope.tui.options import Options
 
     def make(other=None, cache=None):
         return NeuroscopeApp(resolve(str(tiny_model.folder)),

@@ -15,18 +15,18 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Input
 from textual.worker import Worker, WorkerState
 
-from ...cache.catalog import cache_path
 from ...cache.store import Store
 from ...core.compare import SafetensorsWeights, compare_stores
 from ...core.errors import CorruptCache, Incompatible
 from ...core.refs import NeuronRef
 from ...core.sources import Source
 from ..messages import CompareFailed, CompareReady, CompareSearchResults, CompareStatus
+from ..options import Options
 from ..widgets.agreement_chart import AgreementChart
 from ..widgets.compare_panes import ChangedTable, ComparePanes
 from ..widgets.detail import NeuronDetail
 from .error import ErrorScreen
-from .main import DEBOUNCE_S, MAX_RANK, RESULT_LIMIT, MainScreen, Options, search_cache
+from .main import DEBOUNCE_S, MAX_RANK, RESULT_LIMIT, MainScreen, model_for, search_cache
 
 CHANGED = 200   # most-changed neurons listed
 
@@ -66,7 +66,8 @@ class CompareScreen(MainScreen):
     def __init__(self, source: Source, other: Source, options: Options | None = None):
         super().__init__(source, options)
         self.other = other
-        self.other_path = cache_path(other.name, other.source, other.fingerprint, self.options.cache_dir)
+        self.other_model = model_for(other, self.options)
+        self.other_path = self.other_model.path
         self.same_model = self.other_path == self.path
         self.other_store: Store | None = None
         self.other_ready = False
@@ -74,15 +75,12 @@ class CompareScreen(MainScreen):
         self.readers: tuple | None = None
         self.where: list[str] = []
 
-    def compose(self):
-        for widget in super().compose():
-            if isinstance(widget, NeuronDetail):   # the single-model detail stays, hidden
-                yield AgreementChart(id="agreement")
-                yield ChangedTable(id="changed")
-                yield widget
-                yield ComparePanes(id="compare")
-            else:
-                yield widget
+    def compose_detail(self):
+        """Both models' panes where the browser has its one detail pane (which stays, hidden)."""
+        yield AgreementChart(id="agreement")
+        yield ChangedTable(id="changed")
+        yield NeuronDetail(id="detail")
+        yield ComparePanes(id="compare")
 
     @property
     def chart(self) -> AgreementChart:
@@ -111,8 +109,6 @@ class CompareScreen(MainScreen):
     def other_worker(self) -> str:
         if self.same_model or _complete(self.other_path):
             return "ready"
-        from ...core.pipeline import ensure_decoded  # imports torch: only ever in this thread
-
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
@@ -122,9 +118,8 @@ class CompareScreen(MainScreen):
                                                 f"{done / max(1, total):.0%}"))
 
         self.post_message(CompareStatus(f"loading {self.other.name} to decode it…"))
-        ensure_decoded(self.other, device=self.options.device, dtype=self.options.dtype,
-                       cache_dir=self.options.cache_dir, trust_remote_code=self.options.trust_remote_code,
-                       progress=progress, cancel=self.cancel)
+        self.other_model.progress = lambda _label: (progress, lambda: None)
+        self.other_model.decode(cancel=self.cancel, announce=False)   # imports torch: only in this thread
         return "ready"
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:   # MainScreen's handler runs too

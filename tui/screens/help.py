@@ -1,4 +1,4 @@
-"""Every key, from tui/keys.py."""
+"""Every key, as tui.keys makes the table from the Bindings (and the user's keymap)."""
 from __future__ import annotations
 
 from rich.table import Table
@@ -9,15 +9,14 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ..keys import KEYS
 
-
-def keys_table() -> Table:
+def keys_table(rows: list[tuple[str, str, str]]) -> Table:
+    """(section, keys, what) rows (tui.keys.rows: made from the Bindings) as one table."""
     table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
     table.add_column("keys", style="bold cyan", no_wrap=True)
     table.add_column("what", ratio=1)
     section = None
-    for where, keys, what in KEYS:
+    for where, keys, what in rows:
         if where != section:
             section = where
             table.add_row(Text(where, style="bold underline"), "")
@@ -32,11 +31,15 @@ class HelpScreen(ModalScreen[None]):
         Binding("k", "scroll('up')", "Up", show=False, id="help.up"),
     ]
 
+    def __init__(self, rows: list[tuple[str, str, str]]):
+        super().__init__()
+        self.rows = rows
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box") as box:
             box.border_title = "neuroscope keys"
             box.border_subtitle = "escape closes"
-            yield Static(keys_table())
+            yield Static(keys_table(self.rows))
 
     def action_dismiss(self) -> None:
         self.dismiss(None)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual import work
@@ -19,40 +18,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Select, Static, Tree
 from textual.worker import Worker, WorkerState
 
-from ...cache.catalog import cache_path
 from ...cache.store import Store
 from ...core.errors import BadNeuronRef, CacheError, Cancelled
 from ...core.refs import NeuronRef
 from ...core.sources import Source
 from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted
+from ..options import Options, model_for
 from ..widgets.chat_pane import ChatPane
 from ..widgets.detail import NeuronDetail
-from ..widgets.filter import FilterBar, ResultsTable
+from ..widgets.filter import MAX_RANK, RESULT_LIMIT, FilterBar, ResultsTable, search_cache
 from ..widgets.neuron_tree import NeuronTree
 
 DEBOUNCE_S = 0.15
-RESULT_LIMIT = 200
-MAX_RANK = 3
-
-
-@dataclass
-class Options:
-    """What the CLI passes through: where caches live and how to decode a missing one."""
-
-    cache_dir: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-
-
-def search_cache(path, query: str, match: str):
-    """Run one filter query on its own connection (called in a worker thread)."""
-    if not path.exists():
-        return []
-    with Store(path, readonly=True) as store:
-        if not store.meta:
-            return []
-        return store.search(query, match=match, max_rank=min(MAX_RANK, store.top_k), limit=RESULT_LIMIT)
 
 
 class MainScreen(Screen):
@@ -74,7 +51,9 @@ class MainScreen(Screen):
         super().__init__()
         self.source = source
         self.options = options or Options()
-        self.path = cache_path(source.name, source.source, source.fingerprint, self.options.cache_dir)
+        self.model = model_for(source, self.options, lambda text: self.post_message(DecodeNote(text)),
+                               self.decode_progress)
+        self.path = self.model.path
         self.store: Store | None = None
         self.cancel = threading.Event()
         self.decoding = False
@@ -88,13 +67,17 @@ class MainScreen(Screen):
             yield NeuronTree(self.source.name, labels=self.tree_labels, id="tree")
             with Vertical(id="right"):
                 yield ResultsTable(id="results")
-                yield NeuronDetail(id="detail")
-                yield ChatPane(self.source, self.options, id="chat")
+                yield from self.compose_detail()
+                yield ChatPane(model_for(self.source, self.options), self.options, id="chat")
         with Horizontal(id="decode-row"):
             yield Static("decoding", id="decode-label")
             yield ProgressBar(id="decode-bar", show_eta=True)
         yield FilterBar(id="filter")
         yield Footer()
+
+    def compose_detail(self) -> ComposeResult:
+        """The selected neuron's pane (compare mode composes both models' panes here instead)."""
+        yield NeuronDetail(id="detail")
 
     @property
     def tree(self) -> NeuronTree:
@@ -182,10 +165,8 @@ class MainScreen(Screen):
         self.query_one("#decode-label", Static).update("loading model…")
         self.decode_worker()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="decode", name="decode")
-    def decode_worker(self) -> str:
-        from ...core.pipeline import ensure_decoded  # imports torch: only ever in this thread
-
+    def decode_progress(self, _label: str):
+        """The API's progress factory: DecodeProgress messages, at most every 0.1 s."""
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
@@ -194,12 +175,13 @@ class MainScreen(Screen):
                 last[0] = now
                 self.post_message(DecodeProgress(done, total))
 
-        try:
-            ensure_decoded(self.source, device=self.options.device, dtype=self.options.dtype,
-                           cache_dir=self.options.cache_dir, trust_remote_code=self.options.trust_remote_code,
-                           progress=progress, note=lambda text: self.post_message(DecodeNote(text)),
-                           cancel=self.cancel,
-                           on_unit=lambda layer, view: self.post_message(UnitCommitted(layer, view)))
+        return progress, lambda: None
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="decode", name="decode")
+    def decode_worker(self) -> str:
+        try:                              # imports torch: only ever in this thread
+            self.model.decode(cancel=self.cancel, announce=False,
+                              on_unit=lambda layer, view: self.post_message(UnitCommitted(layer, view)))
         except Cancelled:
             return "cancelled"
         return "done"

@@ -16,32 +16,31 @@ from textual.worker import Worker, WorkerState
 
 from ...core.clamp import Clamp
 from ..messages import ChatFinished, ChatProb, ChatStream, ClampSuggestion
-from ..screens.clamp_value import ClampValueScreen
+from ..options import DEFAULT_PROMPT
 from .clamp_panel import ClampPanel
 
 SIDES = ("baseline", "clamped")
-DEFAULT_PROMPT = "What is your favourite animal?"
 STREAM_EVERY_S = 0.05
-MAX_NEW_TOKENS = 48
 
 
 class ChatPane(Vertical):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="chat.cancel")]
 
-    def __init__(self, source, options, **kwargs):
+    def __init__(self, model, options, **kwargs):
+        """``model``: the API's Model (neuroscope.api), loaded on first use in a worker."""
         super().__init__(**kwargs)
-        self.source, self.options = source, options
-        self.lm = None                    # loaded on first use, in a worker
-        self._load_lock = threading.Lock()
+        self.model, self.options = model, options
+        self.model.note = lambda text: self.app.call_from_thread(self.status, text)   # loading…, clamping…
         self.cancel_event = threading.Event()
         self.generating = False
         self.texts = {side: "" for side in SIDES}
-        self.max_new_tokens = MAX_NEW_TOKENS
+        self.max_new_tokens = options.chat_max_new_tokens
+        self.default_prompt = options.chat_prompt or DEFAULT_PROMPT
 
     def compose(self) -> ComposeResult:
         yield ClampPanel(id="basket")
         with Horizontal(id="chat-inputs"):
-            yield Input(placeholder=f"prompt (enter runs), e.g. {DEFAULT_PROMPT}", id="chat-prompt")
+            yield Input(placeholder=f"prompt (enter runs), e.g. {self.default_prompt}", id="chat-prompt")
             yield Input(placeholder="target word", id="chat-target")
         with Horizontal(id="chat-replies"):
             for side in SIDES:
@@ -52,21 +51,20 @@ class ChatPane(Vertical):
         yield Static("c adds the selected neuron · enter runs · escape cancels", id="chat-status")
 
     @property
+    def lm(self):
+        """The loaded model (None until first use); setting it hands the pane a model already loaded."""
+        return self.model._lm
+
+    @lm.setter
+    def lm(self, value) -> None:
+        self.model._lm = value
+
+    @property
     def basket(self) -> ClampPanel:
         return self.query_one("#basket", ClampPanel)
 
     def status(self, text: str) -> None:
         self.query_one("#chat-status", Static).update(text)
-
-    # -- the model, loaded once in a worker thread ------------------------------------------
-    def model(self):
-        with self._load_lock:
-            if self.lm is None:
-                from ...core.models import load
-
-                self.app.call_from_thread(self.status, f"loading {self.source.name}…")
-                self.lm = load(self.source, trust_remote_code=self.options.trust_remote_code)
-            return self.lm
 
     def prompt_text(self) -> str:
         return self.query_one("#chat-prompt", Input).value.strip()
@@ -74,17 +72,13 @@ class ChatPane(Vertical):
     # -- adding a neuron -------------------------------------------------------------------
     def request_clamp(self, ref) -> None:
         """Measure ``ref``'s natural activation on the prompt (or a default one), then ask for a value."""
-        self.suggest_worker(ref, self.prompt_text() or DEFAULT_PROMPT)
+        self.suggest_worker(ref, self.prompt_text() or self.default_prompt)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="clamp-suggest", name="measure activation")
     def suggest_worker(self, ref, prompt: str) -> None:
-        from ...core.generate import build_prompt, has_chat_template
-        from ...core.measure import natural_activation, suggest_value
+        from ...core.measure import suggest_value
 
-        lm = self.model()
-        ref.check(lm.adapter.num_layers, lm.adapter.neurons)
-        built = build_prompt(lm, prompt, has_chat_template(lm.tokenizer))
-        act = natural_activation(lm, built, [ref])[0]
+        [act] = self.model.activations(prompt, [ref])
         self.post_message(ClampSuggestion(ref, act, suggest_value(act), prompt))
 
     def on_clamp_suggestion(self, message: ClampSuggestion) -> None:
@@ -100,7 +94,7 @@ class ChatPane(Vertical):
             self.display = True
             self.query_one("#chat-prompt", Input).focus()
 
-        self.app.push_screen(ClampValueScreen(message.ref, message.suggested, "set", note), done)
+        self.app.ask_clamp_value(message.ref, message.suggested, "set", note, done)
 
     # -- generation ------------------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -133,13 +127,12 @@ class ChatPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat", name="generate")
     def generate_worker(self, prompt: str, target, clamps, cancel: threading.Event) -> None:
-        from ...core.generate import GenSettings, build_prompt, has_chat_template
-        from ...core.measure import Experiment, run_experiment
+        from ...core.generate import has_chat_template
 
-        lm = self.model()
-        clamps.check(lm.adapter.num_layers, lm.adapter.neurons)
-        settings = GenSettings(self.max_new_tokens, chat=has_chat_template(lm.tokenizer))
-        built = build_prompt(lm, prompt, settings.chat)
+        chat = has_chat_template(self.model.tokenizer())
+        exp = self.model.experiment(clamps.clamps, prompt, target, chat=chat, max_new_tokens=self.max_new_tokens,
+                                    positions=clamps.positions)
+        built = self.model.prepare(exp)
         buffers = {side: [] for side in SIDES}
         last = [time.monotonic()]
 
@@ -155,10 +148,10 @@ class ChatPane(Vertical):
             if time.monotonic() - last[0] >= STREAM_EVERY_S:
                 flush()
 
+        self.model.loaded()
         self.app.call_from_thread(self.status, "generating… (escape cancels)")
         try:
-            result = run_experiment(lm, Experiment(prompt, clamps, settings, target), on_text=on_text,
-                                    cancel=cancel, prepared=built)
+            result = self.model.run(exp, built, on_text=on_text, cancel=cancel).result
         finally:
             flush()
         if result.target is not None:

@@ -5,7 +5,6 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from ...core.clamp import Clamp, ClampSet
-from ..screens.clamp_value import ClampValueScreen
 
 
 class ClampPanel(DataTable):
@@ -13,7 +12,7 @@ class ClampPanel(DataTable):
 
     BINDINGS = [
         Binding("enter,e", "edit", "Edit value", id="basket.edit"),
-        Binding("x,delete", "remove", "Remove", id="basket.remove"),
+        Binding("x,delete", "remove", "Remove", key_display="x", id="basket.remove"),
         Binding("X", "clear", "Clear basket", id="basket.clear"),
         Binding("j", "cursor_down", "Down", show=False, id="basket.down"),
         Binding("k", "cursor_up", "Up", show=False, id="basket.up"),
@@ -58,7 +57,7 @@ class ClampPanel(DataTable):
             if result is not None:
                 self.put(Clamp(old.ref, result[0], result[1]))
 
-        self.app.push_screen(ClampValueScreen(old.ref, old.value, old.mode, "edit the value"), done)
+        self.app.ask_clamp_value(old.ref, old.value, old.mode, "edit the value", done)
 
     def action_remove(self) -> None:
         if self.clamps:

@@ -7,10 +7,23 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Input, Select
 
-from ...cache.store import MATCH_MODES, Hit
+from ...cache.store import MATCH_MODES, Hit, Store
 from ...core.refs import NeuronRef
 from ..format import prob_text, show_token
 from .tables import VimTable
+
+RESULT_LIMIT = 200
+MAX_RANK = 3
+
+
+def search_cache(path, query: str, match: str):
+    """Run one filter query on its own connection (called in a worker thread)."""
+    if not path.exists():
+        return []
+    with Store(path, readonly=True) as store:
+        if not store.meta:
+            return []
+        return store.search(query, match=match, max_rank=min(MAX_RANK, store.top_k), limit=RESULT_LIMIT)
 
 
 class FilterInput(Input):

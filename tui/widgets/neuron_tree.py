@@ -33,10 +33,10 @@ class NeuronTree(Tree[NodeInfo]):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False, id="tree.down"),
         Binding("k", "cursor_up", "Up", show=False, id="tree.up"),
-        Binding("h,left", "collapse_or_parent", "Collapse", show=False, id="tree.collapse"),
-        Binding("l,right", "expand_or_child", "Expand", show=False, id="tree.expand"),
+        Binding("h,left", "collapse_or_parent", "Collapse", show=False, key_display="h", id="tree.collapse"),
+        Binding("l,right", "expand_or_child", "Expand", show=False, key_display="l", id="tree.expand"),
         Binding("home", "first", "First", show=False, id="tree.first"),
-        Binding("G,end", "last", "Last", show=False, id="tree.last"),
+        Binding("G,end", "last", "Last", show=False, key_display="G", id="tree.last"),
     ]
 
     def __init__(self, title: str, neurons: int = 0, labels: LabelSource | None = None, **kwargs):

@@ -10,7 +10,7 @@ class VimTable(DataTable):
         Binding("j", "cursor_down", "Down", show=False, id="table.down"),
         Binding("k", "cursor_up", "Up", show=False, id="table.up"),
         Binding("home", "first_row", "First", show=False, id="table.first"),
-        Binding("G,end", "last_row", "Last", show=False, id="table.last"),
+        Binding("G,end", "last_row", "Last", show=False, key_display="G", id="table.last"),
         Binding("h", "back", "Back", show=False, id="table.back"),
     ]
 
