@@ -2,6 +2,9 @@
 (``load_for_decode``), or the whole model with its tokenizer (``load``)."""
 from __future__ import annotations
 
+import contextlib
+import io
+
 import torch
 
 from .adapter import Adapter, DecodeModel, LoadedModel, adapter_for, fp32_norm
@@ -53,7 +56,9 @@ def load(source: Source, trust_remote_code: bool = False, dtype: torch.dtype | s
         kwargs["gguf_file"] = source.path.name
         dtype = torch.float32 if dtype == "auto" else dtype  # dequantized weights
     tokenizer = tokenizer or load_tokenizer(source, trust_remote_code)
-    with reading(source.name):
+    # transformers' GGUF conversion draws a tqdm bar of its own that no setting turns off: it goes nowhere
+    hush = contextlib.redirect_stderr(io.StringIO()) if source.kind == "gguf" else contextlib.nullcontext()
+    with reading(source.name), hush:
         model, info = AutoModelForCausalLM.from_pretrained(str(source.load_dir), dtype=dtype,
                                                            output_loading_info=True, **kwargs)
     missing = sorted(info.get("missing_keys") or ())

@@ -22,6 +22,13 @@ def test_readme_key_table_is_made_from_the_bindings():
     assert table in README.read_text(), "README's key table is stale: paste keys.keys_markdown(...) there"
 
 
+def test_readme_lists_every_binding_id():
+    from neuroscope.tui.app import NeuroscopeApp
+
+    ids = ", ".join(f"`{i}`" for i in sorted(NeuroscopeApp.bindings()))
+    assert ids in README.read_text(), "README's list of binding ids (config.toml keymap) is stale"
+
+
 def test_every_row_names_real_bindings_and_every_binding_is_listed():
     from neuroscope.tui import keys
     from neuroscope.tui.app import NeuroscopeApp
