@@ -94,22 +94,24 @@ class LoadedModel:
     adapter: Adapter
 
     def token_texts(self) -> list[str]:
-        """The text of every id the LM head scores (ids past the tokenizer get a placeholder)."""
-        tok = self.tokenizer
-        vocab = self.adapter.vocab
-        known = min(vocab, len(tok))
-        pieces = tok.convert_ids_to_tokens(list(range(known)))
-        texts = []
-        for i, piece in enumerate(pieces):
-            if piece is None:
-                texts.append(f"<{i}>")
-                continue
-            try:
-                texts.append(tok.convert_tokens_to_string([piece]))
-            except Exception:  # a byte fragment some tokenizers cannot render alone
-                texts.append(piece)
-        texts.extend(f"<unused {i}>" for i in range(known, vocab))
-        return texts
+        return token_texts(self.tokenizer, self.adapter.vocab)
+
+
+def token_texts(tok, vocab: int) -> list[str]:
+    """The text of every id the LM head scores (ids past the tokenizer get a placeholder)."""
+    known = min(vocab, len(tok))
+    pieces = tok.convert_ids_to_tokens(list(range(known)))
+    texts = []
+    for i, piece in enumerate(pieces):
+        if piece is None:
+            texts.append(f"<{i}>")
+            continue
+        try:
+            texts.append(tok.convert_tokens_to_string([piece]))
+        except Exception:  # a byte fragment some tokenizers cannot render alone
+            texts.append(piece)
+    texts.extend(f"<unused {i}>" for i in range(known, vocab))
+    return texts
 
 
 @dataclass

@@ -28,7 +28,7 @@ from .core.modelinfo import ModelInfo, inspect_model
 from .core.options import check_device_name, check_dtype
 from .core.refs import NeuronRef
 from .core.sources import Source, resolve
-from .results import CachedModel, ClampReport, Records, as_clamps, as_ref, tqdm_progress
+from .results import CachedModel, ClampReport, Records, as_clamps, as_ref, check_view_direction, tqdm_progress
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -49,13 +49,26 @@ class Neuron:
 
     def top(self, view: str = "up", direction: str = "pos") -> Records:
         """Its top-k tokens (TopToken: rank, token_id, token, prob) in one view and direction."""
-        self.model._check_view_direction(view, direction)
+        check_view_direction(view, direction)
         with self.model.store(view, check=self.ref.check) as store:
             return Records(store.top(self.ref.layer, self.ref.neuron, view, direction))
 
     def tops(self, direction: str = "pos") -> dict[str, Records]:
         """Its top-k tokens in every view the model has."""
         return {view: self.top(view, direction) for view in self.model.views}
+
+    def examples(self, sign: str = "pos", limit: int | None = None, context: int = 24) -> Records:
+        """Its max-activating examples for one sign (Example: activation, tokens, index, case), highest
+        |activation| first; after ``model.examples()``."""
+        from .behaviour import neuron_examples
+
+        return neuron_examples(self.model, self.ref, sign, limit, context)
+
+    def cases(self) -> dict:
+        """How often each GLU case occurs for it over the examples' corpus, and how often it is positive."""
+        from .behaviour import neuron_cases
+
+        return neuron_cases(self.model, self.ref)
 
 
 class Model:
@@ -152,11 +165,11 @@ class Model:
         finally:
             close()
 
-    def _progress(self):
+    def _progress(self, what: str = "decode"):
         if callable(self.progress):
-            return self.progress(f"decode {self.name}")
+            return self.progress(f"{what} {self.name}")
         if self.progress:
-            return tqdm_progress(f"decode {self.name}")
+            return tqdm_progress(f"{what} {self.name}")
         return None, lambda: None
 
     def store(self, view: str | None = None, check: Callable[[int, int], object] | None = None) -> Store:
@@ -178,13 +191,6 @@ class Model:
             self.decode()
         return Store(self.path, readonly=True)
 
-    @staticmethod
-    def _check_view_direction(view: str | None, direction: str | None) -> None:
-        if view is not None and view not in ("up", "gate", "down"):
-            raise UsageError(f"unknown view {view!r}: choose up, gate or down")
-        if direction is not None and direction not in ("pos", "neg"):
-            raise UsageError(f"unknown direction {direction!r}: choose pos or neg")
-
     # -- reading -----------------------------------------------------------------------------------
     def neuron(self, ref) -> Neuron:
         """One neuron: ``model.neuron("L29:N808")`` (or "29:808", or (29, 808))."""
@@ -201,7 +207,7 @@ class Model:
             raise UsageError("TEXT is empty: give a token to search for, e.g. dog")
         if match not in MATCH_MODES:
             raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(MATCH_MODES)}")
-        self._check_view_direction(view, direction)
+        check_view_direction(view, direction)
         if not isinstance(max_rank, int) or max_rank < 1 or (limit is not None and (not isinstance(limit, int)
                                                                                      or limit < 1)):
             raise UsageError("max_rank and limit must be whole numbers of at least 1")
@@ -316,6 +322,29 @@ class Model:
     def compare(self, other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50):
         return compare(self, other, view=view, direction=direction, top=top)
 
+    # -- behaviour (neuroscope.behaviour) -----------------------------------------------------------
+    def trace(self, prompt: str, chat: bool = False, top: int = 10, neurons=None):
+        """One forward pass with hooks: each token's top neurons by |activation| (labelled, with GLU cases),
+        and ``neurons``' activation at every token (a core.activations.Trace)."""
+        from .behaviour import trace
+
+        return trace(self, prompt, chat, top, neurons)
+
+    def examples(self, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int = 128, batch: int = 8,
+                 rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0):
+        """Every neuron's top ``per_neuron`` examples by activation, each sign, over the first ``tokens`` tokens
+        of ``corpus`` (default: the King James Bible); committed every ``commit_s`` seconds, so resumable;
+        cached (an ExamplesResult)."""
+        from .behaviour import examples
+
+        return examples(self, corpus, tokens, per_neuron, window, batch, rebuild, cancel, commit_s)
+
+    def agreement(self, seed: int = 0):
+        """How often the decode names what neurons respond to, per view and layer (core.agreement)."""
+        from .behaviour import agreement
+
+        return agreement(self, seed)
+
 
 def open(model: str, cache_dir=None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
          progress: bool | ProgressFactory = True, note: Note | None = None) -> Model:  # noqa: A001
@@ -335,7 +364,7 @@ def compare(base: "Model | str", other: "Model | str", view: str = "up", directi
     from .core.compare import compare_stores, precheck
 
     base, other = _model(base, **open_kwargs), _model(other, **open_kwargs)
-    Model._check_view_direction(view, direction)
+    check_view_direction(view, direction)
     if not isinstance(top, int) or top < 0:
         raise UsageError("top must be a whole number")
     same = base.source.source == other.source.source and base.source.fingerprint == other.source.fingerprint

@@ -83,6 +83,8 @@ def build_parser() -> Parser:
     p.add_argument("neuron", metavar="NEURON", help="L29:N808 or 29:808")
     p.add_argument("--view", choices=VIEWS, default="up")
     p.add_argument("--direction", choices=("pos", "neg"), default="pos")
+    p.add_argument("--examples", action="store_true", help="add its max-activating examples and GLU cases")
+    p.add_argument("--context", type=_positive, default=24, help="with --examples: tokens shown per example")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("search", parents=[common, engine], help="neurons whose top tokens match TEXT")
@@ -126,6 +128,33 @@ def build_parser() -> Parser:
     p.add_argument("--view", choices=VIEWS, default="up")
     p.add_argument("--direction", choices=("pos", "neg"), default="pos")
     p.add_argument("--top", type=_positive, default=50, help="how many most-changed neurons to list (default 50)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("trace", parents=[common, engine], help="which neurons fire on each token of a prompt")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--prompt", required=True, help="the text to run")
+    p.add_argument("--chat", action="store_true", help="apply the model's chat template to the prompt")
+    p.add_argument("--top", type=_positive, default=10, help="neurons listed per token, by |activation| (default 10)")
+    p.add_argument("--neuron", dest="neurons", action="append", default=[], metavar="NEURON",
+                   help="also give this neuron's activation at every token (repeatable)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("examples", parents=[common, engine],
+                       help="max-activating examples of every neuron over a corpus (cached, resumable)")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--corpus", default=None, help="a .txt file, a folder of .txt/.md files or a .jsonl file with "
+                                                  "a \"text\" field (default: the King James Bible)")
+    p.add_argument("--tokens", type=_positive, default=100_000, help="corpus tokens to run (default 100,000)")
+    p.add_argument("--per-neuron", type=_positive, default=20, help="examples kept per neuron and sign (default 20)")
+    p.add_argument("--context", type=_positive, default=24, help="tokens shown around an example (default 24)")
+    p.add_argument("--window", type=_positive, default=128, help="tokens per forward pass row (default 128)")
+    p.add_argument("--batch-size", type=_positive, default=8, help="rows per forward pass (default 8)")
+    p.add_argument("--rebuild", action="store_true", help="discard the cached examples and run again")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("agreement", parents=[common, engine],
+                       help="how often the weight decode names what neurons respond to, per layer")
+    p.add_argument("model", metavar="MODEL")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("tui", parents=[common, engine], help="open the browser app")

@@ -37,7 +37,9 @@ def progress_bar(label: str):
 
 def handlers() -> dict:
     return {"decode": cmd_decode, "show": cmd_show, "search": cmd_search, "models": cmd_models, "tui": cmd_tui,
-            "clamp": _lazy("clamp_cmd", "cmd_clamp"), "compare": _lazy("compare_cmd", "cmd_compare")}
+            "clamp": _lazy("clamp_cmd", "cmd_clamp"), "compare": _lazy("compare_cmd", "cmd_compare"),
+            "trace": _lazy("behaviour_cmd", "cmd_trace"), "examples": _lazy("behaviour_cmd", "cmd_examples"),
+            "agreement": _lazy("behaviour_cmd", "cmd_agreement")}
 
 
 def dispatch(args, table: dict | None = None) -> int:
@@ -112,16 +114,27 @@ def cmd_decode(args) -> int:
 def cmd_show(args) -> int:
     ref = NeuronRef.parse(args.neuron)
     model = open_model(args)
-    top = model.neuron(ref).top(args.view, args.direction)
+    neuron = model.neuron(ref)
+    top = neuron.top(args.view, args.direction)
+    shown = None
+    if args.examples:
+        from .behaviour_cmd import examples_of
+
+        shown = examples_of(neuron, args.context)
     if args.json:
-        _emit_json({"model": model.name, "layer": ref.layer, "neuron": ref.neuron, "view": args.view,
-                    "direction": args.direction,
-                    "top": [{"token_id": t.token_id, "token": t.token, "prob": t.prob} for t in top]})
+        out = {"model": model.name, "layer": ref.layer, "neuron": ref.neuron, "view": args.view,
+               "direction": args.direction,
+               "top": [{"token_id": t.token_id, "token": t.token, "prob": t.prob} for t in top]}
+        _emit_json(out if shown is None else {**out, "examples": shown})
         return 0
     print(f"{model.name} {ref} {args.view} {args.direction}")
     for t in top:
         bar = "█" * max(1, round(t.prob * 30)) if t.prob >= 0.005 else "·"
         print(f"  {t.rank + 1:>3}  {json.dumps(t.token, ensure_ascii=False):<20} {t.prob:8.4f}  {bar}")
+    if shown is not None:
+        from .behaviour_cmd import print_examples
+
+        print_examples(shown)
     return 0
 
 

@@ -24,6 +24,13 @@ class Records(list):
         return [r.as_dict() if hasattr(r, "as_dict") else asdict(r) for r in self]
 
 
+def check_view_direction(view: str | None, direction: str | None) -> None:
+    if view is not None and view not in ("up", "gate", "down"):
+        raise UsageError(f"unknown view {view!r}: choose up, gate or down")
+    if direction is not None and direction not in ("pos", "neg"):
+        raise UsageError(f"unknown direction {direction!r}: choose pos or neg")
+
+
 def as_ref(value) -> NeuronRef:
     """A neuron given as "L29:N808", "29:808", (29, 808) or a NeuronRef."""
     if isinstance(value, NeuronRef):

@@ -178,3 +178,37 @@ def build_slow_llama(path: Path, layers: int = 4, neurons: int = 1024, vocab_siz
     model.save_pretrained(path, safe_serialization=True)
     save_tokenizer(path, vocab_size)
     return path
+
+
+FIRING = (0, 9)                 # L0:N9 fires on "dog" (case ++) and, negatively, on "cat" (case +-)
+
+
+def build_firing_llama(path: Path, scale: float = 4.0) -> Path:
+    """A tiny Llama with a neuron whose behaviour is known: layer 0's attention is muted, so its MLP sees
+    the token's own normalised embedding; L0:N9's gate row reads dog + cat and its up row dog - cat, so on
+    "dog" both are positive (a large positive activation, case ++) and on "cat" the gate is open and up is
+    negative (a large negative activation, case +-)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(6)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+                         max_position_embeddings=256, eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    model = LlamaForCausalLM(config)
+    _randomize(model, 6)
+    with torch.no_grad():
+        first = model.model.layers[0]
+        first.self_attn.o_proj.weight.mul_(0.01)
+        first.post_attention_layernorm.weight.fill_(1.0)
+        first.mlp.gate_proj.weight.mul_(0.1)
+        first.mlp.up_proj.weight.mul_(0.1)
+        emb = model.model.embed_tokens.weight
+        unit = {w: emb[vocab().index(w)] / emb[vocab().index(w)].pow(2).mean().sqrt() for w in ("dog", "cat")}
+        layer, neuron = FIRING
+        mlp = model.model.layers[layer].mlp
+        mlp.gate_proj.weight[neuron] = (unit["dog"] + unit["cat"]) * scale / 32
+        mlp.up_proj.weight[neuron] = (unit["dog"] - unit["cat"]) * scale / 32
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    save_tokenizer(path)
+    return path

@@ -1,0 +1,107 @@
+"""What neurons do on text, for the API: trace a prompt, compute max-activating examples over a corpus,
+read a neuron's examples and GLU cases, and the decode <-> behaviour agreement. neuroscope.api's Model and
+Neuron call these."""
+from __future__ import annotations
+
+import threading
+
+from .cache.examples import Examples
+from .cache.store import Store
+from .core.errors import UsageError
+from .core.refs import NeuronRef
+from .results import Records, as_ref
+
+MAX_TOKENS = 100_000_000
+
+
+def check_examples_args(tokens: int, per_neuron: int, window: int, batch: int) -> None:
+    for name, value, low, high in (("--tokens", tokens, 1, MAX_TOKENS), ("--per-neuron", per_neuron, 1, 1000),
+                                   ("--window", window, 8, 8192), ("--batch-size", batch, 1, 4096)):
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise UsageError(f"{name} must be a whole number from {low:,} to {high:,}")
+    if tokens < window:
+        raise UsageError(f"--tokens {tokens:,} is less than one window of {window} tokens")
+
+
+def trace(model, prompt: str, chat: bool = False, top: int = 10, neurons=None):
+    """Every token's ``top`` neurons by |activation| (with their decoded labels: the top token of the down
+    view in the direction of the activation's sign), and with ``neurons`` their activation at every token."""
+    from .core.activations import TokenTrace, Trace
+    from .core.activations import trace as run_trace
+    from .core.generate import Tokenized, build_prompt
+
+    if not isinstance(top, int) or not 1 <= top <= 1000:
+        raise UsageError("--top must be a whole number from 1 to 1000")
+    refs = [as_ref(r) for r in neurons] if neurons else None
+    if refs:
+        model.info.check_refs(refs)                 # before anything is loaded
+    built = build_prompt(Tokenized(model.source, model.tokenizer()), prompt, chat)
+    model.info.check_new_tokens(built.length)
+    with model.store("down") as store:              # labels: decoded first when the cache lacks them
+        lm = model.loaded()
+        per_token, traces, texts = run_trace(lm, built.ids, top, refs)
+        tokens = []
+        for index, (firings, text) in enumerate(zip(per_token, texts)):
+            for f in firings:
+                got = store.top(f.layer, f.neuron, "down", "pos" if f.activation > 0 else "neg")
+                f.label = got[0].token if got else None
+            tokens.append(TokenTrace(index, text, firings))
+    return Trace(model.name, prompt, tokens, traces)
+
+
+def examples(model, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int = 128, batch: int = 8,
+             rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0):
+    """Max-activating examples of every neuron over ``corpus`` (a path; None: the default corpus)."""
+    from .core.corpus import open_corpus
+    from .core.examples import ensure_examples
+
+    check_examples_args(tokens, per_neuron, window, batch)
+    text = open_corpus(corpus)                       # missing, empty or binary: before anything is loaded
+    info = model.info
+    progress, close = model._progress("examples")
+    try:
+        return ensure_examples(model.source, info, model.loaded, model.tokenizer(), text, tokens, per_neuron, window,
+                               batch, model.cache_dir, rebuild, progress, model.note, cancel, commit_s)
+    finally:
+        close()
+
+
+def _examples_store(model) -> Store:
+    cached = model._cached_store()
+    if cached is None or not Examples(cached).complete:
+        if cached is not None:
+            cached.close()
+        raise UsageError(f"{model.name} has no examples yet: run `neuroscope examples {model.source.source}` "
+                         f"(or model.examples())")
+    return cached
+
+
+def neuron_examples(model, ref: NeuronRef, sign: str = "pos", limit: int | None = None, context: int = 24):
+    if sign not in ("pos", "neg"):
+        raise UsageError(f"unknown sign {sign!r}: choose pos or neg")
+    with _examples_store(model) as store:
+        ref.check(store.layers, store.neurons)
+        return Records(Examples(store).neuron(ref.layer, ref.neuron, sign, limit, context))
+
+
+def neuron_cases(model, ref: NeuronRef) -> dict:
+    """{"++": n, "+-": n, "-+": n, "--": n} over the examples' corpus (None for an ungated MLP), and the
+    fraction of its tokens where the activation is positive."""
+    from .cache.examples import CASES
+
+    with _examples_store(model) as store:
+        ref.check(store.layers, store.neurons)
+        ex = Examples(store)
+        cases, positive = ex.counts(ref.layer)
+        total = int(ex.spec["windows"]) * int(ex.spec["window"])
+        return {"cases": None if cases is None else {c: int(cases[i, ref.neuron]) for i, c in enumerate(CASES)},
+                "positive": int(positive[ref.neuron]) / max(1, total)}
+
+
+def agreement(model, seed: int = 0):
+    """Decode <-> behaviour agreement per view and layer (core.agreement); decodes first when needed."""
+    from .core.agreement import agreement as compute
+
+    model.store().close()                            # every view decoded (on demand)
+    with _examples_store(model) as store:
+        return compute(store, Examples(store), seed=seed)

@@ -1,0 +1,93 @@
+"""`neuroscope trace`, `neuroscope examples`, `neuroscope agreement` and `show --examples`: what neurons do on
+text, printed from the API's results (neuroscope.behaviour)."""
+from __future__ import annotations
+
+import json
+
+from .commands import _emit_json, open_model
+from .core.refs import NeuronRef
+
+SHOWN = 5          # examples per sign in the plain `show --examples` output
+
+
+def _tok(text: str, width: int = 14) -> str:
+    shown = json.dumps(text, ensure_ascii=False)
+    return shown if len(shown) <= width else shown[:width - 2] + "…\""
+
+
+def cmd_trace(args) -> int:
+    model = open_model(args)
+    result = model.trace(args.prompt, chat=args.chat, top=args.top, neurons=args.neurons or None)
+    if args.json:
+        _emit_json(result.as_dict())
+        return 0
+    print(f"{model.name}: the top {args.top} neurons of each token by |activation| (label: what it writes there)")
+    for token in result.tokens:
+        firings = "  ".join(f"{NeuronRef(f.layer, f.neuron)} {f.activation:+.2f}"
+                            f"{' ' + f.case if f.case else ''} {_tok(f.label or '?')}" for f in token.top[:4])
+        print(f"  {token.index:>3} {_tok(token.token):<16} {firings}")
+    for n in result.neurons or ():
+        values = " ".join(f"{v:+.2f}" for v in n.activations)
+        print(f"{n.ref}: {values}")
+    return 0
+
+
+def cmd_examples(args) -> int:
+    model = open_model(args)
+    result = model.examples(args.corpus, tokens=args.tokens, per_neuron=args.per_neuron, window=args.window,
+                            batch=args.batch_size, rebuild=args.rebuild)
+    summary = {"model": model.name, "corpus": result.corpus, "tokens": result.tokens, "processed": result.processed,
+               "per_neuron": args.per_neuron, "seconds": round(result.seconds, 3), "complete": result.complete}
+    if args.json:
+        _emit_json(summary)
+        return 0
+    what = "computed" if result.processed else "already cached"
+    print(f"{model.name}: top-{args.per_neuron} examples of every neuron, both signs, over {result.tokens:,} tokens "
+          f"of {result.corpus} {what} in {result.seconds:.1f} s -> {result.path}")
+    return 0
+
+
+def examples_of(neuron, context: int) -> dict:
+    """What `show --examples` adds: both signs' examples and the GLU cases (the JSON shape)."""
+    counts = neuron.cases()
+    return {"pos": [e.as_dict() for e in neuron.examples("pos", context=context)],
+            "neg": [e.as_dict() for e in neuron.examples("neg", context=context)],
+            "cases": counts["cases"], "positive": counts["positive"]}
+
+
+def _context(example: dict) -> str:
+    parts = []
+    for i, token in enumerate(example["tokens"]):
+        parts.append(f"[[{token}]]" if i == example["index"] else token)
+    return "".join(parts).replace("\n", "⏎")
+
+
+def print_examples(shown: dict) -> None:
+    for sign in ("pos", "neg"):
+        print(f"  {sign} examples (activation, context with [[the token]]):")
+        for e in shown[sign][:SHOWN]:
+            case = f" {e['case']}" if e["case"] else ""
+            print(f"    {e['activation']:+8.2f}{case}  {_context(e)[-90:]}")
+    cases = shown["cases"]
+    if cases:
+        total = sum(cases.values()) or 1
+        print("  GLU cases over the corpus: " + "  ".join(f"{c} {n / total:.0%}" for c, n in cases.items()))
+    print(f"  positive on {shown['positive']:.1%} of the corpus tokens")
+
+
+def cmd_agreement(args) -> int:
+    model = open_model(args)
+    result = model.agreement()
+    if args.json:
+        _emit_json(result.as_dict())
+        return 0
+    print(f"{model.name}: a neuron agrees when a token of its decoded top-{result.top_k} is among the tokens at its "
+          f"top-{result.per_neuron} examples (up/gate: the token; down: the next token)")
+    print(f"overall {result.agree:.1%} agree (chance, decodes paired with other neurons' examples: "
+          f"{result.chance:.1%})")
+    for view, a in result.views.items():
+        print(f"\n{view}: {a.agree:.1%} (chance {a.chance:.1%})")
+        for p in a.per_layer:
+            bar = "█" * round(p.agree * 30)
+            print(f"  L{p.layer:<3} {p.agree:6.1%}  {bar:<30}  chance {p.chance:5.1%}")
+    return 0
