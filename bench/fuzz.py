@@ -18,8 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-COMMANDS = ["decode", "show", "search", "models", "clamp", "compare", "tui"]
-SHARE = {"decode": 1, "show": 2, "search": 2, "models": 0.5, "clamp": 2, "compare": 1, "tui": 1.5}
+COMMANDS = ["decode", "show", "search", "models", "clamp", "compare", "tui", "trace", "examples", "agreement"]
+SHARE = {"decode": 1, "show": 2, "search": 2, "models": 0.5, "clamp": 2, "compare": 1, "tui": 1.5, "trace": 1,
+         "examples": 1, "agreement": 0.5}
 
 
 def main() -> int:
@@ -42,6 +43,8 @@ def main() -> int:
         ensure_decoded(resolve(str(folder)), cache_dir=cache, device="cpu", dtype="float32")
     (root / "not-a-model").mkdir()
     (root / "notes.txt").write_text("hello")
+    (root / "notes.bin").write_bytes(b"\0\1\2" * 50)
+    (root / "empty.txt").write_text("")
     models = [str(d) for d in dirs] + [str(root / "not-a-model"), str(root / "notes.txt"), str(root / "nope")]
     os.environ.update(NEUROSCOPE_CACHE_DIR=str(cache), NEUROSCOPE_DATA_DIR=str(root / "data"), HF_HUB_OFFLINE="1")
     os.chdir(root)
@@ -54,7 +57,7 @@ def main() -> int:
         @seed(args.seed)
         @settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck))
-        @given(case=argv(command, models))
+        @given(case=argv(command, models, str(root)))
         def one(case):
             before = snapshot(cache)
             outcome = run(case)

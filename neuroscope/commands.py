@@ -90,7 +90,7 @@ def _emit_json(value) -> None:
 
 def open_model(args, spec: str | None = None) -> api.Model:
     """The API's model for what the user typed, reporting on stderr."""
-    return api.open(spec or args.model, cache_dir=args.cache_dir, device=getattr(args, "device", "auto"),
+    return api.open(args.model if spec is None else spec, cache_dir=args.cache_dir, device=getattr(args, "device", "auto"),
                     dtype=getattr(args, "dtype", "auto"), trust_remote_code=getattr(args, "trust_remote_code", False),
                     progress=progress_bar, note=note)
 

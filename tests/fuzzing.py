@@ -34,6 +34,7 @@ FLOAT = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.s
 
 
 GOOD_PROMPT = st.sampled_from(["t5 t9 dog", "dog", "a b c", "hello there"])
+CORPUS = str(Path(__file__).parent / "data" / "corpus.txt")     # a few hundred words of the fixtures' vocabulary
 
 
 def neuron() -> st.SearchStrategy[str]:
@@ -86,14 +87,24 @@ OPTIONS = {
     "compare": {**ENGINE, "--view": opt(st.sampled_from(VIEWS)), "--direction": opt(st.sampled_from(["pos", "neg"])),
                 "--top": opt(st.sampled_from(["1", "5"]), SMALL), "--json": None},
     "tui": {**ENGINE, "--compare": opt(st.just("{model}"))},
+    "trace": {**ENGINE, "--prompt": opt(GOOD_PROMPT), "--chat": None, "--top": opt(st.sampled_from(["1", "3"]), SMALL),
+              "--neuron": opt(good_neuron(), neuron()), "--json": None},
+    "examples": {**ENGINE, "--corpus": opt(st.just("{corpus}"), st.sampled_from(["{root}/notes.bin", "{root}/nope.txt",
+                                                                             "{root}/empty.txt", "{root}"])),
+                 "--tokens": opt(st.sampled_from(["256", "512"]), NUMBER), "--per-neuron": opt(st.just("4"), SMALL),
+                 "--context": opt(st.just("8"), SMALL), "--window": opt(st.just("64"), SMALL),
+                 "--batch-size": opt(st.just("2"), SMALL), "--json": None},
+    "agreement": {**ENGINE, "--json": None},
 }
 POSITIONALS = {"decode": ["model"], "show": ["model", "neuron"], "search": ["model", "text"], "models": [],
-               "clamp": ["model"], "compare": ["model", "model"], "tui": ["model?"]}
-REQUIRED = {"clamp": ["--set", "--prompt", "--max-new-tokens"]}
+               "clamp": ["model"], "compare": ["model", "model"], "tui": ["model?"], "trace": ["model"],
+               "examples": ["model"], "agreement": ["model"]}
+REQUIRED = {"clamp": ["--set", "--prompt", "--max-new-tokens"], "trace": ["--prompt"],
+            "examples": ["--corpus", "--tokens", "--window"]}
 
 
 @st.composite
-def argv(draw, command: str, models: list[str]) -> list[str]:
+def argv(draw, command: str, models: list[str], root: str = ".") -> list[str]:
     """One argument vector for ``command``. A third of the cases are valid throughout (real models and
     neurons, good option values), a third valid but for one part, a third anything at all; options come in
     any order, sometimes with their value missing, sometimes repeated."""
@@ -129,7 +140,8 @@ def argv(draw, command: str, models: list[str]) -> list[str]:
             parts.append([flag])                      # the value is missing
         else:
             value = pick(*spec)
-            parts.append([flag, value.replace("{model}", draw(good_model))])
+            parts.append([flag, value.replace("{model}", draw(good_model)).replace("{corpus}", CORPUS)
+                          .replace("{root}", root)])
     parts = [parts[i] for i in draw(st.permutations(range(len(parts))))]
     at = 0
     for word in positional:                          # positionals keep their order, options go anywhere
@@ -210,5 +222,5 @@ def snapshot(folder: Path) -> dict:
 
 def writes_by_design(outcome: Outcome) -> bool:
     """A decode, or a command that had to decode first (it says so on stderr)."""
-    return outcome.code == 0 and (outcome.argv[0] == "decode" or "decoding " in outcome.stderr
+    return outcome.code == 0 and (outcome.argv[0] in ("decode", "examples") or "decoding " in outcome.stderr
                                   or "removed cache" in outcome.stderr)

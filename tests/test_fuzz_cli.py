@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 
 from .fuzzing import argv, run, snapshot, writes_by_design
 
-CASES = {"decode": 60, "show": 90, "search": 80, "models": 20, "clamp": 110, "compare": 60, "tui": 80}
+CASES = {"decode": 50, "show": 70, "search": 60, "models": 20, "clamp": 90, "compare": 50, "tui": 60, "trace": 40,
+         "examples": 40, "agreement": 20}
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,8 @@ def world(model_dirs, tmp_path_factory):
     junk_dir = root / "not-a-model"
     junk_dir.mkdir()
     (root / "notes.txt").write_text("hello")
+    (root / "notes.bin").write_bytes(b"\0\1\2" * 50)
+    (root / "empty.txt").write_text("")
     models = [str(p) for p in model_dirs.values()] + [str(junk_dir), str(root / "notes.txt"), str(root / "nope")]
     return {"cache": cache, "models": models, "root": root}
 
@@ -50,7 +53,7 @@ def check_case(world, args: list[str]) -> None:
 def test_fuzz_subcommand(sandbox, command):
     @settings(max_examples=CASES[command], deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(args=argv(command, sandbox["models"]))
+    @given(args=argv(command, sandbox["models"], str(sandbox["root"])))
     def case(args):
         check_case(sandbox, args)
 
