@@ -28,10 +28,12 @@ def note(message: str) -> None:
 
 
 def progress_bar(label: str):
-    """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory."""
+    """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory: "decode …"
+    counts neuron-views, "examples …" corpus tokens."""
     from .progress import ProgressBar
 
-    bar = ProgressBar("decode", unit="neuron-views")
+    what = label.split()[0]
+    bar = ProgressBar(what, unit="tokens" if what == "examples" else "neuron-views")
     return bar, bar.close
 
 
@@ -90,9 +92,9 @@ def _emit_json(value) -> None:
 
 def open_model(args, spec: str | None = None) -> api.Model:
     """The API's model for what the user typed, reporting on stderr."""
-    return api.open(args.model if spec is None else spec, cache_dir=args.cache_dir, device=getattr(args, "device", "auto"),
-                    dtype=getattr(args, "dtype", "auto"), trust_remote_code=getattr(args, "trust_remote_code", False),
-                    progress=progress_bar, note=note)
+    return api.open(args.model if spec is None else spec, cache_dir=args.cache_dir,
+                    device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"),
+                    trust_remote_code=getattr(args, "trust_remote_code", False), progress=progress_bar, note=note)
 
 
 def cmd_decode(args) -> int:
