@@ -20,8 +20,10 @@ CASES = ("++", "+-", "-+", "--")     # (gate sign, up sign); "+" is > 0
 
 
 def case_codes(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """Index into CASES of each (gate, up) pair, as int8."""
-    return ((gate <= 0).to(torch.int8) * 2 + (up <= 0).to(torch.int8))
+    """Index into CASES of each (gate, up) pair, as int8: pre-activations, or booleans saying "> 0"."""
+    gate_neg = ~gate if gate.dtype == torch.bool else gate <= 0
+    up_neg = ~up if up.dtype == torch.bool else up <= 0
+    return gate_neg.to(torch.int8) * 2 + up_neg.to(torch.int8)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -24,15 +24,22 @@ from .errors import Cancelled
 SIGNS = ("pos", "neg")
 
 
+BUFFER = 1 << 16        # candidates held back before a merge (amortises its fixed costs over batches)
+
+
 @dataclass
 class LayerState:
-    """One layer's running results, on the device. vals/pos/case: [2 signs, N, n]; cases [4, n]; positive [n]."""
+    """One layer's running results, on the device. vals/pos/case: [2 signs, N, n], each neuron's column sorted
+    best first; cases [4, n]; positive [n]. Candidates that beat a column's N-th best wait in a buffer and are
+    merged in bulk (``flush``; every read of the state flushes first)."""
 
     vals: torch.Tensor
     pos: torch.Tensor
     case: torch.Tensor
     cases: torch.Tensor | None
     positive: torch.Tensor
+    buffer: list = field(default_factory=list)
+    buffered: int = 0
 
     @classmethod
     def empty(cls, n: int, per_neuron: int, gated: bool, device) -> "LayerState":
@@ -43,6 +50,7 @@ class LayerState:
                    torch.zeros(n, dtype=torch.int64, device=device))
 
     def to_numpy(self) -> dict[str, np.ndarray]:
+        self.flush()
         out = {"vals": self.vals.cpu().numpy(), "pos": self.pos.cpu().numpy(), "case": self.case.cpu().numpy(),
                "positive": self.positive.cpu().numpy()}
         out["cases"] = None if self.cases is None else self.cases.cpu().numpy()
@@ -58,29 +66,105 @@ class LayerState:
                    t(arrays["positive"], torch.int64))
 
     def update(self, act: torch.Tensor, gate: torch.Tensor | None, up: torch.Tensor | None,
-               positions: torch.Tensor) -> None:
-        """Merge one batch: act/gate/up [rows, n] float32, positions [rows] int64 (global token indices)."""
-        codes = case_codes(gate, up) if gate is not None else torch.zeros_like(act, dtype=torch.int8)
+               positions: torch.Tensor, dense: bool = False) -> None:
+        """Fold in one batch: act [rows, n] float32; gate/up [rows, n] pre-activations or booleans (> 0);
+        positions [rows] int64 (global token indices).
+
+        Only entries above a neuron's current N-th best can enter its top-N. Once the first batches have set
+        those thresholds, a batch brings a few per neuron: they are picked out with one comparison, held in a
+        buffer and merged in bulk by a segmented sort. A batch that brings many (the first ones) takes the
+        dense sort (``merge_dense``). Both keep the same total order, value descending then position
+        ascending, so the result never depends on when merges happen. Case counts come from three boolean
+        sums."""
+        rows, n = act.shape
+        if gate is not None:
+            gate_pos = gate if gate.dtype == torch.bool else gate > 0
+            up_pos = up if up.dtype == torch.bool else up > 0
+            gate, up = gate_pos, up_pos            # the merges need only the signs
+            g, u = gate_pos.sum(0), up_pos.sum(0)
+            both = (gate_pos & up_pos).sum(0)
+            self.cases += torch.stack([both, g - both, u - both, rows - g - u + both])
         self.positive += (act > 0).sum(0)
-        if self.cases is not None:
-            n = act.shape[1]
-            flat = codes.long() * n + torch.arange(n, device=act.device)
-            self.cases += torch.bincount(flat.view(-1), minlength=4 * n).view(4, n)
+        for sign in (0, 1):
+            signed = act if sign == 0 else -act
+            r, c = (signed > self.vals[sign, -1]).nonzero(as_tuple=True)
+            if r.numel() == 0:
+                continue
+            if dense or r.numel() * 16 > rows * n:
+                self.flush()
+                self.merge_dense(sign, signed, gate, up, positions)
+                continue
+            codes = case_codes(gate[r, c], up[r, c]) if gate is not None else torch.zeros_like(c, dtype=torch.int8)
+            self.buffer.append((sign, signed[r, c], c, positions[r], codes))
+            self.buffered += r.numel()
+        if self.buffered > BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        for sign in (0, 1):
+            parts = [b for b in self.buffer if b[0] == sign]
+            if parts:
+                self.merge_candidates(sign, *(torch.cat([p[i] for p in parts]) for i in range(1, 5)))
+        self.buffer, self.buffered = [], 0
+
+    def merge_dense(self, sign: int, signed, gate, up, positions) -> None:
+        """The whole batch, column by column. Rows come in position order, so a stable sort ranks equal
+        activations by position: the same total order as merge_candidates."""
         per = self.vals.shape[1]
-        k = min(per, act.shape[0])
-        for sign, signed in enumerate((act, -act)):
-            v, rows = signed.topk(k, dim=0)                                           # [k, n]
-            all_v = torch.cat([self.vals[sign], v])
-            all_p = torch.cat([self.pos[sign], positions[rows]])
-            all_c = torch.cat([self.case[sign], codes.gather(0, rows)])
-            keep = all_v.topk(per, dim=0).indices
-            self.vals[sign] = all_v.gather(0, keep)
-            self.pos[sign] = all_p.gather(0, keep)
-            self.case[sign] = all_c.gather(0, keep)
+        v, r = signed.sort(dim=0, descending=True, stable=True)
+        v, r = v[:per], r[:per]                                                      # [k, n]
+        codes = case_codes(gate.gather(0, r), up.gather(0, r)) if gate is not None else torch.zeros_like(
+            r, dtype=torch.int8)
+        all_v = torch.cat([self.vals[sign], v])
+        all_p = torch.cat([self.pos[sign], positions[r]])
+        by_pos = all_p.sort(dim=0, stable=True).indices                              # ties: earlier position first
+        keep = by_pos.gather(0, all_v.gather(0, by_pos).sort(dim=0, descending=True, stable=True).indices)[:per]
+        self.vals[sign] = all_v.gather(0, keep)
+        self.pos[sign] = all_p.gather(0, keep)
+        self.case[sign] = torch.cat([self.case[sign], codes]).gather(0, keep)
+
+    def merge_candidates(self, sign: int, values, c, positions, codes) -> None:
+        """Merge candidate entries (value, neuron, position, case code) into one sign's top-N."""
+        per = self.vals.shape[1]
+        cols = torch.unique(c)                                                       # the neurons touched
+        old = torch.arange(per, device=c.device).repeat_interleave(cols.numel())    # rank of each old entry
+        old_cols = cols.repeat(per)
+        values = torch.cat([self.vals[sign][old, old_cols], values])
+        where = torch.cat([old_cols, c])
+        at = torch.cat([self.pos[sign][old, old_cols], positions])
+        code = torch.cat([self.case[sign][old, old_cols], codes])
+        # sorted by (neuron, value descending, position): positions first, then a stable sort on a float64 key
+        # holding neuron and value exactly (values are float32); empty slots (-inf) sort last
+        finite = values.isfinite()
+        span = float(values[finite].abs().max()) * 2 + 1 if bool(finite.any()) else 1.0
+        by_pos = torch.argsort(at, stable=True)
+        key = where.double() * span - values.double().clamp(min=-span / 2)
+        order = by_pos[torch.argsort(key[by_pos], stable=True)]
+        where = where[order]
+        first = torch.searchsorted(where, where, right=False)
+        rank = torch.arange(where.numel(), device=where.device) - first
+        keep = rank < per
+        rank, where, order = rank[keep], where[keep], order[keep]
+        self.vals[sign][rank, where] = values[order]
+        self.pos[sign][rank, where] = at[order]
+        self.case[sign][rank, where] = code[order]
+
+
+def _sign_preserving(fn) -> bool:
+    """True when an MLP's activation function is a module of its own with sign(f(x)) == sign(x) (SiLU, GELU):
+    then sign(gate) is sign(act_fn(gate)), and sign(up) follows from the activation's sign."""
+    if not isinstance(fn, torch.nn.Module):
+        return False
+    probe = torch.tensor([-3.0, -0.5, 0.5, 3.0])
+    with torch.no_grad():
+        out = fn(probe)
+    return bool(torch.equal(torch.sign(out), torch.sign(probe)))
 
 
 class ExampleRun:
-    """Hooks that fold every forward pass into the per-layer states."""
+    """Hooks that fold every forward pass into the per-layer states: the down projection's input (the
+    activation) and, for gated MLPs, what gives the gate's sign (the activation function's output when it
+    preserves signs, else the gate projection's output) and the up projection's output when needed."""
 
     def __init__(self, lm, states: dict[int, LayerState]):
         self.lm, self.states = lm, states
@@ -94,11 +178,18 @@ class ExampleRun:
         for layer in self.states:
             handles.append(down_module(adapter, layer).register_forward_pre_hook(
                 lambda _m, args, layer=layer: self._fold(layer, args[0])))
-            if self.gated:
-                mlp = adapter.layers[layer]
-                for view in ("gate", "up"):
-                    handles.append(getattr(mlp, adapter.names[view]).register_forward_hook(
-                        lambda _m, _a, out, layer=layer, view=view: self._keep(layer, view, out)))
+            if not self.gated:
+                continue
+            mlp = adapter.layers[layer]
+            fn = getattr(mlp, "act_fn", None)
+            if _sign_preserving(fn) and all(getattr(adapter.layers[other], "act_fn", None) is not fn
+                                            for other in self.states if other != layer):
+                handles.append(fn.register_forward_hook(
+                    lambda _m, _a, out, layer=layer: self._keep(layer, "gate_sign", out)))
+                continue
+            for view in ("gate", "up"):
+                handles.append(getattr(mlp, adapter.names[view]).register_forward_hook(
+                    lambda _m, _a, out, layer=layer, view=view: self._keep(layer, view, out)))
         return handles
 
     def _keep(self, layer: int, view: str, out: torch.Tensor) -> None:
@@ -108,8 +199,12 @@ class ExampleRun:
         n = act.shape[-1]
         pending = self._pending.pop(layer, {})
         flat = act.reshape(-1, n).float()
-        gate = pending["gate"].reshape(-1, n).float() if self.gated else None
-        up = pending["up"].reshape(-1, n).float() if self.gated else None
+        gate = up = None
+        if "gate_sign" in pending:                 # act = f(gate) * up with sign(f(gate)) == sign(gate)
+            gate = pending["gate_sign"].reshape(-1, n) > 0
+            up = (flat > 0) == gate
+        elif self.gated:
+            gate, up = pending["gate"].reshape(-1, n).float(), pending["up"].reshape(-1, n).float()
         self.states[layer].update(flat, gate, up, self.positions)
 
 

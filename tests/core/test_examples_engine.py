@@ -1,0 +1,54 @@
+"""The examples engine's running top-N against a brute force over every activation at once (numpy), with and
+without ties, through the dense merge, the buffered fast path and a state saved and loaded mid-way."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neuroscope.core import examples as engine
+from neuroscope.core.activations import CASES
+
+
+def brute_force(acts, gates, ups, per):
+    """Each neuron's top ``per`` by (value descending, position ascending), for both signs, and case counts."""
+    act, gate, up = (np.concatenate(x) for x in (acts, gates, ups))          # [rows, n]
+    rows, n = act.shape
+    codes = (gate <= 0) * 2 + (up <= 0)
+    out = {}
+    for sign, signed in enumerate((act, -act)):
+        vals, pos, case = (np.zeros((per, n), np.float32), np.zeros((per, n), np.int64), np.zeros((per, n), np.int8))
+        for j in range(n):
+            order = sorted(range(rows), key=lambda r: (-signed[r, j], r))[:per]
+            vals[:, j], pos[:, j], case[:, j] = signed[order, j], order, codes[order, j]
+        out[sign] = (vals, pos, case)
+    counts = np.stack([(codes == c).sum(0) for c in range(len(CASES))])
+    return out, counts, (act > 0).sum(0)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("path", ["dense", "fast", "fast, saved and loaded"])
+def test_running_top_n_equals_brute_force(monkeypatch, ties, path):
+    monkeypatch.setattr(engine, "BUFFER", 700)            # flush often: many merges of the buffer
+    gen = torch.Generator().manual_seed(3)
+    n, per, rows = 37, 6, 64
+    state = engine.LayerState.empty(n, per, True, "cpu")
+    acts, gates, ups = [], [], []
+    for batch in range(25):
+        act = torch.randn(rows, n, generator=gen) * (1 + batch % 4)
+        if ties:
+            act = act.round()                               # many equal activations
+        gate, up = torch.randn(rows, n, generator=gen), torch.randn(rows, n, generator=gen)
+        positions = torch.arange(batch * rows, (batch + 1) * rows)
+        state.update(act, gate, up, positions, dense=path == "dense")
+        acts.append(act.numpy()), gates.append(gate.numpy()), ups.append(up.numpy())
+        if path.endswith("loaded") and batch == 11:
+            state = engine.LayerState.from_numpy(state.to_numpy(), "cpu")
+    got = state.to_numpy()
+    want, counts, positive = brute_force(acts, gates, ups, per)
+    for sign in (0, 1):
+        np.testing.assert_array_equal(got["vals"][sign], want[sign][0])
+        np.testing.assert_array_equal(got["pos"][sign], want[sign][1])
+        np.testing.assert_array_equal(got["case"][sign], want[sign][2])
+    np.testing.assert_array_equal(got["cases"], counts)
+    np.testing.assert_array_equal(got["positive"], positive)
