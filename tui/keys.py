@@ -33,6 +33,11 @@ ROWS: list[tuple[str, str, str]] = [
     ("Filter", "enter", "go to the first result"),
     ("Filter", "{filter.match}", "cycle the match mode: word, exact, prefix, contains"),
     ("Results", "enter", "jump to that neuron (view and direction follow the result)"),
+    ("Behaviour", "{examples.run}", "compute every neuron's max-activating examples over the default corpus "
+                                    "(esc cancels; resumes)"),
+    ("Behaviour", "enter", "in the probe box: the selected neuron's activation on each token of the text"),
+    ("Behaviour", "{tree.firing}", "sort each layer's neurons by how often they fire / back to index order"),
+    ("Behaviour", "{agreement.toggle}", "show / hide how often the decode names what neurons fire on, per layer"),
     ("Clamp", "{clamp.add}", "add the selected neuron to the clamp basket (asks for a value, suggests one)"),
     ("Clamp", "{chat.toggle}", "show / hide the chat pane (basket, prompt, baseline vs clamped replies)"),
     ("Clamp", "{basket.edit}, {basket.remove}, {basket.clear}",

@@ -103,3 +103,26 @@ class CompareSearchResults(Message):
     match: str
     hits: list[Hit]
     where: list[str]
+
+
+@dataclass
+class ProbeResult(Message):
+    """The selected neuron's activation on each token of the probe's text."""
+
+    ref: object           # NeuronRef
+    tokens: list[str]
+    values: list[float]
+
+
+@dataclass
+class AgreementReady(Message):
+    """The decode <-> behaviour agreement (a core.agreement.Agreement)."""
+
+    agreement: object
+
+
+@dataclass
+class ExamplesDone(Message):
+    """An examples run finished ("done") or was cancelled ("cancelled")."""
+
+    outcome: str

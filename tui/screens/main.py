@@ -24,16 +24,19 @@ from ...core.refs import NeuronRef
 from ...core.sources import Source
 from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted
 from ..options import Options, model_for
+from ..widgets.agreement_chart import AgreementChart
+from ..widgets.behaviour import BehaviourPane
 from ..widgets.chat_pane import ChatPane
 from ..widgets.detail import NeuronDetail
 from ..widgets.filter import MAX_RANK, RESULT_LIMIT, FilterBar, ResultsTable, search_cache
 from ..widgets.neuron_tree import NeuronTree
+from .behaviour import BehaviourActions
 
 DEBOUNCE_S = 0.15
 
 
-class MainScreen(Screen):
-    BINDINGS = [
+class MainScreen(BehaviourActions, Screen):
+    BINDINGS = BehaviourActions.BEHAVIOUR_BINDINGS + [
         Binding("slash", "focus_filter", "Filter", id="filter"),
         Binding("u", "set_view('up')", "Up", id="view.up"),
         Binding("g", "set_view('gate')", "Gate", id="view.gate"),
@@ -53,6 +56,7 @@ class MainScreen(Screen):
         self.options = options or Options()
         self.model = model_for(source, self.options, lambda text: self.post_message(DecodeNote(text)),
                                self.decode_progress)
+        self.runner = model_for(source, self.options)   # the whole model, loaded once: chat, probe, examples
         self.path = self.model.path
         self.store: Store | None = None
         self.cancel = threading.Event()
@@ -68,7 +72,7 @@ class MainScreen(Screen):
             with Vertical(id="right"):
                 yield ResultsTable(id="results")
                 yield from self.compose_detail()
-                yield ChatPane(model_for(self.source, self.options), self.options, id="chat")
+                yield ChatPane(self.runner, self.options, id="chat")
         with Horizontal(id="decode-row"):
             yield Static("decoding", id="decode-label")
             yield ProgressBar(id="decode-bar", show_eta=True)
@@ -76,8 +80,11 @@ class MainScreen(Screen):
         yield Footer()
 
     def compose_detail(self) -> ComposeResult:
-        """The selected neuron's pane (compare mode composes both models' panes here instead)."""
+        """The selected neuron's pane and what it does on text (compare mode composes both models' panes
+        here instead)."""
+        yield AgreementChart("decode agrees with examples", id="behaviour-agreement")
         yield NeuronDetail(id="detail")
+        yield BehaviourPane(self.runner, id="behaviour")
 
     @property
     def tree(self) -> NeuronTree:
@@ -92,6 +99,8 @@ class MainScreen(Screen):
         self.query_one("#results").display = False
         self.query_one("#decode-row").display = False
         self.chat.display = False
+        for chart in self.query("#behaviour-agreement"):
+            chart.display = False
         self.open_store()
         if self.store is None or not self.store.status()["complete"]:
             self.start_decode()
@@ -128,13 +137,19 @@ class MainScreen(Screen):
         for layer in sorted({layer for layer, _ in store.done_units()}):
             self.tree.add_layer(layer)
 
-    def tree_labels(self, layer: int, start: int, stop: int):
+    def tree_labels(self, layer: int, neurons):
+        """Top-1 token and prob of each neuron (a contiguous range is one slice read; a list, the layer)."""
         if self.store is None:
             return None
-        got = self.store.tops(layer, self.view, self.direction, start, stop)
+        contiguous = isinstance(neurons, range)
+        got = self.store.tops(layer, self.view, self.direction, *((neurons.start, neurons.stop) if contiguous
+                                                                   else (0, None)))
         if got is None:
             return None
-        ids, probs = got[0][:, 0].tolist(), got[1][:, 0].tolist()
+        ids, probs = got[0][:, 0], got[1][:, 0]
+        if not contiguous:
+            ids, probs = ids[list(neurons)], probs[list(neurons)]
+        ids, probs = ids.tolist(), probs.tolist()
         texts = self.store.token_texts(ids)
         return [(texts[i], p) for i, p in zip(ids, probs)]
 
@@ -247,6 +262,8 @@ class MainScreen(Screen):
         top = store.top(ref.layer, ref.neuron, self.view, self.direction)
         others = [(v, store.top(ref.layer, ref.neuron, v, self.direction)) for v in store.views if v != self.view]
         self.query_one("#detail", NeuronDetail).show(title, top, others)
+        for pane in self.query(BehaviourPane):
+            pane.show(store, ref)
 
     def goto(self, ref: NeuronRef, focus_tree: bool = True) -> bool:
         """Show a neuron in tree and detail; False (with a notification) when it cannot be shown."""
@@ -285,6 +302,8 @@ class MainScreen(Screen):
         self._refresh_view()
 
     def _refresh_view(self) -> None:
+        if self.query("#behaviour-agreement"):
+            self.show_agreement()
         self.tree.relabel()
         if self.current is not None:
             self.show_neuron(self.current)
@@ -351,7 +370,6 @@ class MainScreen(Screen):
         self.view, self.direction = hit.view, hit.direction
         self.goto(NeuronRef(hit.layer, hit.neuron), focus_tree)
 
-    # -- back / cancel -------------------------------------------------------------------
     # -- clamping and the chat pane -----------------------------------------------------
     @property
     def chat(self) -> ChatPane:

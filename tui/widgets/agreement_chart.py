@@ -50,8 +50,9 @@ class AgreementChart(Widget):
     DEFAULT_CSS = "AgreementChart { height: 7; text-wrap: nowrap; text-overflow: ellipsis; }"
     BAR_ROWS = 4
 
-    def __init__(self, **kwargs):
+    def __init__(self, label: str = "same top-1", **kwargs):
         super().__init__(**kwargs)
+        self.label = label
         self.fractions: list[float] = []
         self.title = ""
         self.status = "comparing…"
@@ -74,7 +75,7 @@ class AgreementChart(Widget):
         if self.status or not self.fractions:
             return Text(self.status or "nothing to compare yet", style="dim italic")
         head = Text(no_wrap=True, overflow="ellipsis")
-        head.append("same top-1 ", style="bold")
+        head.append(f"{self.label} ", style="bold")
         if self.selected is not None and 0 <= self.selected < len(self.fractions):
             head.append(f"L{self.selected} {self.fractions[self.selected]:.1%}", style="bold yellow")
         head.append(f" · {self.title}", style="dim")

@@ -16,8 +16,8 @@ from ..format import neuron_label
 GROUP = 256
 CHUNK = 64
 
-# (layer, start, stop) -> list of (token, prob) or None when that layer/view is not decoded yet
-LabelSource = Callable[[int, int, int], "list[tuple[str, float]] | None"]
+# (layer, neurons) -> list of (token, prob) or None when that layer/view is not decoded yet
+LabelSource = Callable[[int, "range | tuple[int, ...]"], "list[tuple[str, float]] | None"]
 
 
 @dataclass
@@ -27,6 +27,11 @@ class NodeInfo:
     start: int = 0       # group: first neuron; neuron: the neuron
     stop: int = 0        # group: one past the last neuron
     loaded: bool = False
+    members: tuple[int, ...] | None = None   # a group of a sorted layer: its neurons, in order
+
+    @property
+    def neurons(self) -> "range | tuple[int, ...]":
+        return self.members if self.members is not None else range(self.start, self.stop)
 
 
 class NeuronTree(Tree[NodeInfo]):
@@ -43,6 +48,8 @@ class NeuronTree(Tree[NodeInfo]):
         super().__init__(Text(title, style="bold"), **kwargs)
         self.neurons = neurons
         self.labels = labels
+        self.order: dict[int, list[int]] = {}     # layer -> neurons in display order (empty: index order)
+        self._rank: dict[int, dict[int, int]] = {}
         self.show_root = True
         self.guide_depth = 2
         self.root.expand()
@@ -67,18 +74,34 @@ class NeuronTree(Tree[NodeInfo]):
             return
         info.loaded = True
         if info.kind == "layer":
+            order = self.order.get(info.layer)
             for start in range(0, self.neurons, GROUP):
                 stop = min(self.neurons, start + GROUP)
-                node.add(Text(f"N{start}–{stop - 1}"), NodeInfo("group", info.layer, start, stop))
+                if order is None:
+                    node.add(Text(f"N{start}–{stop - 1}"), NodeInfo("group", info.layer, start, stop))
+                else:
+                    node.add(Text(f"firing #{start + 1}–{stop}", style="italic"),
+                             NodeInfo("group", info.layer, start, stop, members=tuple(order[start:stop])))
         else:
-            self._add_neurons(node, info.start, info.stop)
+            self._add_neurons(node, info.neurons)
 
-    def _add_neurons(self, node: TreeNode[NodeInfo], start: int, stop: int) -> None:
-        tops = self.labels(node.data.layer, start, stop) if self.labels else None
-        for neuron in range(start, stop):
-            token, prob = tops[neuron - start] if tops else (None, None)
+    def _add_neurons(self, node: TreeNode[NodeInfo], neurons) -> None:
+        tops = self.labels(node.data.layer, neurons) if self.labels else None
+        for i, neuron in enumerate(neurons):
+            token, prob = tops[i] if tops else (None, None)
             node.add_leaf(neuron_label(node.data.layer, neuron, token, prob),
                           NodeInfo("neuron", node.data.layer, neuron, neuron + 1))
+
+    def set_order(self, orders: dict[int, list[int]]) -> None:
+        """Show each layer's neurons in this order (empty: index order); the loaded groups are rebuilt."""
+        self.order = dict(orders)
+        self._rank = {layer: {n: i for i, n in enumerate(order)} for layer, order in self.order.items()}
+        for layer_node in self.root.children:
+            expanded = layer_node.is_expanded
+            layer_node.remove_children()
+            layer_node.data.loaded = False
+            if expanded:
+                self.ensure_loaded(layer_node)
 
     async def _on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
         self.ensure_loaded(event.node)
@@ -90,7 +113,7 @@ class NeuronTree(Tree[NodeInfo]):
             for group in layer_node.children:
                 if not group.data.loaded:
                     continue
-                tops = self.labels(group.data.layer, group.data.start, group.data.stop) if self.labels else None
+                tops = self.labels(group.data.layer, group.data.neurons) if self.labels else None
                 for i, leaf in enumerate(group.children):
                     token, prob = tops[i] if tops else (None, None)
                     leaf.set_label(neuron_label(leaf.data.layer, leaf.data.start, token, prob))
@@ -102,10 +125,11 @@ class NeuronTree(Tree[NodeInfo]):
             return None
         self.ensure_loaded(layer_node)
         layer_node.expand()
-        group = layer_node.children[neuron // GROUP]
+        at = self._rank[layer][neuron] if layer in self._rank else neuron
+        group = layer_node.children[at // GROUP]
         self.ensure_loaded(group)
         group.expand()
-        return group.children[neuron - group.data.start]
+        return group.children[at - group.data.start]
 
     def focus_node(self, node: TreeNode[NodeInfo]) -> None:
         _ = self._tree_lines  # rebuild lines so the node has its line number

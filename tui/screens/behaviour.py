@@ -1,0 +1,104 @@
+"""The browser's behaviour keys: compute the examples (E), sort a layer's neurons by how often they fire
+(F), and show the decode <-> behaviour agreement per layer (A). A mixin of MainScreen (its widgets are the
+BehaviourPane and an AgreementChart in the right column)."""
+from __future__ import annotations
+
+import time
+
+from textual import work
+from textual.binding import Binding
+from textual.widgets import ProgressBar, Static
+
+from ...cache.examples import Examples
+from ...core.errors import Cancelled
+from ..messages import AgreementReady, DecodeProgress, ExamplesDone
+from ..widgets.agreement_chart import AgreementChart
+
+
+class BehaviourActions:
+    BEHAVIOUR_BINDINGS = [
+        Binding("E", "run_examples", "Examples", show=False, id="examples.run"),
+        Binding("F", "sort_firing", "Sort by firing", show=False, id="tree.firing"),
+        Binding("A", "toggle_agreement", "Agreement", show=False, id="agreement.toggle"),
+    ]
+
+    # -- E: examples -----------------------------------------------------------------------------------
+    def action_run_examples(self) -> None:
+        if self.decoding:
+            self.notify("a decode or examples run is going on: wait for it (escape cancels)", severity="warning")
+            return
+        self.decoding = True
+        self.query_one("#decode-row").display = True
+        self.query_one("#decode-label", Static).update("loading the model for the examples…")
+        self.examples_worker()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="examples", name="examples")
+    def examples_worker(self) -> None:
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            if done in (0, total) or time.monotonic() - last[0] >= 0.1:
+                last[0] = time.monotonic()
+                self.post_message(DecodeProgress(done, total))
+
+        self.runner.progress = lambda _label: (progress, lambda: None)
+        try:
+            self.runner.examples(cancel=self.cancel)
+        except Cancelled:
+            self.post_message(ExamplesDone("cancelled"))
+            return
+        self.post_message(ExamplesDone("done"))
+
+    def on_examples_done(self, message: ExamplesDone) -> None:
+        self.decoding = False
+        self.cancel.clear()
+        self.query_one("#decode-row").display = False
+        self.query_one("#decode-bar", ProgressBar).update(progress=0)
+        self.open_store()
+        if self.current is not None:
+            self.show_neuron(self.current)
+        self.notify("examples ready" if message.outcome == "done" else
+                    "examples cancelled; what was done is kept, press E to resume", title="examples")
+
+    # -- F: sort by firing -----------------------------------------------------------------------------
+    def action_sort_firing(self) -> None:
+        if self.tree.order:
+            self.tree.set_order({})
+            self.notify("neurons in index order", timeout=2)
+            return
+        ex = Examples(self.store) if self.store is not None else None
+        if ex is None or not ex.has_tables() or not ex.complete:
+            self.notify("no examples yet: press E first", severity="warning")
+            return
+        orders = {}
+        for layer in range(self.store.layers):
+            counts = ex.counts(layer)
+            if counts is not None:
+                orders[layer] = sorted(range(self.store.neurons), key=lambda i, p=counts[1]: (-int(p[i]), i))
+        self.tree.set_order(orders)
+        self.notify("each layer's neurons by how often they fire (> 0), most first", timeout=3)
+
+    # -- A: agreement ----------------------------------------------------------------------------------
+    def action_toggle_agreement(self) -> None:
+        chart = self.query_one("#behaviour-agreement", AgreementChart)
+        chart.display = not chart.display
+        if chart.display:
+            chart.set_status("computing the decode ↔ behaviour agreement…")
+            self.agreement_worker()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="agreement", name="agreement")
+    def agreement_worker(self) -> None:
+        self.post_message(AgreementReady(self.model.agreement()))
+
+    def on_agreement_ready(self, message: AgreementReady) -> None:
+        self.agreement = message.agreement
+        self.show_agreement()
+
+    def show_agreement(self) -> None:
+        chart = self.query_one("#behaviour-agreement", AgreementChart)
+        result = getattr(self, "agreement", None)
+        if result is None or self.view not in result.views:
+            return
+        a = result.views[self.view]
+        chart.show([p.agree for p in a.per_layer], f"{self.view}: {a.agree:.1%} of neurons agree · chance "
+                                                  f"{a.chance:.1%} · all views {result.agree:.1%}")
