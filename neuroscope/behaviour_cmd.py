@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from .commands import _emit_json, open_model
 from .core.refs import NeuronRef
+from .output import _emit_json, open_model
 
 SHOWN = 5          # examples per sign in the plain `show --examples` output
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .commands import note, open_model
 from .core.clamp import check_preset_name, save_preset
+from .output import note, open_model
 
 
 def _stream_printer():

@@ -16,25 +16,11 @@ from .cache.catalog import mark_used, most_recent
 from .cache.store import translate
 from .core.errors import NeuroscopeError, UsageError, one_line
 from .core.refs import NeuronRef
+from .output import _emit_json, note, open_model
 
 
 class CommandError(UsageError):
     """A problem with the user's input: printed as one line, exit code 2."""
-
-
-def note(message: str) -> None:
-    sys.stderr.write(f"neuroscope: {message}\n")
-    sys.stderr.flush()
-
-
-def progress_bar(label: str):
-    """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory: "decode …"
-    counts neuron-views, "examples …" corpus tokens."""
-    from .progress import ProgressBar
-
-    what = label.split()[0]
-    bar = ProgressBar(what, unit="tokens" if what == "examples" else "neuron-views")
-    return bar, bar.close
 
 
 def handlers() -> dict:
@@ -84,17 +70,6 @@ def user_message(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and exc.errno is not None:   # the disk or the OS said no: not a bug of ours
         return f"{exc.strerror or type(exc).__name__}{f': {exc.filename}' if exc.filename else ''}"
     return None
-
-
-def _emit_json(value) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
-
-
-def open_model(args, spec: str | None = None) -> api.Model:
-    """The API's model for what the user typed, reporting on stderr."""
-    return api.open(args.model if spec is None else spec, cache_dir=args.cache_dir,
-                    device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"),
-                    trust_remote_code=getattr(args, "trust_remote_code", False), progress=progress_bar, note=note)
 
 
 def cmd_decode(args) -> int:

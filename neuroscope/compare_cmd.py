@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 from . import api
-from .commands import _emit_json, open_model
 from .core.compare import PAPER_SAME_TOP1, Comparison
 from .core.refs import NeuronRef
+from .output import _emit_json, open_model
 
 BAR = 30
 

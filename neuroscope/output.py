@@ -1,0 +1,34 @@
+"""What every command prints through: notes on stderr, JSON on stdout, the CLI's progress bar, and the API
+model made from what the user typed."""
+from __future__ import annotations
+
+import json
+import sys
+
+from . import api
+
+
+def note(message: str) -> None:
+    sys.stderr.write(f"neuroscope: {message}\n")
+    sys.stderr.flush()
+
+
+def progress_bar(label: str):
+    """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory: "decode …"
+    counts neuron-views, "examples …" corpus tokens."""
+    from .progress import ProgressBar
+
+    what = label.split()[0]
+    bar = ProgressBar(what, unit="tokens" if what == "examples" else "neuron-views")
+    return bar, bar.close
+
+
+def _emit_json(value) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+
+def open_model(args, spec: str | None = None) -> api.Model:
+    """The API's model for what the user typed, reporting on stderr."""
+    return api.open(args.model if spec is None else spec, cache_dir=args.cache_dir,
+                    device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"),
+                    trust_remote_code=getattr(args, "trust_remote_code", False), progress=progress_bar, note=note)
