@@ -36,12 +36,15 @@ class Hit:
     token_id: int
     token: str
     prob: float
+    label: str | None = None          # the neuron's concept label in this view and direction (cache.labels)
+    label_mass: float | None = None
+    label_count: int = 0
 
     def as_dict(self) -> dict:
         return {
             "layer": self.layer, "neuron": self.neuron, "view": self.view,
             "direction": self.direction, "rank": self.rank + 1, "token_id": self.token_id,
-            "token": self.token, "prob": self.prob,
+            "token": self.token, "prob": self.prob, "label": self.label, "label_mass": self.label_mass,
         }
 
 

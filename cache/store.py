@@ -30,6 +30,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..core.errors import CacheBusy, CacheError, CorruptCache
+from . import labels as label_tables
 from . import postings
 from .postings import ALL_VIEWS, DIRECTIONS, MATCH_MODES, Hit, normalize  # noqa: F401 - re-exported
 
@@ -96,6 +97,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS token_stats (token_id INTEGER PRIMARY KEY, best REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS postings (token_id INTEGER NOT NULL, layer INTEGER NOT NULL, view TEXT NOT NULL, "
     "entries BLOB NOT NULL, PRIMARY KEY (token_id, layer, view)) WITHOUT ROWID",
+    *label_tables.SCHEMA,
 )
 
 
@@ -184,6 +186,7 @@ class Store:
                                   ((i, t, normalize(t)) for i, t in enumerate(texts)))
             self.conn.execute("CREATE INDEX IF NOT EXISTS vocab_norm ON vocab(norm)")
             self.conn.execute("CREATE INDEX IF NOT EXISTS vocab_text ON vocab(text)")
+            label_tables.Labels(self).write_keys(list(texts))
         self._meta = dict(values)
 
     def touch(self) -> None:
@@ -262,12 +265,30 @@ class Store:
                 "ON CONFLICT(token_id) DO UPDATE SET best = max(best, excluded.best)",
                 ((tok, best) for tok, _, best in packed),
             )
+            label_tables.Labels(self).write_unit(layer, view, pos, neg)
+
+    @guarded
+    def label_missing(self, note=None) -> int:
+        """Give the decoded units that have no labels theirs (a one-time upgrade of caches made before labels
+        were kept), one transaction per unit; returns how many units were labelled."""
+        labels = label_tables.Labels(self)
+        todo = labels.missing()
+        if not todo:
+            return 0
+        if note:
+            note(f"labelling {len(todo) * 2 * self.neurons:,} neuron-directions of {self.meta.get('name')} "
+                 f"(a one-time upgrade of this cache)")
+        for layer, view in todo:
+            pos, neg = self.tops(layer, view, "pos"), self.tops(layer, view, "neg")
+            with self.db.atomic():
+                labels.write_unit(layer, view, pos, neg)
+        return len(todo)
 
     @guarded
     def clear_units(self) -> None:
         """Drop every decoded unit (a decode at another precision replaces them all), in one transaction."""
         with self.db.atomic():
-            for table in ("decoded", "units", "postings", "token_stats"):
+            for table in ("decoded", "units", "postings", "token_stats", "labels", "concept_index"):
                 self.conn.execute(f"DELETE FROM {table}")
 
     @guarded
@@ -357,7 +378,8 @@ class Store:
         ready = self.ready
         views = self.decoded_views() if ready else []
         return {
-            "model": m.get("name"), "source": m.get("source"), "layers": m.get("layers"),
+            "model": m.get("name"), "source": m.get("source"), "hub_id": m.get("hub_id"),
+            "revision": m.get("revision"), "layers": m.get("layers"),
             "neurons_per_layer": m.get("neurons_per_layer"), "views": views,
             "complete": ready and bool(views) and set(views) == set(self.views),
         }

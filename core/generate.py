@@ -32,6 +32,7 @@ class Generation:
     texts: list[str] = field(default_factory=list)
     new_tokens: int = 0
     cancelled: bool = False
+    ids: list[list[int]] = field(default_factory=list)     # each reply's tokens, up to and with its end token
 
     @property
     def text(self) -> str:
@@ -154,7 +155,33 @@ def generate(lm, prompt: Prompt, settings: GenSettings, clamps: ClampSet | None 
                                 streamer=streamer, stopping_criteria=StoppingCriteriaList([CancelCriteria(cancel)]))
     new = out[:, prompt.length:]
     texts = [lm.tokenizer.decode(row, skip_special_tokens=True) for row in new]
-    return Generation(texts, int(new.shape[1]), bool(cancel is not None and cancel.is_set()))
+    return Generation(texts, int(new.shape[1]), bool(cancel is not None and cancel.is_set()),
+                      [_reply(row.tolist(), config.eos_token_id) for row in new])
+
+
+def _reply(row: list[int], eos) -> list[int]:
+    """A generated row up to and with its first end token (what follows is padding)."""
+    ends = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    for i, token in enumerate(row):
+        if token in ends:
+            return row[: i + 1]
+    return row
+
+
+def fluency(lm, prompt: Prompt, replies: list[list[int]]) -> float | None:
+    """Mean log-probability per token (nats) of the replies after the prompt under the model as it is (no
+    clamps installed), pooled over every reply token."""
+    total, count = 0.0, 0
+    with FORWARD_LOCK, torch.inference_mode():
+        for reply in replies:
+            if not reply:
+                continue
+            ids = torch.cat([prompt.ids.cpu(), torch.tensor([reply])], dim=1)
+            logits = lm.model(input_ids=on_model(lm, ids), use_cache=False).logits[0].float()
+            logp = torch.log_softmax(logits[prompt.length - 1:-1], dim=-1)
+            total += float(logp.gather(1, torch.tensor(reply, device=logp.device)[:, None]).sum())
+            count += len(reply)
+    return total / count if count else None
 
 
 def next_token_probs(lm, prompt: Prompt, clamps: ClampSet | None = None) -> torch.Tensor:

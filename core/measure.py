@@ -12,7 +12,7 @@ import torch
 from .clamp import FORWARD_LOCK, recording
 from .errors import GenerationError
 from .experiment import Experiment, GenSettings
-from .generate import Prompt, build_prompt, generate, next_token_probs, on_model
+from .generate import Prompt, build_prompt, fluency, generate, next_token_probs, on_model
 from .refs import NeuronRef
 
 
@@ -45,9 +45,11 @@ class Side:
     target_rate: float | None = None
     samples: list[str] = field(default_factory=list)
     cancelled: bool = False
+    fluency: float | None = None     # with samples: their mean log-prob per token under the unclamped model
 
     def as_dict(self) -> dict:
-        return {"text": self.text, "target_prob": self.target_prob, "target_rate": self.target_rate}
+        out = {"text": self.text, "target_prob": self.target_prob, "target_rate": self.target_rate}
+        return out if not self.samples else {**out, "fluency": self.fluency}
 
 
 def target_token(lm, prompt: Prompt, word: str) -> Target:
@@ -128,4 +130,5 @@ def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel:
             side.samples = gen.texts
             side.cancelled = side.cancelled or gen.cancelled
             side.target_rate = sum(contains_word(t, target.word) for t in gen.texts) / len(gen.texts)
+            side.fluency = fluency(lm, prompt, gen.ids)          # scored without the clamps, for both sides
     return Result(prompt, target, sides["baseline"], sides["clamped"], activation)

@@ -21,6 +21,7 @@ from ..cache.store import RECIPE_VERSION, Store
 from .errors import CorruptCache
 from .modelinfo import ModelInfo, inspect_model
 from .options import check_dtype
+from .provenance import provenance
 from .sources import Source
 
 Note = Callable[[str], None]
@@ -68,7 +69,7 @@ def _discard_reason(path: Path, top_k: int) -> str | None:
 
 
 def _meta(source: Source, info: ModelInfo, top_k: int, precision: str) -> dict:
-    return dict(name=source.name, source=source.source, fingerprint=source.fingerprint, revision=source.revision,
+    return dict(name=source.name, source=source.source, fingerprint=source.fingerprint, **provenance(source),
                 recipe=RECIPE_VERSION, top_k=top_k, arch=info.arch, layers=info.layers,
                 neurons_per_layer=info.neurons, hidden=info.shape.hidden, views=list(info.views),
                 precision=precision, created=time.time())

