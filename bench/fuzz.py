@@ -18,9 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-COMMANDS = ["decode", "show", "search", "models", "clamp", "compare", "tui", "trace", "examples", "agreement"]
+COMMANDS = ["decode", "show", "search", "models", "clamp", "compare", "tui", "trace", "examples", "agreement", "top",
+            "concept", "export"]
 SHARE = {"decode": 1, "show": 2, "search": 2, "models": 0.5, "clamp": 2, "compare": 1, "tui": 1.5, "trace": 1,
-         "examples": 1, "agreement": 0.5}
+         "examples": 1, "agreement": 0.5, "top": 1, "concept": 0.5, "export": 1}
 
 
 def main() -> int:

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from .cache.catalog import cache_path, list_caches
 from .cache.store import Hit, Store, TopToken
+from .concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
 from .core.clamp import ClampSet, load_preset
 from .core.errors import UsageError
 from .core.experiment import Experiment, GenSettings
 from .core.modelinfo import ModelInfo, inspect_model
 from .core.options import check_device_name, check_dtype
-from .core.refs import NeuronRef
+from .core.provenance import provenance
 from .core.sources import Source, resolve
+from .model_extras import TextAndConcepts
+from .neuron import Neuron
 from .results import CachedModel, ClampReport, Records, as_clamps, as_ref, check_view_direction, tqdm_progress
 
 Note = Callable[[str], None]
@@ -37,41 +39,7 @@ DEFAULT_TOP_K = 10
 MAX_TOP_K = 255
 
 
-@dataclass
-class Neuron:
-    """One MLP neuron of a model: ``model.neuron("L29:N808")``."""
-
-    model: "Model"
-    ref: NeuronRef
-
-    def __str__(self) -> str:
-        return str(self.ref)
-
-    def top(self, view: str = "up", direction: str = "pos") -> Records:
-        """Its top-k tokens (TopToken: rank, token_id, token, prob) in one view and direction."""
-        check_view_direction(view, direction)
-        with self.model.store(view, check=self.ref.check) as store:
-            return Records(store.top(self.ref.layer, self.ref.neuron, view, direction))
-
-    def tops(self, direction: str = "pos") -> dict[str, Records]:
-        """Its top-k tokens in every view the model has."""
-        return {view: self.top(view, direction) for view in self.model.views}
-
-    def examples(self, sign: str = "pos", limit: int | None = None, context: int = 24) -> Records:
-        """Its max-activating examples for one sign (Example: activation, tokens, index, case), highest
-        |activation| first; after ``model.examples()``."""
-        from .behaviour import neuron_examples
-
-        return neuron_examples(self.model, self.ref, sign, limit, context)
-
-    def cases(self) -> dict:
-        """How often each GLU case occurs for it over the examples' corpus, and how often it is positive."""
-        from .behaviour import neuron_cases
-
-        return neuron_cases(self.model, self.ref)
-
-
-class Model:
+class Model(TextAndConcepts):
     """A model and its decode cache. ``neuroscope.open(MODEL)`` makes one; nothing is loaded until needed."""
 
     def __init__(self, source: Source, cache_dir=None, device: str = "auto", dtype: str = "auto",
@@ -86,6 +54,7 @@ class Model:
         self._lm = None
         self._tokenizer = None
         self._lm_lock = threading.Lock()
+        self._provenance: dict | None = None
 
     def __repr__(self) -> str:
         return f"<neuroscope.Model {self.name} ({self.source.source})>"
@@ -93,6 +62,14 @@ class Model:
     @property
     def name(self) -> str:
         return self.source.name
+
+    @property
+    def provenance(self) -> dict:
+        """``{"hub_id", "revision"}``, each None when unknown (core.sources.provenance); every command's JSON
+        carries them."""
+        if self._provenance is None:
+            self._provenance = provenance(self.source)
+        return dict(self._provenance)
 
     @property
     def path(self):
@@ -189,6 +166,9 @@ class Model:
             if check is not None:
                 check(self.info.layers, self.info.neurons)
             self.decode()
+        from .concepts import ensure_labels
+
+        ensure_labels(self.path, self.note)       # caches made before labels were kept: labelled once
         return Store(self.path, readonly=True)
 
     # -- reading -----------------------------------------------------------------------------------
@@ -200,13 +180,15 @@ class Model:
                match: str = "word", limit: int | None = 50) -> Records:
         """Neurons whose top ``max_rank`` tokens match ``text`` (Hit: layer, neuron, view, direction, rank,
         token_id, token, prob), highest probability first. ``match``: word (case-insensitive, leading
-        spaces and space markers ignored), exact, prefix or contains."""
+        spaces and space markers ignored), exact, prefix, contains, or label (neurons whose concept label
+        is ``text``'s concept key, highest label mass first). Every hit carries its neuron's label."""
         from .cache.postings import MATCH_MODES
+        from .concepts import label_search, with_labels
 
         if not isinstance(text, str) or not text.strip():
             raise UsageError("TEXT is empty: give a token to search for, e.g. dog")
-        if match not in MATCH_MODES:
-            raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(MATCH_MODES)}")
+        if match not in (*MATCH_MODES, "label"):
+            raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(MATCH_MODES)}, label")
         check_view_direction(view, direction)
         if not isinstance(max_rank, int) or max_rank < 1 or (limit is not None and (not isinstance(limit, int)
                                                                                      or limit < 1)):
@@ -219,10 +201,12 @@ class Model:
         if max_rank > k:
             raise UsageError(f"--max-rank {max_rank} exceeds the cached top-{k}; decode again with --top-k "
                              f"{max_rank} --rebuild")
+        views, directions = [view] if view else None, [direction] if direction else None
         with self.store(view) as store:
-            return Records(store.search(text, match=match, views=[view] if view else None,
-                                        directions=[direction] if direction else None, max_rank=max_rank,
-                                        limit=limit))
+            if match == "label":
+                return Records(label_search(store, text, views, directions, limit))
+            return Records(with_labels(store, store.search(text, match=match, views=views, directions=directions,
+                                                           max_rank=max_rank, limit=limit)))
 
     # -- clamping ----------------------------------------------------------------------------------
     def tokenizer(self):
@@ -256,10 +240,20 @@ class Model:
     def experiment(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool = False,
                    samples: int | None = None, max_new_tokens: int = 40, temperature: float | None = None,
                    top_p: float | None = None, seed: int = 0, mode: str = "set", positions: str = "all",
-                   preset: str | None = None) -> Experiment:
-        """A checked Experiment (everything the headers can tell is checked; nothing is loaded)."""
+                   preset: str | None = None, concept: str | None = None, strength: float = DEFAULT_STRENGTH,
+                   min_mass: float = DEFAULT_MIN_MASS) -> Experiment:
+        """A checked Experiment (everything the headers can tell is checked; nothing is loaded). ``concept``
+        adds a clamp for every neuron labelled with it (concepts.concept_clamps)."""
         clamp_set, extra = (load_preset(preset) if preset else (ClampSet(), {}))
         clamp_set.clamps.extend(as_clamps(clamps, mode))
+        if concept is not None:
+            from .concepts import concept_clamps
+
+            if not (isinstance(strength, (int, float)) and abs(strength) <= 1000 and strength == strength):
+                raise UsageError("--strength must be a number from -1,000 to 1,000")
+            if not (isinstance(min_mass, (int, float)) and 0 <= min_mass <= 1):
+                raise UsageError("--min-mass must be a number from 0 to 1")
+            clamp_set.clamps.extend(concept_clamps(self, concept, float(strength), float(min_mass)))
         if positions != "all" or not preset:
             clamp_set.positions = positions
         if not clamp_set:
@@ -274,12 +268,13 @@ class Model:
               samples: int | None = None, max_new_tokens: int = 40, temperature: float | None = None,
               top_p: float | None = None, seed: int = 0, mode: str = "set", positions: str = "all",
               preset: str | None = None, on_text: Callable[[str, str], None] | None = None,
-              cancel: threading.Event | None = None):
+              cancel: threading.Event | None = None, concept: str | None = None, strength: float = DEFAULT_STRENGTH,
+              min_mass: float = DEFAULT_MIN_MASS):
         """Generate baseline and clamped replies to ``prompt`` and measure p(target). ``clamps``:
-        {"L29:N808": 20, ...}, a list of "L29:N808=20" strings or Clamp objects. Returns a ClampReport
-        (``as_dict()`` is the CLI's --json)."""
+        {"L29:N808": 20, ...}, a list of "L29:N808=20" strings or Clamp objects; ``concept`` adds every neuron
+        labelled with it. Returns a ClampReport (``as_dict()`` is the CLI's --json)."""
         exp = self.experiment(clamps, prompt, target, chat, samples, max_new_tokens, temperature, top_p, seed,
-                              mode, positions, preset)
+                              mode, positions, preset, concept, strength, min_mass)
         return self.run(exp, self.prepare(exp), on_text, cancel)
 
     def prepare(self, exp: Experiment):
@@ -321,29 +316,6 @@ class Model:
 
     def compare(self, other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50):
         return compare(self, other, view=view, direction=direction, top=top)
-
-    # -- behaviour (neuroscope.behaviour) -----------------------------------------------------------
-    def trace(self, prompt: str, chat: bool = False, top: int = 10, neurons=None):
-        """One forward pass with hooks: each token's top neurons by |activation| (labelled, with GLU cases),
-        and ``neurons``' activation at every token (a core.activations.Trace)."""
-        from .behaviour import trace
-
-        return trace(self, prompt, chat, top, neurons)
-
-    def examples(self, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int = 128, batch: int = 8,
-                 rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0):
-        """Every neuron's top ``per_neuron`` examples by activation, each sign, over the first ``tokens`` tokens
-        of ``corpus`` (default: the King James Bible); committed every ``commit_s`` seconds, so resumable;
-        cached (an ExamplesResult)."""
-        from .behaviour import examples
-
-        return examples(self, corpus, tokens, per_neuron, window, batch, rebuild, cancel, commit_s)
-
-    def agreement(self, seed: int = 0):
-        """How often the decode names what neurons respond to, per view and layer (core.agreement)."""
-        from .behaviour import agreement
-
-        return agreement(self, seed)
 
 
 def open(model: str, cache_dir=None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
@@ -387,7 +359,8 @@ def models(cache_dir=None, note: Note | None = None) -> Records:
             continue
         if status.get("ready"):
             out.append(CachedModel(status["model"], status["source"], status["layers"], status["neurons_per_layer"],
-                                   status["views"], status["complete"], status.get("last_used") or 0))
+                                   status["views"], status["complete"], status.get("last_used") or 0,
+                                   status.get("hub_id"), status.get("revision")))
     return out
 
 

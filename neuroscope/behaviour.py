@@ -14,6 +14,9 @@ from .results import Records, as_ref
 MAX_TOKENS = 100_000_000
 
 
+DEFAULT_WINDOW = 128
+
+
 def check_examples_args(tokens: int, per_neuron: int, window: int, batch: int) -> None:
     for name, value, low, high in (("--tokens", tokens, 1, MAX_TOKENS), ("--per-neuron", per_neuron, 1, 1000),
                                    ("--window", window, 8, 8192), ("--batch-size", batch, 1, 4096)):
@@ -49,15 +52,22 @@ def trace(model, prompt: str, chat: bool = False, top: int = 10, neurons=None):
     return Trace(model.name, prompt, tokens, traces)
 
 
-def examples(model, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int = 128, batch: int = 8,
-             rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0):
-    """Max-activating examples of every neuron over ``corpus`` (a path; None: the default corpus)."""
+def examples(model, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int | None = None,
+             batch: int = 8, rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0):
+    """Max-activating examples of every neuron over ``corpus`` (a path; None: the default corpus). ``window``:
+    tokens per row (default 128, or the model's context where that is shorter)."""
     from .core.corpus import open_corpus
     from .core.examples import ensure_examples
 
-    check_examples_args(tokens, per_neuron, window, batch)
+    check_examples_args(tokens, per_neuron, DEFAULT_WINDOW if window is None else window, batch)
+    info = model.info                                # headers only: the context length
+    context = info.shape.context
+    if window is None:
+        window = min(DEFAULT_WINDOW, context) if context else DEFAULT_WINDOW
+        check_examples_args(tokens, per_neuron, window, batch)
+    elif context and window > context:
+        raise UsageError(f"--window {window} exceeds {model.name}'s context of {context:,} tokens")
     text = open_corpus(corpus)                       # missing, empty or binary: before anything is loaded
-    info = model.info
     progress, close = model._progress("examples")
     try:
         return ensure_examples(model.source, info, model.loaded, model.tokenizer(), text, tokens, per_neuron, window,

@@ -19,7 +19,7 @@ def cmd_trace(args) -> int:
     model = open_model(args)
     result = model.trace(args.prompt, chat=args.chat, top=args.top, neurons=args.neurons or None)
     if args.json:
-        _emit_json(result.as_dict())
+        _emit_json(result.as_dict(), model)
         return 0
     print(f"{model.name}: the top {args.top} neurons of each token by |activation| (label: what it writes there)")
     for token in result.tokens:
@@ -39,7 +39,7 @@ def cmd_examples(args) -> int:
     summary = {"model": model.name, "corpus": result.corpus, "tokens": result.tokens, "processed": result.processed,
                "per_neuron": args.per_neuron, "seconds": round(result.seconds, 3), "complete": result.complete}
     if args.json:
-        _emit_json(summary)
+        _emit_json(summary, model)
         return 0
     what = "computed" if result.processed else "already cached"
     print(f"{model.name}: top-{args.per_neuron} examples of every neuron, both signs, over {result.tokens:,} tokens "
@@ -79,7 +79,7 @@ def cmd_agreement(args) -> int:
     model = open_model(args)
     result = model.agreement()
     if args.json:
-        _emit_json(result.as_dict())
+        _emit_json(result.as_dict(), model)
         return 0
     print(f"{model.name}: a neuron agrees when a token of its decoded top-{result.top_k} is among the tokens at its "
           f"top-{result.per_neuron} examples (up/gate: the token; down: the next token)")

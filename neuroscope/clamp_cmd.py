@@ -10,7 +10,7 @@ import json
 import sys
 
 from .core.clamp import check_preset_name, save_preset
-from .output import note, open_model
+from .output import _emit_json, note, open_model
 
 
 def _stream_printer():
@@ -43,7 +43,8 @@ def cmd_clamp(args) -> int:
         check_preset_name(args.save_preset)
     model = open_model(args)
     exp = model.experiment(args.sets, args.prompt, args.target, args.chat, args.samples, args.max_new_tokens,
-                           args.temperature, args.top_p, args.seed, args.mode, args.positions, args.preset)
+                           args.temperature, args.top_p, args.seed, args.mode, args.positions, args.preset,
+                           args.concept, args.strength, args.min_mass)
     prepared = model.prepare(exp)                  # headers and tokenizer only: every check before the load
     if args.save_preset:
         path = save_preset(args.save_preset, exp.clamps, {"model": model.name, "prompt": exp.prompt,
@@ -54,7 +55,7 @@ def cmd_clamp(args) -> int:
     finish()
     result, clamps, target = report.result, exp.clamps, exp.target
     if args.json:
-        sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
+        _emit_json(report.as_dict(), model)
         return 0
     print(f"{model.name}: {clamps.describe()}")
     for a in result.activation:
@@ -65,7 +66,8 @@ def cmd_clamp(args) -> int:
         n = args.samples or 0
         print(f"  {'':<9} {'p(target)':>10}  {'replies with target' if n else ''}".rstrip())
         for name, side in (("baseline", result.baseline), ("clamped", result.clamped)):
-            print(f"  {name:<9} {_fmt_prob(side.target_prob):>10}  {_fmt_rate(side, n) if n else ''}".rstrip())
+            fluent = f"  fluency {side.fluency:+.2f} nats/token" if side.fluency is not None else ""
+            print(f"  {name:<9} {_fmt_prob(side.target_prob):>10}  {_fmt_rate(side, n) if n else ''}{fluent}".rstrip())
         if result.baseline.target_prob and result.clamped.target_prob is not None:
             print(f"  ratio     {result.clamped.target_prob / result.baseline.target_prob:10.1f}x")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
+
 VIEWS = ("up", "gate", "down")
 
 
@@ -38,6 +40,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, not '{text}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number of at least 1, not {value}")
+    return value
+
+
+def _natural(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, not {value}")
     return value
 
 
@@ -93,8 +105,9 @@ def build_parser() -> Parser:
     p.add_argument("--view", choices=VIEWS, default=None, help="only this view (default: all)")
     p.add_argument("--direction", choices=("pos", "neg"), default=None, help="only this direction (default: both)")
     p.add_argument("--max-rank", type=_positive, default=1, help="match within each neuron's top R tokens (default 1)")
-    p.add_argument("--match", choices=("word", "exact", "prefix", "contains"), default="word",
-                   help="word (default): case-insensitive, ignoring leading spaces; exact; prefix; contains")
+    p.add_argument("--match", choices=("word", "exact", "prefix", "contains", "label"), default="word",
+                   help="word (default): case-insensitive, ignoring leading spaces; exact; prefix; contains; "
+                        "label: neurons whose concept label is TEXT (dogs, Dog and dog are one concept)")
     p.add_argument("--limit", type=_positive, default=50)
     p.add_argument("--json", action="store_true")
 
@@ -118,6 +131,14 @@ def build_parser() -> Parser:
     p.add_argument("--temperature", type=float, default=None, help="sample with this temperature (default: greedy)")
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--concept", default=None, metavar="WORD",
+                   help="clamp every neuron labelled WORD, each with the sign that pushes it into the output")
+    p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
+                   help=f"with --concept: the value is sign x strength x the neuron's peak activation "
+                        f"(default {DEFAULT_STRENGTH:g})")
+    p.add_argument("--min-mass", type=float, default=DEFAULT_MIN_MASS,
+                   help=f"with --concept: only neurons whose label holds at least this mass "
+                        f"(default {DEFAULT_MIN_MASS:g})")
     p.add_argument("--preset", default=None, help="run a saved clamp set by name")
     p.add_argument("--save-preset", default=None, metavar="NAME", help="save this run's clamps under NAME")
     p.add_argument("--json", action="store_true")
@@ -147,7 +168,8 @@ def build_parser() -> Parser:
     p.add_argument("--tokens", type=_positive, default=100_000, help="corpus tokens to run (default 100,000)")
     p.add_argument("--per-neuron", type=_positive, default=20, help="examples kept per neuron and sign (default 20)")
     p.add_argument("--context", type=_positive, default=24, help="tokens shown around an example (default 24)")
-    p.add_argument("--window", type=_positive, default=128, help="tokens per forward pass row (default 128)")
+    p.add_argument("--window", type=_positive, default=None,
+                   help="tokens per forward pass row (default 128, or the model's context where shorter)")
     p.add_argument("--batch-size", type=_positive, default=8, help="rows per forward pass (default 8)")
     p.add_argument("--rebuild", action="store_true", help="discard the cached examples and run again")
     p.add_argument("--json", action="store_true")
@@ -156,6 +178,31 @@ def build_parser() -> Parser:
                        help="how often the weight decode names what neurons respond to, per layer")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("top", parents=[common, engine], help="the most specialised neurons (by label mass, …)")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--by", choices=("mass", "prob", "entropy", "copy", "suppression", "cosine"), default="mass",
+                   help="mass (default): of the label's tokens; prob: of the top-1 token; entropy: lowest first; "
+                        "copy / suppression: what it reads (up) it writes (down) / writes against; cosine: "
+                        "between its read row (up, gate) and its down column (from the weights, once)")
+    p.add_argument("--view", choices=VIEWS, default=None)
+    p.add_argument("--direction", choices=("pos", "neg"), default=None)
+    p.add_argument("--layer", type=_natural, default=None)
+    p.add_argument("--limit", type=_positive, default=20)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("concept", parents=[common, engine], help="every neuron labelled with a concept")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("word", metavar="WORD")
+    p.add_argument("--view", choices=VIEWS, default=None)
+    p.add_argument("--limit", type=_positive, default=50, help="rows printed (JSON lists all)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", parents=[common, engine], help="every neuron's top-k and label: jsonl, csv, parquet")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--format", default="jsonl", help="jsonl (default), csv or parquet (needs pyarrow)")
+    p.add_argument("--views", type=_views, default=None)
+    p.add_argument("--out", default=None, help="the file (default: stdout for jsonl and csv)")
 
     p = sub.add_parser("tui", parents=[common, engine], help="open the browser app")
     p.add_argument("model", metavar="MODEL", nargs="?", default=None,

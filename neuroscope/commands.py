@@ -14,6 +14,7 @@ import time
 from . import api
 from .cache.catalog import mark_used, most_recent
 from .cache.store import translate
+from .concepts import Label
 from .core.errors import NeuroscopeError, UsageError, one_line
 from .core.refs import NeuronRef
 from .output import _emit_json, note, open_model
@@ -27,7 +28,8 @@ def handlers() -> dict:
     return {"decode": cmd_decode, "show": cmd_show, "search": cmd_search, "models": cmd_models, "tui": cmd_tui,
             "clamp": _lazy("clamp_cmd", "cmd_clamp"), "compare": _lazy("compare_cmd", "cmd_compare"),
             "trace": _lazy("behaviour_cmd", "cmd_trace"), "examples": _lazy("behaviour_cmd", "cmd_examples"),
-            "agreement": _lazy("behaviour_cmd", "cmd_agreement")}
+            "agreement": _lazy("behaviour_cmd", "cmd_agreement"), "top": _lazy("concept_cmd", "cmd_top"),
+            "concept": _lazy("concept_cmd", "cmd_concept"), "export": _lazy("concept_cmd", "cmd_export")}
 
 
 def dispatch(args, table: dict | None = None) -> int:
@@ -80,7 +82,7 @@ def cmd_decode(args) -> int:
     summary = {"model": model.name, "views": result.views, "neurons": result.neurons,
                "units_decoded": result.decoded_units, "seconds": round(result.seconds, 3)}
     if args.json:
-        _emit_json(summary)
+        _emit_json(summary, model)
     else:
         what = "decoded" if result.decoded_units else "already cached"
         print(f"{model.name}: {result.neurons:,} neurons x {'/'.join(result.views)} {what} "
@@ -93,6 +95,7 @@ def cmd_show(args) -> int:
     model = open_model(args)
     neuron = model.neuron(ref)
     top = neuron.top(args.view, args.direction)
+    label = neuron.label(args.view, args.direction)
     shown = None
     if args.examples:
         from .behaviour_cmd import examples_of
@@ -100,11 +103,13 @@ def cmd_show(args) -> int:
         shown = examples_of(neuron, args.context)
     if args.json:
         out = {"model": model.name, "layer": ref.layer, "neuron": ref.neuron, "view": args.view,
-               "direction": args.direction,
+               "direction": args.direction, "label": label.label if label else None,
+               "label_mass": label.mass if label else None,
                "top": [{"token_id": t.token_id, "token": t.token, "prob": t.prob} for t in top]}
-        _emit_json(out if shown is None else {**out, "examples": shown})
+        _emit_json(out if shown is None else {**out, "examples": shown}, model)
         return 0
-    print(f"{model.name} {ref} {args.view} {args.direction}")
+    print(f"{model.name} {ref} {args.view} {args.direction}" + (f"  label: {label} (entropy {label.entropy:.2f})"
+                                                              if label else ""))
     for t in top:
         bar = "█" * max(1, round(t.prob * 30)) if t.prob >= 0.005 else "·"
         print(f"  {t.rank + 1:>3}  {json.dumps(t.token, ensure_ascii=False):<20} {t.prob:8.4f}  {bar}")
@@ -122,17 +127,19 @@ def cmd_search(args) -> int:
     hits = model.search(args.text, view=args.view, direction=args.direction, max_rank=args.max_rank,
                         match=args.match, limit=args.limit)
     if args.json:
-        _emit_json({"model": model.name, "query": args.text, "hits": [h.as_dict() for h in hits]})
+        _emit_json({"model": model.name, "query": args.text, "hits": [h.as_dict() for h in hits]}, model)
         return 0
     if not hits:
-        print(f"no neuron of {model.name} has a token matching '{args.text}' ({args.match}) "
+        print(f"no neuron of {model.name} is labelled '{args.text}'" if args.match == "label" else
+              f"no neuron of {model.name} has a token matching '{args.text}' ({args.match}) "
               f"within its top {args.max_rank}")
         return 0
-    print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'rank':>4}  {'token':<18} {'prob':>8}")
+    print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'rank':>4}  {'token':<18} {'prob':>8}  label")
     for h in hits:
         ref = str(NeuronRef(h.layer, h.neuron))
+        label = "" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0))
         print(f"{ref:<12} {h.view:<5} {h.direction:<4} {h.rank + 1:>4}  "
-              f"{json.dumps(h.token, ensure_ascii=False):<18} {h.prob:8.4f}")
+              f"{json.dumps(h.token, ensure_ascii=False):<18} {h.prob:8.4f}  {label}")
     return 0
 
 
@@ -170,6 +177,14 @@ def prepare_tui(args):
         precheck(model.info, other.info)  # different shapes or vocabularies: one line, not an app that fails
     elif not model.path.exists():
         _ = model.info                    # a damaged or unsupported model: one line, not an app that fails
+    if model.path.exists():
+        from .concepts import ensure_labels
+        from .core.errors import CacheError
+
+        try:
+            ensure_labels(model.path, note)   # a cache made before labels: labelled once, announced here
+        except CacheError:
+            pass                              # a damaged or busy cache: the app says so and offers a rebuild
     return model, other
 
 

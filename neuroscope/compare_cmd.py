@@ -23,10 +23,10 @@ def _tok(text: str, width: int = 16) -> str:
 
 
 def cmd_compare(args) -> int:
-    result = api.compare(open_model(args, args.base), open_model(args, args.other), view=args.view,
-                         direction=args.direction, top=args.top)
+    base, other = open_model(args, args.base), open_model(args, args.other)
+    result = api.compare(base, other, view=args.view, direction=args.direction, top=args.top)
     if args.json:
-        _emit_json(result.as_dict())
+        _emit_json(result.as_dict(), base, other)
     else:
         print_plain(result)
     return 0

@@ -23,8 +23,24 @@ def progress_bar(label: str):
     return bar, bar.close
 
 
-def _emit_json(value) -> None:
+def _emit_json(value, *models) -> None:
+    """One JSON line on stdout; an object gains its model's ``hub_id`` and ``revision`` after its ``model``
+    key (compare, with two models: ``base_hub_id`` … after ``base``, ``other_hub_id`` … after ``other``)."""
+    if models and isinstance(value, dict):
+        value = with_provenance(value, models)
     sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+
+def with_provenance(value: dict, models) -> dict:
+    sides = {"model": ("", models[0])} if len(models) == 1 else {"base": ("base_", models[0]),
+                                                                  "other": ("other_", models[1])}
+    out = {}
+    for key, item in value.items():
+        out[key] = item
+        if key in sides:
+            prefix, model = sides[key]
+            out.update({prefix + k: v for k, v in model.provenance.items()})
+    return out
 
 
 def open_model(args, spec: str | None = None) -> api.Model:

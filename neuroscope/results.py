@@ -107,6 +107,8 @@ class CachedModel:
     views: list
     complete: bool
     last_used: float
+    hub_id: str | None = None       # when known (a hub model, the demo); None for a local folder
+    revision: str | None = None     # the hub snapshot's commit, when known
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "last_used"}

@@ -69,7 +69,7 @@ OPTIONS = {
              "--direction": opt(st.sampled_from(["pos", "neg"]), st.just("both")), "--json": None},
     "search": {**ENGINE, "--view": opt(st.sampled_from(VIEWS)), "--direction": opt(st.sampled_from(["pos", "neg"])),
                "--max-rank": opt(st.sampled_from(["1", "3", "10"]), NUMBER),
-               "--match": opt(st.sampled_from(["word", "exact", "prefix", "contains"]), st.just("regex")),
+               "--match": opt(st.sampled_from(["word", "exact", "prefix", "contains", "label"]), st.just("regex")),
                "--limit": opt(st.sampled_from(["1", "5", "50"]), NUMBER), "--json": None},
     "models": {"--json": None},
     "clamp": {**ENGINE, "--set": opt(st.builds(lambda n, v: f"{n}={v}", good_neuron(),
@@ -95,10 +95,24 @@ OPTIONS = {
                  "--context": opt(st.just("8"), SMALL), "--window": opt(st.just("64"), SMALL),
                  "--batch-size": opt(st.just("2"), SMALL), "--json": None},
     "agreement": {**ENGINE, "--json": None},
+    "top": {**ENGINE, "--by": opt(st.sampled_from(["mass", "prob", "entropy", "copy", "suppression", "cosine"]),
+                                  st.just("size")),
+            "--view": opt(st.sampled_from(VIEWS)), "--direction": opt(st.sampled_from(["pos", "neg"])),
+            "--layer": opt(st.sampled_from(["0", "1"]), NUMBER), "--limit": opt(st.sampled_from(["1", "20"]), NUMBER),
+            "--json": None},
+    "concept": {**ENGINE, "--view": opt(st.sampled_from(VIEWS)), "--json": None},
+    "export": {**ENGINE, "--format": opt(st.sampled_from(["jsonl", "csv", "parquet"]), st.just("xml")),
+               "--views": opt(st.sampled_from(["up", "up,down", "gate"]), st.sampled_from(["", "side"])),
+               "--out": opt(st.sampled_from(["{root}/x.jsonl", "{root}/y.csv", "{root}/z.parquet"]),
+                            st.sampled_from(["{root}", "{root}/no/such/dir/x.csv", "{root}/notes.txt/x"]))},
 }
+OPTIONS["clamp"] = {**OPTIONS["clamp"], "--concept": opt(st.sampled_from(["dog", "t5", "t1"]), st.just("qqqq")),
+                    "--strength": opt(st.sampled_from(["1", "3"]), FLOAT),
+                    "--min-mass": opt(st.sampled_from(["0", "0.1"]), FLOAT)}
 POSITIONALS = {"decode": ["model"], "show": ["model", "neuron"], "search": ["model", "text"], "models": [],
                "clamp": ["model"], "compare": ["model", "model"], "tui": ["model?"], "trace": ["model"],
-               "examples": ["model"], "agreement": ["model"]}
+               "examples": ["model"], "agreement": ["model"], "top": ["model"], "concept": ["model", "text"],
+               "export": ["model"]}
 REQUIRED = {"clamp": ["--set", "--prompt", "--max-new-tokens"], "trace": ["--prompt"],
             "examples": ["--corpus", "--tokens", "--window"]}
 
@@ -223,4 +237,4 @@ def snapshot(folder: Path) -> dict:
 def writes_by_design(outcome: Outcome) -> bool:
     """A decode, or a command that had to decode first (it says so on stderr)."""
     return outcome.code == 0 and (outcome.argv[0] in ("decode", "examples") or "decoding " in outcome.stderr
-                                  or "removed cache" in outcome.stderr)
+                                  or "removed cache" in outcome.stderr or "measuring read/write" in outcome.stderr)

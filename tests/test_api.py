@@ -133,6 +133,7 @@ def test_clamp_equals_the_cli(clamp_model, tmp_path, monkeypatch):
     assert report.clamped.target_prob >= 5 * report.baseline.target_prob
     cli = cli_json("clamp", folder, "--set", f"{dog}=20", "--prompt", "t5 t9 t12 cat t40", "--target", "dog",
                    "--max-new-tokens", 6, "--device", "cpu", "--json")
+    assert {k: cli.pop(k) for k in ("hub_id", "revision")} == model.provenance      # what the CLI adds
     assert cli == report.as_dict()
     with pytest.raises(neuroscope.UsageError, match="out of range"):
         model.clamp({"L1:N64": 3}, prompt="hi")
@@ -146,6 +147,7 @@ def test_compare_equals_the_cli_and_models_lists_the_caches(tmp_path_factory):
                                 top=5)
     assert result.per_layer[0].same_top1 == 1.0 and result.per_layer[1].same_top1 < 0.9
     cli = cli_json("compare", pair["base"], pair["tuned"], "--top", 5, "--json", "--cache-dir", pair["cache"])
+    assert [cli.pop(f"{side}_{k}") for side in ("base", "other") for k in ("hub_id", "revision")] == [None] * 4
     assert cli == json.loads(json.dumps(result.as_dict()))
     listed = neuroscope.models(pair["cache"])
     assert {m.model for m in listed} >= {"base", "tuned"} and all(m.complete for m in listed)

@@ -191,3 +191,26 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(firing, tmp_path, args,
     assert outcome.code == 2 and not outcome.problems() and message in outcome.stderr, outcome.stderr
     assert "loading" not in outcome.stderr                                   # caught before the model loads
     assert snapshot(cache) == before
+
+
+def test_the_window_fits_a_short_context(model_dirs, tmp_path):
+    """The tiny GPT-2 has 64 learned positions: by default the rows are 64 tokens long (not 128, past its
+    position table); a --window above 64 is one line, exit 2, nothing written."""
+    import json
+
+    folder, cache = model_dirs["gpt2"], tmp_path / "cache"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" ".join(vocab()[3:200]) * 3)
+    refused = run(["examples", str(folder), "--corpus", str(corpus), "--tokens", "256", "--window", "65",
+                   "--cache-dir", str(cache)])
+    assert refused.code == 2 and "--window 65 exceeds" in refused.stderr and not refused.problems()
+    assert not cache.exists() or snapshot(cache) == {}
+    done = run(["examples", str(folder), "--corpus", str(corpus), "--tokens", "256", "--json", "--cache-dir",
+                str(cache), "--device", "cpu"])
+    assert done.code == 0 and not done.problems(), done.stderr
+    from neuroscope.cache.examples import Examples
+    from neuroscope.cache.store import Store
+
+    with Store(neuroscope.open(str(folder), cache_dir=cache).path, readonly=True) as store:
+        assert int(Examples(store).spec["window"]) == 64
+    assert json.loads(done.stdout)["complete"] is True

@@ -37,7 +37,8 @@ def test_search_finds_planted_neuron(decoded):
     assert out["model"] == "llama" and out["query"] == "DOG"
     first = out["hits"][0]
     assert (first["layer"], first["neuron"]) == PLANTED
-    assert set(first) == {"layer", "neuron", "view", "direction", "rank", "token_id", "token", "prob"}
+    assert set(first) == {"layer", "neuron", "view", "direction", "rank", "token_id", "token", "prob", "label",
+                          "label_mass"}
     assert first["rank"] == 1 and first["token"] == "\u0120dog"
     probs = [h["prob"] for h in out["hits"]]
     assert probs == sorted(probs, reverse=True)
@@ -60,7 +61,7 @@ def test_models_json(decoded):
     model, cache, _ = decoded
     out = json.loads(run("models", "--json", cache_dir=cache).stdout)
     assert out == [{"model": "llama", "source": str(model), "layers": 2, "neurons_per_layer": 64,
-                    "views": ["up", "gate", "down"], "complete": True}]
+                    "views": ["up", "gate", "down"], "complete": True, "hub_id": None, "revision": None}]
 
 
 def test_cache_only_commands_do_not_import_torch(decoded):

@@ -23,7 +23,9 @@ def test_demo_search_dog(demo_cache):
     cmd = [sys.executable, "-m", "neuroscope", "search", "demo", "dog", "--json", "--cache-dir", cache]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    hits = json.loads(proc.stdout)["hits"]
+    out = json.loads(proc.stdout)
+    assert (out["hub_id"], out["revision"]) == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
+    hits = out["hits"]
     assert hits, "the demo model should have neurons whose top token is a form of 'dog'"
     assert all(h["token"].strip().lower() == "dog" and h["rank"] == 1 for h in hits)
     models = json.loads(subprocess.run([sys.executable, "-m", "neuroscope", "models", "--json", "--cache-dir",
@@ -61,6 +63,7 @@ def test_the_gguf_path_reaches_the_demo_cache(demo_cache):
     proc = neuroscope("decode", str(demo_gguf()), "--json", "--cache-dir", demo_cache)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["units_decoded"] == 0 and "decoding" not in proc.stderr
+    assert json.loads(proc.stdout)["hub_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"     # by its path too
     assert sorted(os.listdir(demo_cache)) == before
     listed = json.loads(neuroscope("models", "--json", "--cache-dir", demo_cache).stdout)
     assert [m["model"] for m in listed] == ["demo"]

@@ -1,0 +1,255 @@
+"""From tokens to concepts, for the API: a neuron's label, the most specialised neurons, every neuron of a
+concept (with the sign that pushes it into the output), the clamps of a whole concept, and export."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .cache.labels import Labels, concept_key
+from .core.errors import UsageError
+from .results import Records
+
+BY = ("mass", "prob", "entropy", "copy", "suppression", "cosine")
+DEFAULT_STRENGTH = 3.0      # clamp --concept: sign x 3 x each neuron's peak (bench/concept_sweep.py, README)
+DEFAULT_MIN_MASS = 0.5      # clamp --concept: the neurons whose label holds at least half their top-k mass
+
+
+@dataclass(frozen=True)
+class Label:
+    label: str            # the concept key, e.g. "dog"
+    mass: float           # the probability mass of its tokens in the top-k
+    count: int            # how many top-k tokens share it
+    entropy: float        # of the top-k (renormalised), nats
+
+    def __str__(self) -> str:
+        return f"{self.label} ×{self.count} {self.mass:.2f}" if self.count > 1 else f"{self.label} {self.mass:.2f}"
+
+
+def neuron_label(store, layer: int, neuron: int, view: str, direction: str) -> Label | None:
+    labels = Labels(store)
+    got = labels.unit(layer, view, direction) if labels.has_tables() else None
+    if got is None:
+        return None
+    key, mass, count, entropy = (a[neuron] for a in got)
+    return Label(labels.keys([key]).get(int(key), ""), float(mass), int(count), float(entropy))
+
+
+@dataclass(frozen=True)
+class ConceptNeuron:
+    layer: int
+    neuron: int
+    view: str
+    direction: str
+    label_mass: float
+    sign: int             # the sign an activation needs to push the concept into the output
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def sign_of(view: str, direction: str) -> int:
+    """down: the activation's sign writes its column's direction (pos: +1, neg: -1). up: a gated neuron's
+    activation takes the up pre-activation's sign while the gate is open, so a concept read in the neg
+    direction needs -1. gate: the gate opens (> 0) on a pos concept and stays shut on a neg one, so +1 / -1."""
+    return 1 if direction == "pos" else -1
+
+
+def concept(store, word: str, views=None) -> Records:
+    if not isinstance(word, str) or not concept_key(word):
+        raise UsageError("the concept is empty: give a word, e.g. dog")
+    return Records(ConceptNeuron(layer, neuron, view, direction, mass, sign_of(view, direction))
+                   for layer, neuron, view, direction, mass in Labels(store).neurons(word, views))
+
+
+@dataclass(frozen=True)
+class Specialised:
+    layer: int
+    neuron: int
+    view: str
+    direction: str
+    label: str
+    label_mass: float
+    count: int
+    entropy: float
+    prob: float                   # its top-1 token's probability
+    token: str                    # its top-1 token
+    copy: float | None = None     # read (up, pos) and write (down, pos) top-k overlap
+    suppression: float | None = None   # read (up, pos) and write-against (down, neg) overlap
+    cosine: float | None = None   # cosine(its up or gate row, its down column) in the weights
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def overlap(a_ids, a_p, b_ids, b_p) -> np.ndarray:
+    """Per neuron: sum over shared tokens of min(p_a, p_b) (0: disjoint; 1: the same distribution)."""
+    match = a_ids[:, :, None] == b_ids[:, None, :]
+    both = np.minimum(a_p[:, :, None], b_p[:, None, :])
+    return (match * both).sum((1, 2))
+
+
+def top(store, by: str = "mass", view: str | None = None, layer: int | None = None, limit: int = 20,
+        direction: str | None = None) -> Records:
+    """The most specialised neurons: by label mass, top-1 prob, lowest entropy, or copy / suppression."""
+    if by not in BY:
+        raise UsageError(f"unknown --by {by!r}: choose {', '.join(BY)}")
+    if layer is not None and not 0 <= layer < store.layers:
+        raise UsageError(f"layer {layer} is out of range: the model has layers 0-{store.layers - 1}")
+    if not isinstance(limit, int) or limit < 1:
+        raise UsageError("--limit must be a whole number of at least 1")
+    relation = by in ("copy", "suppression")
+    if relation and not {"up", "down"} <= set(store.views):
+        raise UsageError(f"{store.meta.get('arch')} has no up and down views to relate")
+    readers = [v for v in ("up", "gate") if v in store.views]
+    if by == "cosine" and (view == "down" or "down" not in store.views):
+        raise UsageError("--by cosine relates a read view (up, gate) to the down view: choose --view up or gate")
+    labels = Labels(store)
+    layers = [layer] if layer is not None else range(store.layers)
+    views = [view] if view else (["up"] if relation else readers if by == "cosine" else store.views)
+    directions = [direction] if direction else (["pos"] if relation or by == "cosine" else ["pos", "neg"])
+    rows = []
+    for lay in layers:
+        for v in views:
+            for d in directions:
+                got, tops = labels.unit(lay, v, d), store.tops(lay, v, d)
+                if got is None or tops is None:
+                    continue
+                key, mass, count, entropy = got
+                ids, probs = tops
+                rel = None
+                if relation:
+                    write = store.tops(lay, "down", "pos" if by == "copy" else "neg")
+                    rel = overlap(ids, probs, *write) if write is not None else np.zeros(len(ids))
+                elif by == "cosine":
+                    rel = labels.cosines(lay, v)
+                    if rel is None:
+                        continue
+                score = {"mass": mass, "prob": probs[:, 0], "entropy": -entropy}.get(by, rel)
+                best = np.argsort(-score, kind="stable")[:limit]
+                rows.extend((float(score[i]), lay, int(i), v, d, int(key[i]), float(mass[i]), int(count[i]),
+                             float(entropy[i]), float(probs[i, 0]), int(ids[i, 0]),
+                             None if rel is None else float(rel[i])) for i in best)
+    rows.sort(key=lambda r: (-r[0], r[1], r[2], r[3], r[4]))
+    rows = rows[:limit]
+    keys = labels.keys([r[5] for r in rows])
+    texts = store.token_texts([r[10] for r in rows])
+    return Records(Specialised(r[1], r[2], r[3], r[4], keys.get(r[5], ""), r[6], r[7], r[8], r[9], texts[r[10]],
+                               *(r[11] if by == name else None for name in ("copy", "suppression", "cosine")))
+                   for r in rows)
+
+
+def missing_cosines(store) -> list[tuple[int, str]]:
+    if "down" not in store.views:
+        return []
+    labels = Labels(store)
+    return [(layer, v) for layer in range(store.layers) for v in ("up", "gate")
+            if v in store.views and labels.cosines(layer, v) is None]
+
+
+def ensure_cosines(model) -> None:
+    """Measure, once, every neuron's cosine between its read rows (up, gate) and its down column from the
+    weights (the decode's own cheap load), into the cache; announced."""
+    from .cache.catalog import decode_lock
+    from .cache.store import Store
+
+    with Store(model.path, readonly=True) as store:
+        todo = missing_cosines(store)
+    if not todo:
+        return
+    from .core.models import load_for_decode
+
+    model.note(f"measuring read/write cosines of {model.name} from its weights (once; {len(todo)} layer-views)")
+    adapter = load_for_decode(model.source, trust_remote_code=model.trust_remote_code).adapter
+    with decode_lock(model.path, model.note), Store(model.path) as store:
+        labels = Labels(store)
+        for layer, v in missing_cosines(store):
+            read, write = (adapter.vectors(layer, x).float() for x in (v, "down"))
+            cos = (read * write).sum(1) / (read.norm(dim=1) * write.norm(dim=1)).clamp_min(1e-30)
+            with store.db.atomic():
+                labels.write_cosines(layer, v, cos.numpy())
+
+
+def with_labels(store, hits: list) -> list:
+    """Search hits with each neuron's label (in the hit's view and direction) filled in."""
+    from dataclasses import replace
+
+    labels, units, out = Labels(store), {}, []
+    if not labels.has_tables():
+        return list(hits)
+    for hit in hits:
+        unit = (hit.layer, hit.view, hit.direction)
+        if unit not in units:
+            units[unit] = labels.unit(*unit)
+        got = units[unit]
+        if got is None:
+            out.append(hit)
+            continue
+        out.append(replace(hit, label=int(got[0][hit.neuron]), label_mass=float(got[1][hit.neuron]),
+                           label_count=int(got[2][hit.neuron])))
+    names = labels.keys([h.label for h in out if h.label is not None])
+    return [replace(h, label=names.get(h.label, "")) if h.label is not None else h for h in out]
+
+
+def label_search(store, word: str, views=None, directions=None, limit: int | None = 50) -> list:
+    """``search --match label``: neurons labelled with ``word``'s concept key, highest label mass first, each
+    with its top-1 token (rank 1) and label."""
+    from .cache.postings import Hit
+
+    found = [n for n in Labels(store).neurons(word, views) if not directions or n[3] in directions]
+    found = found[:limit] if limit is not None else found
+    tops, hits = {}, []
+    for layer, neuron, view, direction, _mass in found:
+        if (layer, view, direction) not in tops:
+            tops[layer, view, direction] = store.tops(layer, view, direction)
+        ids, probs = tops[layer, view, direction]
+        hits.append(Hit(layer, neuron, view, direction, 0, int(ids[neuron, 0]), "", float(probs[neuron, 0])))
+    texts = store.token_texts([h.token_id for h in hits])
+    from dataclasses import replace
+
+    return with_labels(store, [replace(h, token=texts[h.token_id]) for h in hits])
+
+
+def ensure_labels(path, note) -> None:
+    """Label the decoded units of a cache made before labels were kept (once, announced, under the lock)."""
+    from .cache.catalog import decode_lock
+    from .cache.store import Store
+
+    if not path.exists():
+        return
+    with Store(path, readonly=True) as store:
+        if not store.ready or not Labels(store).missing():
+            return
+    with decode_lock(path, note), Store(path) as store:
+        store.label_missing(note)
+
+
+def concept_clamps(model, word: str, strength: float, min_mass: float, views=None):
+    """One clamp per neuron of the concept (its best-labelled view, down preferred), valued sign x strength x
+    its natural peak for that sign: from the examples when the cache has them, else 1."""
+    from .behaviour import _examples_store
+    from .core.clamp import MAX_VALUE, Clamp
+    from .core.refs import NeuronRef
+
+    neurons = [c for c in model.concept(word, views) if c.label_mass >= min_mass]
+    if not neurons:
+        raise UsageError(f"no neuron of {model.name} is labelled {concept_key(word)!r} with a label mass of at "
+                         f"least {min_mass:g}")
+    chosen: dict[tuple[int, int], object] = {}
+    for c in neurons:                                  # highest mass first; a down label wins over the rest
+        key = (c.layer, c.neuron)
+        if key not in chosen or (c.view == "down" and chosen[key].view != "down"):
+            chosen[key] = c
+    peaks = {}
+    try:
+        with _examples_store(model) as store:
+            from .cache.examples import Examples
+
+            ex = Examples(store)
+            for (layer, neuron), c in chosen.items():
+                got = ex.neuron(layer, neuron, "pos" if c.sign > 0 else "neg", limit=1, context=1)
+                peaks[(layer, neuron)] = abs(got[0].activation) if got else 1.0
+    except UsageError:
+        pass                                            # no examples: the values are sign x strength
+    return [Clamp(NeuronRef(layer, neuron), max(-MAX_VALUE, min(MAX_VALUE, c.sign * strength * peaks.get(
+        (layer, neuron), 1.0)))) for (layer, neuron), c in sorted(chosen.items())]

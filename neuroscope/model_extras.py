@@ -1,0 +1,71 @@
+"""The API's Model methods for what neurons do on text (neuroscope.behaviour) and for concepts
+(neuroscope.concepts), kept apart from api.py."""
+from __future__ import annotations
+
+import threading
+
+from .core.errors import UsageError
+from .results import Records, check_view_direction
+
+
+class TextAndConcepts:
+    # -- behaviour (neuroscope.behaviour) -----------------------------------------------------------
+    def trace(self, prompt: str, chat: bool = False, top: int = 10, neurons=None):
+        """One forward pass with hooks: each token's top neurons by |activation| (labelled, with GLU cases),
+        and ``neurons``' activation at every token (a core.activations.Trace)."""
+        from .behaviour import trace
+
+        return trace(self, prompt, chat, top, neurons)
+
+    def examples(self, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int | None = None,
+                 batch: int = 8, rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0):
+        """Every neuron's top ``per_neuron`` examples by activation, each sign, over the first ``tokens`` tokens
+        of ``corpus`` (default: the King James Bible) in rows of ``window`` tokens (default 128, or the
+        model's context where shorter); committed every ``commit_s`` seconds, so resumable; cached (an
+        ExamplesResult)."""
+        from .behaviour import examples
+
+        return examples(self, corpus, tokens, per_neuron, window, batch, rebuild, cancel, commit_s)
+
+    # -- concepts (neuroscope.concepts) -------------------------------------------------------------
+    def top(self, by: str = "mass", view: str | None = None, layer: int | None = None, limit: int = 20,
+            direction: str | None = None) -> Records:
+        """The most specialised neurons: by label mass, top-1 prob, entropy (lowest), copy, suppression, or
+        cosine (read row against down column; measured from the weights on first use)."""
+        from .concepts import BY, ensure_cosines, top
+
+        check_view_direction(view, direction)
+        if by not in BY:
+            raise UsageError(f"unknown --by {by!r}: choose {', '.join(BY)}")
+        if by == "cosine" and view == "down":
+            raise UsageError("--by cosine relates a read view (up, gate) to the down view: choose --view up or gate")
+        with self.store(view):
+            pass                                    # decoded (and labelled) first
+        if by == "cosine":
+            ensure_cosines(self)
+        with self.store(view) as store:
+            return top(store, by, view, layer, limit, direction)
+
+    def concept(self, word: str, views=None) -> Records:
+        """Every neuron labelled ``word`` in any view and direction, with the sign that pushes it out."""
+        from .concepts import concept
+
+        with self.store() as store:
+            return concept(store, word, views)
+
+    def agreement(self, seed: int = 0):
+        """How often the decode names what neurons respond to, per view and layer (core.agreement)."""
+        from .behaviour import agreement
+
+        return agreement(self, seed)
+
+    def export(self, fmt: str = "jsonl", out=None, views=None) -> int:
+        """Every neuron-direction's top-k with its label, as jsonl, csv or parquet, to ``out`` (a path; None:
+        stdout for jsonl and csv). Returns the row count; a failed export leaves no partial file."""
+        from .export import check_out, export
+
+        path = check_out(out, fmt)               # before any work
+        if views:
+            self.info.check_views(views)
+        with self.store() as store:
+            return export(store, fmt, path, views)
