@@ -87,6 +87,14 @@ class NeuroscopeApp(App[int]):
 
         self.push_screen(GotoScreen(), done)
 
+    def action_concept_prompt(self) -> None:
+        def done(word: str | None) -> None:
+            if word and word.strip() and self.main_screen is not None:
+                self.main_screen.chat.add_concept(word.strip())
+
+        self.push_screen(GotoScreen("clamp a concept", "a word, e.g. dog: every neuron labelled with it goes into "
+                                    "the basket", "dog"), done)
+
     def open_model(self, spec: str) -> None:
         """Switch the browser to another model (decoding it in a worker if needed)."""
         try:

@@ -23,6 +23,8 @@ class NeuroscopeCommands(Provider):
         cmds.append(("Toggle direction (pos/neg)", partial(app.action_main, "toggle_direction"),
                      "what a neuron promotes vs suppresses"))
         cmds.append(("Cancel decode", partial(app.action_main, "back"), "finished layers are kept"))
+        cmds.append(("Clamp a concept…", app.action_concept_prompt,
+                     "put every neuron labelled with a word into the clamp basket, each with its sign"))
         cmds.append(("Help: keys", app.action_help, "every key of the app"))
         return cmds
 

@@ -31,12 +31,16 @@ ROWS: list[tuple[str, str, str]] = [
     ("Tables", "{table.down} / {table.up}, {table.first} / {table.last}", "move, first / last row"),
     ("Tables", "{table.back}", "back to the tree"),
     ("Filter", "enter", "go to the first result"),
-    ("Filter", "{filter.match}", "cycle the match mode: word, exact, prefix, contains"),
+    ("Filter", "{filter.match}", "cycle the match mode: word, exact, prefix, contains, label (concept label)"),
     ("Results", "enter", "jump to that neuron (view and direction follow the result)"),
     ("Behaviour", "{examples.run}", "compute every neuron's max-activating examples over the default corpus "
                                     "(esc cancels; resumes)"),
     ("Behaviour", "enter", "in the probe box: the selected neuron's activation on each token of the text"),
     ("Behaviour", "{tree.firing}", "sort each layer's neurons by how often they fire / back to index order"),
+    ("Concepts", "{tree.mass}", "sort each layer's neurons by label mass in the view shown (most specialised "
+                                "first) / back to index order"),
+    ("Concepts", "ctrl+p, Clamp a concept…", "put every neuron labelled with a word into the clamp basket, each "
+                                             "with the sign that promotes it"),
     ("Behaviour", "{agreement.toggle}", "show / hide how often the decode names what neurons fire on, per layer"),
     ("Clamp", "{clamp.add}", "add the selected neuron to the clamp basket (asks for a value, suggests one)"),
     ("Clamp", "{chat.toggle}", "show / hide the chat pane (basket, prompt, baseline vs clamped replies)"),

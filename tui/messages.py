@@ -126,3 +126,11 @@ class ExamplesDone(Message):
     """An examples run finished ("done") or was cancelled ("cancelled")."""
 
     outcome: str
+
+
+@dataclass
+class ConceptClamps(Message):
+    """The clamps of every neuron labelled with a concept (for the basket)."""
+
+    word: str
+    clamps: list

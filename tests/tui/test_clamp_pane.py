@@ -119,6 +119,36 @@ async def test_chat_needs_prompt_and_clamps(app_factory):
         assert not chat.generating
 
 
+async def test_concept_palette_fills_the_basket_with_the_planted_neuron(app_factory, tiny_model):
+    """The palette's "Clamp a concept" puts the planted zebra neuron in the basket with its sign; a word no
+    neuron carries is one notification and an unchanged basket."""
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        chat = app.main_screen.chat
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"clamp a concept")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.query("#goto-input"))
+        app.screen.query_one("#goto-input", Input).value = tiny_model.token.upper() + "S"    # normal form
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: chat.basket.clamps, timeout=30)
+        refs = {str(c.ref): c.value for c in chat.basket.clamps}
+        assert tiny_model.planted in refs
+        signs = {f"L{c.layer}:N{c.neuron}": c.sign for c in chat.model.concept(tiny_model.token)}
+        assert refs[tiny_model.planted] == 3.0 * signs[tiny_model.planted]     # no examples: sign x strength
+        assert chat.display and "in the basket" in static_text(chat.query_one("#chat-status"))
+        before = list(chat.basket.clamps)
+        app.action_concept_prompt()
+        await pilot.pause()
+        app.screen.query_one("#goto-input", Input).value = "qqqq"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("labelled" in n.message for n in app._notifications), timeout=30)
+        assert chat.basket.clamps == before
+
+
 def test_chat_pane_snapshot(snap_compare, app_factory, tiny_model):
     async def run_before(pilot) -> None:
         await ready(pilot)

@@ -1,15 +1,18 @@
 """The browser's behaviour keys: compute the examples (E), sort a layer's neurons by how often they fire
-(F), and show the decode <-> behaviour agreement per layer (A). A mixin of MainScreen (its widgets are the
-BehaviourPane and an AgreementChart in the right column)."""
+(F) or by how specialised they are (M: label mass in the view and direction shown), and show the decode <->
+behaviour agreement per layer (A). A mixin of MainScreen (its widgets are the BehaviourPane and an
+AgreementChart in the right column)."""
 from __future__ import annotations
 
 import time
 
+import numpy as np
 from textual import work
 from textual.binding import Binding
 from textual.widgets import ProgressBar, Static
 
 from ...cache.examples import Examples
+from ...cache.labels import Labels
 from ...core.errors import Cancelled
 from ..messages import AgreementReady, DecodeProgress, ExamplesDone
 from ..widgets.agreement_chart import AgreementChart
@@ -19,6 +22,7 @@ class BehaviourActions:
     BEHAVIOUR_BINDINGS = [
         Binding("E", "run_examples", "Examples", show=False, id="examples.run"),
         Binding("F", "sort_firing", "Sort by firing", show=False, id="tree.firing"),
+        Binding("M", "sort_mass", "Sort by label mass", show=False, id="tree.mass"),
         Binding("A", "toggle_agreement", "Agreement", show=False, id="agreement.toggle"),
     ]
 
@@ -62,7 +66,7 @@ class BehaviourActions:
 
     # -- F: sort by firing -----------------------------------------------------------------------------
     def action_sort_firing(self) -> None:
-        if self.tree.order:
+        if self.tree.order_name == "firing":
             self.tree.set_order({})
             self.notify("neurons in index order", timeout=2)
             return
@@ -75,8 +79,37 @@ class BehaviourActions:
             counts = ex.counts(layer)
             if counts is not None:
                 orders[layer] = sorted(range(self.store.neurons), key=lambda i, p=counts[1]: (-int(p[i]), i))
-        self.tree.set_order(orders)
+        self.tree.set_order(orders, "firing")
         self.notify("each layer's neurons by how often they fire (> 0), most first", timeout=3)
+
+    # -- M: sort by label mass (how specialised) ------------------------------------------------------
+    def action_sort_mass(self) -> None:
+        if self.tree.order_name == "label mass":
+            self.tree.set_order({})
+            self.notify("neurons in index order", timeout=2)
+        elif self.sort_by_mass():
+            self.notify(f"each layer's neurons by label mass in {self.view} {self.direction} (the most "
+                        f"specialised first; it follows view and direction switches)", timeout=3)
+
+    def sort_by_mass(self) -> bool:
+        labels = Labels(self.store) if self.store is not None else None
+        if labels is None or not labels.has_tables():
+            self.notify("this cache has no labels yet: reopen it with `neuroscope tui`", severity="warning")
+            return False
+        orders = {}
+        for layer in range(self.store.layers):
+            got = labels.unit(layer, self.view, self.direction)
+            if got is not None:
+                orders[layer] = np.argsort(-got[1], kind="stable").tolist()
+        self.tree.set_order(orders, "label mass")
+        return True
+
+    def resort_or_relabel(self) -> None:
+        """After a view or direction switch: a label-mass order is made again for it; else relabel."""
+        if self.tree.order_name == "label mass":
+            self.sort_by_mass()
+        else:
+            self.tree.relabel()
 
     # -- A: agreement ----------------------------------------------------------------------------------
     def action_toggle_agreement(self) -> None:

@@ -22,6 +22,7 @@ from ...cache.store import Store
 from ...core.errors import BadNeuronRef, CacheError, Cancelled
 from ...core.refs import NeuronRef
 from ...core.sources import Source
+from ..format import concept_labels, tree_labels
 from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted
 from ..options import Options, model_for
 from ..widgets.agreement_chart import AgreementChart
@@ -138,20 +139,7 @@ class MainScreen(BehaviourActions, Screen):
             self.tree.add_layer(layer)
 
     def tree_labels(self, layer: int, neurons):
-        """Top-1 token and prob of each neuron (a contiguous range is one slice read; a list, the layer)."""
-        if self.store is None:
-            return None
-        contiguous = isinstance(neurons, range)
-        got = self.store.tops(layer, self.view, self.direction, *((neurons.start, neurons.stop) if contiguous
-                                                                   else (0, None)))
-        if got is None:
-            return None
-        ids, probs = got[0][:, 0], got[1][:, 0]
-        if not contiguous:
-            ids, probs = ids[list(neurons)], probs[list(neurons)]
-        ids, probs = ids.tolist(), probs.tolist()
-        texts = self.store.token_texts(ids)
-        return [(texts[i], p) for i, p in zip(ids, probs)]
+        return None if self.store is None else tree_labels(self.store, layer, self.view, self.direction, neurons)
 
     def update_header(self) -> None:
         parts = []
@@ -258,6 +246,9 @@ class MainScreen(BehaviourActions, Screen):
             return
         title = Text(str(ref), style="bold")
         title.append(f"  {self.view} {self.direction}", style="bold green")
+        [label] = concept_labels(store, ref.layer, self.view, self.direction, [ref.neuron]) or [None]
+        if label is not None:
+            title.append(f"  {label[0]} {label[1]:.2f}", style="bold yellow")
         title.append(f"  {self.source.name}", style="dim")
         top = store.top(ref.layer, ref.neuron, self.view, self.direction)
         others = [(v, store.top(ref.layer, ref.neuron, v, self.direction)) for v in store.views if v != self.view]
@@ -304,7 +295,7 @@ class MainScreen(BehaviourActions, Screen):
     def _refresh_view(self) -> None:
         if self.query("#behaviour-agreement"):
             self.show_agreement()
-        self.tree.relabel()
+        self.resort_or_relabel()
         if self.current is not None:
             self.show_neuron(self.current)
         self.update_header()

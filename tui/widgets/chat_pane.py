@@ -15,7 +15,7 @@ from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
 from ...core.clamp import Clamp
-from ..messages import ChatFinished, ChatProb, ChatStream, ClampSuggestion
+from ..messages import ChatFinished, ChatProb, ChatStream, ClampSuggestion, ConceptClamps
 from ..options import DEFAULT_PROMPT
 from .clamp_panel import ClampPanel
 
@@ -68,6 +68,26 @@ class ChatPane(Vertical):
 
     def prompt_text(self) -> str:
         return self.query_one("#chat-prompt", Input).value.strip()
+
+    # -- adding a concept ------------------------------------------------------------------
+    def add_concept(self, word: str) -> None:
+        """Every neuron labelled ``word`` into the basket, each valued sign x strength x its peak activation
+        (the CLI's defaults)."""
+        self.status(f"finding the neurons of '{word}'…")
+        self.concept_worker(word)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="concept", name="clamp a concept")
+    def concept_worker(self, word: str) -> None:
+        from ...concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH, concept_clamps
+
+        self.post_message(ConceptClamps(word, concept_clamps(self.model, word, DEFAULT_STRENGTH, DEFAULT_MIN_MASS)))
+
+    def on_concept_clamps(self, message: ConceptClamps) -> None:
+        for clamp in message.clamps:
+            self.basket.put(clamp)
+        self.display = True
+        self.status(f"{len(message.clamps)} clamps of the concept '{message.word}' in the basket")
+        self.query_one("#chat-prompt", Input).focus()
 
     # -- adding a neuron -------------------------------------------------------------------
     def request_clamp(self, ref) -> None:

@@ -7,13 +7,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Input, Select
 
-from ...cache.store import MATCH_MODES, Hit, Store
+from ...cache.store import MATCH_MODES as TOKEN_MODES
+from ...cache.store import Hit, Store
+from ...concepts import Label, label_search, with_labels
 from ...core.refs import NeuronRef
 from ..format import prob_text, show_token
 from .tables import VimTable
 
 RESULT_LIMIT = 200
 MAX_RANK = 3
+MATCH_MODES = (*TOKEN_MODES, "label")      # label: neurons whose concept label is the query's concept key
 
 
 def search_cache(path, query: str, match: str):
@@ -23,7 +26,10 @@ def search_cache(path, query: str, match: str):
     with Store(path, readonly=True) as store:
         if not store.meta:
             return []
-        return store.search(query, match=match, max_rank=min(MAX_RANK, store.top_k), limit=RESULT_LIMIT)
+        if match == "label":
+            return label_search(store, query, limit=RESULT_LIMIT)
+        return with_labels(store, store.search(query, match=match, max_rank=min(MAX_RANK, store.top_k),
+                                               limit=RESULT_LIMIT))
 
 
 class FilterInput(Input):
@@ -51,7 +57,8 @@ class FilterBar(Horizontal):
 class ResultsTable(VimTable):
     def on_mount(self) -> None:
         for label, key, width in (("neuron", "neuron", 10), ("view", "view", 4), ("dir", "dir", 3),
-                                  ("#", "rank", 2), ("token", "token", 12), ("prob", "prob", 5)):
+                                  ("#", "rank", 2), ("token", "token", 12), ("prob", "prob", 5),
+                                  ("label", "label", 14)):
             self.add_column(label, key=key, width=width)
 
     hits: list[Hit] = []
@@ -61,6 +68,7 @@ class ResultsTable(VimTable):
         self.clear()
         self.add_rows(
             (str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1),
-             Text(show_token(h.token)), prob_text(h.prob))
+             Text(show_token(h.token)), prob_text(h.prob),
+             "" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0)))
             for h in hits
         )

@@ -49,6 +49,7 @@ class NeuronTree(Tree[NodeInfo]):
         self.neurons = neurons
         self.labels = labels
         self.order: dict[int, list[int]] = {}     # layer -> neurons in display order (empty: index order)
+        self.order_name = ""                      # what the order is by ("firing", "label mass")
         self._rank: dict[int, dict[int, int]] = {}
         self.show_root = True
         self.guide_depth = 2
@@ -80,7 +81,7 @@ class NeuronTree(Tree[NodeInfo]):
                 if order is None:
                     node.add(Text(f"N{start}–{stop - 1}"), NodeInfo("group", info.layer, start, stop))
                 else:
-                    node.add(Text(f"firing #{start + 1}–{stop}", style="italic"),
+                    node.add(Text(f"{self.order_name} #{start + 1}–{stop}", style="italic"),
                              NodeInfo("group", info.layer, start, stop, members=tuple(order[start:stop])))
         else:
             self._add_neurons(node, info.neurons)
@@ -92,9 +93,9 @@ class NeuronTree(Tree[NodeInfo]):
             node.add_leaf(neuron_label(node.data.layer, neuron, token, prob),
                           NodeInfo("neuron", node.data.layer, neuron, neuron + 1))
 
-    def set_order(self, orders: dict[int, list[int]]) -> None:
+    def set_order(self, orders: dict[int, list[int]], name: str = "") -> None:
         """Show each layer's neurons in this order (empty: index order); the loaded groups are rebuilt."""
-        self.order = dict(orders)
+        self.order, self.order_name = dict(orders), name if orders else ""
         self._rank = {layer: {n: i for i, n in enumerate(order)} for layer, order in self.order.items()}
         for layer_node in self.root.children:
             expanded = layer_node.is_expanded
