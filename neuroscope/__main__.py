@@ -1,3 +1,4 @@
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":                     # not in a spawned worker process (export)
+    raise SystemExit(main())

@@ -84,9 +84,10 @@ class Specialised:
 
 def overlap(a_ids, a_p, b_ids, b_p) -> np.ndarray:
     """Per neuron: sum over shared tokens of min(p_a, p_b) (0: disjoint; 1: the same distribution)."""
-    match = a_ids[:, :, None] == b_ids[:, None, :]
-    both = np.minimum(a_p[:, :, None], b_p[:, None, :])
-    return (match * both).sum((1, 2))
+    out = np.zeros(a_p.shape, np.float32)
+    for j in range(b_ids.shape[1]):                    # k passes over [n, k], no [n, k, k] temporaries
+        np.add(out, np.minimum(a_p, b_p[:, j:j + 1]), out=out, where=a_ids == b_ids[:, j:j + 1])
+    return out.sum(1, dtype=np.float64)
 
 
 def top(store, by: str = "mass", view: str | None = None, layer: int | None = None, limit: int = 20,
@@ -112,31 +113,50 @@ def top(store, by: str = "mass", view: str | None = None, layer: int | None = No
     for lay in layers:
         for v in views:
             for d in directions:
-                got, tops = labels.unit(lay, v, d), store.tops(lay, v, d)
-                if got is None or tops is None:
+                got = labels.unit(lay, v, d)
+                if got is None:
                     continue
                 key, mass, count, entropy = got
-                ids, probs = tops
-                rel = None
+                rel = score = None
                 if relation:
-                    write = store.tops(lay, "down", "pos" if by == "copy" else "neg")
-                    rel = overlap(ids, probs, *write) if write is not None else np.zeros(len(ids))
+                    tops, write = store.tops(lay, v, d), store.tops(lay, "down", "pos" if by == "copy" else "neg")
+                    if tops is None:
+                        continue
+                    rel = overlap(*tops, *write) if write is not None else np.zeros(len(key))
                 elif by == "cosine":
                     rel = labels.cosines(lay, v)
                     if rel is None:
                         continue
-                score = {"mass": mass, "prob": probs[:, 0], "entropy": -entropy}.get(by, rel)
-                best = np.argsort(-score, kind="stable")[:limit]
+                elif by == "prob":
+                    tops = store.tops(lay, v, d)
+                    if tops is None:
+                        continue
+                    score = tops[1][:, 0]
+                score = {"mass": mass, "entropy": -entropy}.get(by, rel) if score is None else score
                 rows.extend((float(score[i]), lay, int(i), v, d, int(key[i]), float(mass[i]), int(count[i]),
-                             float(entropy[i]), float(probs[i, 0]), int(ids[i, 0]),
-                             None if rel is None else float(rel[i])) for i in best)
+                             float(entropy[i]), None if rel is None else float(rel[i]))
+                            for i in best_indices(score, limit))
     rows.sort(key=lambda r: (-r[0], r[1], r[2], r[3], r[4]))
     rows = rows[:limit]
+    firsts = [store.tops(r[1], r[3], r[4], r[2], r[2] + 1) for r in rows]     # top-1 of the shown rows only
     keys = labels.keys([r[5] for r in rows])
-    texts = store.token_texts([r[10] for r in rows])
-    return Records(Specialised(r[1], r[2], r[3], r[4], keys.get(r[5], ""), r[6], r[7], r[8], r[9], texts[r[10]],
-                               *(r[11] if by == name else None for name in ("copy", "suppression", "cosine")))
-                   for r in rows)
+    texts = store.token_texts([int(ids[0, 0]) for ids, _ in firsts])
+    return Records(Specialised(r[1], r[2], r[3], r[4], keys.get(r[5], ""), r[6], r[7], r[8], float(probs[0, 0]),
+                               texts[int(ids[0, 0])],
+                               *(r[9] if by == name else None for name in ("copy", "suppression", "cosine")))
+                   for r, (ids, probs) in zip(rows, firsts))
+
+
+def best_indices(score: np.ndarray, limit: int) -> np.ndarray:
+    """The indices of the ``limit`` highest scores, highest first, ties by index (what a stable argsort of
+    -score gives, in O(n): a partition, then a sort of the few kept). NaN counts as lowest."""
+    neg = -np.nan_to_num(np.asarray(score, np.float64), nan=-np.inf)
+    if limit >= len(neg):
+        return np.argsort(neg, kind="stable")
+    kth = np.partition(neg, limit - 1)[limit - 1]
+    strict = np.flatnonzero(neg < kth)
+    kept = np.concatenate([strict, np.flatnonzero(neg == kth)[: limit - len(strict)]])
+    return kept[np.lexsort((kept, neg[kept]))]
 
 
 def missing_cosines(store) -> list[tuple[int, str]]:
@@ -249,7 +269,8 @@ def concept_clamps(model, word: str, strength: float, min_mass: float, views=Non
             for (layer, neuron), c in chosen.items():
                 got = ex.neuron(layer, neuron, "pos" if c.sign > 0 else "neg", limit=1, context=1)
                 peaks[(layer, neuron)] = abs(got[0].activation) if got else 1.0
-    except UsageError:
-        pass                                            # no examples: the values are sign x strength
+    except UsageError:                                  # no examples: the values are sign x strength
+        model.note(f"no examples of {model.name} are cached, so each --concept value is sign x strength; run "
+                   f"`neuroscope examples {model.name}` to scale each by its neuron's peak activation")
     return [Clamp(NeuronRef(layer, neuron), max(-MAX_VALUE, min(MAX_VALUE, c.sign * strength * peaks.get(
         (layer, neuron), 1.0)))) for (layer, neuron), c in sorted(chosen.items())]

@@ -6,10 +6,15 @@ partial file.
 """
 from __future__ import annotations
 
+import collections
 import csv
+import io
 import json
+import multiprocessing as mp
 import os
+import signal
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,21 +59,36 @@ def units(store, views):
                     yield layer, view, direction, tops, lab
 
 
-def export(store, fmt: str, out: Path | None, views=None) -> int:
-    """Write every decoded neuron-direction of ``views`` (default: all decoded); returns the row count."""
+def export(store, fmt: str, out: Path | None, views=None, progress=None, workers: int | None = None) -> int:
+    """Write every decoded neuron-direction of ``views`` (default: all decoded); returns the row count.
+    ``progress(done, total)`` counts rows; jsonl and csv are formatted by ``workers`` processes (default:
+    one per core, up to 8, for exports of at least PARALLEL_ROWS rows) and written in order."""
     views = [v for v in (views or store.views) if v in store.decoded_views()]
-    vocab = int(store.meta["vocab"])
-    texts = store.token_texts(range(vocab))
-    texts = [texts[i] for i in range(vocab)]
-    labels = Labels(store)
+    total = store.layers * len(views) * 2 * store.neurons
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if total >= PARALLEL_ROWS else 1
     tmp = None if out is None else out.with_name(f".{out.name}.{os.getpid()}.partial")
+    progress = progress or (lambda done, total: None)
     try:
         if fmt == "parquet":
-            count = _parquet(store, tmp, views, texts, labels)
+            count = _parquet(store, tmp, views, Labels(store), progress, total)
         else:
-            handle = sys.stdout if tmp is None else open(tmp, "w", encoding="utf-8", newline="")
+            if tmp is None:
+                sys.stdout.flush()
+            handle = _stdout_bytes() if tmp is None else open(tmp, "wb")      # workers send UTF-8 bytes
             try:
-                count = (_jsonl if fmt == "jsonl" else _csv)(store, handle, views, texts, labels)
+                if fmt == "csv":
+                    k = store.top_k
+                    fields = [f"{field}_{r}" for r in range(1, k + 1) for field in ("token_id", "token", "prob")]
+                    head = io.StringIO()
+                    csv.writer(head).writerow(["layer", "neuron", "view", "direction", "label", "label_mass",
+                                               *fields])
+                    handle.write(head.getvalue().encode())
+                count = 0
+                for text, rows in _rendered(store, fmt, views, workers):
+                    handle.write(text)
+                    count += rows
+                    progress(count, total)
             finally:
                 if tmp is not None:
                     handle.close()
@@ -81,48 +101,118 @@ def export(store, fmt: str, out: Path | None, views=None) -> int:
         raise
 
 
+def _stdout_bytes():
+    """stdout as a byte sink (a captured stdout, in tests or a notebook, may have no byte buffer)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is not None:
+        return buffer
+    return type("TextSink", (), {"write": staticmethod(lambda data: sys.stdout.write(data.decode("utf-8"))),
+                                 "close": staticmethod(lambda: None)})()
+
+
+PARALLEL_ROWS = 200_000
+_WORKER: dict = {}
+
+
+def _quote(fmt: str):
+    return (lambda t: json.dumps(t, ensure_ascii=False)) if fmt == "jsonl" else csv_cell
+
+
+def _state(path: str, fmt: str) -> dict:
+    """What formatting needs: a read-only connection of its own, every token's text encoded once."""
+    from .cache.store import Store
+
+    store = Store(path, readonly=True)
+    vocab = int(store.meta["vocab"])
+    texts = store.token_texts(range(vocab))
+    quote = _quote(fmt)
+    return dict(store=store, labels=Labels(store), fmt=fmt, quote=quote,
+                enc=np.array([quote(texts[i]) for i in range(vocab)], dtype=object))
+
+
+def _start(path: str, fmt: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)           # in a worker process: Ctrl-C is the parent's
+    _WORKER.update(_state(path, fmt))
+
+
+def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
+    state = state or _WORKER
+    layer, view, direction = unit
+    store, labels, quote = state["store"], state["labels"], state["quote"]
+    tops, lab = store.tops(layer, view, direction), labels.unit(layer, view, direction)
+    if tops is None or lab is None:
+        return b"", 0
+    keys = {key: quote(text) for key, text in _key_texts(labels, lab).items()}
+    return block(state["fmt"], layer, view, direction, *tops, [keys[key] for key in lab[0].tolist()], lab[1],
+                 state["enc"]).encode("utf-8"), len(tops[0])
+
+
+def _rendered(store, fmt: str, views, workers: int):
+    """(UTF-8 text, rows) of every unit's direction, in order; by a pool of processes when ``workers`` > 1."""
+    todo = [(layer, view, d) for layer in range(store.layers) for view in views for d in ("pos", "neg")]
+    if workers <= 1:
+        state = _state(str(store.path), fmt)
+        try:
+            for unit in todo:
+                yield _render(unit, state)
+        finally:
+            state["store"].close()
+        return
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start,
+                             initargs=(str(store.path), fmt)) as pool:
+        pending = collections.deque()
+        try:
+            for unit in todo:                           # at most 2 x workers units in flight
+                pending.append(pool.submit(_render, unit))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 def _key_texts(labels, lab) -> dict[int, str]:
     return labels.keys(np.unique(lab[0]).tolist())
 
 
-def _jsonl(store, handle, views, texts, labels) -> int:
-    enc = [json.dumps(t, ensure_ascii=False) for t in texts]
-    count = 0
-    for layer, view, direction, (ids, probs), lab in units(store, views):
-        keys = {k: json.dumps(v, ensure_ascii=False) for k, v in _key_texts(labels, lab).items()}
-        head = f'{{"layer": {layer}, "neuron": '
-        tail = f', "view": "{view}", "direction": "{direction}", "label": '
-        lines = []
-        for i, (row_ids, row_p, key, mass) in enumerate(zip(ids.tolist(), probs.tolist(), lab[0].tolist(),
-                                                            lab[1].tolist())):
-            top = ", ".join(f'{{"token_id": {t}, "token": {enc[t]}, "prob": {p!r}}}' for t, p in zip(row_ids, row_p))
-            lines.append(f'{head}{i}{tail}{keys[key]}, "label_mass": {mass!r}, "top": [{top}]}}\n')
-        handle.write("".join(lines))
-        count += len(lines)
-    return count
+def csv_cell(text: str) -> str:
+    """One field as csv.writer writes it inside a row (QUOTE_MINIMAL)."""
+    buf = io.StringIO()
+    csv.writer(buf).writerow([text, ""])              # the default "\r\n" terminator: \r and \n get quoted
+    return buf.getvalue()[:-3]
 
 
-def _csv(store, handle, views, texts, labels) -> int:
-    k = store.top_k
-    writer = csv.writer(handle)
-    writer.writerow(["layer", "neuron", "view", "direction", "label", "label_mass"]
-                    + [f"{field}_{r}" for r in range(1, k + 1) for field in ("token_id", "token", "prob")])
-    count = 0
-    for layer, view, direction, (ids, probs), lab in units(store, views):
-        keys = _key_texts(labels, lab)
-        for i, (row_ids, row_p, key, mass) in enumerate(zip(ids.tolist(), probs.tolist(), lab[0].tolist(),
-                                                            lab[1].tolist())):
-            cells = [layer, i, view, direction, keys[key], repr(mass)]
-            for t, p in zip(row_ids, row_p):
-                cells += [t, texts[t], repr(p)]
-            writer.writerow(cells)
-            count += 1
-    return count
+def block(fmt: str, layer: int, view: str, direction: str, ids: np.ndarray, probs: np.ndarray, labels: list[str],
+          masses: np.ndarray, enc: np.ndarray) -> str:
+    """The rows of one unit's direction as text: one %-format over the whole unit (no per-row Python).
+    ``enc`` holds every token's text already encoded for ``fmt`` (JSON string or CSV cell); floats are
+    written with 9 significant digits, which give back every float32 exactly, always with a point (JSON
+    readers see floats)."""
+    n, k = ids.shape
+    cells = np.empty((n, 3 + 3 * k), dtype=object)
+    cells[:, 0] = range(n)
+    cells[:, 1] = labels
+    cells[:, 2] = masses.tolist()
+    cells[:, 3::3] = ids.tolist()
+    cells[:, 4::3] = enc[ids]
+    cells[:, 5::3] = probs.tolist()
+    if fmt == "jsonl":
+        top = ", ".join(['{"token_id": %d, "token": %s, "prob": %#.9g}'] * k)
+        row = (f'{{"layer": {layer}, "neuron": %d, "view": "{view}", "direction": "{direction}", '
+               f'"label": %s, "label_mass": %#.9g, "top": [{top}]}}\n')
+    else:
+        row = f"{layer},%d,{view},{direction},%s,%#.9g," + ",".join(["%d,%s,%#.9g"] * k) + "\r\n"
+    return (row * n) % tuple(cells.ravel().tolist())
 
 
-def _parquet(store, path, views, texts, labels) -> int:
+def _parquet(store, path, views, labels, progress, total) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    texts = store.token_texts(range(int(store.meta["vocab"])))
+    texts = [texts[i] for i in range(len(texts))]
 
     top_type = pa.list_(pa.struct([("token_id", pa.int32()), ("token", pa.string()), ("prob", pa.float32())]))
     schema = pa.schema([("layer", pa.int32()), ("neuron", pa.int32()), ("view", pa.string()),
@@ -145,4 +235,5 @@ def _parquet(store, path, views, texts, labels) -> int:
                               "label_mass": pa.array(lab[1]), "top": top}, schema=schema)
             writer.write_table(table)
             count += n
+            progress(count, total)
     return count

@@ -59,7 +59,7 @@ class TextAndConcepts:
 
         return agreement(self, seed)
 
-    def export(self, fmt: str = "jsonl", out=None, views=None) -> int:
+    def export(self, fmt: str = "jsonl", out=None, views=None, workers: int | None = None) -> int:
         """Every neuron-direction's top-k with its label, as jsonl, csv or parquet, to ``out`` (a path; None:
         stdout for jsonl and csv). Returns the row count; a failed export leaves no partial file."""
         from .export import check_out, export
@@ -68,4 +68,8 @@ class TextAndConcepts:
         if views:
             self.info.check_views(views)
         with self.store() as store:
-            return export(store, fmt, path, views)
+            progress, close = self._progress("export")
+            try:
+                return export(store, fmt, path, views, progress=progress, workers=workers)
+            finally:
+                close()

@@ -19,7 +19,8 @@ def progress_bar(label: str):
     from .progress import ProgressBar
 
     what = label.split()[0]
-    bar = ProgressBar(what, unit="tokens" if what == "examples" else "neuron-views")
+    unit = {"examples": "tokens", "export": "neuron-directions"}.get(what, "neuron-views")
+    bar = ProgressBar(what, unit=unit)
     return bar, bar.close
 
 

@@ -10,6 +10,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import neuroscope
 from neuroscope.cache.labels import concept_key, label_unit, vocabulary_keys
@@ -145,6 +147,16 @@ def test_top_against_a_count_made_here(concept_model):
     best.sort(key=lambda r: (-r[0], r[1], r[2], r[3], r[4]))
     assert [(r.layer, r.neuron, r.view, r.direction) for r in rows] == [b[1:] for b in best[:5]]
     assert [r.label_mass for r in rows] == pytest.approx([b[0] for b in best[:5]])
+    by_prob = model.top("prob", limit=4)
+    with model.store() as store:
+        firsts = [(store.tops(r.layer, r.view, r.direction)[1][r.neuron, 0],
+                   store.token_texts([int(store.tops(r.layer, r.view, r.direction)[0][r.neuron, 0])]))
+                  for r in rows + by_prob]
+        every = sorted(float(store.tops(layer, view, d)[1][i, 0]) for layer in range(2) for view in ("up", "gate", "down")
+                       for d in ("pos", "neg") for i in range(store.neurons))
+    assert [r.prob for r in rows + by_prob] == pytest.approx([float(p) for p, _ in firsts])
+    assert [r.token for r in rows + by_prob] == [next(iter(t.values())) for _, t in firsts]
+    assert [r.prob for r in by_prob] == pytest.approx(every[::-1][:4])
     copy = model.top("copy", limit=3)
     with model.store() as store:
         up, down = store.tops(copy[0].layer, "up", "pos"), store.tops(copy[0].layer, "down", "pos")
@@ -282,3 +294,60 @@ def test_bad_input(concept_model, tmp_path, args, message, code):
     assert outcome.code == code and not outcome.problems(), outcome.stderr
     assert message in (outcome.stderr if code else outcome.stdout)
     assert snapshot(model.path.parent) == before and list(tmp_path.iterdir()) == []      # no partial file
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0, float("nan"), -1.0]) | st.floats(-2, 2), min_size=1,
+                max_size=60), st.integers(1, 70))
+def test_best_indices_equals_a_stable_sort(scores, limit):
+    """top's O(n) selection against a stable argsort written here (many ties, NaN lowest)."""
+    from neuroscope.concepts import best_indices
+
+    score = np.array(scores)
+    want = sorted(range(len(scores)), key=lambda i: (-(scores[i] if scores[i] == scores[i] else -math.inf), i))
+    assert best_indices(score, limit).tolist() == want[:limit]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_rows_survive_awkward_token_texts(fmt):
+    """Commas, quotes, newlines, backslashes, unicode, empty text and tiny/huge floats read back exactly
+    through the standard json and csv readers."""
+    import io
+
+    from neuroscope.export import block, csv_cell
+
+    texts = ["a,b", 'say "hi"', "line\nbreak", "cr\rlf", "back\\slash", "", " ", "ünï ✓", "\u2581dog", "tab\tx"]
+    quote = (lambda t: json.dumps(t, ensure_ascii=False)) if fmt == "jsonl" else csv_cell
+    enc = np.array([quote(t) for t in texts], dtype=object)
+    rng = np.random.default_rng(0)
+    ids = np.stack([rng.permutation(len(texts))[:4] for _ in range(6)]).astype(np.int32)
+    probs = rng.random((6, 4)).astype(np.float32)
+    probs[0] = [1.0, 1e-30, 3.4e38, 0.0]
+    masses = rng.random(6).astype(np.float32)
+    names = [texts[i] for i in range(6)]
+    text = block(fmt, 3, "gate", "neg", ids, probs, [quote(t) for t in names], masses, enc)
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("}\n")]
+        cells = [[r["neuron"], r["label"], r["label_mass"], *[x for t in r["top"] for x in t.values()]]
+                 for r in rows]
+        assert all(r["layer"] == 3 and r["view"] == "gate" and r["direction"] == "neg" for r in rows)
+        assert all(isinstance(t["prob"], float) for r in rows for t in r["top"])
+    else:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        assert all(r[0] == "3" and r[2:4] == ["gate", "neg"] for r in rows)
+        cells = [[int(r[1]), r[4], float(r[5]), *[f(x) for f, x in zip([int, str, float] * 4, r[6:])]] for r in rows]
+    assert len(cells) == 6
+    for i, row in enumerate(cells):
+        assert row[:2] == [i, names[i]] and np.float32(row[2]) == masses[i]
+        assert row[3::3] == ids[i].tolist() and row[4::3] == [texts[t] for t in ids[i]]
+        assert np.array(row[5::3], np.float32).tolist() == probs[i].tolist()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_by_worker_processes_equals_one_process(concept_model, tmp_path, fmt):
+    """The pool of formatting processes writes the same bytes, in the same order, as one process."""
+    _, model = concept_model
+    one, pool = tmp_path / f"one.{fmt}", tmp_path / f"pool.{fmt}"
+    assert model.export(fmt, str(one), workers=1) == model.export(fmt, str(pool), workers=2) == 2 * 3 * 2 * 64
+    assert one.read_bytes() == pool.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([one.name, pool.name])   # no partial files left
