@@ -55,13 +55,28 @@ class FilterBar(Horizontal):
 
 
 class ResultsTable(VimTable):
-    def on_mount(self) -> None:
-        for label, key, width in (("neuron", "neuron", 10), ("view", "view", 4), ("dir", "dir", 3),
-                                  ("#", "rank", 2), ("token", "token", 12), ("prob", "prob", 5),
-                                  ("label", "label", 14)):
-            self.add_column(label, key=key, width=width)
-
+    """Search hits; the label column shows when the table is wide enough for it without scrolling."""
+    COLUMNS = (("neuron", "neuron", 10), ("view", "view", 4), ("dir", "dir", 3), ("#", "rank", 2),
+               ("token", "token", 12), ("prob", "prob", 5))
+    LABEL = ("label", "label", 14)
     hits: list[Hit] = []
+    wide: bool | None = None
+
+    def on_mount(self) -> None:
+        self._layout(True)
+
+    def on_resize(self) -> None:
+        need = sum(width + 2 * self.cell_padding for *_, width in (*self.COLUMNS, self.LABEL))
+        wide = self.scrollable_content_region.width >= need
+        if wide != self.wide:
+            self._layout(wide)
+            self.fill(self.hits)
+
+    def _layout(self, wide: bool) -> None:
+        self.wide = wide
+        self.clear(columns=True)
+        for label, key, width in (*self.COLUMNS, self.LABEL) if wide else self.COLUMNS:
+            self.add_column(label, key=key, width=width)
 
     def fill(self, hits: list[Hit]) -> None:
         self.hits = list(hits)
@@ -69,6 +84,7 @@ class ResultsTable(VimTable):
         self.add_rows(
             (str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1),
              Text(show_token(h.token)), prob_text(h.prob),
-             "" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0)))
+             *(["" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0))] if self.wide
+               else []))
             for h in hits
         )
