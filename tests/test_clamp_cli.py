@@ -36,7 +36,8 @@ def test_json_contract(model, capsys):
                            "--max-new-tokens", 6, "--json")
     assert code == 0, err
     got = json.loads(out)
-    assert list(got) == ["model", "clamps", "prompt", "target", "baseline", "clamped", "activation"]
+    assert list(got) == ["model", "hub_id", "revision", "clamps", "prompt", "target", "baseline", "clamped",
+                         "activation"]
     assert got["model"] == "clamp-llama" and got["prompt"] == PROMPT and got["target"] == "dog"
     assert got["clamps"] == [{"layer": 1, "neuron": 5, "value": 20.0, "mode": "set"}]
     for side in ("baseline", "clamped"):

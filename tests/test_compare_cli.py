@@ -24,7 +24,8 @@ def test_json_contract_and_reference_fractions(pair, capsys):  # noqa: F811
     code, out, err = compare(capsys, pair["base"], pair["tuned"], "--json", "--top", "5", cache=pair["cache"])
     assert code == 0, err
     got = json.loads(out)
-    assert list(got) == ["base", "other", "view", "direction", "same_top1", "mean_topk_jaccard", "per_layer",
+    assert list(got) == ["base", "base_hub_id", "base_revision", "other", "other_hub_id", "other_revision", "view",
+                         "direction", "same_top1", "mean_topk_jaccard", "per_layer",
                          "most_changed"]
     assert (got["base"], got["other"], got["view"], got["direction"]) == ("base", "tuned", "up", "pos")
     same = []

@@ -152,8 +152,8 @@ def test_top_against_a_count_made_here(concept_model):
         firsts = [(store.tops(r.layer, r.view, r.direction)[1][r.neuron, 0],
                    store.token_texts([int(store.tops(r.layer, r.view, r.direction)[0][r.neuron, 0])]))
                   for r in rows + by_prob]
-        every = sorted(float(store.tops(layer, view, d)[1][i, 0]) for layer in range(2) for view in ("up", "gate", "down")
-                       for d in ("pos", "neg") for i in range(store.neurons))
+        every = sorted(float(store.tops(layer, view, d)[1][i, 0]) for layer in range(2)
+                       for view in ("up", "gate", "down") for d in ("pos", "neg") for i in range(store.neurons))
     assert [r.prob for r in rows + by_prob] == pytest.approx([float(p) for p, _ in firsts])
     assert [r.token for r in rows + by_prob] == [next(iter(t.values())) for _, t in firsts]
     assert [r.prob for r in by_prob] == pytest.approx(every[::-1][:4])
