@@ -69,10 +69,23 @@ def vocabulary_keys(texts: list[str]) -> tuple[list[str], np.ndarray]:
     return list(ids), out
 
 
+CHUNK_CELLS = 1 << 22          # label_unit's k x k temporaries: about 4M cells (32 MB of float64) at a time
+
+
 def label_unit(ids: np.ndarray, probs: np.ndarray, token_keys: np.ndarray):
     """Per neuron (row) of one direction: (label key id, label mass, tokens sharing it, top-k entropy). Ties
     in mass go to the lower key id (deterministic); keys of tokens with no letters or digits never label.
-    Each row's k x k key equality does the grouping (k is small), so no sort over the whole unit is needed."""
+    Each row's k x k key equality does the grouping (k is small), so no sort over the whole unit is needed;
+    rows go in chunks so the temporaries stay small even at --top-k 255."""
+    n, k = ids.shape
+    step = max(1, CHUNK_CELLS // max(1, k * k))
+    if n > step:
+        parts = [_label_rows(ids[i:i + step], probs[i:i + step], token_keys) for i in range(0, n, step)]
+        return tuple(np.concatenate(column) for column in zip(*parts))
+    return _label_rows(ids, probs, token_keys)
+
+
+def _label_rows(ids: np.ndarray, probs: np.ndarray, token_keys: np.ndarray):
     keys = token_keys[ids]                                     # [n, k]
     p = probs.astype(np.float64)
     same = keys[:, :, None] == keys[:, None, :]               # [n, k, k]

@@ -32,6 +32,12 @@ def handlers() -> dict:
             "concept": _lazy("concept_cmd", "cmd_concept"), "export": _lazy("concept_cmd", "cmd_export")}
 
 
+RESUME = "interrupted; every finished layer is saved, run the same command again to resume"
+INTERRUPTED = {"examples": "interrupted; the examples up to the last commit (at most 30 s ago) are saved, run the same "
+                           "command again to resume",
+               "export": "interrupted; no file was written (any decode it started keeps its finished layers)"}
+
+
 def dispatch(args, table: dict | None = None) -> int:
     """Run one parsed command; ``table`` replaces the command handlers (the fuzz tests run `tui` up to the
     point where the app would start)."""
@@ -39,7 +45,7 @@ def dispatch(args, table: dict | None = None) -> int:
     try:
         return handler(args) or 0
     except KeyboardInterrupt:
-        note("interrupted; every finished layer is saved, run the same command again to resume")
+        note(INTERRUPTED.get(args.command, RESUME))
         return 130
     except BrokenPipeError:
         return 0

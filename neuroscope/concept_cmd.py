@@ -52,7 +52,7 @@ def cmd_concept(args) -> int:
 
 def cmd_export(args) -> int:
     model = open_model(args)
-    count = model.export(args.format, args.out, views=args.views)
+    count = model.export(args.format, args.out, views=args.views, workers=None)
     if args.out not in (None, "-"):
         note(f"wrote {count:,} neuron-directions of {model.name} to {args.out}")
     sys.stdout.flush()

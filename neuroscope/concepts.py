@@ -268,7 +268,8 @@ def concept_clamps(model, word: str, strength: float, min_mass: float, views=Non
             ex = Examples(store)
             for (layer, neuron), c in chosen.items():
                 got = ex.neuron(layer, neuron, "pos" if c.sign > 0 else "neg", limit=1, context=1)
-                peaks[(layer, neuron)] = abs(got[0].activation) if got else 1.0
+                peak = abs(got[0].activation) if got else 0.0
+                peaks[(layer, neuron)] = peak if peak > 0 else 1.0      # never a 0 clamp (that ablates)
     except UsageError:                                  # no examples: the values are sign x strength
         model.note(f"no examples of {model.name} are cached, so each --concept value is sign x strength; run "
                    f"`neuroscope examples {model.name}` to scale each by its neuron's peak activation")

@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def _state(path: str, fmt: str) -> dict:
 
 def _start(path: str, fmt: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)           # in a worker process: Ctrl-C is the parent's
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked from its spawn until now
     _WORKER.update(_state(path, fmt))
 
 
@@ -147,6 +149,12 @@ def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
                  state["enc"]).encode("utf-8"), len(tops[0])
 
 
+def _restore(main: bool, handler, mask) -> None:
+    if main and signal.getsignal(signal.SIGINT) is signal.SIG_IGN and handler is not None:
+        signal.signal(signal.SIGINT, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _rendered(store, fmt: str, views, workers: int):
     """(UTF-8 text, rows) of every unit's direction, in order; by a pool of processes when ``workers`` > 1."""
     todo = [(layer, view, d) for layer in range(store.layers) for view in views for d in ("pos", "neg")]
@@ -158,6 +166,12 @@ def _rendered(store, fmt: str, views, workers: int):
         finally:
             state["store"].close()
         return
+    # The workers are spawned with SIGINT ignored (a disposition exec keeps, so Python never installs its
+    # Ctrl-C handler there): Ctrl-C reaches only this process, however early it comes. Meanwhile this
+    # process holds it back (blocked) and takes it once the pool is whole.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start,
                              initargs=(str(store.path), fmt)) as pool:
         pending = collections.deque()
@@ -165,10 +179,13 @@ def _rendered(store, fmt: str, views, workers: int):
             for unit in todo:                           # at most 2 x workers units in flight
                 pending.append(pool.submit(_render, unit))
                 if len(pending) >= 2 * workers:
+                    _restore(main, handler, mask)
                     yield pending.popleft().result()
+            _restore(main, handler, mask)
             while pending:
                 yield pending.popleft().result()
         finally:
+            _restore(main, handler, mask)
             for future in pending:
                 future.cancel()
 

@@ -59,9 +59,11 @@ class TextAndConcepts:
 
         return agreement(self, seed)
 
-    def export(self, fmt: str = "jsonl", out=None, views=None, workers: int | None = None) -> int:
+    def export(self, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1) -> int:
         """Every neuron-direction's top-k with its label, as jsonl, csv or parquet, to ``out`` (a path; None:
-        stdout for jsonl and csv). Returns the row count; a failed export leaves no partial file."""
+        stdout for jsonl and csv). Returns the row count; a failed export leaves no partial file.
+        ``workers``: processes formatting jsonl/csv (None: one per core for large exports, as the CLI does;
+        they are spawned, so a plain script needs the usual ``if __name__ == "__main__":`` guard)."""
         from .export import check_out, export
 
         path = check_out(out, fmt)               # before any work

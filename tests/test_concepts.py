@@ -351,3 +351,19 @@ def test_export_by_worker_processes_equals_one_process(concept_model, tmp_path, 
     assert model.export(fmt, str(one), workers=1) == model.export(fmt, str(pool), workers=2) == 2 * 3 * 2 * 64
     assert one.read_bytes() == pool.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([one.name, pool.name])   # no partial files left
+
+
+def test_labels_in_chunks_equal_labels_at_once(monkeypatch):
+    """label_unit bounds its k x k temporaries by working in row chunks (--top-k 255 would need GBs at
+    once); chunked, it gives exactly what one pass gives."""
+    from neuroscope.cache import labels
+
+    rng = np.random.default_rng(1)
+    token_keys = rng.integers(0, 30, 400).astype(np.int32)
+    ids = np.stack([rng.permutation(400)[:12] for _ in range(1000)]).astype(np.int32)
+    probs = np.sort(rng.random((1000, 12)).astype(np.float32), 1)[:, ::-1].copy()
+    whole = labels.label_unit(ids, probs, token_keys)
+    monkeypatch.setattr(labels, "CHUNK_CELLS", 12 * 12 * 7)           # chunks of 7 rows, the last one short
+    chunked = labels.label_unit(ids, probs, token_keys)
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
