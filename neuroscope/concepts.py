@@ -2,7 +2,7 @@
 concept (with the sign that pushes it into the output), the clamps of a whole concept, and export."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -192,8 +192,6 @@ def ensure_cosines(model) -> None:
 
 def with_labels(store, hits: list) -> list:
     """Search hits with each neuron's label (in the hit's view and direction) filled in."""
-    from dataclasses import replace
-
     labels, units, out = Labels(store), {}, []
     if not labels.has_tables():
         return list(hits)
@@ -225,8 +223,6 @@ def label_search(store, word: str, views=None, directions=None, limit: int | Non
         ids, probs = tops[layer, view, direction]
         hits.append(Hit(layer, neuron, view, direction, 0, int(ids[neuron, 0]), "", float(probs[neuron, 0])))
     texts = store.token_texts([h.token_id for h in hits])
-    from dataclasses import replace
-
     return with_labels(store, [replace(h, token=texts[h.token_id]) for h in hits])
 
 

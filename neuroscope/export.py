@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import csv
 import io
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -119,11 +120,8 @@ def _quote(fmt: str):
     return (lambda t: json.dumps(t, ensure_ascii=False)) if fmt == "jsonl" else csv_cell
 
 
-def _state(path: str, fmt: str) -> dict:
-    """What formatting needs: a read-only connection of its own, every token's text encoded once."""
-    from .cache.store import Store
-
-    store = Store(path, readonly=True)
+def _state(store, fmt: str) -> dict:
+    """What formatting needs: the cache, every token's text encoded once."""
     vocab = int(store.meta["vocab"])
     texts = store.token_texts(range(vocab))
     quote = _quote(fmt)
@@ -134,7 +132,9 @@ def _state(path: str, fmt: str) -> dict:
 def _start(path: str, fmt: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)           # in a worker process: Ctrl-C is the parent's
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked from its spawn until now
-    _WORKER.update(_state(path, fmt))
+    from .cache.store import Store
+
+    _WORKER.update(_state(Store(path, readonly=True), fmt))     # a read-only connection of its own
 
 
 def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
@@ -150,7 +150,7 @@ def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
 
 
 def _restore(main: bool, handler, mask) -> None:
-    if main and signal.getsignal(signal.SIGINT) is signal.SIG_IGN and handler is not None:
+    if main and handler is not None:
         signal.signal(signal.SIGINT, handler)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
@@ -159,12 +159,8 @@ def _rendered(store, fmt: str, views, workers: int):
     """(UTF-8 text, rows) of every unit's direction, in order; by a pool of processes when ``workers`` > 1."""
     todo = [(layer, view, d) for layer in range(store.layers) for view in views for d in ("pos", "neg")]
     if workers <= 1:
-        state = _state(str(store.path), fmt)
-        try:
-            for unit in todo:
-                yield _render(unit, state)
-        finally:
-            state["store"].close()
+        state = _state(store, fmt)
+        yield from (_render(unit, state) for unit in todo)
         return
     # The workers are spawned with SIGINT ignored (a disposition exec keeps, so Python never installs its
     # Ctrl-C handler there): Ctrl-C reaches only this process, however early it comes. Meanwhile this
@@ -174,18 +170,18 @@ def _rendered(store, fmt: str, views, workers: int):
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start,
                              initargs=(str(store.path), fmt)) as pool:
-        pending = collections.deque()
-        try:
-            for unit in todo:                           # at most 2 x workers units in flight
-                pending.append(pool.submit(_render, unit))
-                if len(pending) >= 2 * workers:
-                    _restore(main, handler, mask)
-                    yield pending.popleft().result()
+        rest = iter(todo)
+        try:                                            # at most 2 x workers units in flight
+            pending = collections.deque(pool.submit(_render, unit) for unit in itertools.islice(rest, 2 * workers))
+        finally:
             _restore(main, handler, mask)
+        try:
+            for unit in rest:
+                yield pending.popleft().result()
+                pending.append(pool.submit(_render, unit))
             while pending:
                 yield pending.popleft().result()
         finally:
-            _restore(main, handler, mask)
             for future in pending:
                 future.cancel()
 

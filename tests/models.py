@@ -7,6 +7,7 @@ unembedding row of "Ġdog", scaled, so it must decode to that token top-1.
 """
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import torch
@@ -184,6 +185,16 @@ def build_slow_llama(path: Path, layers: int = 4, neurons: int = 1024, vocab_siz
 
 
 FIRING = (0, 9)                 # L0:N9 fires on "dog" (case ++) and, negatively, on "cat" (case +-)
+
+
+def firing_corpus(path: Path, tokens: int, seed: int, share: float) -> Path:
+    """A corpus for the firing Llama: filler tokens t20-t299, with "dog" or "cat" at about ``share`` of the
+    places (seeded, so every run reads the same text)."""
+    rng = random.Random(seed)
+    words = [f"t{i}" for i in range(20, 300)]
+    path.write_text(" ".join(rng.choice(words) if rng.random() > share else rng.choice(["dog", "cat"])
+                             for _ in range(tokens)))
+    return path
 
 
 def build_firing_llama(path: Path, scale: float = 4.0) -> Path:

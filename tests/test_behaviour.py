@@ -2,7 +2,6 @@
 examples run, agreement against a count made here, and bad input."""
 from __future__ import annotations
 
-import random
 import threading
 
 import numpy as np
@@ -13,7 +12,7 @@ import neuroscope
 from neuroscope.core.errors import Cancelled
 
 from .fuzzing import run, snapshot
-from .models import FIRING, build_firing_llama, vocab
+from .models import FIRING, build_firing_llama, firing_corpus, vocab
 
 MODULES = {"llama": ("model.layers", "down_proj", "gate_proj", "up_proj"),
            "gpt2": ("transformer.h", "c_proj", None, None), "neox": ("gpt_neox.layers", "dense_4h_to_h", None, None)}
@@ -77,11 +76,7 @@ def test_trace_equals_hooks_written_here(model_dirs, tmp_path, kind):
 def firing(tmp_path_factory):
     root = tmp_path_factory.mktemp("firing")
     folder = build_firing_llama(root / "firing-llama")
-    rng = random.Random(3)
-    words = [f"t{i}" for i in range(20, 300)]
-    text = " ".join(rng.choice(words) if rng.random() > 0.08 else rng.choice(["dog", "cat"]) for _ in range(6000))
-    corpus = root / "corpus.txt"
-    corpus.write_text(text)
+    corpus = firing_corpus(root / "corpus.txt", tokens=6000, seed=3, share=0.08)
     return folder, corpus, root
 
 

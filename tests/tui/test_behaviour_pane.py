@@ -2,7 +2,6 @@
 with the activating token highlighted, the probe strip, sorting a layer by firing, and the agreement chart."""
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from helpers import static_text, wait_for
 from textual.widgets import Input
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.models import FIRING, build_firing_llama  # noqa: E402
+from tests.models import FIRING, build_firing_llama, firing_corpus  # noqa: E402
 
 SIZE = (100, 30)
 
@@ -24,11 +23,7 @@ def firing_app(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tui-firing")
     folder = build_firing_llama(root / "firing-llama")
-    rng = random.Random(5)
-    words = [f"t{i}" for i in range(20, 300)]
-    corpus = root / "corpus.txt"
-    corpus.write_text(" ".join(rng.choice(words) if rng.random() > 0.1 else rng.choice(["dog", "cat"])
-                               for _ in range(3000)))
+    corpus = firing_corpus(root / "corpus.txt", tokens=3000, seed=5, share=0.1)
     model = neuroscope.open(str(folder), cache_dir=root / "cache", device="cpu", dtype="float32", progress=False)
     model.decode()
     model.examples(str(corpus), tokens=2048, window=64, batch=4)
