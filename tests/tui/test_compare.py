@@ -136,6 +136,10 @@ async def test_filter_searches_both_models(compare_app, tiny_model):
         where = {r[-1] for r in rows}
         assert where <= {"both", "base", "other"} and {"base", "other"} & where
         assert "in either model" in str(screen.results.border_title)
+        for width, wide in ((60, False), (200, True)):  # a re-layout (label off, then on) keeps the model column
+            await pilot.resize_terminal(width, SIZE[1])
+            await wait_for(pilot, lambda w=wide: screen.results.wide is w)
+            assert [r[-1] for r in table_cells(screen.results)] == [r[-1] for r in rows]
 
 
 async def test_same_model_twice_agrees(compare_app, tiny_model):

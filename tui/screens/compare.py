@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from rich.text import Text
 from textual import work
 from textual.binding import Binding
 from textual.widgets import DataTable, Input
@@ -262,12 +261,7 @@ class CompareScreen(MainScreen):
             return  # stale
         self.changed_table.display = False
         results = self.results
-        if "in" not in [str(k.value) for k in results.columns]:
-            results.add_column("in", key="in", width=5)
-        results.fill(message.hits)   # fills the first columns; add the model column per row
-        for row, where in enumerate(message.where):
-            results.update_cell_at((row, len(results.columns) - 1),
-                                   Text(where, style="bold yellow" if where != "both" else "dim"))
+        results.fill(message.hits, message.where)
         results.display = True
         n = len(message.hits)
         results.border_title = (

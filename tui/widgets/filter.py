@@ -55,36 +55,51 @@ class FilterBar(Horizontal):
 
 
 class ResultsTable(VimTable):
-    """Search hits; the label column shows when the table is wide enough for it without scrolling."""
+    """Search hits; the label column shows when the table is wide enough for it without scrolling.
+
+    In the compare screen each hit also says which model it came from (``where``: "both", "base" or
+    "other"); the table owns that column too, so a re-layout on resize keeps it."""
     COLUMNS = (("neuron", "neuron", 10), ("view", "view", 4), ("dir", "dir", 3), ("#", "rank", 2),
                ("token", "token", 12), ("prob", "prob", 5))
     LABEL = ("label", "label", 14)
+    WHERE = ("in", "in", 5)
     hits: list[Hit] = []
+    where: list[str] | None = None
     wide: bool | None = None
 
     def on_mount(self) -> None:
         self._layout(True)
 
     def on_resize(self) -> None:
-        need = sum(width + 2 * self.cell_padding for *_, width in (*self.COLUMNS, self.LABEL))
+        need = sum(width + 2 * self.cell_padding for *_, width in (*self.COLUMNS, self.LABEL, *self._where_column))
         wide = self.scrollable_content_region.width >= need
         if wide != self.wide:
             self._layout(wide)
-            self.fill(self.hits)
+            self.fill(self.hits, self.where)
+
+    @property
+    def _where_column(self) -> tuple:
+        return () if self.where is None else (self.WHERE,)
 
     def _layout(self, wide: bool) -> None:
         self.wide = wide
         self.clear(columns=True)
-        for label, key, width in (*self.COLUMNS, self.LABEL) if wide else self.COLUMNS:
+        for label, key, width in (*self.COLUMNS, *((self.LABEL,) if wide else ()), *self._where_column):
             self.add_column(label, key=key, width=width)
 
-    def fill(self, hits: list[Hit]) -> None:
-        self.hits = list(hits)
+    def fill(self, hits: list[Hit], where: list[str] | None = None) -> None:
+        """Show ``hits``; ``where[i]`` (compare only) names the model hit i came from."""
+        relayout = (where is None) != (self.where is None)
+        self.hits, self.where = list(hits), None if where is None else list(where)
+        if relayout:
+            self._layout(bool(self.wide))
         self.clear()
         self.add_rows(
             (str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1),
              Text(show_token(h.token)), prob_text(h.prob),
              *(["" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0))] if self.wide
-               else []))
-            for h in hits
+               else []),
+             *([] if self.where is None else [Text(self.where[i], style="bold yellow" if self.where[i] != "both"
+                                                  else "dim")]))
+            for i, h in enumerate(hits)
         )
