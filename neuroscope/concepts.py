@@ -55,9 +55,31 @@ def sign_of(view: str, direction: str) -> int:
     return 1 if direction == "pos" else -1
 
 
-def concept(store, word: str, views=None) -> Records:
+def _check_word(word) -> str:
     if not isinstance(word, str) or not concept_key(word):
         raise UsageError("the concept is empty: give a word, e.g. dog")
+    return concept_key(word)
+
+
+def check_concept_word(model, word: str, views=None) -> None:
+    """UsageError unless some token of the model's vocabulary has ``word``'s concept key (else no neuron can
+    be labelled with it). Against the cache's key table when the model is decoded, else against the
+    tokenizer alone (cheap next to a decode, which it saves on a typo)."""
+    key = _check_word(word)
+    if model.is_decoded(views):
+        with model.store() as store:
+            known = Labels(store).key_id(word) is not None
+    else:
+        from .core.adapter import token_texts
+
+        known = any(concept_key(t) == key for t in token_texts(model.tokenizer(), model.info.shape.vocab))
+    if not known:
+        raise UsageError(f"no token of {model.name}'s vocabulary has the concept {key!r}, so no neuron can be "
+                         f"labelled with it (case, leading spaces and plurals are folded; is it a typo?)")
+
+
+def concept(store, word: str, views=None) -> Records:
+    _check_word(word)
     return Records(ConceptNeuron(layer, neuron, view, direction, mass, sign_of(view, direction))
                    for layer, neuron, view, direction, mass in Labels(store).neurons(word, views))
 

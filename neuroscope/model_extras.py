@@ -48,8 +48,9 @@ class TextAndConcepts:
 
     def concept(self, word: str, views=None) -> Records:
         """Every neuron labelled ``word`` in any view and direction, with the sign that pushes it out."""
-        from .concepts import concept
+        from .concepts import check_concept_word, concept
 
+        check_concept_word(self, word, views)      # a word no token has fails before any decode
         with self.store() as store:
             return concept(store, word, views)
 

@@ -277,9 +277,11 @@ def test_fluency_against_a_forward_pass_made_here(concept_model):
 
 
 @pytest.mark.parametrize("args, message, code", [
-    (["concept", "{m}", "zebra"], "no neuron of concept-llama is labelled 'zebra'", 0),
+    (["concept", "{m}", "t100"], "no neuron of concept-llama is labelled 't100'", 0),   # a token, no label
     (["concept", "{m}", " ,"], "the concept is empty", 2),
-    (["clamp", "{m}", "--concept", "zebra", "--prompt", "dog"], "no neuron of concept-llama is labelled 'zebra'", 2),
+    (["concept", "{m}", "Qwxyzzies"], "no token of concept-llama's vocabulary has the concept 'qwxyzzy'", 2),
+    (["clamp", "{m}", "--concept", "qwxyzzy", "--prompt", "dog"], "has the concept 'qwxyzzy'", 2),
+    (["clamp", "{m}", "--concept", "t100", "--prompt", "dog"], "no neuron of concept-llama is labelled 't100'", 2),
     (["clamp", "{m}", "--concept", "dog", "--min-mass", "2", "--prompt", "dog"], "--min-mass must be", 2),
     (["export", "{m}", "--format", "xml"], "unknown format 'xml'", 2),
     (["export", "{m}", "--out", "{tmp}/no/such/folder/x.jsonl"], "no folder", 2),
@@ -294,6 +296,18 @@ def test_bad_input(concept_model, tmp_path, args, message, code):
     assert outcome.code == code and not outcome.problems(), outcome.stderr
     assert message in (outcome.stderr if code else outcome.stdout)
     assert snapshot(model.path.parent) == before and list(tmp_path.iterdir()) == []      # no partial file
+
+
+@pytest.mark.parametrize("args", [["concept", "{m}", "qwxyzzy"],
+                                  ["clamp", "{m}", "--concept", "qwxyzzy", "--prompt", "dog"]])
+def test_a_word_no_token_has_fails_before_any_decode(concept_model, tmp_path, args):
+    folder, _ = concept_model
+    empty = tmp_path / "cache"
+    empty.mkdir()
+    outcome = run([a.format(m=folder) for a in args] + ["--cache-dir", str(empty)])
+    assert outcome.code == 2 and not outcome.problems(), outcome.stderr
+    assert "has the concept 'qwxyzzy'" in outcome.stderr and "decoding" not in outcome.stderr
+    assert list(empty.iterdir()) == []                  # nothing decoded, nothing written
 
 
 @settings(max_examples=300, deadline=None)
