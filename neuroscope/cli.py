@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(list(sys.argv[1:] if argv is None else argv))
     from . import commands
 
+    if args.command != "tui":
+        commands.stop_on_sigterm()
     return commands.dispatch(args)
 
 

@@ -7,6 +7,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import sys
 import time
@@ -38,15 +39,29 @@ INTERRUPTED = {"examples": "interrupted; the examples up to the last commit (at 
                "export": "interrupted; no file was written (any decode it started keeps its finished layers)"}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler, a closing SSH session's shell), raised in the main thread like
+    Ctrl-C so that the same clean-up runs: finished work kept, no partial file; exit code 143."""
+
+
+def _terminate(_signum, _frame) -> None:
+    raise Terminated()
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop a command the way Ctrl-C does (the CLI's commands; the app keeps Textual's)."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 def dispatch(args, table: dict | None = None) -> int:
     """Run one parsed command; ``table`` replaces the command handlers (the fuzz tests run `tui` up to the
     point where the app would start)."""
     handler = (table or handlers())[args.command]
     try:
         return handler(args) or 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         note(INTERRUPTED.get(args.command, RESUME))
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - typed user errors become one line; the rest is re-raised

@@ -95,12 +95,32 @@ def export(store, fmt: str, out: Path | None, views=None, progress=None, workers
                 if tmp is not None:
                     handle.close()
         if tmp is not None:
-            os.replace(tmp, out)
+            _durable_replace(tmp, out)
         return count
     except BaseException:
         if tmp is not None and tmp.exists():
             tmp.unlink()
         raise
+
+
+def _fsync(path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _durable_replace(tmp: Path, out: Path) -> None:
+    """Rename the finished file into place with its bytes on disk first, so a power cut leaves the old file
+    or the whole new one, never a short one under the final name; then the folder's entry (best effort:
+    some file systems cannot sync a folder)."""
+    _fsync(tmp)
+    os.replace(tmp, out)
+    try:
+        _fsync(out.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        pass
 
 
 def _stdout_bytes():
@@ -113,6 +133,7 @@ def _stdout_bytes():
 
 
 PARALLEL_ROWS = 200_000
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _WORKER: dict = {}
 
 
@@ -130,8 +151,9 @@ def _state(store, fmt: str) -> dict:
 
 
 def _start(path: str, fmt: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)           # in a worker process: Ctrl-C is the parent's
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked from its spawn until now
+    for sig in STOP_SIGNALS:                                # in a worker process: Ctrl-C and SIGTERM are the
+        signal.signal(sig, signal.SIG_IGN)                  # parent's (it cleans up and ends the pool)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)      # blocked from its spawn until now
     from .cache.store import Store
 
     _WORKER.update(_state(Store(path, readonly=True), fmt))     # a read-only connection of its own
@@ -149,9 +171,10 @@ def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
                  state["enc"]).encode("utf-8"), len(tops[0])
 
 
-def _restore(main: bool, handler, mask) -> None:
-    if main and handler is not None:
-        signal.signal(signal.SIGINT, handler)
+def _restore(main: bool, handlers: dict, mask) -> None:
+    if main:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
@@ -162,19 +185,21 @@ def _rendered(store, fmt: str, views, workers: int):
         state = _state(store, fmt)
         yield from (_render(unit, state) for unit in todo)
         return
-    # The workers are spawned with SIGINT ignored (a disposition exec keeps, so Python never installs its
-    # Ctrl-C handler there): Ctrl-C reaches only this process, however early it comes. Meanwhile this
-    # process holds it back (blocked) and takes it once the pool is whole.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # The workers are spawned with SIGINT and SIGTERM ignored (dispositions exec keeps, so Python never
+    # installs its Ctrl-C handler there): both reach only this process, however early they come. Meanwhile
+    # this process holds them back (blocked) and takes them once the pool is whole.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     main = threading.current_thread() is threading.main_thread()
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    handlers = {sig: h for sig in STOP_SIGNALS if main and (h := signal.getsignal(sig)) is not None}
+    for sig in handlers:               # (None: a handler installed outside Python, which cannot be restored)
+        signal.signal(sig, signal.SIG_IGN)
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start,
                              initargs=(str(store.path), fmt)) as pool:
         rest = iter(todo)
         try:                                            # at most 2 x workers units in flight
             pending = collections.deque(pool.submit(_render, unit) for unit in itertools.islice(rest, 2 * workers))
         finally:
-            _restore(main, handler, mask)
+            _restore(main, handlers, mask)
         try:
             for unit in rest:
                 yield pending.popleft().result()

@@ -1,0 +1,125 @@
+"""Stopping a command from outside, as a terminal or a job scheduler does: Ctrl-C (SIGINT to the whole
+process group) and `kill` (SIGTERM to the command alone) during an export by worker processes leave no
+file, no partial file and no worker behind, with one line on stderr and the shell's exit codes (130, 143);
+a decode stopped by SIGTERM keeps its finished units and the next run resumes to the same cache."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import neuroscope
+from neuroscope.cache.store import Store
+
+from .models import build_slow_llama
+
+pytestmark = pytest.mark.slow
+NEURONS = 24_000            # 2 layers x 3 views x 2 directions x 24,000 = 288,000 rows: the CLI uses its pool
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("signals")
+    folder = build_slow_llama(root / "wide-llama", layers=2, neurons=NEURONS, vocab_size=512)
+    model = neuroscope.open(str(folder), cache_dir=root / "cache", device="cpu", dtype="float32", progress=False)
+    model.decode()
+    return folder, model
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "neuroscope", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def children(pid: int) -> set[int]:
+    """Every live process whose parent is ``pid`` (read from /proc, as ps does)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig, to_group, code", [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)])
+def test_export_stopped_leaves_nothing(wide_model, tmp_path, sig, to_group, code):
+    folder, model = wide_model
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "all.jsonl"
+    proc = start(["export", str(folder), "--format", "jsonl", "--out", str(target),
+                  "--cache-dir", str(model.path.parent)])
+    wait_for(lambda: any(out.glob(".all.jsonl.*.partial")) or proc.poll() is not None)
+    wait_for(lambda: len(children(proc.pid)) >= 2 or proc.poll() is not None)      # the pool is up
+    workers = children(proc.pid)
+    time.sleep(0.3)
+    os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines() == ["neuroscope: interrupted; no file was written (any decode it started keeps "
+                                        "its finished layers)"]
+    assert list(out.iterdir()) == []                                 # neither the file nor a partial one
+    wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), timeout=10)   # no worker left
+
+
+def test_export_not_stopped_writes_every_row(wide_model, tmp_path):
+    """The same command left alone: every row, so the test above stops a run that had work left."""
+    folder, model = wide_model
+    target = tmp_path / "all.jsonl"
+    proc = start(["export", str(folder), "--format", "jsonl", "--out", str(target),
+                  "--cache-dir", str(model.path.parent)])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    with open(target, "rb") as handle:
+        assert sum(1 for _ in handle) == 2 * 3 * 2 * NEURONS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.jsonl"]
+
+
+def test_decode_stopped_by_sigterm_resumes_to_the_same_cache(wide_model, tmp_path):
+    folder, model = wide_model
+    cache = tmp_path / "cache"
+    args = ["decode", str(folder), "--dtype", "float32", "--device", "cpu", "--cache-dir", str(cache)]
+    proc = start(args)
+
+    def units_done() -> int:
+        files = list(cache.glob("wide-llama-*.sqlite"))
+        if not files:
+            return 0
+        try:
+            with Store(files[0], readonly=True) as store:
+                return len(store.done_units()) if store.ready else 0
+        except Exception:  # noqa: BLE001 - the file may be mid-creation; poll again
+            return 0
+
+    wait_for(lambda: units_done() >= 1 or proc.poll() is not None, timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted; every finished layer is saved" in err and "Traceback" not in err
+    done = units_done()
+    assert 1 <= done < 2 * 3                                          # stopped part-way, finished units kept
+    again = subprocess.run([sys.executable, "-m", "neuroscope", *args], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    with Store(next(cache.glob("wide-llama-*.sqlite")), readonly=True) as got, Store(model.path, readonly=True) as want:
+        assert got.done_units() == want.done_units()
+        for layer in range(2):
+            for view in ("up", "gate", "down"):
+                for direction in ("pos", "neg"):
+                    a, b = got.tops(layer, view, direction), want.tops(layer, view, direction)
+                    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
