@@ -111,8 +111,7 @@ class LayerState:
         """The whole batch, column by column. Rows come in position order, so a stable sort ranks equal
         activations by position: the same total order as merge_candidates."""
         per = self.vals.shape[1]
-        v, r = signed.sort(dim=0, descending=True, stable=True)
-        v, r = v[:per], r[:per]                                                      # [k, n]
+        v, r = stable_top(signed, per)                                               # [k, n]
         codes = case_codes(gate.gather(0, r), up.gather(0, r)) if gate is not None else torch.zeros_like(
             r, dtype=torch.int8)
         all_v = torch.cat([self.vals[sign], v])
@@ -148,6 +147,28 @@ class LayerState:
         self.vals[sign][rank, where] = values[order]
         self.pos[sign][rank, where] = at[order]
         self.case[sign][rank, where] = code[order]
+
+
+def stable_top(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first k rows of ``x.sort(dim=0, descending=True, stable=True)`` (values, row indices) for x
+    [rows, n], by a top-k instead of a full sort (several times faster). When no column has a tie at its
+    k-th largest value, top-k's set is the sort's; else each such column takes the earliest tied rows."""
+    rows, n = x.shape
+    k = min(k, rows)
+    best, r = x.topk(k, dim=0)                        # NaN ranks first in both, and compares unequal
+    if bool(best[0].isnan().any()):                   # a NaN activation (a broken model): the full sort
+        v, r = x.sort(dim=0, descending=True, stable=True)
+        return v[:k], r[:k]
+    kth = best[-1]
+    tied = ((x >= kth).sum(0) != k).nonzero()[:, 0]   # columns with a tie at their k-th value take the
+    if tied.numel():                                  # earliest tied rows
+        xs, kt = x[:, tied], kth[tied]
+        above, equal = xs > kt, xs == kt
+        take = above | (equal & (equal.cumsum(0) <= k - above.sum(0)))
+        r[:, tied] = take.t().nonzero()[:, 1].view(-1, k).t()
+    r = r.sort(dim=0).values                          # row order, so the stable sort below breaks ties by row
+    v, order = x.gather(0, r).sort(dim=0, descending=True, stable=True)
+    return v, r.gather(0, order)
 
 
 def _sign_preserving(fn) -> bool:

@@ -1,10 +1,13 @@
 """The examples engine's running top-N against a brute force over every activation at once (numpy), with and
-without ties, through the dense merge, the buffered fast path and a state saved and loaded mid-way."""
+without ties, through the dense merge, the buffered fast path and a state saved and loaded mid-way; the
+dense merge's top-k against a stable order made here."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neuroscope.core import examples as engine
 from neuroscope.core.activations import CASES
@@ -52,3 +55,21 @@ def test_running_top_n_equals_brute_force(monkeypatch, ties, path):
         np.testing.assert_array_equal(got["case"][sign], want[sign][2])
     np.testing.assert_array_equal(got["cases"], counts)
     np.testing.assert_array_equal(got["positive"], positive)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 12), st.integers(1, 30), st.sampled_from(["normal", "ties", "nan"]),
+       st.integers(0, 2**16))
+def test_stable_top_equals_a_stable_order_made_here(rows, n, k, kind, seed):
+    """The dense merge's top-k (a torch top-k plus tie handling) against sorting by (value desc, row)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, n, generator=gen)
+    if kind == "ties":
+        x = (x * 2).round()                                        # many equal values at every boundary
+    if kind == "nan":
+        x[int(torch.randint(rows, (1,), generator=gen)), 0] = float("nan")
+    v, r = engine.stable_top(x, k)
+    want = [sorted(range(rows), key=lambda i, j=j: (not bool(x[i, j].isnan()), -float(x[i, j]) if not
+                   bool(x[i, j].isnan()) else 0.0, i))[:k] for j in range(n)]   # NaN first, as torch sorts
+    assert r.t().tolist() == want
+    assert torch.allclose(v, x.gather(0, r), rtol=0, atol=0, equal_nan=True)
