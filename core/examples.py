@@ -27,6 +27,12 @@ SIGNS = ("pos", "neg")
 BUFFER = 1 << 16        # candidates held back before a merge (amortises its fixed costs over batches)
 
 
+def _count(mask: torch.Tensor) -> torch.Tensor:
+    """Per column, how many rows of a boolean [rows, n] are true (summed as bytes: several times faster
+    than a boolean sum)."""
+    return mask.view(torch.uint8).sum(0, dtype=torch.int32)
+
+
 @dataclass
 class LayerState:
     """One layer's running results, on the device. vals/pos/case: [2 signs, N, n], each neuron's column sorted
@@ -81,21 +87,21 @@ class LayerState:
             gate_pos = gate if gate.dtype == torch.bool else gate > 0
             up_pos = up if up.dtype == torch.bool else up > 0
             gate, up = gate_pos, up_pos            # the merges need only the signs
-            g, u = gate_pos.sum(0), up_pos.sum(0)
-            both = (gate_pos & up_pos).sum(0)
+            g, u = _count(gate_pos), _count(up_pos)
+            both = _count(gate_pos & up_pos)
             self.cases += torch.stack([both, g - both, u - both, rows - g - u + both])
-        self.positive += (act > 0).sum(0)
-        for sign in (0, 1):
-            signed = act if sign == 0 else -act
-            r, c = (signed > self.vals[sign, -1]).nonzero(as_tuple=True)
+        self.positive += _count(act > 0)
+        for sign in (0, 1):                        # -act > t is act < -t exactly (negation is exact)
+            above = act > self.vals[0, -1] if sign == 0 else act < -self.vals[1, -1]
+            r, c = above.nonzero(as_tuple=True)
             if r.numel() == 0:
                 continue
             if dense or r.numel() * 16 > rows * n:
                 self.flush()
-                self.merge_dense(sign, signed, gate, up, positions)
+                self.merge_dense(sign, act if sign == 0 else -act, gate, up, positions)
                 continue
             codes = case_codes(gate[r, c], up[r, c]) if gate is not None else torch.zeros_like(c, dtype=torch.int8)
-            self.buffer.append((sign, signed[r, c], c, positions[r], codes))
+            self.buffer.append((sign, act[r, c] if sign == 0 else -act[r, c], c, positions[r], codes))
             self.buffered += r.numel()
         if self.buffered > BUFFER:
             self.flush()
