@@ -138,7 +138,18 @@ _WORKER: dict = {}
 
 
 def _quote(fmt: str):
-    return (lambda t: json.dumps(t, ensure_ascii=False)) if fmt == "jsonl" else csv_cell
+    return json_text if fmt == "jsonl" else csv_cell
+
+
+def json_text(text: str) -> str:
+    """A JSON string of ``text``, UTF-8 as it is except the line breaks JSON leaves raw (NEL U+0085, and
+    the separators U+2028/U+2029), escaped so that every line reader (Python's str.splitlines, JavaScript
+    before ES2019) sees one record per line."""
+    out = json.dumps(text, ensure_ascii=False)
+    return out.translate(_LINE_BREAKS) if any(c in out for c in "\x85\u2028\u2029") else out
+
+
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def _state(store, fmt: str) -> dict:
