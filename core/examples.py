@@ -73,36 +73,48 @@ class LayerState:
 
     def update(self, act: torch.Tensor, gate: torch.Tensor | None, up: torch.Tensor | None,
                positions: torch.Tensor, dense: bool = False) -> None:
-        """Fold in one batch: act [rows, n] float32; gate/up [rows, n] pre-activations or booleans (> 0);
-        positions [rows] int64 (global token indices).
+        """Fold in one batch: act [rows, n] float32; gate/up [rows, n] pre-activations or booleans (> 0),
+        or gate alone with up None when act = f(gate) * up for an f that keeps signs (then up > 0 exactly
+        when (act > 0) == (gate > 0)); positions [rows] int64 (global token indices).
 
         Only entries above a neuron's current N-th best can enter its top-N. Once the first batches have set
         those thresholds, a batch brings a few per neuron: they are picked out with one comparison, held in a
         buffer and merged in bulk by a segmented sort. A batch that brings many (the first ones) takes the
         dense sort (``merge_dense``). Both keep the same total order, value descending then position
-        ascending, so the result never depends on when merges happen. Case counts come from three boolean
+        ascending, so the result never depends on when merges happen. Case counts come from three byte
         sums."""
         rows, n = act.shape
+        positive = act > 0
+        count = _count(positive)
         if gate is not None:
-            gate_pos = gate if gate.dtype == torch.bool else gate > 0
-            up_pos = up if up.dtype == torch.bool else up > 0
-            gate, up = gate_pos, up_pos            # the merges need only the signs
-            g, u = _count(gate_pos), _count(up_pos)
-            both = _count(gate_pos & up_pos)
+            gate = gate if gate.dtype == torch.bool else gate > 0       # the merges need only the signs
+            g = _count(gate)
+            if up is None:                         # up > 0 is positive == gate: its count follows from three
+                both = _count(gate & positive)
+                u = rows - g - count + 2 * both
+            else:
+                up = up if up.dtype == torch.bool else up > 0
+                u, both = _count(up), _count(gate & up)
             self.cases += torch.stack([both, g - both, u - both, rows - g - u + both])
-        self.positive += _count(act > 0)
-        for sign in (0, 1):                        # -act > t is act < -t exactly (negation is exact)
-            above = act > self.vals[0, -1] if sign == 0 else act < -self.vals[1, -1]
-            r, c = above.nonzero(as_tuple=True)
-            if r.numel() == 0:
+        self.positive += count
+        low, high = self.vals[0, -1], -self.vals[1, -1]               # -act > t is act < -t exactly
+        r, c = ((act > low) | (act < high)).nonzero(as_tuple=True)     # candidates of either sign, one pass
+        if r.numel() == 0:
+            return
+        values = act[r, c]
+        for sign, picked in enumerate((values > low[c], values < high[c])):
+            total = int(picked.sum())
+            if total == 0:
                 continue
-            if dense or r.numel() * 16 > rows * n:
+            if dense or total * 16 > rows * n:
                 self.flush()
                 self.merge_dense(sign, act if sign == 0 else -act, gate, up, positions)
                 continue
-            codes = case_codes(gate[r, c], up[r, c]) if gate is not None else torch.zeros_like(c, dtype=torch.int8)
-            self.buffer.append((sign, act[r, c] if sign == 0 else -act[r, c], c, positions[r], codes))
-            self.buffered += r.numel()
+            rs, cs, vs = r[picked], c[picked], values[picked]
+            codes = (torch.zeros_like(cs, dtype=torch.int8) if gate is None else
+                     case_codes(gate[rs, cs], (vs > 0) == gate[rs, cs] if up is None else up[rs, cs]))
+            self.buffer.append((sign, vs if sign == 0 else -vs, cs, positions[rs], codes))
+            self.buffered += total
         if self.buffered > BUFFER:
             self.flush()
 
@@ -118,8 +130,11 @@ class LayerState:
         activations by position: the same total order as merge_candidates."""
         per = self.vals.shape[1]
         v, r = stable_top(signed, per)                                               # [k, n]
-        codes = case_codes(gate.gather(0, r), up.gather(0, r)) if gate is not None else torch.zeros_like(
-            r, dtype=torch.int8)
+        if gate is None:
+            codes = torch.zeros_like(r, dtype=torch.int8)
+        else:
+            g = gate.gather(0, r)
+            codes = case_codes(g, ((v > 0) if sign == 0 else (v < 0)) == g if up is None else up.gather(0, r))
         all_v = torch.cat([self.vals[sign], v])
         all_p = torch.cat([self.pos[sign], positions[r]])
         by_pos = all_p.sort(dim=0, stable=True).indices                              # ties: earlier position first
@@ -227,9 +242,8 @@ class ExampleRun:
         pending = self._pending.pop(layer, {})
         flat = act.reshape(-1, n).float()
         gate = up = None
-        if "gate_sign" in pending:                 # act = f(gate) * up with sign(f(gate)) == sign(gate)
-            gate = pending["gate_sign"].reshape(-1, n) > 0
-            up = (flat > 0) == gate
+        if "gate_sign" in pending:                 # act = f(gate) * up with sign(f(gate)) == sign(gate):
+            gate = pending["gate_sign"].reshape(-1, n) > 0          # up's sign follows (update derives it)
         elif self.gated:
             gate, up = pending["gate"].reshape(-1, n).float(), pending["up"].reshape(-1, n).float()
         self.states[layer].update(flat, gate, up, self.positions)

@@ -31,19 +31,27 @@ def brute_force(acts, gates, ups, per):
 
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("path", ["dense", "fast", "fast, saved and loaded"])
-def test_running_top_n_equals_brute_force(monkeypatch, ties, path):
+@pytest.mark.parametrize("glu", ["gate and up given", "up's sign derived"])
+def test_running_top_n_equals_brute_force(monkeypatch, ties, path, glu):
+    """``glu``: the engine is given gate and up, or (SiLU, as the hooks do) only gate's sign, the signs of
+    up following from act = silu(gate) * up; the brute force always sees the true up."""
     monkeypatch.setattr(engine, "BUFFER", 700)            # flush often: many merges of the buffer
     gen = torch.Generator().manual_seed(3)
     n, per, rows = 37, 6, 64
     state = engine.LayerState.empty(n, per, True, "cpu")
     acts, gates, ups = [], [], []
     for batch in range(25):
-        act = torch.randn(rows, n, generator=gen) * (1 + batch % 4)
-        if ties:
-            act = act.round()                               # many equal activations
         gate, up = torch.randn(rows, n, generator=gen), torch.randn(rows, n, generator=gen)
+        if glu == "gate and up given":
+            act = torch.randn(rows, n, generator=gen) * (1 + batch % 4)
+            if ties:
+                act = act.round()                           # many equal activations
+        else:
+            if ties:                                        # few values, never 0: many equal activations
+                gate, up = (gate * 2).round() / 2 + 0.25, (up * 2).round() / 2 + 0.25
+            act = torch.nn.functional.silu(gate) * up * (1 + batch % 4)
         positions = torch.arange(batch * rows, (batch + 1) * rows)
-        state.update(act, gate, up, positions, dense=path == "dense")
+        state.update(act, gate, up if glu == "gate and up given" else None, positions, dense=path == "dense")
         acts.append(act.numpy()), gates.append(gate.numpy()), ups.append(up.numpy())
         if path.endswith("loaded") and batch == 11:
             state = engine.LayerState.from_numpy(state.to_numpy(), "cpu")
