@@ -58,6 +58,11 @@ def decode_distributed(source: Source, devices: Sequence[str] | None, views=None
         p.start()
     try:
         result = _run_rank(0, len(devices), devices[0], *args, progress=progress, note=note)
+    except BaseException:                 # Ctrl-C, SIGTERM or an error here: the other ranks would wait in
+        for p in procs:                   # the next gather for ever, so they are stopped, not waited for
+            if p.is_alive():
+                p.terminate()
+        raise
     finally:
         for p in procs:
             p.join(timeout=60)

@@ -245,9 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(list(sys.argv[1:] if argv is None else argv))
     from . import commands
 
-    if args.command != "tui":
-        commands.stop_on_sigterm()
-    return commands.dispatch(args)
+    if args.command == "tui":
+        return commands.dispatch(args)
+    with commands.sigterm_stops():
+        return commands.dispatch(args)
 
 
 if __name__ == "__main__":

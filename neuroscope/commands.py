@@ -10,7 +10,9 @@ import json
 import signal
 import sqlite3
 import sys
+import threading
 import time
+from contextlib import contextmanager
 
 from . import api
 from .cache.catalog import mark_used, most_recent
@@ -48,9 +50,19 @@ def _terminate(_signum, _frame) -> None:
     raise Terminated()
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM stop a command the way Ctrl-C does (the CLI's commands; the app keeps Textual's)."""
-    signal.signal(signal.SIGTERM, _terminate)
+@contextmanager
+def sigterm_stops():
+    """While a CLI command runs, SIGTERM stops it the way Ctrl-C does (the app keeps Textual's handling);
+    the handler that was there before is put back after. Only the main thread can set handlers: elsewhere
+    (a program calling cli.main from a thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
 
 
 def dispatch(args, table: dict | None = None) -> int:

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -141,11 +142,11 @@ def _quote(fmt: str):
     return json_text if fmt == "jsonl" else csv_cell
 
 
-def json_text(text: str) -> str:
-    """A JSON string of ``text``, UTF-8 as it is except the line breaks JSON leaves raw (NEL U+0085, and
-    the separators U+2028/U+2029), escaped so that every line reader (Python's str.splitlines, JavaScript
-    before ES2019) sees one record per line."""
-    out = json.dumps(text, ensure_ascii=False)
+def json_text(value) -> str:
+    """``value`` as JSON, UTF-8 as it is except the line breaks JSON leaves raw (NEL U+0085, and the
+    separators U+2028/U+2029), escaped so that every line reader (Python's str.splitlines, JavaScript
+    before ES2019) sees one record per line. Used for jsonl export and every --json line."""
+    out = json.dumps(value, ensure_ascii=False)
     return out.translate(_LINE_BREAKS) if any(c in out for c in "\x85\u2028\u2029") else out
 
 
@@ -164,7 +165,6 @@ def _state(store, fmt: str) -> dict:
 def _start(path: str, fmt: str) -> None:
     for sig in STOP_SIGNALS:                                # in a worker process: Ctrl-C and SIGTERM are the
         signal.signal(sig, signal.SIG_IGN)                  # parent's (it cleans up and ends the pool)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)      # blocked from its spawn until now
     from .cache.store import Store
 
     _WORKER.update(_state(Store(path, readonly=True), fmt))     # a read-only connection of its own
@@ -182,11 +182,29 @@ def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
                  state["enc"]).encode("utf-8"), len(tops[0])
 
 
-def _restore(main: bool, handlers: dict, mask) -> None:
-    if main:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+@contextmanager
+def _signals_held():
+    """Around spawning the workers: Ctrl-C is ignored (a disposition exec keeps, so Python never installs
+    its Ctrl-C handler in them: a Ctrl-C to the terminal's process group reaches only this process, however
+    early it comes), and this thread holds Ctrl-C and SIGTERM back (blocked) until the pool is whole; then
+    both are restored and one that came meanwhile is taken. (Setting SIG_IGN would discard a Ctrl-C already
+    pending, so that one is raised again.) Outside the main thread no handler can be changed: only the
+    blocking applies."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    handler, early = None, False
+    try:
+        if threading.current_thread() is threading.main_thread():
+            handler = signal.getsignal(signal.SIGINT)       # None: set outside Python, cannot be restored
+            if handler is not None:
+                early = signal.SIGINT in signal.sigpending()
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if early:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _rendered(store, fmt: str, views, workers: int):
@@ -196,30 +214,18 @@ def _rendered(store, fmt: str, views, workers: int):
         state = _state(store, fmt)
         yield from (_render(unit, state) for unit in todo)
         return
-    # The workers are spawned with SIGINT and SIGTERM ignored (dispositions exec keeps, so Python never
-    # installs its Ctrl-C handler there): both reach only this process, however early they come. Meanwhile
-    # this process holds them back (blocked) and takes them once the pool is whole.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    main = threading.current_thread() is threading.main_thread()
-    handlers = {sig: h for sig in STOP_SIGNALS if main and (h := signal.getsignal(sig)) is not None}
-    for sig in handlers:               # (None: a handler installed outside Python, which cannot be restored)
-        signal.signal(sig, signal.SIG_IGN)
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start,
-                             initargs=(str(store.path), fmt)) as pool:
-        rest = iter(todo)
-        try:                                            # at most 2 x workers units in flight
-            pending = collections.deque(pool.submit(_render, unit) for unit in itertools.islice(rest, 2 * workers))
-        finally:
-            _restore(main, handlers, mask)
-        try:
-            for unit in rest:
-                yield pending.popleft().result()
-                pending.append(pool.submit(_render, unit))
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    rest, pending = iter(todo), collections.deque()          # at most 2 x workers units in flight
+    with ExitStack() as stack:
+        with _signals_held():
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                                           initializer=_start, initargs=(str(store.path), fmt)))
+            stack.callback(lambda: [future.cancel() for future in pending])    # first, on any way out
+            pending.extend(pool.submit(_render, unit) for unit in itertools.islice(rest, 2 * workers))
+        for unit in rest:
+            yield pending.popleft().result()
+            pending.append(pool.submit(_render, unit))
+        while pending:
+            yield pending.popleft().result()
 
 
 def _key_texts(labels, lab) -> dict[int, str]:

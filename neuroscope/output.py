@@ -2,10 +2,10 @@
 model made from what the user typed."""
 from __future__ import annotations
 
-import json
 import sys
 
 from . import api
+from .export import json_text
 
 
 def note(message: str) -> None:
@@ -29,7 +29,7 @@ def _emit_json(value, *models) -> None:
     key (compare, with two models: ``base_hub_id`` … after ``base``, ``other_hub_id`` … after ``other``)."""
     if models and isinstance(value, dict):
         value = with_provenance(value, models)
-    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(value) + "\n")    # one line, whatever the token texts hold
 
 
 def with_provenance(value: dict, models) -> dict:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,18 +37,28 @@ def start(args: list[str]) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def children(pid: int) -> set[int]:
-    """Every live process whose parent is ``pid`` (read from /proc, as ps does)."""
+def workers(pid: int) -> set[int]:
+    """The live export workers of ``pid``: its children running multiprocessing's spawn_main (so not its
+    resource tracker), read from /proc as ps does."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError):
                 continue
-            if ppid == pid:
+            if int(stat[1]) == pid and b"spawn_main" in cmdline:
                 found.add(int(entry.name))
     return found
+
+
+def gone(pid: int) -> bool:
+    """Exited: no /proc entry, or a zombie waiting for a reaper."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) == "Z"
+    except OSError:
+        return True
 
 
 def wait_for(predicate, timeout: float = 60.0) -> None:
@@ -66,16 +77,18 @@ def test_export_stopped_leaves_nothing(wide_model, tmp_path, sig, to_group, code
     proc = start(["export", str(folder), "--format", "jsonl", "--out", str(target),
                   "--cache-dir", str(model.path.parent)])
     wait_for(lambda: any(out.glob(".all.jsonl.*.partial")) or proc.poll() is not None)
-    wait_for(lambda: len(children(proc.pid)) >= 2 or proc.poll() is not None)      # the pool is up
-    workers = children(proc.pid)
-    time.sleep(0.3)
+    pool = min(os.cpu_count() or 1, 8)               # the CLI's pool size (neuroscope.export; 1: no pool)
+    wait_for(lambda: len(workers(proc.pid)) == (pool if pool > 1 else 0) or proc.poll() is not None)
+    spawned = workers(proc.pid)                      # every worker spawned; none can have imported and
+    assert proc.poll() is None                       # rendered 288,000 rows yet
+    time.sleep(0.1)
     os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert err.strip().splitlines() == ["neuroscope: interrupted; no file was written (any decode it started keeps "
                                         "its finished layers)"]
     assert list(out.iterdir()) == []                                 # neither the file nor a partial one
-    wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), timeout=10)   # no worker left
+    wait_for(lambda: all(gone(w) for w in spawned), timeout=10)                      # no worker left
 
 
 def test_export_not_stopped_writes_every_row(wide_model, tmp_path):
@@ -123,3 +136,51 @@ def test_decode_stopped_by_sigterm_resumes_to_the_same_cache(wide_model, tmp_pat
                 for direction in ("pos", "neg"):
                     a, b = got.tops(layer, view, direction), want.tops(layer, view, direction)
                     assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+
+
+def test_the_cli_puts_the_sigterm_handler_back(tmp_path):
+    """cli.main in a program (a notebook, a test) leaves SIGTERM as it found it, and runs in a thread too
+    (where no handler can be set)."""
+    from neuroscope.cli import main
+
+    def mine(_signum, _frame):
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert main(["models", "--cache-dir", str(tmp_path)]) == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+        codes = []
+        thread = threading.Thread(target=lambda: codes.append(main(["models", "--cache-dir", str(tmp_path)])))
+        thread.start()
+        thread.join(60)
+        assert codes == [0] and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_to_rank_0_of_a_multi_device_decode_stops_every_rank(tmp_path):
+    """`kill` reaches rank 0 alone (not the process group, as Ctrl-C would): it stops the other ranks
+    instead of waiting for them in the next gather, and keeps its finished units."""
+    folder = build_slow_llama(tmp_path / "slow-llama")
+    cache = tmp_path / "cache"
+    proc = start(["decode", str(folder), "--devices", "cpu,cpu", "--dtype", "float32", "--cache-dir", str(cache)])
+
+    def units_done() -> int:
+        files = list(cache.glob("slow-llama-*.sqlite"))
+        try:
+            with Store(files[0], readonly=True) as store:
+                return len(store.done_units()) if store.ready else 0
+        except Exception:  # noqa: BLE001 - not there yet, or mid-creation: poll again
+            return 0
+
+    wait_for(lambda: units_done() >= 2 or proc.poll() is not None, timeout=180)
+    ranks = workers(proc.pid)
+    assert proc.poll() is None and len(ranks) == 1
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert time.monotonic() - started < 20 and "Traceback" not in err      # not a 60 s wait per rank
+    wait_for(lambda: all(gone(r) for r in ranks), timeout=10)
+    assert 2 <= units_done() < 12

@@ -71,11 +71,17 @@ class ResultsTable(VimTable):
         self._layout(True)
 
     def on_resize(self) -> None:
-        need = sum(width + 2 * self.cell_padding for *_, width in (*self.COLUMNS, self.LABEL, *self._where_column))
-        wide = self.scrollable_content_region.width >= need
+        wide = self._fits()
         if wide != self.wide:
             self._layout(wide)
             self.fill(self.hits, self.where)
+
+    def _fits(self) -> bool:
+        """Whether every column, the label's included, fits the width without scrolling (before the first
+        layout, when there is no width yet: assume it does, as on_mount does)."""
+        width = self.scrollable_content_region.width
+        need = sum(w + 2 * self.cell_padding for *_, w in (*self.COLUMNS, self.LABEL, *self._where_column))
+        return True if width == 0 else width >= need
 
     @property
     def _where_column(self) -> tuple:
@@ -91,8 +97,8 @@ class ResultsTable(VimTable):
         """Show ``hits``; ``where[i]`` (compare only) names the model hit i came from."""
         relayout = (where is None) != (self.where is None)
         self.hits, self.where = list(hits), None if where is None else list(where)
-        if relayout:
-            self._layout(bool(self.wide))
+        if relayout:                                   # the model column came or went: fit again
+            self._layout(self._fits())
         self.clear()
         self.add_rows(
             (str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1),
