@@ -106,9 +106,11 @@ class LayerState:
             total = int(picked.sum())
             if total == 0:
                 continue
-            if dense or total * 16 > rows * n:
-                self.flush()
-                self.merge_dense(sign, act if sign == 0 else -act, gate, up, positions)
+            if dense or total * 16 > rows * n:     # (NaN is never an example: as -inf it ranks last, and it
+                self.flush()                       # is never a candidate of the fast path either)
+                signed = act if sign == 0 else -act
+                self.merge_dense(sign, signed.nan_to_num(nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf),
+                                 gate, up, positions)
                 continue
             rs, cs, vs = r[picked], c[picked], values[picked]
             codes = (torch.zeros_like(cs, dtype=torch.int8) if gate is None else
@@ -153,13 +155,12 @@ class LayerState:
         where = torch.cat([old_cols, c])
         at = torch.cat([self.pos[sign][old, old_cols], positions])
         code = torch.cat([self.case[sign][old, old_cols], codes])
-        # sorted by (neuron, value descending, position): positions first, then a stable sort on a float64 key
-        # holding neuron and value exactly (values are float32); empty slots (-inf) sort last
-        finite = values.isfinite()
-        span = float(values[finite].abs().max()) * 2 + 1 if bool(finite.any()) else 1.0
+        # sorted by (neuron, value descending, position): three stable sorts, the last key first. Exact for
+        # every value, +-inf and NaN included (NaN ranks first, as in the dense merge's sort); empty slots
+        # (-inf) sort last
         by_pos = torch.argsort(at, stable=True)
-        key = where.double() * span - values.double().clamp(min=-span / 2)
-        order = by_pos[torch.argsort(key[by_pos], stable=True)]
+        by_value = by_pos[torch.argsort(values[by_pos], descending=True, stable=True)]
+        order = by_value[torch.argsort(where[by_value], stable=True)]
         where = where[order]
         first = torch.searchsorted(where, where, right=False)
         rank = torch.arange(where.numel(), device=where.device) - first

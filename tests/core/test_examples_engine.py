@@ -81,3 +81,29 @@ def test_stable_top_equals_a_stable_order_made_here(rows, n, k, kind, seed):
                    bool(x[i, j].isnan()) else 0.0, i))[:k] for j in range(n)]   # NaN first, as torch sorts
     assert r.t().tolist() == want
     assert torch.allclose(v, x.gather(0, r), rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("path", ["dense", "fast"])
+def test_infinite_and_nan_activations(path):
+    """+inf ranks first, NaN is never an example (it ranks as -inf), whichever merge sees them; the rest
+    equals the brute force."""
+    gen = torch.Generator().manual_seed(5)
+    n, per, rows = 9, 4, 32
+    state = engine.LayerState.empty(n, per, False, "cpu")
+    acts = []
+    for batch in range(12):
+        act = torch.randn(rows, n, generator=gen)
+        spots = torch.randint(rows * n, (6,), generator=gen)
+        act.view(-1)[spots[:2]] = torch.inf
+        act.view(-1)[spots[2:4]] = -torch.inf
+        act.view(-1)[spots[4:]] = torch.nan
+        state.update(act, None, None, torch.arange(batch * rows, (batch + 1) * rows), dense=path == "dense")
+        acts.append(act.numpy())
+    got = state.to_numpy()
+    act = np.concatenate(acts)
+    for sign, signed in enumerate((act, -act)):
+        clean = np.where(np.isnan(signed), -np.inf, signed)
+        for j in range(n):
+            order = sorted(range(len(clean)), key=lambda r: (-clean[r, j], r))[:per]
+            np.testing.assert_array_equal(got["pos"][sign][:, j], order)
+            np.testing.assert_array_equal(got["vals"][sign][:, j], clean[order, j])
