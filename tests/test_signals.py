@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import pytest
 
 import neuroscope
 from neuroscope.cache.store import Store
+from neuroscope.core.errors import NeuroscopeError
 
 from .models import build_slow_llama
 
@@ -68,6 +70,18 @@ def wait_for(predicate, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def units_done(cache: Path) -> int:
+    """Finished units of the one cache in ``cache`` (0 while it is not there or is being created)."""
+    files = list(cache.glob("*.sqlite"))
+    if not files:
+        return 0
+    try:
+        with Store(files[0], readonly=True) as store:
+            return len(store.done_units()) if store.ready else 0
+    except (sqlite3.Error, NeuroscopeError):     # created this instant, not yet whole: poll again
+        return 0
+
+
 @pytest.mark.parametrize("sig, to_group, code", [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)])
 def test_export_stopped_leaves_nothing(wide_model, tmp_path, sig, to_group, code):
     folder, model = wide_model
@@ -110,22 +124,12 @@ def test_decode_stopped_by_sigterm_resumes_to_the_same_cache(wide_model, tmp_pat
     args = ["decode", str(folder), "--dtype", "float32", "--device", "cpu", "--cache-dir", str(cache)]
     proc = start(args)
 
-    def units_done() -> int:
-        files = list(cache.glob("wide-llama-*.sqlite"))
-        if not files:
-            return 0
-        try:
-            with Store(files[0], readonly=True) as store:
-                return len(store.done_units()) if store.ready else 0
-        except Exception:  # noqa: BLE001 - the file may be mid-creation; poll again
-            return 0
-
-    wait_for(lambda: units_done() >= 1 or proc.poll() is not None, timeout=120)
+    wait_for(lambda: units_done(cache) >= 1 or proc.poll() is not None, timeout=120)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "interrupted; every finished layer is saved" in err and "Traceback" not in err
-    done = units_done()
+    done = units_done(cache)
     assert 1 <= done < 2 * 3                                          # stopped part-way, finished units kept
     again = subprocess.run([sys.executable, "-m", "neuroscope", *args], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
@@ -166,15 +170,7 @@ def test_sigterm_to_rank_0_of_a_multi_device_decode_stops_every_rank(tmp_path):
     cache = tmp_path / "cache"
     proc = start(["decode", str(folder), "--devices", "cpu,cpu", "--dtype", "float32", "--cache-dir", str(cache)])
 
-    def units_done() -> int:
-        files = list(cache.glob("slow-llama-*.sqlite"))
-        try:
-            with Store(files[0], readonly=True) as store:
-                return len(store.done_units()) if store.ready else 0
-        except Exception:  # noqa: BLE001 - not there yet, or mid-creation: poll again
-            return 0
-
-    wait_for(lambda: units_done() >= 2 or proc.poll() is not None, timeout=180)
+    wait_for(lambda: units_done(cache) >= 2 or proc.poll() is not None, timeout=180)
     ranks = workers(proc.pid)
     assert proc.poll() is None and len(ranks) == 1
     started = time.monotonic()
@@ -183,4 +179,4 @@ def test_sigterm_to_rank_0_of_a_multi_device_decode_stops_every_rank(tmp_path):
     assert proc.returncode == 143, err
     assert time.monotonic() - started < 20 and "Traceback" not in err      # not a 60 s wait per rank
     wait_for(lambda: all(gone(r) for r in ranks), timeout=10)
-    assert 2 <= units_done() < 12
+    assert 2 <= units_done(cache) < 12
