@@ -186,10 +186,11 @@ def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
 def _signals_held():
     """Around spawning the workers: Ctrl-C is ignored (a disposition exec keeps, so Python never installs
     its Ctrl-C handler in them: a Ctrl-C to the terminal's process group reaches only this process, however
-    early it comes), and this thread holds Ctrl-C and SIGTERM back (blocked) until the pool is whole; then
-    both are restored and one that came meanwhile is taken. (Setting SIG_IGN would discard a Ctrl-C already
-    pending, so that one is raised again.) Outside the main thread no handler can be changed: only the
-    blocking applies."""
+    early it comes), and this thread blocks Ctrl-C and SIGTERM until the pool is whole, then restores both.
+    Setting SIG_IGN would discard a Ctrl-C already pending here, so that one is raised again. Other threads
+    (numpy's BLAS pool) do not block them: there a SIGTERM still stops the command at once, and a Ctrl-C in
+    the milliseconds of the ignore is dropped (a second one works). Outside the main thread no handler can
+    be changed: only the blocking applies."""
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     handler, early = None, False
     try:
