@@ -55,33 +55,38 @@ def sign_of(view: str, direction: str) -> int:
     return 1 if direction == "pos" else -1
 
 
-def _check_word(word) -> str:
-    if not isinstance(word, str) or not concept_key(word):
+def _key(word) -> str:
+    key = concept_key(word) if isinstance(word, str) else ""
+    if not key:
         raise UsageError("the concept is empty: give a word, e.g. dog")
-    return concept_key(word)
+    return key
 
 
-def check_concept_word(model, word: str, views=None) -> None:
-    """UsageError unless some token of the model's vocabulary has ``word``'s concept key (else no neuron can
-    be labelled with it). Against the cache's key table when the model is decoded, else against the
-    tokenizer alone (cheap next to a decode, which it saves on a typo)."""
-    key = _check_word(word)
-    if model.is_decoded(views):
-        with model.store() as store:
-            known = Labels(store).key_id(word) is not None
-    else:
-        from .core.adapter import token_texts
-
-        known = any(concept_key(t) == key for t in token_texts(model.tokenizer(), model.info.shape.vocab))
-    if not known:
-        raise UsageError(f"no token of {model.name}'s vocabulary has the concept {key!r}, so no neuron can be "
-                         f"labelled with it (case, leading spaces and plurals are folded; is it a typo?)")
+def _no_token_has(name: str, key: str) -> UsageError:
+    return UsageError(f"no token of {name}'s vocabulary has the concept {key!r}, so no neuron can be labelled "
+                      f"with it (case, leading spaces and plurals are folded; is it a typo?)")
 
 
-def concept(store, word: str, views=None) -> Records:
-    _check_word(word)
+def check_concept_word(model, word: str) -> None:
+    """Before a decode: UsageError unless some token of the tokenizer has ``word``'s concept key (else no
+    neuron can be labelled with it), which is cheap next to the decode it saves on a typo. A decoded model
+    needs nothing here: ``concept`` checks its key table."""
+    key = _key(word)
+    if model.is_decoded():                       # what model.store() asks before it would decode
+        return
+    from .core.adapter import token_texts
+
+    if not any(concept_key(t) == key for t in token_texts(model.tokenizer(), model.info.shape.vocab)):
+        raise _no_token_has(model.name, key)
+
+
+def concept(store, word: str, views=None, name: str = "the model") -> Records:
+    """Every neuron-view labelled ``word``; UsageError for a word no token of the vocabulary has."""
+    key, labels = _key(word), Labels(store)
+    if labels.key_id(word) is None:
+        raise _no_token_has(name, key)
     return Records(ConceptNeuron(layer, neuron, view, direction, mass, sign_of(view, direction))
-                   for layer, neuron, view, direction, mass in Labels(store).neurons(word, views))
+                   for layer, neuron, view, direction, mass in labels.neurons(word, views))
 
 
 @dataclass(frozen=True)

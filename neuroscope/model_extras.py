@@ -50,9 +50,9 @@ class TextAndConcepts:
         """Every neuron labelled ``word`` in any view and direction, with the sign that pushes it out."""
         from .concepts import check_concept_word, concept
 
-        check_concept_word(self, word, views)      # a word no token has fails before any decode
+        check_concept_word(self, word)             # a word no token has fails before any decode
         with self.store() as store:
-            return concept(store, word, views)
+            return concept(store, word, views, self.name)
 
     def agreement(self, seed: int = 0):
         """How often the decode names what neurons respond to, per view and layer (core.agreement)."""
