@@ -109,8 +109,7 @@ class LayerState:
             if dense or total * 16 > rows * n:     # (NaN is never an example: as -inf it ranks last, and it
                 self.flush()                       # is never a candidate of the fast path either)
                 signed = act if sign == 0 else -act
-                self.merge_dense(sign, signed.nan_to_num(nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf),
-                                 gate, up, positions)
+                self.merge_dense(sign, signed.masked_fill(signed.isnan(), -torch.inf), gate, up, positions)
                 continue
             rs, cs, vs = r[picked], c[picked], values[picked]
             codes = (torch.zeros_like(cs, dtype=torch.int8) if gate is None else
@@ -156,8 +155,7 @@ class LayerState:
         at = torch.cat([self.pos[sign][old, old_cols], positions])
         code = torch.cat([self.case[sign][old, old_cols], codes])
         # sorted by (neuron, value descending, position): three stable sorts, the last key first. Exact for
-        # every value, +-inf and NaN included (NaN ranks first, as in the dense merge's sort); empty slots
-        # (-inf) sort last
+        # every value, +-inf included (NaN never gets here); empty slots (-inf) sort last
         by_pos = torch.argsort(at, stable=True)
         by_value = by_pos[torch.argsort(values[by_pos], descending=True, stable=True)]
         order = by_value[torch.argsort(where[by_value], stable=True)]
@@ -178,7 +176,7 @@ def stable_top(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows, n = x.shape
     k = min(k, rows)
     best, r = x.topk(k, dim=0)                        # NaN ranks first in both, and compares unequal
-    if bool(best[0].isnan().any()):                   # a NaN activation (a broken model): the full sort
+    if bool(best[0].isnan().any()):                   # NaN (the engine maps it to -inf first): the full sort
         v, r = x.sort(dim=0, descending=True, stable=True)
         return v[:k], r[:k]
     kth = best[-1]

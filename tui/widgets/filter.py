@@ -68,7 +68,7 @@ class ResultsTable(VimTable):
     wide: bool | None = None
 
     def on_mount(self) -> None:
-        self._layout(True)
+        self._layout(self._fits())
 
     def on_resize(self) -> None:
         wide = self._fits()
@@ -100,12 +100,13 @@ class ResultsTable(VimTable):
         if relayout:                                   # the model column came or went: fit again
             self._layout(self._fits())
         self.clear()
-        self.add_rows(
-            (str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1),
-             Text(show_token(h.token)), prob_text(h.prob),
-             *(["" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0))] if self.wide
-               else []),
-             *([] if self.where is None else [Text(self.where[i], style="bold yellow" if self.where[i] != "both"
-                                                  else "dim")]))
-            for i, h in enumerate(hits)
-        )
+        self.add_rows(self._row(h, None if where is None else where[i]) for i, h in enumerate(hits))
+
+    def _row(self, h: Hit, where: str | None) -> tuple:
+        cells = [str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1), Text(show_token(h.token)),
+                 prob_text(h.prob)]
+        if self.wide:
+            cells.append("" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0)))
+        if where is not None:
+            cells.append(Text(where, style="bold yellow" if where != "both" else "dim"))
+        return tuple(cells)
