@@ -1,30 +1,39 @@
 """Concept labels: what each neuron x view x direction is about, from its decoded top-k (no torch).
 
-A token's concept key is a normal form: leading whitespace and tokenizer space markers stripped, case
-folded, and simple English plurals and inflections folded ("Dogs", " dog", "DOG", "dogs" -> "dog";
-"puppies" -> "puppy"; "boxes" -> "box"; "walked", "walking" -> "walk"). A neuron's label is the key whose
-tokens carry the most probability mass in its top-k; with it are kept that mass, how many of the top-k
-tokens share the key, and the entropy of the top-k (renormalised, in nats).
+A token's concept key and the leading-piece rule are defined in cache.words: " Dogs", "dog" and "DOG" share
+the key "dog", and a leading piece such as " Californ" stands for the word it begins ("california"). A
+neuron's label is the word whose tokens carry the most probability mass in its top-k; with it are kept that
+mass, how many of the top-k tokens share it, and the entropy of the top-k (renormalised, in nats). A label
+holding less than ``LABEL_FLOOR`` of the mass is no label (the neuron is shown by its top-1 token).
 
-Tables: ``concept_keys(id, key)`` (one row per distinct key of the vocabulary), ``token_concepts`` (the key
-id of every token, one int32 blob), ``labels(layer, view, direction, label, mass, count, entropy)`` (per
-unit and direction: int32 / float32 / uint8 / float32 arrays over the neurons) and
-``concept_index(concept, layer, view, entries)`` (per key, the neurons of one unit labelled with it:
-uint32 neuron * 2 + direction codes, then float32 masses) for `concept` and `search --match label`.
-``weight_cosines(layer, view, cosine)``: per neuron, the cosine between what it reads (its up or gate row)
-and what it writes (its down column), float32 (measured from the weights once, on first use).
+Tables: ``concept_keys(id, key)`` (one row per distinct key of the vocabulary), ``token_concepts`` (the word
+id of every token, pieces mapped to their word: one int32 blob), ``concept_words`` (per key id: the word id
+it stands for, its English Zipf frequency and its specificity, int32 / float32 / float32 blobs),
+``labels(layer, view, direction, label, mass, count, entropy)`` (per unit and direction: int32 / float32 /
+uint8 / float32 arrays over the neurons) and ``concept_index(concept, layer, view, entries)`` (per word, the
+neurons of one unit labelled with it: uint32 neuron * 2 + direction codes, then float32 masses) for
+`concept` and `search --match label`. ``weight_cosines(layer, view, cosine)``: per neuron, the cosine
+between what it reads (its up or gate row) and what it writes (its down column), float32 (measured from the
+weights once, on first use). meta ``labels_version`` says which rules made the labels: a cache labelled by
+older rules is labelled again once, announced, without a decode.
 """
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 
 import numpy as np
 
-from .postings import DIRECTIONS, SPACE_MARKERS
+from .postings import DIRECTIONS
+from .words import (PIECE_MIN_LETTERS, concept_key, initial_keys, is_piece_of, key_candidates, normalize, quoted,
+                    specificity, surface, vocabulary_keys, word_groups, zipf)
 
+VERSION = 2                 # 2: leading pieces join their word, special tokens and sub-floor masses no label
+LABEL_FLOOR = 0.05          # a label holding less of its top-k mass is no label (fall back to the top-1 token)
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS concept_keys (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)",
     "CREATE TABLE IF NOT EXISTS token_concepts (id INTEGER PRIMARY KEY, ids BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS concept_words (id INTEGER PRIMARY KEY, word BLOB NOT NULL, zipf BLOB NOT NULL, "
+    "specificity BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS labels (layer INTEGER NOT NULL, view TEXT NOT NULL, direction TEXT NOT NULL, "
     "label BLOB NOT NULL, mass BLOB NOT NULL, count BLOB NOT NULL, entropy BLOB NOT NULL, "
     "PRIMARY KEY (layer, view, direction))",
@@ -33,48 +42,15 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS weight_cosines (layer INTEGER NOT NULL, view TEXT NOT NULL, cosine BLOB NOT NULL, "
     "PRIMARY KEY (layer, view))",
 )
-_EDGE = re.compile(r"^[\W_]+|[\W_]+$")
-_VOWELS = set("aeiou")
-
-
-def concept_key(text: str) -> str:
-    """The normal form labels group tokens by (see the module's docstring); "" for a token with no letters
-    or digits."""
-    word = _EDGE.sub("", text.lstrip(SPACE_MARKERS).casefold())
-    if word.endswith(("'s", "’s")):
-        word = word[:-2]
-    if not word.isalpha() or len(word) < 3:
-        return word
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith(("sses", "shes", "ches", "xes", "zes")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    for ending in ("ing", "ed"):
-        stem = word[: -len(ending)]
-        if word.endswith(ending) and len(stem) >= 3 and any(c in _VOWELS for c in stem):
-            if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
-                stem = stem[:-1]                        # running -> run, stopped -> stop
-            return stem
-    return word
-
-
-def vocabulary_keys(texts: list[str]) -> tuple[list[str], np.ndarray]:
-    """(distinct keys, key id of every token); the empty key (no letters or digits) is id 0."""
-    ids: dict[str, int] = {"": 0}
-    out = np.empty(len(texts), np.int32)
-    for i, text in enumerate(texts):
-        out[i] = ids.setdefault(concept_key(text), len(ids))
-    return list(ids), out
 
 
 CHUNK_CELLS = 1 << 22          # label_unit's k x k temporaries: about 4M cells (32 MB of float64) at a time
 
 
 def label_unit(ids: np.ndarray, probs: np.ndarray, token_keys: np.ndarray):
-    """Per neuron (row) of one direction: (label key id, label mass, tokens sharing it, top-k entropy). Ties
-    in mass go to the lower key id (deterministic); keys of tokens with no letters or digits never label.
+    """Per neuron (row) of one direction: (label word id, label mass, tokens sharing it, top-k entropy). Ties
+    in mass go to the lower id (deterministic); tokens with no letters or digits never label, and a label of
+    less than LABEL_FLOOR mass is none (id 0, mass 0, count 0). ``token_keys``: each token's word id.
     Each row's k x k key equality does the grouping (k is small), so no sort over the whole unit is needed;
     rows go in chunks so the temporaries stay small even at --top-k 255."""
     n, k = ids.shape
@@ -96,7 +72,7 @@ def _label_rows(ids: np.ndarray, probs: np.ndarray, token_keys: np.ndarray):
     pick = np.where(score == score.max(1, keepdims=True), keys, np.iinfo(np.int32).max).min(1)
     rows = np.arange(len(keys))
     at = (keys == pick[:, None]).argmax(1)
-    none = empty[rows, at]
+    none = empty[rows, at] | (mass[rows, at] < LABEL_FLOOR)
     label = np.where(none, 0, pick).astype(np.int32)
     top_mass = np.minimum(np.where(none, 0.0, mass[rows, at]), 1.0).astype(np.float32)   # rounding: ≤ 1
     top_count = np.where(none, 0, count[rows, at]).astype(np.uint8)
@@ -129,16 +105,44 @@ def unpack_entries(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(blob, np.uint32, n, 0), np.frombuffer(blob, np.float32, n, 4 * n)
 
 
+@dataclass(frozen=True)
+class WordMatch:
+    """How a word the user typed was matched against the vocabulary."""
+    word: str                 # as typed
+    concept: str              # the concept it names ("" when none)
+    tokens: tuple             # (token_id, text, piece) of every token that stands for it
+    note: str | None = None   # said when the word was not matched by its own tokens
+
+    def as_dict(self) -> dict:
+        return {"word": self.word, "concept": self.concept, "note": self.note,
+                "tokens": [{"token_id": i, "token": t, "piece": p} for i, t, p in self.tokens]}
+
+    def describe(self, limit: int = 6) -> str:
+        """One line: which tokens matched (pieces marked)."""
+        shown = [quoted(t) + (" (piece)" if p else "") for _i, t, p in self.tokens[:limit]]
+        more = f" +{len(self.tokens) - limit} more" if len(self.tokens) > limit else ""
+        head = f"{self.word!r} matches " + (", ".join(shown) + more if shown else "no token")
+        return head + (f"; {self.note}" if self.note else "")
+
+
 class Labels:
     """The labels part of a cache file (``store`` open read-only, or for writing inside its transactions)."""
 
     def __init__(self, store):
         self.store, self.conn = store, store.conn
 
+    def _table(self, name: str) -> bool:
+        return self.conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0] > 0
+
     def has_tables(self) -> bool:
-        return self.conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'labels'").fetchone()[0] > 0
+        return self._table("labels")
+
+    def outdated(self) -> bool:
+        """Labels were made by older rules (or the vocabulary's words were never measured): label again."""
+        return int(self.store.meta.get("labels_version") or 1) < VERSION or not self._table("concept_words")
 
     def token_keys(self) -> np.ndarray | None:
+        """Every token's word id (a leading piece has its word's), or None in a cache made before labels."""
         cached = getattr(self.store, "_token_keys", None)
         if cached is None and self.has_tables():
             row = self.conn.execute("SELECT ids FROM token_concepts WHERE id = 0").fetchone()
@@ -146,21 +150,52 @@ class Labels:
             self.store._token_keys = cached
         return cached
 
+    def words(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per key id: (the word id it stands for, English Zipf frequency, specificity); None before v2."""
+        cached = getattr(self.store, "_key_words", None)
+        if cached is None and self._table("concept_words"):
+            row = self.conn.execute("SELECT word, zipf, specificity FROM concept_words WHERE id = 0").fetchone()
+            if row is not None:
+                cached = (np.frombuffer(row[0], np.int32), np.frombuffer(row[1], np.float32),
+                          np.frombuffer(row[2], np.float32))
+                self.store._key_words = cached
+        return cached
+
     # -- writing (inside the caller's transaction) -----------------------------------------------------
     def write_keys(self, texts: list[str]) -> None:
-        keys, token_keys = vocabulary_keys(texts)
+        keys, own, freq = vocabulary_keys(texts)
+        word = word_groups(keys, freq)
+        initial = initial_keys(texts, own, len(keys))
+        np.logical_or.at(initial, word, initial.copy())      # a piece that starts words makes its word initial
+        spec = specificity(keys, freq, initial)
         self.conn.execute("DELETE FROM concept_keys")
         self.conn.executemany("INSERT INTO concept_keys (id, key) VALUES (?, ?)", enumerate(keys))
+        token_keys = word[own].astype(np.int32)
         self.conn.execute("INSERT OR REPLACE INTO token_concepts (id, ids) VALUES (0, ?)", (token_keys.tobytes(),))
-        self.store._token_keys = token_keys
+        self.conn.execute("INSERT OR REPLACE INTO concept_words (id, word, zipf, specificity) VALUES (0, ?, ?, ?)",
+                          (word.tobytes(), freq.tobytes(), spec.tobytes()))
+        self.store._put_meta({"labels_version": VERSION})
+        self.store._meta["labels_version"] = VERSION
+        self.store._token_keys, self.store._key_words = token_keys, (word, freq, spec)
+
+    def upgrade(self) -> int:
+        """Label every decoded unit again by this version's rules (inside the caller's transaction, so a
+        cache is never half old, half new); returns how many units."""
+        vocab = int(self.store.meta["vocab"])
+        texts = self.store.token_texts(range(vocab))
+        self.write_keys([texts[i] for i in range(vocab)])
+        done = sorted(self.store.done_units())
+        for layer, view in done:
+            self._label(layer, view, self.store.tops(layer, view, "pos"), self.store.tops(layer, view, "neg"))
+        return len(done)
 
     def write_unit(self, layer: int, view: str, pos, neg) -> None:
+        if self.token_keys() is None or self.outdated():   # a cache labelled by older rules, resumed now
+            self.upgrade()
+        self._label(layer, view, pos, neg)
+
+    def _label(self, layer: int, view: str, pos, neg) -> None:
         token_keys = self.token_keys()
-        if token_keys is None:                      # a cache made before labels were kept, resumed now
-            vocab = int(self.store.meta["vocab"])
-            texts = self.store.token_texts(range(vocab))
-            self.write_keys([texts[i] for i in range(vocab)])
-            token_keys = self.token_keys()
         labelled = [label_unit(ids, probs, token_keys) for ids, probs in (pos, neg)]
         self.conn.executemany(
             "INSERT OR REPLACE INTO labels (layer, view, direction, label, mass, count, entropy) "
@@ -184,8 +219,9 @@ class Labels:
         return None if row is None else np.frombuffer(row[0], np.float32)
 
     def missing(self) -> list[tuple[int, str]]:
-        """Decoded units that have no labels yet (caches made before labels were kept)."""
-        if not self.has_tables():
+        """Decoded units that have no labels yet (caches made before labels were kept), or every decoded unit
+        when the labels were made by older rules."""
+        if not self.has_tables() or self.outdated():
             return sorted(self.store.done_units())
         have = {(int(a), b) for a, b in self.conn.execute(
             "SELECT layer, view FROM labels GROUP BY layer, view HAVING COUNT(*) = 2")}
@@ -211,8 +247,61 @@ class Labels:
         return out
 
     def key_id(self, word: str) -> int | None:
-        row = self.conn.execute("SELECT id FROM concept_keys WHERE key = ?", (concept_key(word),)).fetchone()
-        return None if row is None or row[0] == 0 else int(row[0])
+        """The id of the concept ``word`` names: its key's, or, for a leading piece, its word's."""
+        row = None
+        for key in key_candidates(word):
+            row = self.conn.execute("SELECT id FROM concept_keys WHERE key = ?", (key,)).fetchone() if key else None
+            if row is not None:
+                break
+        if row is None or row[0] == 0:
+            return None
+        words = self.words()
+        return int(row[0]) if words is None else int(words[0][row[0]])
+
+    def word_tokens(self, word: str) -> list[int]:
+        """Every token that stands for ``word``'s concept (its forms and its leading pieces), by token id."""
+        concept, token_keys = self.key_id(word), self.token_keys()
+        if concept is None or token_keys is None:
+            return []
+        return np.flatnonzero(token_keys == concept).tolist()
+
+    def match_word(self, word: str) -> WordMatch:
+        """The tokens that stand for ``word``: its forms and the leading pieces of the word it names (the rule
+        in cache.words); for a word that is no key of the vocabulary (the tokenizer splits it), its longest
+        leading piece that passes the rule, else none, with a note saying why."""
+        keys = [k for k in key_candidates(word) if k]
+        if not keys:
+            return WordMatch(word, "", ())
+        key = keys[-1]
+        concept = self.key_id(word)
+        if concept is not None:
+            name = self.keys([concept]).get(concept, key)
+            texts = self.store.token_texts(self.word_tokens(word))
+            tokens = tuple((i, t, not {concept_key(t), surface(t)} & {name}) for i, t in sorted(texts.items()))
+            note = f"{word!r} is a leading piece of {name!r}: matching the word" if name not in keys else None
+            return WordMatch(word, name, tokens, note)
+        lengths = [n for n in range(len(key) - 1, PIECE_MIN_LETTERS - 1, -1) if 2 * n >= len(key)]
+        found = dict(self.conn.execute(f"SELECT key, id FROM concept_keys WHERE key IN ({','.join('?' * len(lengths))})",
+                                       [key[:n] for n in lengths]).fetchall()) if lengths and key.isalpha() else {}
+        words = self.words()
+        if found and words is not None:
+            whole = float(zipf([key])[0])
+            for n in lengths:                                     # longest first
+                piece = key[:n]
+                if piece in found and is_piece_of(piece, key, float(words[1][found[piece]]), whole):
+                    rows = self.conn.execute("SELECT id, text FROM vocab WHERE norm >= ? AND norm < ?",
+                                             (piece, piece + "\U0010ffff")).fetchall()
+                    tokens = tuple((int(i), t, True) for i, t in rows if concept_key(t) == piece)
+                    return WordMatch(word, key, tokens, f"no token of the vocabulary is {key!r}; its leading piece "
+                                                        f"{piece!r} stands for it")
+        q = normalize(word)
+        prefixes = [q[:n] for n in range(len(q), 0, -1)]
+        row = self.conn.execute(f"SELECT text FROM vocab WHERE norm IN ({','.join('?' * len(prefixes))}) "
+                                f"ORDER BY length(norm) DESC LIMIT 1", prefixes).fetchone() if prefixes else None
+        why = (f"its longest leading piece there, {quoted(row[0])}, cannot stand for it (a piece needs "
+               f"{PIECE_MIN_LETTERS}+ letters, half the word, and to be 10x rarer than it as a word)" if row else
+               "and no token spells its start")
+        return WordMatch(word, key, (), f"no token of the vocabulary is {key!r}, {why}")
 
     def neurons(self, word: str, views=None) -> list[tuple[int, int, str, str, float]]:
         """(layer, neuron, view, direction, label mass) of every neuron labelled with ``word``'s key, highest

@@ -18,12 +18,7 @@ from ..core.errors import UsageError
 DIRECTIONS = ("pos", "neg")
 ALL_VIEWS = ("up", "gate", "down")
 MATCH_MODES = ("word", "exact", "prefix", "contains")
-SPACE_MARKERS = " \t\n\r\u0120\u2581\u010a"  # whitespace, GPT-2 'Ġ', SentencePiece '▁', GPT-2 'Ċ'
-
-
-def normalize(text: str) -> str:
-    """The form `word` matching compares: leading whitespace/space markers stripped, case folded."""
-    return text.lstrip(SPACE_MARKERS).casefold()
+from .words import SPACE_MARKERS, normalize  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -115,16 +110,26 @@ def match_clause(query: str, match: str) -> tuple[str, tuple]:
 
 def search(conn: sqlite3.Connection, texts: Callable, query: str, match: str = "word",
            views: Sequence[str] | None = None, directions: Sequence[str] | None = None, max_rank: int = 1,
-           limit: int | None = 50) -> list[Hit]:
-    """Neurons whose top ``max_rank`` tokens include a token matching ``query``, by prob, highest first.
+           limit: int | None = 50, token_ids: Sequence[int] | None = None) -> list[Hit]:
+    """Neurons whose top ``max_rank`` tokens include a token matching ``query`` (or, given ``token_ids``,
+    one of those tokens), by prob, highest first.
 
     Matching tokens are visited in order of their best probability anywhere (token_stats); once
     ``limit`` hits beat the next token's best, no later token can enter the result, so a query that
     matches thousands of tokens (a one-letter prefix) reads only the postings it needs."""
-    clause, params = match_clause(query, match)
-    tokens = conn.execute(
-        f"SELECT v.id, s.best FROM vocab v JOIN token_stats s ON s.token_id = v.id WHERE {clause} "
-        f"ORDER BY s.best DESC", params).fetchall()
+    if token_ids is None:
+        clause, params = match_clause(query, match)
+        tokens = conn.execute(
+            f"SELECT v.id, s.best FROM vocab v JOIN token_stats s ON s.token_id = v.id WHERE {clause} "
+            f"ORDER BY s.best DESC", params).fetchall()
+    else:
+        ids = sorted({int(i) for i in token_ids})
+        tokens = []
+        for at in range(0, len(ids), 500):
+            part = ids[at:at + 500]
+            tokens += conn.execute(f"SELECT token_id, best FROM token_stats WHERE token_id IN "
+                                   f"({','.join('?' * len(part))})", part).fetchall()
+        tokens.sort(key=lambda r: (-r[1], r[0]))
     views = list(views or ALL_VIEWS)
     dir_codes = [DIRECTIONS.index(d) for d in (directions or DIRECTIONS)]
     parts: list[tuple[np.ndarray, ...]] = []
@@ -153,7 +158,7 @@ def search(conn: sqlite3.Connection, texts: Callable, query: str, match: str = "
     shown = texts(tok[order].tolist())
     return [
         Hit(int(layer[i]), int(codes[i] >> 1), ALL_VIEWS[int(view[i])], DIRECTIONS[int(codes[i] & 1)],
-            int(ranks[i]), int(tok[i]), shown[int(tok[i])], float(probs[i]))
+            int(ranks[i]), int(tok[i]), shown[int(tok[i])], min(1.0, float(probs[i])))
         for i in order
     ]
 

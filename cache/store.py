@@ -177,7 +177,7 @@ class Store:
     def initialize(self, meta: dict, texts: Sequence[str]) -> None:
         """Write meta (with ``ready``) and the vocabulary in one transaction: a cache interrupted here has
         neither, and is started again from nothing."""
-        values = {**meta, "vocab": len(texts), "ready": True}
+        values = {**meta, "vocab": len(texts), "ready": True, "labels_version": label_tables.VERSION}
         with self.db.atomic():
             self.conn.execute("DELETE FROM meta")
             self.conn.execute("DELETE FROM vocab")
@@ -246,6 +246,7 @@ class Store:
                    neg: tuple[np.ndarray, np.ndarray], decoded_with: str = "") -> None:
         """Store one (layer, view): pos/neg = (token ids [n, k], probs [n, k]); atomically. A unit is written
         once: writing it again is a bug and fails (its rows are UNIQUE)."""
+        pos, neg = ((ids, np.minimum(probs, np.float32(1.0))) for ids, probs in (pos, neg))   # bf16 rounding
         packed = postings.build_postings((pos, neg))
         with self.db.atomic():
             self.conn.execute("INSERT INTO units (layer, view, decoded_with, at) VALUES (?, ?, ?, ?)",
@@ -275,6 +276,12 @@ class Store:
         todo = labels.missing()
         if not todo:
             return 0
+        if labels.has_tables() and labels.outdated():
+            if note:
+                note(f"labelling {len(todo) * 2 * self.neurons:,} neuron-directions of {self.meta.get('name')} again "
+                     f"by this version's rules (word pieces join their word; once, no decode)")
+            with self.db.atomic():
+                return labels.upgrade()
         if note:
             note(f"labelling {len(todo) * 2 * self.neurons:,} neuron-directions of {self.meta.get('name')} "
                  f"(a one-time upgrade of this cache)")
@@ -324,7 +331,7 @@ class Store:
                 raise CorruptCache(f"cache file {self.path}: layer {layer} {view} {direction} is short; run "
                                    f"`neuroscope decode MODEL --rebuild`")
             out.append(np.frombuffer(data, dtype).reshape(n, k))
-        return out[0], out[1]
+        return out[0], np.minimum(out[1], np.float32(1.0))    # a bf16 softmax can round a hair past 1
 
     def top(self, layer: int, neuron: int, view: str, direction: str) -> list[TopToken] | None:
         got = self.tops(layer, view, direction, neuron, neuron + 1)
@@ -357,7 +364,17 @@ class Store:
         """Neurons whose top ``max_rank`` tokens include a token matching ``query`` (cache.postings.search),
         read from one snapshot of the file."""
         with self.snapshot():
-            return postings.search(self.conn, self.token_texts, query, match, views, directions, max_rank, limit)
+            ids = None
+            if match == "word" and label_tables.Labels(self).has_tables():
+                word = label_tables.Labels(self).match_word(query)
+                ids = {t[0] for t in word.tokens} | set(self.match_tokens(query, "word"))
+            return postings.search(self.conn, self.token_texts, query, match, views, directions, max_rank, limit,
+                                   token_ids=ids)
+
+    @guarded
+    def match_word(self, query: str) -> "label_tables.WordMatch":
+        """Which tokens stand for the word ``query`` (cache.labels.Labels.match_word)."""
+        return label_tables.Labels(self).match_word(query)
 
     def decoded_views(self) -> list[str]:
         """Views decoded in both directions for every layer."""

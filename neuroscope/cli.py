@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
+from .concepts import BY, DEFAULT_BY, DEFAULT_MIN_MASS, DEFAULT_STRENGTH
 
 VIEWS = ("up", "gate", "down")
 
@@ -175,12 +175,17 @@ def build_parser() -> Parser:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("top", parents=[common, engine], help="the most specialised neurons (by label mass, …)")
+    p = sub.add_parser("top", parents=[common, engine], help="the most specialised neurons (content concepts first)")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--by", choices=("mass", "prob", "entropy", "copy", "suppression", "cosine"), default="mass",
-                   help="mass (default): of the label's tokens; prob: of the top-1 token; entropy: lowest first; "
-                        "copy / suppression: what it reads (up) it writes (down) / writes against; cosine: "
-                        "between its read row (up, gate) and its down column (from the weights, once)")
+    p.add_argument("--by", choices=BY, default=DEFAULT_BY,
+                   help="score (default): label mass x how specific its word is (function words, numbers, single "
+                        "characters and special tokens last); mass: of the label's tokens; prob: of the top-1 "
+                        "token; entropy: lowest first; copy / suppression: what it reads (up) it writes (down) / "
+                        "writes against; cosine: between its read row (up, gate) and its down column (from the "
+                        "weights, once)")
+    p.add_argument("--all", action="store_true", help="rank every label by its mass alone (same as --by mass)")
+    p.add_argument("--min-mass", type=float, default=0.0, metavar="M",
+                   help="only neurons whose label holds at least M of their top-k mass (0-1, default 0)")
     p.add_argument("--view", choices=VIEWS, default=None)
     p.add_argument("--direction", choices=("pos", "neg"), default=None)
     p.add_argument("--layer", type=_natural, default=None)

@@ -8,23 +8,33 @@ from .output import _emit_json, note, open_model
 
 
 def _tok(text: str, width: int = 16) -> str:
-    shown = json.dumps(text, ensure_ascii=False)
+    from .cache.words import quoted
+
+    shown = quoted(text)
     return shown if len(shown) <= width else shown[:width - 2] + "…\""
 
 
+def _label(r, width: int = 18) -> str:
+    """The label, or (no label above the floor) the top-1 token in quotes, marked with a ~."""
+    return r.label[:width] if r.label else "~" + _tok(r.token, width - 1)
+
+
 def cmd_top(args) -> int:
+    by = "mass" if args.all else args.by
     model = open_model(args)
-    rows = model.top(args.by, view=args.view, layer=args.layer, limit=args.limit, direction=args.direction)
+    rows = model.top(by, view=args.view, layer=args.layer, limit=args.limit, direction=args.direction,
+                     min_mass=args.min_mass)
     if args.json:
-        _emit_json({"model": model.name, "by": args.by, "neurons": rows.as_dicts()}, model)
+        _emit_json({"model": model.name, "by": by, "neurons": rows.as_dicts()}, model)
         return 0
-    extra = {"copy": "copy", "suppression": "suppr.", "cosine": "cosine"}.get(args.by)
-    print(f"{model.name}: the {len(rows)} most specialised neurons by {args.by}")
+    extra = {"copy": "copy", "suppression": "suppr.", "cosine": "cosine", "score": "score"}.get(by)
+    what = "content score (label mass x word specificity)" if by == "score" else by
+    print(f"{model.name}: the {len(rows)} most specialised neurons by {what}")
     print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'label':<18} {'×':>2} {'mass':>6} {'entropy':>7} {'top-1':>7}  "
           f"{'token':<16}" + (f" {extra:>7}" if extra else ""))
     for r in rows:
-        score = getattr(r, args.by) if extra else None
-        print(f"{f'L{r.layer}:N{r.neuron}':<12} {r.view:<5} {r.direction:<4} {_tok(r.label, 18):<18} {r.count:>2} "
+        score = getattr(r, by) if extra else None
+        print(f"{f'L{r.layer}:N{r.neuron}':<12} {r.view:<5} {r.direction:<4} {_label(r):<18} {r.count:>2} "
               f"{r.label_mass:6.3f} {r.entropy:7.3f} {r.prob:7.3f}  {_tok(r.token):<16}"
               + (f" {score:7.3f}" if extra else ""))
     return 0

@@ -10,7 +10,8 @@ from .cache.labels import Labels, concept_key
 from .core.errors import UsageError
 from .results import Records
 
-BY = ("mass", "prob", "entropy", "copy", "suppression", "cosine")
+BY = ("score", "mass", "prob", "entropy", "copy", "suppression", "cosine")
+DEFAULT_BY = "score"        # top: content concepts first (label mass x the label word's specificity, cache.words)
 DEFAULT_STRENGTH = 3.0      # clamp --concept: sign x 3 x each neuron's peak (bench/concept_sweep.py, README)
 DEFAULT_MIN_MASS = 0.5      # clamp --concept: the neurons whose label holds at least half their top-k mass
 
@@ -104,6 +105,7 @@ class Specialised:
     copy: float | None = None     # read (up, pos) and write (down, pos) top-k overlap
     suppression: float | None = None   # read (up, pos) and write-against (down, neg) overlap
     cosine: float | None = None   # cosine(its up or gate row, its down column) in the weights
+    score: float | None = None    # label mass x specificity of the label's word (--by score)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -117,15 +119,19 @@ def overlap(a_ids, a_p, b_ids, b_p) -> np.ndarray:
     return out.sum(1, dtype=np.float64)
 
 
-def top(store, by: str = "mass", view: str | None = None, layer: int | None = None, limit: int = 20,
-        direction: str | None = None) -> Records:
-    """The most specialised neurons: by label mass, top-1 prob, lowest entropy, or copy / suppression."""
+def top(store, by: str = DEFAULT_BY, view: str | None = None, layer: int | None = None, limit: int = 20,
+        direction: str | None = None, min_mass: float = 0.0) -> Records:
+    """The most specialised neurons: by score (label mass x the specificity of its word: content words first,
+    function words, numbers, single characters and special tokens last), label mass, top-1 prob, lowest
+    entropy, copy / suppression or read/write cosine; only neurons whose label holds ``min_mass`` or more."""
     if by not in BY:
         raise UsageError(f"unknown --by {by!r}: choose {', '.join(BY)}")
     if layer is not None and not 0 <= layer < store.layers:
         raise UsageError(f"layer {layer} is out of range: the model has layers 0-{store.layers - 1}")
     if not isinstance(limit, int) or limit < 1:
         raise UsageError("--limit must be a whole number of at least 1")
+    if not isinstance(min_mass, (int, float)) or not 0.0 <= min_mass <= 1.0:
+        raise UsageError("--min-mass must be a number from 0 to 1")
     relation = by in ("copy", "suppression")
     if relation and not {"up", "down"} <= set(store.views):
         raise UsageError(f"{store.meta.get('arch')} has no up and down views to relate")
@@ -133,6 +139,7 @@ def top(store, by: str = "mass", view: str | None = None, layer: int | None = No
     if by == "cosine" and (view == "down" or "down" not in store.views):
         raise UsageError("--by cosine relates a read view (up, gate) to the down view: choose --view up or gate")
     labels = Labels(store)
+    words = labels.words() if by == "score" else None
     layers = [layer] if layer is not None else range(store.layers)
     views = [view] if view else (["up"] if relation else readers if by == "cosine" else store.views)
     directions = [direction] if direction else (["pos"] if relation or by == "cosine" else ["pos", "neg"])
@@ -159,10 +166,15 @@ def top(store, by: str = "mass", view: str | None = None, layer: int | None = No
                     if tops is None:
                         continue
                     score = tops[1][:, 0]
+                elif by == "score":
+                    rel = mass * (words[2][words[0][key]] if words is not None else 1.0)
+                    score = rel + np.minimum(count, 10) * 1e-4     # ties: the concept more tokens agree on
                 score = {"mass": mass, "entropy": -entropy}.get(by, rel) if score is None else score
+                if min_mass > 0:
+                    score = np.where(mass >= min_mass, score, -np.inf)
                 rows.extend((float(score[i]), lay, int(i), v, d, int(key[i]), float(mass[i]), int(count[i]),
                              float(entropy[i]), None if rel is None else float(rel[i]))
-                            for i in best_indices(score, limit))
+                            for i in best_indices(score, limit) if np.isfinite(score[i]))
     rows.sort(key=lambda r: (-r[0], r[1], r[2], r[3], r[4]))
     rows = rows[:limit]
     firsts = [store.tops(r[1], r[3], r[4], r[2], r[2] + 1) for r in rows]     # top-1 of the shown rows only
@@ -170,7 +182,7 @@ def top(store, by: str = "mass", view: str | None = None, layer: int | None = No
     texts = store.token_texts([int(ids[0, 0]) for ids, _ in firsts])
     return Records(Specialised(r[1], r[2], r[3], r[4], keys.get(r[5], ""), r[6], r[7], r[8], float(probs[0, 0]),
                                texts[int(ids[0, 0])],
-                               *(r[9] if by == name else None for name in ("copy", "suppression", "cosine")))
+                               *(r[9] if by == name else None for name in ("copy", "suppression", "cosine", "score")))
                    for r, (ids, probs) in zip(rows, firsts))
 
 

@@ -28,10 +28,12 @@ class TextAndConcepts:
         return examples(self, corpus, tokens, per_neuron, window, batch, rebuild, cancel, commit_s)
 
     # -- concepts (neuroscope.concepts) -------------------------------------------------------------
-    def top(self, by: str = "mass", view: str | None = None, layer: int | None = None, limit: int = 20,
-            direction: str | None = None) -> Records:
-        """The most specialised neurons: by label mass, top-1 prob, entropy (lowest), copy, suppression, or
-        cosine (read row against down column; measured from the weights on first use)."""
+    def top(self, by: str = "score", view: str | None = None, layer: int | None = None, limit: int = 20,
+            direction: str | None = None, min_mass: float = 0.0) -> Records:
+        """The most specialised neurons: by score (default: label mass x the specificity of the label's word,
+        so content words come first), label mass, top-1 prob, entropy (lowest), copy, suppression, or cosine
+        (read row against down column; measured from the weights on first use); ``min_mass``: only labels
+        holding at least this much of their neuron's top-k mass."""
         from .concepts import BY, ensure_cosines, top
 
         check_view_direction(view, direction)
@@ -44,7 +46,7 @@ class TextAndConcepts:
         if by == "cosine":
             ensure_cosines(self)
         with self.store(view) as store:
-            return top(store, by, view, layer, limit, direction)
+            return top(store, by, view, layer, limit, direction, min_mass)
 
     def concept(self, word: str, views=None) -> Records:
         """Every neuron labelled ``word`` in any view and direction, with the sign that pushes it out."""

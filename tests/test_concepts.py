@@ -33,7 +33,7 @@ def test_concept_key(text, key):
 
 def test_grouping_on_hand_built_top_k():
     texts = ["dog", " Dog", " dogs", "cat", " cats", ",", "the", "Cat", "dog's", "t1"]
-    keys, token_keys = vocabulary_keys(texts)
+    keys, token_keys, _freq = vocabulary_keys(texts)
     ids = np.array([[0, 3, 1, 2, 4],        # dog .4 + Dog .1 + dogs .1 = .6 vs cat .3 + cats .1 = .4
                     [3, 0, 4, 7, 6],        # cat .35 + cats .15 + Cat .1 = .6 vs dog .3, the .1
                     [5, 6, 9, 0, 3],        # "," carries most, but no letters: the .3 wins over t1 .2
