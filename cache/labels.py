@@ -24,8 +24,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from .postings import DIRECTIONS
-from .words import (PIECE_MIN_LETTERS, concept_key, initial_keys, is_piece_of, key_candidates, normalize, quoted,
-                    specificity, surface, vocabulary_keys, word_groups, zipf)
+from .words import (
+    PIECE_MIN_LETTERS,
+    concept_key,
+    initial_keys,
+    is_piece_of,
+    key_candidates,
+    normalize,
+    quoted,
+    specificity,
+    surface,
+    vocabulary_keys,
+    word_groups,
+    zipf,
+)
 
 VERSION = 2                 # 2: leading pieces join their word, special tokens and sub-floor masses no label
 LABEL_FLOOR = 0.05          # a label holding less of its top-k mass is no label (fall back to the top-1 token)
@@ -281,7 +293,8 @@ class Labels:
             note = f"{word!r} is a leading piece of {name!r}: matching the word" if name not in keys else None
             return WordMatch(word, name, tokens, note)
         lengths = [n for n in range(len(key) - 1, PIECE_MIN_LETTERS - 1, -1) if 2 * n >= len(key)]
-        found = dict(self.conn.execute(f"SELECT key, id FROM concept_keys WHERE key IN ({','.join('?' * len(lengths))})",
+        marks = ",".join("?" * len(lengths))
+        found = dict(self.conn.execute(f"SELECT key, id FROM concept_keys WHERE key IN ({marks})",
                                        [key[:n] for n in lengths]).fetchall()) if lengths and key.isalpha() else {}
         words = self.words()
         if found and words is not None:

@@ -14,11 +14,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.errors import UsageError
+from .words import SPACE_MARKERS, normalize  # noqa: F401 - re-exported
 
 DIRECTIONS = ("pos", "neg")
 ALL_VIEWS = ("up", "gate", "down")
 MATCH_MODES = ("word", "exact", "prefix", "contains")
-from .words import SPACE_MARKERS, normalize  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)

@@ -179,8 +179,8 @@ class Model(TextAndConcepts):
     def search(self, text: str, view: str | None = None, direction: str | None = None, max_rank: int = 1,
                match: str = "word", limit: int | None = 50) -> Records:
         """Neurons whose top ``max_rank`` tokens match ``text`` (Hit: layer, neuron, view, direction, rank,
-        token_id, token, prob), highest probability first. ``match``: word (case-insensitive, leading
-        spaces and space markers ignored), exact, prefix, contains, or label (neurons whose concept label
+        token_id, token, prob), highest probability first. ``match``: word (the word's forms, case,
+        leading spaces, plurals folded, and its leading pieces: " Californ" for "California"), exact, prefix, contains, or label (neurons whose concept label
         is ``text``'s concept key, highest label mass first). Every hit carries its neuron's label."""
         from .cache.postings import MATCH_MODES
         from .concepts import label_search, with_labels
@@ -207,6 +207,14 @@ class Model(TextAndConcepts):
                 return Records(label_search(store, text, views, directions, limit))
             return Records(with_labels(store, store.search(text, match=match, views=views, directions=directions,
                                                            max_rank=max_rank, limit=limit)))
+
+    def match_word(self, text: str):
+        """Which tokens of the vocabulary stand for the word ``text`` (its forms and leading pieces, the rule
+        in neuroscope.cache.words), with a note when it was matched otherwise (``WordMatch``)."""
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError("TEXT is empty: give a word, e.g. dog")
+        with self.store() as store:
+            return store.match_word(text)
 
     # -- clamping ----------------------------------------------------------------------------------
     def tokenizer(self):

@@ -102,8 +102,10 @@ def build_parser() -> Parser:
     p.add_argument("--direction", choices=("pos", "neg"), default=None, help="only this direction (default: both)")
     p.add_argument("--max-rank", type=_positive, default=1, help="match within each neuron's top R tokens (default 1)")
     p.add_argument("--match", choices=("word", "exact", "prefix", "contains", "label"), default="word",
-                   help="word (default): case-insensitive, ignoring leading spaces; exact; prefix; contains; "
-                        "label: neurons whose concept label is TEXT (dogs, Dog and dog are one concept)")
+                   help="word (default): the word's tokens in any case, with or without a leading space, its "
+                        "plurals, and its leading pieces (\" Californ\" for California: a vocabulary token of 4+ "
+                        "letters spelling half the word or more, 10x rarer than it as a word); exact; prefix; "
+                        "contains; label: neurons whose concept label is TEXT (dogs, Dog and dog are one concept)")
     p.add_argument("--limit", type=_positive, default=50)
     p.add_argument("--json", action="store_true")
 

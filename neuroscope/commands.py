@@ -141,11 +141,15 @@ def cmd_show(args) -> int:
                "top": [{"token_id": t.token_id, "token": t.token, "prob": t.prob} for t in top]}
         _emit_json(out if shown is None else {**out, "examples": shown}, model)
         return 0
-    print(f"{model.name} {ref} {args.view} {args.direction}" + (f"  label: {label} (entropy {label.entropy:.2f})"
-                                                              if label else ""))
+    from .cache.labels import LABEL_FLOOR
+    from .cache.words import quoted
+
+    print(f"{model.name} {ref} {args.view} {args.direction}" + (
+        f"  label: {label} (entropy {label.entropy:.2f})" if label else
+        f"  label: none (no word holds {LABEL_FLOOR:.0%} of its top-{len(top)} mass)"))
     for t in top:
         bar = "█" * max(1, round(t.prob * 30)) if t.prob >= 0.005 else "·"
-        print(f"  {t.rank + 1:>3}  {json.dumps(t.token, ensure_ascii=False):<20} {t.prob:8.4f}  {bar}")
+        print(f"  {t.rank + 1:>3}  {quoted(t.token):<20} {t.prob:8.4f}  {bar}")
     if shown is not None:
         from .behaviour_cmd import print_examples
 
@@ -159,20 +163,26 @@ def cmd_search(args) -> int:
     model = open_model(args)
     hits = model.search(args.text, view=args.view, direction=args.direction, max_rank=args.max_rank,
                         match=args.match, limit=args.limit)
+    matched = model.match_word(args.text) if args.match in ("word", "label") else None
     if args.json:
-        _emit_json({"model": model.name, "query": args.text, "hits": [h.as_dict() for h in hits]}, model)
+        out = {"model": model.name, "query": args.text, "hits": [h.as_dict() for h in hits]}
+        _emit_json(out if matched is None else {**out, "matched": matched.as_dict()}, model)
         return 0
+    if matched is not None:
+        note(matched.describe())
     if not hits:
         print(f"no neuron of {model.name} is labelled '{args.text}'" if args.match == "label" else
               f"no neuron of {model.name} has a token matching '{args.text}' ({args.match}) "
               f"within its top {args.max_rank}")
         return 0
+    from .cache.words import quoted
+
     print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'rank':>4}  {'token':<18} {'prob':>8}  label")
     for h in hits:
         ref = str(NeuronRef(h.layer, h.neuron))
-        label = "" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0))
+        label = "—" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0))
         print(f"{ref:<12} {h.view:<5} {h.direction:<4} {h.rank + 1:>4}  "
-              f"{json.dumps(h.token, ensure_ascii=False):<18} {h.prob:8.4f}  {label}")
+              f"{quoted(h.token):<18} {h.prob:8.4f}  {label}")
     return 0
 
 

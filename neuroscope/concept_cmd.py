@@ -1,7 +1,6 @@
 """`neuroscope top`, `neuroscope concept` and `neuroscope export`: concepts instead of token lists."""
 from __future__ import annotations
 
-import json
 import sys
 
 from .output import _emit_json, note, open_model
@@ -43,15 +42,17 @@ def cmd_top(args) -> int:
 def cmd_concept(args) -> int:
     model = open_model(args)
     rows = model.concept(args.word, views=[args.view] if args.view else None)
-    from .cache.labels import concept_key
-
+    matched = model.match_word(args.word)
+    name = matched.concept
     if args.json:
-        _emit_json({"model": model.name, "concept": concept_key(args.word), "neurons": rows.as_dicts()}, model)
+        _emit_json({"model": model.name, "concept": name, "neurons": rows.as_dicts(),
+                    "matched": matched.as_dict()}, model)
         return 0
+    note(matched.describe())
     if not rows:
-        print(f"no neuron of {model.name} is labelled {concept_key(args.word)!r}")
+        print(f"no neuron of {model.name} is labelled {name!r}")
         return 0
-    print(f"{model.name}: {len(rows)} neuron-views labelled {concept_key(args.word)!r} (sign: what an activation needs "
+    print(f"{model.name}: {len(rows)} neuron-views labelled {name!r} (sign: what an activation needs "
           f"to push it into the output)")
     for r in rows[: args.limit]:
         print(f"  L{r.layer}:N{r.neuron:<6} {r.view:<5} {r.direction:<4} mass {r.label_mass:.3f}  sign {r.sign:+d}")

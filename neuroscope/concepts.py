@@ -33,6 +33,8 @@ def neuron_label(store, layer: int, neuron: int, view: str, direction: str) -> L
     if got is None:
         return None
     key, mass, count, entropy = (a[neuron] for a in got)
+    if int(key) == 0:                       # no word holds LABEL_FLOOR of the top-k: no label
+        return None
     return Label(labels.keys([key]).get(int(key), ""), float(mass), int(count), float(entropy))
 
 
@@ -240,6 +242,9 @@ def with_labels(store, hits: list) -> list:
             units[unit] = labels.unit(*unit)
         got = units[unit]
         if got is None:
+            out.append(hit)
+            continue
+        if int(got[0][hit.neuron]) == 0:         # no label above the floor
             out.append(hit)
             continue
         out.append(replace(hit, label=int(got[0][hit.neuron]), label_mass=float(got[1][hit.neuron]),

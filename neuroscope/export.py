@@ -178,6 +178,7 @@ def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
     if tops is None or lab is None:
         return b"", 0
     keys = {key: quote(text) for key, text in _key_texts(labels, lab).items()}
+    keys[0] = "null" if state["fmt"] == "jsonl" else ""          # no label above the floor
     return block(state["fmt"], layer, view, direction, *tops, [keys[key] for key in lab[0].tolist()], lab[1],
                  state["enc"]).encode("utf-8"), len(tops[0])
 
@@ -287,7 +288,8 @@ def _parquet(store, path, views, labels, progress, total) -> int:
             table = pa.table({"layer": pa.array(np.full(n, layer, np.int32)),
                               "neuron": pa.array(np.arange(n, dtype=np.int32)),
                               "view": pa.array([view] * n), "direction": pa.array([direction] * n),
-                              "label": pa.array([keys[key] for key in lab[0].tolist()], pa.string()),
+                              "label": pa.array([keys[key] if key else None for key in lab[0].tolist()],
+                                                pa.string()),
                               "label_mass": pa.array(lab[1]), "top": top}, schema=schema)
             writer.write_table(table)
             count += n
