@@ -395,8 +395,8 @@ class Store:
         ready = self.ready
         views = self.decoded_views() if ready else []
         return {
-            "model": m.get("name"), "source": m.get("source"), "hub_id": m.get("hub_id"),
-            "revision": m.get("revision"), "layers": m.get("layers"),
+            "model": m.get("name"), "hub_id": m.get("hub_id"), "revision": m.get("revision"),
+            "source": m.get("source"), "layers": m.get("layers"),
             "neurons_per_layer": m.get("neurons_per_layer"), "views": views,
             "complete": ready and bool(views) and set(views) == set(self.views),
         }

@@ -111,4 +111,6 @@ class CachedModel:
     revision: str | None = None     # the hub snapshot's commit, when known
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "last_used"}
+        """model, hub_id, revision first (as in every command's JSON), then the rest as declared."""
+        out = {k: v for k, v in asdict(self).items() if k != "last_used"}
+        return {"model": out.pop("model"), "hub_id": out.pop("hub_id"), "revision": out.pop("revision"), **out}

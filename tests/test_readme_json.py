@@ -74,6 +74,11 @@ def compare(shape, real, where: str, problems: list) -> None:
             got &= want
         if want != got:
             problems.append(f"{where}: README lacks {sorted(got - want)}, prints none of {sorted(want - got)}")
+        order = [k for k in shape if k in got]
+        if order != [k for k in real if k in order]:
+            problems.append(f"{where}: README's order {order}, printed {[k for k in real if k in order]}")
+        if set(real) & PROVENANCE and list(real)[:3] != ["model", "hub_id", "revision"]:
+            problems.append(f"{where}: hub_id and revision do not follow model: {list(real)[:4]}")
         for key, sub in shape.items():
             if sub is not None and key in real and real[key] is not None:
                 compare(sub, real[key], f"{where}.{key}", problems)
