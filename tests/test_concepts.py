@@ -157,12 +157,39 @@ def test_top_against_a_count_made_here(concept_model):
     assert [r.prob for r in rows + by_prob] == pytest.approx([float(p) for p, _ in firsts])
     assert [r.token for r in rows + by_prob] == [next(iter(t.values())) for _, t in firsts]
     assert [r.prob for r in by_prob] == pytest.approx(every[::-1][:4])
-    copy = model.top("copy", limit=3)
     with model.store() as store:
-        up, down = store.tops(copy[0].layer, "up", "pos"), store.tops(copy[0].layer, "down", "pos")
-        i = copy[0].neuron
-        want = sum(min(p, q) for a, p in zip(*[x[i] for x in up]) for b, q in zip(*[x[i] for x in down]) if a == b)
-    assert copy[0].copy == pytest.approx(want, rel=1e-5)
+        def overlaps(write_direction):                   # every neuron's Σ min(p, q) over shared tokens, here
+            out = []
+            for layer in range(2):
+                up, down = store.tops(layer, "up", "pos"), store.tops(layer, "down", write_direction)
+                for i in range(store.neurons):
+                    out.append((sum(min(float(p), float(q)) for a, p in zip(up[0][i], up[1][i])
+                                    for b, q in zip(down[0][i], down[1][i]) if a == b), layer, i))
+            return sorted(out, key=lambda r: (-r[0], r[1], r[2]))
+        entropies = sorted(((float(e), layer, i, view, d) for layer in range(2) for view in ("up", "gate", "down")
+                            for d in ("pos", "neg") for i, e in enumerate(Labels(store).unit(layer, view, d)[3])),
+                           key=lambda r: (r[0], r[1], r[2], r[3], r[4]))
+        words = store.conn.execute("SELECT word, specificity FROM concept_words").fetchone()
+        spec = np.frombuffer(words[1], np.float32)
+        scores = []
+        for layer in range(2):
+            for view in ("up", "gate", "down"):
+                for d in ("pos", "neg"):
+                    key, mass, count, _ = Labels(store).unit(layer, view, d)
+                    scores += [(float(m) * float(spec[k]), int(c), layer, i, view, d)
+                               for i, (k, m, c) in enumerate(zip(key, mass, count))]
+        scores.sort(key=lambda r: (-(r[0] + min(r[1], 10) * 1e-4), r[2], r[3], r[4], r[5]))
+        relations = (("copy", overlaps("pos")), ("suppression", overlaps("neg")))
+    for by, want in relations:
+        got = model.top(by, limit=3)
+        assert [(r.layer, r.neuron) for r in got] == [w[1:] for w in want[:3]], by
+        assert [getattr(r, by) for r in got] == pytest.approx([w[0] for w in want[:3]], rel=1e-5), by
+    got = model.top("entropy", limit=4)
+    assert [(r.layer, r.neuron, r.view, r.direction) for r in got] == [e[1:] for e in entropies[:4]]
+    got = model.top(limit=6)                                # the default: content score
+    assert [(r.layer, r.neuron, r.view, r.direction) for r in got] == [s[2:] for s in scores[:6]]
+    assert [r.score for r in got] == pytest.approx([s[0] for s in scores[:6]])
+    assert all(r.label_mass >= 0.5 for r in model.top(min_mass=0.5, limit=50))
 
 
 def test_concept_clamps_carry_sign_and_strength_and_scale_with_the_peaks(concept_model, tmp_path):
