@@ -131,7 +131,8 @@ def test_flipped_bytes(originals, tmp_path, which, command, monkeypatch):
 
 
 def test_nan_weights_are_named(originals, tmp_path):
-    """A flip that turns a float32 weight into NaN is found before the decode writes anything."""
+    """A float32 weight turned NaN is named (one line, exit 2) when its layer comes up, before that layer
+    writes anything; the layers decoded before it are kept."""
     from safetensors.numpy import load_file, save_file
 
     model = tmp_path / "nan"

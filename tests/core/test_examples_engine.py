@@ -83,22 +83,25 @@ def test_stable_top_equals_a_stable_order_made_here(rows, n, k, kind, seed):
     assert torch.allclose(v, x.gather(0, r), rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize("gated", [False, True])
 @pytest.mark.parametrize("path", ["dense", "fast"])
-def test_infinite_and_nan_activations(path):
-    """+inf ranks first, NaN is never an example (it ranks as -inf), whichever merge sees them; the rest
-    equals the brute force."""
+def test_infinite_and_nan_activations(path, gated):
+    """+inf ranks first, NaN is never an example (it ranks as -inf), whichever merge sees them, gated or not;
+    the rest, the GLU case counts and the positive counts equal the brute force."""
     gen = torch.Generator().manual_seed(5)
     n, per, rows = 9, 4, 32
-    state = engine.LayerState.empty(n, per, False, "cpu")
-    acts = []
+    state = engine.LayerState.empty(n, per, gated, "cpu")
+    acts, gates, ups = [], [], []
     for batch in range(12):
         act = torch.randn(rows, n, generator=gen)
+        gate, up = torch.randn(rows, n, generator=gen), torch.randn(rows, n, generator=gen)
         spots = torch.randint(rows * n, (6,), generator=gen)
         act.view(-1)[spots[:2]] = torch.inf
         act.view(-1)[spots[2:4]] = -torch.inf
         act.view(-1)[spots[4:]] = torch.nan
-        state.update(act, None, None, torch.arange(batch * rows, (batch + 1) * rows), dense=path == "dense")
-        acts.append(act.numpy())
+        state.update(act, gate if gated else None, up if gated else None,
+                     torch.arange(batch * rows, (batch + 1) * rows), dense=path == "dense")
+        acts.append(act.numpy()), gates.append(gate.numpy()), ups.append(up.numpy())
     got = state.to_numpy()
     act = np.concatenate(acts)
     for sign, signed in enumerate((act, -act)):
@@ -107,3 +110,7 @@ def test_infinite_and_nan_activations(path):
             order = sorted(range(len(clean)), key=lambda r: (-clean[r, j], r))[:per]
             np.testing.assert_array_equal(got["pos"][sign][:, j], order)
             np.testing.assert_array_equal(got["vals"][sign][:, j], clean[order, j])
+    np.testing.assert_array_equal(got["positive"], (act > 0).sum(0))          # NaN is not > 0
+    if gated:
+        codes = (np.concatenate(gates) <= 0) * 2 + (np.concatenate(ups) <= 0)
+        np.testing.assert_array_equal(got["cases"], np.stack([(codes == c).sum(0) for c in range(len(CASES))]))
