@@ -1,0 +1,234 @@
+"""The tabular corpora: a text column of a .jsonl, .parquet or .csv file, of a folder written by
+``datasets.Dataset.save_to_disk``, or of a Hugging Face dataset ``name[:config][@split]``.
+
+Each kind has a check (``check_*``: what the user named is there and holds the column, read from the header
+only: the parquet schema, the csv header row, the first jsonl line, the dataset's features), run before
+any model loads, and a reader (``read_*``) that streams the column's strings: pyarrow's ``iter_batches``,
+the csv module, line by line, the ``datasets`` library's memory-mapped or streamed rows. A reader is a
+generator, so reading stops as soon as the examples have their tokens: a 10 GB parquet is never read whole.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UsageError, first_line
+
+DEFAULT_COLUMN = "text"
+DATA_SUFFIXES = (".jsonl", ".parquet", ".csv")
+EXTRA = "pip install 'neuroscope[corpora]'"          # the extra that brings the datasets library
+BATCH_ROWS = 64
+# name[:config][@split]: a hub id ("wikitext", "owner/name"), a config and a split made of the hub's characters
+HUB_ID = re.compile(r"^(?P<name>[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?)(?::(?P<config>[\w.-]+))?(?:@(?P<split>[\w.-]+))?$")
+
+
+def _shown(names) -> str:
+    names = list(names)
+    return ", ".join(names) if names else "none"
+
+
+def _missing(what: str, column: str, names) -> UsageError:
+    return UsageError(f"{what} has no column {column!r} (its columns: {_shown(names)}): choose one with --text-column")
+
+
+# -- jsonl -------------------------------------------------------------------------------------------------
+def _jsonl_records(path: Path) -> Iterator[tuple[int, object]]:
+    with open(path, encoding="utf-8", errors="strict") as handle:
+        number = 0
+        try:
+            for number, line in enumerate(handle, 1):       # noqa: B007 - the number names a bad line below
+                if not line.strip():
+                    continue
+                try:
+                    yield number, json.loads(line)
+                except ValueError:
+                    raise UsageError(f"{path} line {number} is not JSON") from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"corpus file {path} is not UTF-8 text (line {number + 1}: {first_line(exc)})") from None
+
+
+def check_jsonl(path: Path, column: str) -> None:
+    for number, record in _jsonl_records(path):
+        if not isinstance(record, dict):
+            raise UsageError(f"{path} line {number} is not a JSON object")
+        if column not in record:
+            raise _missing(f"{path} (line {number})", column, record)
+        return
+    raise UsageError(f"corpus file {path} holds no JSON lines")
+
+
+def read_jsonl(path: Path, column: str) -> Iterator[str]:
+    for number, record in _jsonl_records(path):
+        text = record.get(column) if isinstance(record, dict) else None
+        if text is None and isinstance(record, dict) and column in record:
+            continue                                        # a null text: no document
+        if not isinstance(text, str):
+            raise UsageError(f"{path} line {number} has no {column!r} string")
+        yield text
+
+
+# -- parquet -----------------------------------------------------------------------------------------------
+def _parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path, pre_buffer=False)     # pre-buffering would read every row group at the start
+    except Exception as exc:          # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError … on a bad file
+        raise UsageError(f"corpus file {path} is not a parquet file ({first_line(exc)})") from None
+
+
+def _check_string(what: str, column: str, kind) -> None:
+    import pyarrow as pa
+
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or getattr(pa.types, "is_string_view", lambda _t: False)(kind)):
+        raise UsageError(f"column {column!r} of {what} holds {kind}, not text: choose another with --text-column")
+
+
+def check_parquet(path: Path, column: str) -> None:
+    schema = _parquet(path).schema_arrow                    # the footer only
+    if column not in schema.names:
+        raise _missing(str(path), column, schema.names)
+    _check_string(str(path), column, schema.field(column).type)
+
+
+def read_parquet(path: Path, column: str) -> Iterator[str]:
+    for batch in _parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
+        for text in batch.column(0).to_pylist():
+            if text is not None:
+                yield text
+
+
+# -- csv ---------------------------------------------------------------------------------------------------
+def _csv_rows(path: Path) -> Iterator[list[str]]:
+    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))   # a document is one field
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            yield from csv.reader(handle)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"corpus file {path} is not UTF-8 text ({first_line(exc)})") from None
+    except csv.Error as exc:
+        raise UsageError(f"corpus file {path} is not a readable csv file ({first_line(exc)})") from None
+
+
+def _csv_index(path: Path, header: list[str] | None, column: str) -> int:
+    if not header:
+        raise UsageError(f"corpus file {path} has no header row")
+    if column not in header:
+        raise _missing(str(path), column, header)
+    return header.index(column)
+
+
+def check_csv(path: Path, column: str) -> None:
+    rows = _csv_rows(path)
+    _csv_index(path, next(rows, None), column)
+    rows.close()
+
+
+def read_csv(path: Path, column: str) -> Iterator[str]:
+    rows = _csv_rows(path)
+    index = _csv_index(path, next(rows, None), column)
+    for row in rows:
+        if index < len(row):
+            yield row[index]
+
+
+CHECKS = {".jsonl": check_jsonl, ".parquet": check_parquet, ".csv": check_csv}
+READERS = {".jsonl": read_jsonl, ".parquet": read_parquet, ".csv": read_csv}
+
+
+# -- the datasets library: save_to_disk folders and hub ids ------------------------------------------------
+def is_saved_dataset(folder: Path) -> bool:
+    """A folder written by ``Dataset.save_to_disk`` (state.json) or ``DatasetDict.save_to_disk``."""
+    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+
+
+def _datasets(what: str):
+    try:
+        import datasets
+    except ImportError:
+        raise UsageError(f"{what} needs the datasets library: {EXTRA} (or pip install datasets)") from None
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()        # no "using the latest cached version" lines on stderr
+    return datasets
+
+
+def _pick_split(what: str, base: str, splits, split: str | None) -> str:
+    splits = list(splits)
+    if split is None:
+        split = "train" if "train" in splits or len(splits) != 1 else splits[0]
+    if split not in splits:
+        raise UsageError(f"{what} has no split {split!r} (its splits: {_shown(splits)}): name one as {base}@SPLIT")
+    return split
+
+
+def open_saved(folder: Path, column: str, split: str | None) -> tuple[object, dict]:
+    """The saved dataset (one split of a DatasetDict), checked, and what identifies it."""
+    datasets = _datasets(f"the saved dataset {folder}")
+    try:
+        data = datasets.load_from_disk(str(folder))
+    except Exception as exc:        # noqa: BLE001 - a damaged folder: FileNotFoundError, ArrowInvalid, KeyError …
+        raise UsageError(f"{folder} is not a readable saved dataset ({first_line(exc)})") from None
+    if isinstance(data, datasets.DatasetDict):
+        split = _pick_split(f"the saved dataset {folder}", str(folder), data.keys(), split)
+        data = data[split]
+    elif split is not None:
+        raise UsageError(f"{folder} is one saved dataset, without splits: drop @{split}")
+    if column not in data.column_names:
+        raise _missing(f"the saved dataset {folder}", column, data.column_names)
+    _check_string(f"the saved dataset {folder}", column, data.features.arrow_schema.field(column).type)
+    return data, {"split": split, "fingerprint": getattr(data, "_fingerprint", None), "rows": len(data)}
+
+
+def read_rows(data, column: str) -> Iterator[str]:
+    """A column's strings from a datasets Dataset (memory-mapped) or IterableDataset (streamed), in order."""
+    for batch in data.select_columns([column]).iter(batch_size=BATCH_ROWS):
+        for text in batch[column]:
+            if isinstance(text, str):
+                yield text
+
+
+def parse_hub_id(spec: str) -> tuple[str, str | None, str] | None:
+    """``name[:config][@split]`` as (name, config, split); None when ``spec`` is not of that form."""
+    match = HUB_ID.match(spec)
+    if not match or match["name"].endswith(tuple(DATA_SUFFIXES + (".txt", ".md"))):
+        return None
+    return match["name"], match["config"], match["split"] or "train"
+
+
+def open_hub(spec: str, name: str, config: str | None, split: str, column: str) -> tuple[object, dict]:
+    """A Hugging Face dataset's split, checked: streamed when online, the local cache's copy offline
+    (HF_HUB_OFFLINE=1 or HF_DATASETS_OFFLINE=1), and what identifies it (config, split, revision)."""
+    datasets = _datasets(f"the Hugging Face dataset {spec}")
+    offline = bool(datasets.config.HF_HUB_OFFLINE)
+    where = "the local Hugging Face cache (offline)" if offline else "the Hugging Face hub"
+    try:
+        builder = datasets.load_dataset_builder(name, config)
+        split = _pick_split(f"the dataset {spec}", name + (f":{config}" if config else ""),
+                            (builder.info.splits or {split: None}).keys(), split)
+        if offline:
+            data = builder.as_dataset(split=split)
+        else:
+            data = builder.as_streaming_dataset(split=split)
+    except UsageError:
+        raise
+    except Exception as exc:        # noqa: BLE001 - ConnectionError, FileNotFoundError, ValueError, hub errors …
+        hint = ("it is not in the cache: run once online, or unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE" if offline
+                else "offline? set HF_DATASETS_OFFLINE=1 to read the local cache")
+        raise UsageError(f"cannot read the dataset {spec} from {where} ({first_line(exc)}); {hint}") from None
+    features = getattr(data, "features", None) or builder.info.features
+    names = list(features) if features else None
+    if names is None:                                   # a stream of unknown features: its first row says
+        try:
+            names = list(next(iter(data.take(1))))
+        except Exception as exc:    # noqa: BLE001 - the stream's own errors, as above
+            raise UsageError(f"cannot read the dataset {spec} from {where} ({first_line(exc)})") from None
+    if column not in names:
+        raise _missing(f"the dataset {spec}", column, names)
+    return data, {"dataset": name, "config": builder.config.name, "split": split,
+                  "revision": getattr(builder, "hash", None), "streamed": not offline}
