@@ -73,7 +73,10 @@ def read_jsonl(path: Path, column: str) -> Iterator[str]:
 
 # -- parquet -----------------------------------------------------------------------------------------------
 def _parquet(path: Path):
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError(f"the parquet corpus {path} needs pyarrow: {EXTRA} (or pip install pyarrow)") from None
 
     try:
         return pq.ParquetFile(path, pre_buffer=False)     # pre-buffering would read every row group at the start
