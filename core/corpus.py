@@ -75,7 +75,8 @@ def label(name: str, source: dict | None) -> str:
     if kind == "hub":
         revision = source.get("revision")
         return (f"the Hugging Face dataset {source['dataset']}:{source['config']}@{source['split']} "
-                f"(column {source['column']!r}{', revision ' + revision[:12] if revision else ''})")
+                f"(column {source['column']!r}{', revision ' + revision[:12] if revision else ''}, "
+                f"{'streamed' if source.get('streamed') else 'from the local cache'})")
     if kind == "saved":
         split = f"@{source['split']}" if source.get("split") else ""
         return f"the saved dataset {source['path']}{split} (column {source['column']!r})"

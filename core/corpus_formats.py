@@ -9,10 +9,14 @@ generator, so reading stops as soon as the examples have their tokens: a 10 GB p
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import re
+import socket
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
@@ -204,26 +208,66 @@ def parse_hub_id(spec: str) -> tuple[str, str | None, str] | None:
     return match["name"], match["config"], match["split"] or "train"
 
 
+def _unreachable(endpoint: str) -> str | None:
+    """Why the hub cannot be reached (a 3 s connect to its host), or None: reachable, or behind a proxy that
+    this check cannot see through."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urllib.parse.urlsplit(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), 3).close()
+    except OSError as exc:
+        return f"{url.hostname}: {exc.strerror or first_line(exc)}"
+    return None
+
+
+@contextlib.contextmanager
+def _hub_quiet(datasets, offline: bool):
+    """The hub's retry warnings off; with ``offline``, both libraries offline (restored afterwards)."""
+    import huggingface_hub.constants
+    from huggingface_hub.utils import logging as hub_logging
+
+    saved = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE, hub_logging.get_verbosity())
+    hub_logging.set_verbosity_error()
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved[:2]
+        hub_logging.set_verbosity(saved[2])
+
+
 def open_hub(spec: str, name: str, config: str | None, split: str, column: str) -> tuple[object, dict]:
     """A Hugging Face dataset's split, checked: streamed when online, the local cache's copy offline
-    (HF_HUB_OFFLINE=1 or HF_DATASETS_OFFLINE=1), and what identifies it (config, split, revision)."""
+    (HF_HUB_OFFLINE=1 or HF_DATASETS_OFFLINE=1, or the hub unreachable), and what identifies it (config,
+    split, revision)."""
+    import huggingface_hub.constants
+
     datasets = _datasets(f"the Hugging Face dataset {spec}")
     offline = bool(datasets.config.HF_HUB_OFFLINE)
-    where = "the local Hugging Face cache (offline)" if offline else "the Hugging Face hub"
+    down = None if offline else _unreachable(huggingface_hub.constants.ENDPOINT)
+    where = ("the local Hugging Face cache (offline)" if offline else
+             f"the local Hugging Face cache (the hub is unreachable: {down})" if down else "the Hugging Face hub")
     try:
-        builder = datasets.load_dataset_builder(name, config)
-        split = _pick_split(f"the dataset {spec}", name + (f":{config}" if config else ""),
-                            (builder.info.splits or {split: None}).keys(), split)
-        if offline:
-            data = builder.as_dataset(split=split)
-        else:
-            data = builder.as_streaming_dataset(split=split)
+        with _hub_quiet(datasets, offline or down is not None):
+            builder = datasets.load_dataset_builder(name, config)
+            split = _pick_split(f"the dataset {spec}", name + (f":{config}" if config else ""),
+                                (builder.info.splits or {split: None}).keys(), split)
+            if offline or down:
+                data = builder.as_dataset(split=split)
+            else:
+                data = builder.as_streaming_dataset(split=split)
     except UsageError:
         raise
     except Exception as exc:        # noqa: BLE001 - ConnectionError, FileNotFoundError, ValueError, hub errors …
-        hint = ("it is not in the cache: run once online, or unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE" if offline
-                else "offline? set HF_DATASETS_OFFLINE=1 to read the local cache")
-        raise UsageError(f"cannot read the dataset {spec} from {where} ({first_line(exc)}); {hint}") from None
+        if isinstance(exc, ConnectionError) and (offline or down):      # the hub was not asked: not cached
+            why = "HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set" if offline else f"the hub is unreachable: {down}"
+            raise UsageError(f"cannot read the dataset {spec}: it is not in the local Hugging Face cache ({why}); "
+                             f"run it once online") from None
+        hint = "" if offline or down else "; offline? set HF_DATASETS_OFFLINE=1 to read the local cache"
+        raise UsageError(f"cannot read the dataset {spec} from {where} ({first_line(exc)}){hint}") from None
+    streamed = not (offline or down)
     features = getattr(data, "features", None) or builder.info.features
     names = list(features) if features else None
     if names is None:                                   # a stream of unknown features: its first row says
@@ -234,4 +278,4 @@ def open_hub(spec: str, name: str, config: str | None, split: str, column: str) 
     if column not in names:
         raise _missing(f"the dataset {spec}", column, names)
     return data, {"dataset": name, "config": builder.config.name, "split": split,
-                  "revision": getattr(builder, "hash", None), "streamed": not offline}
+                  "revision": getattr(builder, "hash", None), "streamed": streamed}

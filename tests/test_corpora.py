@@ -182,8 +182,8 @@ def no_model_load(monkeypatch):
     ("{root}/texts.parquet", ["--text-column", " "], "--text-column is empty"),
     ("{root}/fake.parquet", [], "fake.parquet is not a parquet file"),
     ("{root}/blank.jsonl", [], "blank.jsonl holds no JSON lines"),
-    ("nobody_has_this_corpus", [], "cannot read the dataset nobody_has_this_corpus from the local Hugging Face cache "
-                                   "(offline)"),
+    ("nobody_has_this_corpus", [], "cannot read the dataset nobody_has_this_corpus: it is not in the local Hugging "
+                                   "Face cache (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set); run it once online"),
     ("corpus_test:nope", [], "cannot read the dataset corpus_test:nope from the local Hugging Face cache"),
     ("corpus_test@validation", [], "corpus_test@validation has no split 'validation' (its splits: train)"),
     ("owner/name/extra", [], "no such corpus: owner/name/extra"),
@@ -209,6 +209,28 @@ def test_without_the_datasets_library_the_error_names_the_extra(corpora, no_mode
         outcome = run(["examples", str(folder), "--corpus", corpus, "--cache-dir", str(tmp_path)])
         assert outcome.code == 2 and not outcome.problems(), outcome.stderr
         assert "needs the datasets library: pip install 'neuroscope[corpora]'" in outcome.stderr
+
+
+def test_an_unreachable_hub_reads_the_local_cache(corpora, monkeypatch, no_model_load):
+    """Online by the flags, but the hub's endpoint refuses (a closed local port, so no network): the id is
+    read from the local cache, said so; one that is not cached is one line naming the unreachable host."""
+    import huggingface_hub.constants
+
+    _, docs, _, cache = corpora
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    for module, name in ((datasets.config, "HF_HUB_OFFLINE"), (huggingface_hub.constants, "HF_HUB_OFFLINE")):
+        monkeypatch.setattr(module, name, False)
+    for module, name in ((datasets.config, "HF_ENDPOINT"), (huggingface_hub.constants, "ENDPOINT")):
+        monkeypatch.setattr(module, name, "http://127.0.0.1:9")
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    corpus = open_corpus("corpus_test")
+    assert corpus.source["streamed"] is False and list(corpus.documents()) == docs
+    assert corpus_mod.label(corpus.name, corpus.source).endswith("revision 0123abcd, from the local cache)")
+    assert datasets.config.HF_HUB_OFFLINE is False                       # the flags are given back
+    with pytest.raises(UsageError, match=r"nobody_has_this: it is not in the local Hugging Face cache \(the hub is "
+                                         r"unreachable: 127\.0\.0\.1: Connection refused\)"):
+        open_corpus("nobody_has_this")
 
 
 def test_hub_ids_parse_as_name_config_split():
