@@ -233,6 +233,18 @@ def test_an_unreachable_hub_reads_the_local_cache(corpora, monkeypatch, no_model
         open_corpus("nobody_has_this")
 
 
+def test_a_streamed_dataset_reads_like_the_mapped_one(corpora):
+    """What an online hub id gives (an IterableDataset, here streamed from the local parquet file, so no
+    network) is read by the same reader, in the same order, column only."""
+    from neuroscope.core.corpus_formats import read_rows
+
+    _, docs, root, _ = corpora
+    streamed = datasets.load_dataset("parquet", data_files={"train": str(root / "texts.parquet")}, split="train",
+                                     streaming=True)
+    assert isinstance(streamed, datasets.IterableDataset)
+    assert list(read_rows(streamed, "text")) == docs
+
+
 def test_hub_ids_parse_as_name_config_split():
     from neuroscope.core.corpus_formats import parse_hub_id
 
