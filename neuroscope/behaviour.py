@@ -60,7 +60,6 @@ def examples(model, corpus=None, tokens: int = 100_000, per_neuron: int = 20, wi
     tabular kinds (default ``text``). ``window``: tokens per row (default 128, or the model's context where
     that is shorter)."""
     from .core.corpus import open_corpus
-    from .core.examples import ensure_examples
 
     check_examples_args(tokens, per_neuron, DEFAULT_WINDOW if window is None else window, batch)
     info = model.info                                # headers only: the context length
@@ -71,6 +70,9 @@ def examples(model, corpus=None, tokens: int = 100_000, per_neuron: int = 20, wi
     elif context and window > context:
         raise UsageError(f"--window {window} exceeds {model.name}'s context of {context:,} tokens")
     text = open_corpus(corpus, text_column)          # missing, empty, binary, no column: before anything loads
+    # torch is imported only after the checks (bad input answers in 0.3 s, not 1.5)
+    from .core.examples import ensure_examples
+
     progress, close = model._progress("examples")
     try:
         return ensure_examples(model.source, info, model.loaded, model.tokenizer(), text, tokens, per_neuron, window,
