@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import re
 import sqlite3
 from dataclasses import dataclass, field
@@ -181,6 +182,7 @@ def open_corpus(spec: str | None, text_column: str | None = None) -> Corpus:
         path = default_corpus_path()
         return Corpus(DEFAULT_NAME, path, "kjv", _fingerprint([path]),
                       source={"kind": "kjv", "title": DEFAULT_TITLE, "path": str(path)})
+    spec = os.fspath(spec)
     if not spec.strip():
         raise UsageError(f"--corpus is empty: give {KINDS}")
     column = text_column or formats.DEFAULT_COLUMN

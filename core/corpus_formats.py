@@ -264,7 +264,7 @@ def open_hub(spec: str, name: str, config: str | None, split: str, column: str) 
         if isinstance(exc, ConnectionError) and (offline or down):      # the hub was not asked: not cached
             why = "HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set" if offline else f"the hub is unreachable: {down}"
             raise UsageError(f"cannot read the dataset {spec}: it is not in the local Hugging Face cache ({why}); "
-                             f"run it once online") from None
+                             f"run it once online (nor is it a file or folder here)") from None
         hint = "" if offline or down else "; offline? set HF_DATASETS_OFFLINE=1 to read the local cache"
         raise UsageError(f"cannot read the dataset {spec} from {where} ({first_line(exc)}){hint}") from None
     streamed = not (offline or down)
