@@ -160,9 +160,31 @@ def _datasets(what: str):
     except ImportError:
         raise UsageError(f"{what} needs the datasets library: {EXTRA} (or pip install datasets)") from None
 
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()        # no "using the latest cached version" lines on stderr
     return datasets
+
+
+@contextlib.contextmanager
+def _quiet(datasets, offline: bool = False):
+    """No progress bars, no "using the latest cached version" or retry warnings on stderr; with ``offline``,
+    datasets and the hub offline. Everything restored afterwards (the library's settings stay the user's)."""
+    import huggingface_hub.constants
+    from huggingface_hub.utils import logging as hub_logging
+
+    saved = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE, hub_logging.get_verbosity(),
+             datasets.logging.get_verbosity(), not datasets.utils.are_progress_bars_disabled())
+    hub_logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+    datasets.utils.disable_progress_bars()
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved[:2]
+        hub_logging.set_verbosity(saved[2])
+        datasets.logging.set_verbosity(saved[3])
+        if saved[4]:
+            datasets.utils.enable_progress_bars()
 
 
 def _pick_split(what: str, base: str, splits, split: str | None) -> str:
@@ -178,7 +200,8 @@ def open_saved(folder: Path, column: str, split: str | None) -> tuple[object, di
     """The saved dataset (one split of a DatasetDict), checked, and what identifies it."""
     datasets = _datasets(f"the saved dataset {folder}")
     try:
-        data = datasets.load_from_disk(str(folder))
+        with _quiet(datasets):
+            data = datasets.load_from_disk(str(folder))
     except Exception as exc:        # noqa: BLE001 - a damaged folder: FileNotFoundError, ArrowInvalid, KeyError …
         raise UsageError(f"{folder} is not a readable saved dataset ({first_line(exc)})") from None
     if isinstance(data, datasets.DatasetDict):
@@ -221,23 +244,6 @@ def _unreachable(endpoint: str) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _hub_quiet(datasets, offline: bool):
-    """The hub's retry warnings off; with ``offline``, both libraries offline (restored afterwards)."""
-    import huggingface_hub.constants
-    from huggingface_hub.utils import logging as hub_logging
-
-    saved = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE, hub_logging.get_verbosity())
-    hub_logging.set_verbosity_error()
-    if offline:
-        datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved[:2]
-        hub_logging.set_verbosity(saved[2])
-
-
 def open_hub(spec: str, name: str, config: str | None, split: str, column: str) -> tuple[object, dict]:
     """A Hugging Face dataset's split, checked: streamed when online, the local cache's copy offline
     (HF_HUB_OFFLINE=1 or HF_DATASETS_OFFLINE=1, or the hub unreachable), and what identifies it (config,
@@ -250,7 +256,7 @@ def open_hub(spec: str, name: str, config: str | None, split: str, column: str) 
     where = ("the local Hugging Face cache (offline)" if offline else
              f"the local Hugging Face cache (the hub is unreachable: {down})" if down else "the Hugging Face hub")
     try:
-        with _hub_quiet(datasets, offline or down is not None):
+        with _quiet(datasets, offline or down is not None):
             builder = datasets.load_dataset_builder(name, config)
             split = _pick_split(f"the dataset {spec}", name + (f":{config}" if config else ""),
                                 (builder.info.splits or {split: None}).keys(), split)
