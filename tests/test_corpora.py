@@ -264,6 +264,21 @@ def tokenizer(corpora):
     return AutoTokenizer.from_pretrained(corpora[0])
 
 
+def test_a_folder_of_shards_reads_its_data_files_in_name_order(corpora, tokenizer, tmp_path):
+    """A dataset repository's folder (data/train-0000x.parquet, a README.md beside them): the data files only,
+    by name, each with the column; the same windows as the texts one by one."""
+    _, docs, _, _ = corpora
+    (tmp_path / "data").mkdir()
+    (tmp_path / "README.md").write_text("# a dataset card, not a document")
+    for i, part in enumerate((docs[12:], docs[:12])):                 # written out of order: read by name
+        pq.write_table(pa.table({"text": part}), tmp_path / "data" / f"train-{1 - i:05d}-of-00002.parquet")
+    corpus = open_corpus(str(tmp_path))
+    assert corpus.source == {"kind": "folder", "path": str(tmp_path.resolve()), "column": "text", "files": 2}
+    np.testing.assert_array_equal(windows(corpus, tokenizer, TOKENS, WINDOW), expected_windows(docs))
+    with pytest.raises(UsageError, match="train-00000-of-00002.parquet has no column 'body'"):
+        open_corpus(str(tmp_path), "body")
+
+
 def test_a_big_text_file_is_read_in_pieces_to_the_same_windows(tokenizer, tmp_path, monkeypatch):
     words = documents(count=1, words=3000)[0].split()
     path = tmp_path / "big.txt"
