@@ -295,6 +295,7 @@ class ExamplesResult:
     processed: int           # tokens run in this call (0 when everything was cached)
     seconds: float
     complete: bool
+    source: dict | None = None      # what the corpus is (core.corpus.Corpus.source: kind, path, column, …)
 
 
 def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int = 100_000, per_neuron: int = 20,
@@ -320,7 +321,7 @@ def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int
     def result(ex: Examples, processed: int) -> ExamplesResult:
         s = ex.spec
         return ExamplesResult(path, s["corpus"], s["windows"] * s["window"], processed, time.perf_counter() - started,
-                              bool(s["complete"]))
+                              bool(s["complete"]), s.get("corpus_source") or corpus.source)
 
     def same(old: dict | None) -> bool:
         return not rebuild and bool(old) and all(old.get(k) == v for k, v in spec.items())
@@ -351,7 +352,7 @@ def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int
                 if old:
                     note("starting the examples again: the corpus or its settings changed")
                 windows_ = fresh if fresh is not None else _corpus_windows(corpus, tokenizer, tokens, window)
-                ex.start(spec, windows_)
+                ex.start({**spec, "corpus_source": corpus.source}, windows_)     # recorded, not compared
                 states = {layer: LayerState.empty(n, per_neuron, gated, device)
                           for layer in range(lm.adapter.num_layers)}
                 start = 0

@@ -34,16 +34,19 @@ def cmd_trace(args) -> int:
 
 def cmd_examples(args) -> int:
     model = open_model(args)
+    from .core.corpus import label
+
     result = model.examples(args.corpus, tokens=args.tokens, per_neuron=args.per_neuron, window=args.window,
-                            batch=args.batch_size, rebuild=args.rebuild)
-    summary = {"model": model.name, "corpus": result.corpus, "tokens": result.tokens, "processed": result.processed,
-               "per_neuron": args.per_neuron, "seconds": round(result.seconds, 3), "complete": result.complete}
+                            batch=args.batch_size, rebuild=args.rebuild, text_column=args.text_column)
+    summary = {"model": model.name, "corpus": result.corpus, "corpus_source": result.source, "tokens": result.tokens,
+               "processed": result.processed, "per_neuron": args.per_neuron, "seconds": round(result.seconds, 3),
+               "complete": result.complete}
     if args.json:
         _emit_json(summary, model)
         return 0
     what = "computed" if result.processed else "already cached"
     print(f"{model.name}: top-{args.per_neuron} examples of every neuron, both signs, over {result.tokens:,} tokens "
-          f"of {result.corpus} {what} in {result.seconds:.1f} s -> {result.path}")
+          f"of {label(result.corpus, result.source)} {what} in {result.seconds:.1f} s -> {result.path}")
     return 0
 
 

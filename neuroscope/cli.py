@@ -161,8 +161,13 @@ def build_parser() -> Parser:
     p = sub.add_parser("examples", parents=[common, engine],
                        help="max-activating examples of every neuron over a corpus (cached, resumable)")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--corpus", default=None, help="a .txt file, a folder of .txt/.md files or a .jsonl file with "
-                                                  "a \"text\" field (default: the King James Bible)")
+    p.add_argument("--corpus", default=None,
+                   help="a .txt file, a folder of .txt/.md files, a .jsonl/.parquet/.csv file, a folder saved by "
+                        "datasets' save_to_disk (FOLDER@SPLIT), or a Hugging Face dataset name[:config][@split] "
+                        "(default split train; needs neuroscope[corpora]) (default: the King James Bible)")
+    p.add_argument("--text-column", default=None, metavar="COLUMN",
+                   help="the column (or JSON field) holding the text in a .jsonl/.parquet/.csv file or a dataset "
+                        "(default text)")
     p.add_argument("--tokens", type=_positive, default=100_000, help="corpus tokens to run (default 100,000)")
     p.add_argument("--per-neuron", type=_positive, default=20, help="examples kept per neuron and sign (default 20)")
     p.add_argument("--context", type=_positive, default=24, help="tokens shown around an example (default 24)")

@@ -18,14 +18,16 @@ class TextAndConcepts:
         return trace(self, prompt, chat, top, neurons)
 
     def examples(self, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int | None = None,
-                 batch: int = 8, rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0):
+                 batch: int = 8, rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0,
+                 text_column: str | None = None):
         """Every neuron's top ``per_neuron`` examples by activation, each sign, over the first ``tokens`` tokens
-        of ``corpus`` (default: the King James Bible) in rows of ``window`` tokens (default 128, or the
-        model's context where shorter); committed every ``commit_s`` seconds, so resumable; cached (an
-        ExamplesResult)."""
+        of ``corpus`` (default: the King James Bible; or a .txt file, a folder of text files, a .jsonl/
+        .parquet/.csv file's ``text_column`` (default "text"), a ``save_to_disk`` folder, a Hugging Face
+        dataset "name[:config][@split]") in rows of ``window`` tokens (default 128, or the model's context
+        where shorter); committed every ``commit_s`` seconds, so resumable; cached (an ExamplesResult)."""
         from .behaviour import examples
 
-        return examples(self, corpus, tokens, per_neuron, window, batch, rebuild, cancel, commit_s)
+        return examples(self, corpus, tokens, per_neuron, window, batch, rebuild, cancel, commit_s, text_column)
 
     # -- concepts (neuroscope.concepts) -------------------------------------------------------------
     def top(self, by: str = "score", view: str | None = None, layer: int | None = None, limit: int = 20,
