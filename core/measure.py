@@ -103,8 +103,10 @@ OnStream = Callable[[str, str], None]   # (side, new text)
 
 
 def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel: threading.Event | None = None,
-                   prepared: Prompt | None = None) -> Result:
-    """Baseline, then clamped: p(target), the reply (streamed), and with ``samples`` the target rate."""
+                   prepared: Prompt | None = None, progress: Callable[[int, int], None] | None = None) -> Result:
+    """Baseline, then clamped: p(target), the reply (streamed), and with ``samples`` the target rate;
+    ``progress(done, total)`` counts the sampled tokens (samples x max_new_tokens per side, a side that
+    ends early counts whole)."""
     prompt = prepared or build_prompt(lm, exp.prompt, exp.settings.chat)
     target = target_token(lm, prompt, exp.target) if exp.target else None
     activation = natural_activation(lm, prompt, [c.ref for c in exp.clamps.clamps])
@@ -122,13 +124,21 @@ def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel:
     if exp.samples and target is not None:
         sampling = exp.settings if exp.settings.sampling else GenSettings(
             exp.settings.max_new_tokens, 1.0, exp.settings.top_p, exp.settings.seed, exp.settings.chat)
-        for name, side in sides.items():
+        per_side = exp.samples * sampling.max_new_tokens
+        for i, (name, side) in enumerate(sides.items()):
             if cancel is not None and cancel.is_set():
                 break
+            def on_step(steps: int, i: int = i) -> None:
+                progress(i * per_side + min(steps, sampling.max_new_tokens) * exp.samples, 2 * per_side)
+
+            if progress is not None:
+                progress(i * per_side, 2 * per_side)
             gen = generate(lm, prompt, sampling, exp.clamps if name == "clamped" else None, num=exp.samples,
-                           cancel=cancel)
+                           cancel=cancel, on_step=on_step if progress is not None else None)
             side.samples = gen.texts
             side.cancelled = side.cancelled or gen.cancelled
             side.target_rate = sum(contains_word(t, target.word) for t in gen.texts) / len(gen.texts)
             side.fluency = fluency(lm, prompt, gen.ids)          # scored without the clamps, for both sides
+        if progress is not None and not (cancel is not None and cancel.is_set()):
+            progress(2 * per_side, 2 * per_side)
     return Result(prompt, target, sides["baseline"], sides["clamped"], activation)

@@ -16,9 +16,12 @@ class ProgressBar:
         self.done = self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
+        finished = done >= total and self.done >= self.total > 0 and self.last > 0   # the end, already shown
+        if done == 0 and self.done == 0:
+            self.start = time.perf_counter()      # the clock (rate, ETA) starts with the work, not the bar
         self.done, self.total = done, total
         now = time.perf_counter()
-        if done < total and now - self.last < self.min_interval:
+        if finished or (done < total and now - self.last < self.min_interval):
             return
         self.last = now
         self.stream.write(("\r" if self.tty else "") + self.line(now) + ("" if self.tty else "\n"))
