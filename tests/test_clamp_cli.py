@@ -202,3 +202,12 @@ def test_samples_can_be_stopped(model, tmp_path, sig, code):
     assert proc.returncode == code and out == "" and time.monotonic() - started < 10
     assert err.splitlines()[-1] == "neuroscope: interrupted; nothing was measured (a --save-preset was saved " \
                                    "before the run)"
+
+
+def test_number_formats():
+    from neuroscope.output import fmt_prob, fmt_ratio
+
+    assert [fmt_prob(p) for p in (3.0624e-07, 1.2141e-05, 0.00099, 0.001, 0.5, 0.0, None)] == [
+        "3.06e-07", "1.21e-05", "9.90e-04", "0.0010", "0.5000", "0.0000", "-"]
+    assert [fmt_ratio(r) for r in (39.64, 3.6, 0.0512, 2.5e-05, 412.4, 1.3e9)] == [
+        "39.6x", "3.6x", "0.0512x", "2.50e-05x", "412x", "1.30e+09x"]
