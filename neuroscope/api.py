@@ -174,8 +174,11 @@ class Model(TextAndConcepts):
 
     # -- reading -----------------------------------------------------------------------------------
     def neuron(self, ref) -> Neuron:
-        """One neuron: ``model.neuron("L29:N808")`` (or "29:808", or (29, 808))."""
-        return Neuron(self, as_ref(ref))
+        """One neuron: ``model.neuron("L29:N808")`` (or "29:808", or (29, 808)); BadNeuronRef here for one
+        the model does not have (checked against the cache, else the headers: nothing is loaded)."""
+        ref = as_ref(ref)
+        self.check_shape(ref.check)
+        return Neuron(self, ref)
 
     def search(self, text: str, view: str | None = None, direction: str | None = None, max_rank: int = 1,
                match: str = "word", limit: int | None = 50) -> Records:
@@ -260,6 +263,9 @@ class Model(TextAndConcepts):
         if positions is not None:
             clamp_set.positions = positions
         given = ClampSet(list(clamp_set.clamps), clamp_set.positions)
+        settings = GenSettings(s["max_new_tokens"], s["temperature"], s["top_p"], s["seed"], s["chat"])
+        exp = Experiment(s["prompt"], clamp_set, settings, s["target"], s["samples"], given, s)
+        exp.check().check_model(self.info)          # all of it before a concept's look-up (which may decode)
         if s["concept"] is not None:
             from .concepts import concept_clamps
 
@@ -273,9 +279,7 @@ class Model(TextAndConcepts):
             s.pop("strength"), s.pop("min_mass")
         if not clamp_set:
             raise UsageError("no clamps: give --set NEURON=VALUE (e.g. --set L29:N808=8) or --preset NAME")
-        settings = GenSettings(s["max_new_tokens"], s["temperature"], s["top_p"], s["seed"], s["chat"])
-        exp = Experiment(s["prompt"], clamp_set, settings, s["target"], s["samples"], given, s)
-        return exp.check().check_model(self.info)
+        return exp
 
     def clamp(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool | None = None,
               samples: int | None = None, max_new_tokens: int | None = None, temperature: float | None = None,
@@ -340,7 +344,9 @@ def open(model: str, cache_dir=None, device: str = "auto", dtype: str = "auto", 
          progress: bool | ProgressFactory = True, note: Note | None = None) -> Model:  # noqa: A001
     """A model by name: ``demo``, a Hugging Face folder, a .gguf file or a hub id. Nothing is loaded or
     decoded until needed; a name that names nothing fails here (ModelNotFound)."""
-    return Model(resolve(model), cache_dir, device, dtype, trust_remote_code, progress, note)
+    opened = Model(resolve(model), cache_dir, device, dtype, trust_remote_code, progress, note)
+    opened.typed = model
+    return opened
 
 
 def _model(value, **kwargs) -> Model:
@@ -357,6 +363,8 @@ def compare(base: "Model | str", other: "Model | str", view: str = "up", directi
     check_view_direction(view, direction)
     if not isinstance(top, int) or top < 0:
         raise UsageError("top must be a whole number")
+    for model in (base, other):                # a view either lacks: before the other is decoded or said
+        model.info.check_views([view])
     same = base.source.source == other.source.source and base.source.fingerprint == other.source.fingerprint
     if same:
         base.note(f"BASE and OTHER are the same model ({base.name}): every neuron agrees with itself, "

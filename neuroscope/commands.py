@@ -127,7 +127,11 @@ def cmd_decode(args) -> int:
 def cmd_show(args) -> int:
     ref = NeuronRef.parse(args.neuron)
     model = open_model(args)
-    neuron = model.neuron(ref)
+    neuron = model.neuron(ref)              # out of range: one line, nothing loaded
+    if args.examples:                       # none cached: one line before a decode that --examples cannot use
+        from .behaviour import require_examples
+
+        require_examples(model)
     top = neuron.top(args.view, args.direction)
     label = neuron.label(args.view, args.direction)
     shown = None
