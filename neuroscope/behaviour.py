@@ -29,12 +29,9 @@ def check_examples_args(tokens: int, per_neuron: int, window: int, batch: int) -
 def trace(model, prompt: str, chat: bool = False, top: int = 10, neurons=None):
     """Every token's ``top`` neurons by |activation| (with their decoded labels: the top token of the down
     view in the direction of the activation's sign), and with ``neurons`` their activation at every token."""
-    from .core.activations import TokenTrace, Trace
-    from .core.activations import trace as run_trace
     from .core.errors import GenerationError
-    from .core.generate import Tokenized, build_prompt
 
-    if not isinstance(prompt, str) or not prompt.strip():   # before the tokenizer too (5 s for a GGUF's)
+    if not isinstance(prompt, str) or not prompt.strip():   # before torch and the tokenizer (5 s for a GGUF's)
         raise GenerationError("the prompt is empty: give --prompt TEXT")
     if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= 1000:
         raise UsageError("--top must be a whole number from 1 to 1000")
@@ -43,6 +40,10 @@ def trace(model, prompt: str, chat: bool = False, top: int = 10, neurons=None):
         model.info.check_refs(refs)                 # before anything is loaded
     if chat and not model.info.chat_template:
         raise GenerationError(f"{model.name} has no chat template: drop --chat and write the prompt out in full")
+    from .core.activations import TokenTrace, Trace
+    from .core.activations import trace as run_trace
+    from .core.generate import Tokenized, build_prompt
+
     built = build_prompt(Tokenized(model.source, model.tokenizer()), prompt, chat)
     model.info.check_new_tokens(built.length)
     with model.store("down") as store:              # labels: decoded first when the cache lacks them

