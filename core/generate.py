@@ -173,12 +173,15 @@ def _reply(row: list[int], eos) -> list[int]:
     return row
 
 
-def fluency(lm, prompt: Prompt, replies: list[list[int]]) -> float | None:
+def fluency(lm, prompt: Prompt, replies: list[list[int]],
+            on_reply: Callable[[int], None] | None = None) -> float | None:
     """Mean log-probability per token (nats) of the replies after the prompt under the model as it is (no
-    clamps installed), pooled over every reply token."""
+    clamps installed), pooled over every reply token; ``on_reply(replies scored so far)`` after each."""
     total, count = 0.0, 0
     with FORWARD_LOCK, torch.inference_mode():
-        for reply in replies:
+        for done, reply in enumerate(replies):
+            if on_reply is not None and done:
+                on_reply(done)
             if not reply:
                 continue
             ids = torch.cat([prompt.ids.cpu(), torch.tensor([reply])], dim=1)
@@ -186,6 +189,8 @@ def fluency(lm, prompt: Prompt, replies: list[list[int]]) -> float | None:
             logp = torch.log_softmax(logits[prompt.length - 1:-1], dim=-1)
             total += float(logp.gather(1, torch.tensor(reply, device=logp.device)[:, None]).sum())
             count += len(reply)
+    if on_reply is not None:
+        on_reply(len(replies))
     return total / count if count else None
 
 

@@ -154,14 +154,15 @@ def test_samples_show_progress_on_stderr(model, capsys):
                            "--max-new-tokens", 3, "--samples", 5, "--json")
     assert code == 0, err
     bars = [line for line in err.splitlines() if line.startswith("clamp ")]
-    assert bars[0].split()[3] == "0/30" and bars[-1].split()[2:4] == ["100.0%", "30/30"]
+    # 2 sides x 5 replies x 3 tokens, sampled and then scored
+    assert bars[0].split()[3] == "0/60" and bars[-1].split()[2:4] == ["100.0%", "60/60"]
     assert all("tokens" in b and "ETA" in b for b in bars) and len(bars) == len(set(bars))
 
 
 def test_sampling_reports_every_step_and_stops_on_request(model):
-    """The API's progress factory sees the sampled tokens step by step (samples x tokens per side, never
-    going back) up to the total; an exception raised from it, as Ctrl-C's KeyboardInterrupt is, stops the
-    run there."""
+    """The API's progress factory sees the tokens step by step (per side, samples x tokens sampled, then
+    scored reply by reply; never going back) up to the total; an exception raised from it, as Ctrl-C's
+    KeyboardInterrupt is, stops the run there."""
     import neuroscope
 
     calls, closed = [], []
@@ -169,9 +170,10 @@ def test_sampling_reports_every_step_and_stops_on_request(model):
                                                                        lambda: closed.append(label)))
     lm.clamp([f"{DOG}=20"], prompt=PROMPT, target="dog", max_new_tokens=4, samples=3, temperature=1.0)
     assert {c[0] for c in calls} == {"clamp clamp-llama"} and closed == ["clamp clamp-llama"]
-    done = [d for _, d, t in calls if t == 24]
-    assert len(done) == len(calls) and done == sorted(done) and done[-1] == 24
-    assert {3, 6, 9} <= set(done)                       # within the baseline side, one step (3 tokens) at a time
+    done = [d for _, d, t in calls if t == 48]          # 2 sides x (3 x 4 sampled + 3 x 4 scored)
+    assert len(done) == len(calls) and done == sorted(done) and done[-1] == 48
+    assert {3, 6, 9} <= set(done)                       # sampling the baseline: one step (3 tokens) at a time
+    assert {16, 20, 24} <= set(done)                    # scoring its replies: one reply (4 tokens) at a time
 
     def stop(done, total):
         if done >= 6:
