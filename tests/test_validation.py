@@ -98,6 +98,9 @@ CLAMP = [(["clamp", "{llama}", "--set", "L9:N1=3", "--prompt", "dog"], "layer 9 
          (["clamp", "{llama}", "--concept", "dog", "--prompt", "dog", "--temperature", "500"], "--temperature"),
          (["clamp", "{llama}", "--concept", "dog", "--prompt", "dog", "--strength", "5000"], "--strength"),
          (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--save-preset", "../up"], "bad preset name"),
+         (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--save-preset", "a/b"], "bad preset name"),
+         (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--save-preset", ".hidden"], "bad preset name"),
+         (["clamp", "{llama}", "--preset", "../../etc/passwd", "--prompt", "dog"], "bad preset name"),
          (["clamp", "{llama}", "--preset", "nothing-saved", "--prompt", "dog"], "no preset named")]
 COMPARE = [(["compare", "{llama}", "{gpt2}"], "gpt2"),
            (["compare", "{neox}", "{neox}", "--view", "gate"], "has no 'gate' view"),
@@ -128,6 +131,7 @@ def test_bad_input_is_refused_before_any_load(capsys, forbid, m, tmp_path, monke
     fill = {**m, "root": str(tmp_path)}
     refused(capsys, forbid, [a.format(**fill) for a in argv], message.format(**fill), tmp_path / "cache")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*.sqlite"))
+    assert not (tmp_path / "data").exists()                          # no preset saved, none anywhere else
 
 
 @pytest.mark.parametrize("model", ["{llama}", "demo"])
