@@ -20,7 +20,7 @@ from .cache.store import translate
 from .concepts import Label
 from .core.errors import NeuroscopeError, UsageError, one_line
 from .core.refs import NeuronRef
-from .output import _emit_json, note, open_model
+from .output import _emit_json, fmt_prob, note, open_model
 
 
 class CommandError(UsageError):
@@ -150,7 +150,7 @@ def cmd_show(args) -> int:
                                                               if label else ""))
     for t in top:
         bar = "█" * max(1, round(t.prob * 30)) if t.prob >= 0.005 else "·"
-        print(f"  {t.rank + 1:>3}  {json.dumps(t.token, ensure_ascii=False):<20} {t.prob:8.4f}  {bar}")
+        print(f"  {t.rank + 1:>3}  {json.dumps(t.token, ensure_ascii=False):<20} {fmt_prob(t.prob):>8}  {bar}")
     if shown is not None:
         from .behaviour_cmd import print_examples
 
@@ -177,7 +177,7 @@ def cmd_search(args) -> int:
         ref = str(NeuronRef(h.layer, h.neuron))
         label = "" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0))
         print(f"{ref:<12} {h.view:<5} {h.direction:<4} {h.rank + 1:>4}  "
-              f"{json.dumps(h.token, ensure_ascii=False):<18} {h.prob:8.4f}  {label}")
+              f"{json.dumps(h.token, ensure_ascii=False):<18} {fmt_prob(h.prob):>8}  {label}")
     return 0
 
 
