@@ -148,3 +148,17 @@ def test_control_characters_stay_on_one_line(model_dirs, args):
     usage, rest = split_usage(outcome.stderr)
     assert len(rest) == 1 and bool(usage) == (args[0] in ("search", "decode"))   # argparse errors: with usage
     assert any(escaped in outcome.stderr for escaped in ("\\n", "\\r", "\\u2028"))
+
+
+def test_show_prints_tiny_probabilities_in_scientific_notation(decoded):
+    """The planted neuron's top-1 holds nearly all the mass, so its later tokens' probabilities are far
+    below 1e-3: the table shows each as the JSON's value to three figures, never as 0.0000."""
+    model, cache, _ = decoded
+    ref = "L{}:N{}".format(*PLANTED)
+    got = json.loads(run("show", model, ref, "--json", cache_dir=cache).stdout)["top"]
+    tiny = [t["prob"] for t in got if 0 < t["prob"] < 1e-3]
+    assert tiny, "the planted neuron should have top-k tokens below 1e-3"
+    rows = run("show", model, ref, cache_dir=cache).stdout.splitlines()[1:]
+    shown = [float(row.split()[-2]) for row in rows]             # rank, token, prob, bar
+    assert shown == pytest.approx([t["prob"] for t in got], rel=5e-3, abs=5e-5)
+    assert all("e-" in row.split()[-2] for row, t in zip(rows, got) if 0 < t["prob"] < 1e-3)
