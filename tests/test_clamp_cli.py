@@ -213,3 +213,19 @@ def test_number_formats():
         "3.06e-07", "1.21e-05", "9.90e-04", "0.0010", "0.5000", "0.0000", "-"]
     assert [fmt_ratio(r) for r in (39.64, 3.6, 0.0512, 2.5e-05, 412.4, 1.3e9)] == [
         "39.6x", "3.6x", "0.0512x", "2.50e-05x", "412x", "1.30e+09x"]
+
+
+def test_concept_preset_keeps_the_concept_not_its_clamps(model, capsys, data_dir, tmp_path):
+    """A --concept run's preset saves the concept, strength and min-mass (its neurons are found again on the
+    re-run, not frozen into --set clamps), and the re-run's JSON equals the original's."""
+    cache = str(tmp_path / "cache")
+    code, first, err = clamp(capsys, model, "--concept", "dog", "--strength", 2.5, "--min-mass", 0.3, "--prompt",
+                             PROMPT, "--target", "dog", "--max-new-tokens", 3, "--save-preset", "dogc", "--json",
+                             "--cache-dir", cache)
+    assert code == 0, err
+    saved = json.loads((data_dir / "presets" / "dogc.json").read_text())
+    assert saved["clamps"] == [] and (saved["concept"], saved["strength"], saved["min_mass"]) == ("dog", 2.5, 0.3)
+    assert any(c["layer"] == 1 and c["neuron"] == 5 for c in json.loads(first)["clamps"])   # the planted writer
+    code, again, err = clamp(capsys, model, "--preset", "dogc", "--json", "--cache-dir", cache)
+    assert code == 0, err
+    assert json.loads(again) == json.loads(first)
