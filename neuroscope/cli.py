@@ -18,10 +18,16 @@ class Parser(argparse.ArgumentParser):
     misspelt command, option or choice gets a did-you-mean (difflib: argparse's own arrives with 3.14)."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
+        import re
+
         from .core.errors import one_line
 
+        hint = self.suggestion(message)
+        command = re.match(r"argument COMMAND: invalid choice: ('.*?') \(choose from (.*)\)$", message)
+        if command:                              # argparse's list of every command is in the usage and --help
+            message = f"unknown command {command[1]}" + ("" if hint else f"; choose from {command[2]}")
         sys.stderr.write(self.format_usage())
-        sys.stderr.write(f"{self.prog}: error: {one_line(message + self.suggestion(message))} (see --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message + hint)} (see --help)\n")
         raise SystemExit(2)
 
     def parse_args(self, args=None, namespace=None):
