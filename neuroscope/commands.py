@@ -39,7 +39,7 @@ RESUME = "interrupted; every finished layer is saved, run the same command again
 INTERRUPTED = {"examples": "interrupted; the examples up to the last commit (at most 30 s ago) are saved, run the same "
                            "command again to resume",
                "export": "interrupted; no file was written (any decode it started keeps its finished layers)",
-               "clamp": "interrupted; nothing was measured (a --save-preset was saved before the run)"}
+               "clamp": "interrupted; no result was measured (a --save-preset, if given, is already saved)"}
 
 
 class Terminated(KeyboardInterrupt):

@@ -202,8 +202,8 @@ def test_samples_can_be_stopped(model, tmp_path, sig, code):
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code and out == "" and time.monotonic() - started < 10
-    assert err.splitlines()[-1] == "neuroscope: interrupted; nothing was measured (a --save-preset was saved " \
-                                   "before the run)"
+    assert err.splitlines()[-1] == "neuroscope: interrupted; no result was measured (a --save-preset, if given, " \
+                                   "is already saved)"
 
 
 def test_number_formats():
