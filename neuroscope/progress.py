@@ -36,7 +36,7 @@ class ProgressBar:
         filled = int(width * frac)
         bar = "█" * filled + "░" * (width - filled)
         return (f"{self.label} {bar} {frac:6.1%} {self.done:,}/{self.total:,} {self.unit} "
-                f"{rate:,.0f}/s  {_clock(elapsed)} elapsed, ETA {_clock(eta)}")
+                f"{rate:,.0f}/s  {_clock(elapsed)} elapsed, ETA {_clock(eta) if rate > 0 or frac >= 1 else '?'}")
 
     def close(self) -> None:
         if self.tty and self.total:
