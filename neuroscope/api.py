@@ -327,13 +327,15 @@ class Model(TextAndConcepts):
     def activations(self, prompt: str, refs: Iterable, chat: bool | None = None):
         """The natural (unclamped) activation of each neuron over the prompt's tokens: Activation(ref, min,
         max, last). ``chat`` None: through the chat template when the model has one."""
-        from .core.generate import build_prompt, has_chat_template
+        from .core.generate import Tokenized, build_prompt, has_chat_template
         from .core.measure import natural_activation
 
         refs = [as_ref(r) for r in refs]
         self.info.check_refs(refs)
+        tokens = Tokenized(self.source, self.tokenizer())
+        chat = has_chat_template(tokens.tokenizer) if chat is None else chat
+        built = build_prompt(tokens, prompt, chat)           # an empty prompt: before the model loads
         lm = self.loaded()
-        built = build_prompt(lm, prompt, has_chat_template(lm.tokenizer) if chat is None else chat)
         return Records(natural_activation(lm, built, refs))
 
     def compare(self, other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50):

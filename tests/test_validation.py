@@ -214,3 +214,17 @@ def test_demo_refuses_in_well_under_a_second(capsys, forbid, tmp_path):
     with pytest.raises(BadNeuronRef, match="layer 99 is out of range"):
         neuroscope.open("demo", cache_dir=tmp_path, progress=False).neuron("L99:N1")
     assert blocked.calls == []
+
+
+def test_api_activations_refuse_an_empty_prompt_before_the_load(forbid, m, tmp_path):
+    """Model.activations checks the prompt with the tokenizer alone: the weights are never read."""
+    from neuroscope.core.errors import GenerationError
+
+    model = neuroscope.open(m["llama"], cache_dir=tmp_path, progress=False)
+    model.tokenizer()                                  # allowed: what the check needs
+    blocked = forbid()
+    with pytest.raises(GenerationError, match="the prompt is empty"):
+        model.activations("  ", ["L1:N5"])
+    with pytest.raises(BadNeuronRef, match="layer 9 is out of range"):
+        model.activations("dog", ["L9:N5"])
+    assert blocked.calls == []
