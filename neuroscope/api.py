@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import replace
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from .cache.catalog import cache_path, list_caches
 from .cache.store import Hit, Store, TopToken
@@ -323,20 +323,6 @@ class Model(TextAndConcepts):
         finally:
             close()
         return ClampReport(self.name, exp, result)
-
-    def activations(self, prompt: str, refs: Iterable, chat: bool | None = None):
-        """The natural (unclamped) activation of each neuron over the prompt's tokens: Activation(ref, min,
-        max, last). ``chat`` None: through the chat template when the model has one."""
-        from .core.generate import Tokenized, build_prompt, has_chat_template
-        from .core.measure import natural_activation
-
-        refs = [as_ref(r) for r in refs]
-        self.info.check_refs(refs)
-        tokens = Tokenized(self.source, self.tokenizer())
-        chat = has_chat_template(tokens.tokenizer) if chat is None else chat
-        built = build_prompt(tokens, prompt, chat)           # an empty prompt: before the model loads
-        lm = self.loaded()
-        return Records(natural_activation(lm, built, refs))
 
     def compare(self, other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50):
         return compare(self, other, view=view, direction=direction, top=top)

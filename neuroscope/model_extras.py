@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from .core.errors import UsageError
-from .results import Records, check_view_direction
+from .results import Records, as_ref, check_view_direction
 
 
 class TextAndConcepts:
@@ -46,6 +46,20 @@ class TextAndConcepts:
         from .behaviour import examples
 
         return examples(self, corpus, tokens, per_neuron, window, batch, rebuild, cancel, commit_s)
+
+    def activations(self, prompt: str, refs, chat: bool | None = None):
+        """The natural (unclamped) activation of each neuron over the prompt's tokens: Activation(ref, min,
+        max, last). ``chat`` None: through the chat template when the model has one."""
+        from .core.generate import Tokenized, build_prompt, has_chat_template
+        from .core.measure import natural_activation
+
+        refs = [as_ref(r) for r in refs]
+        self.info.check_refs(refs)
+        tokens = Tokenized(self.source, self.tokenizer())
+        chat = has_chat_template(tokens.tokenizer) if chat is None else chat
+        built = build_prompt(tokens, prompt, chat)           # an empty prompt: before the model loads
+        lm = self.loaded()
+        return Records(natural_activation(lm, built, refs))
 
     # -- concepts (neuroscope.concepts) -------------------------------------------------------------
     def top(self, by: str = "mass", view: str | None = None, layer: int | None = None, limit: int = 20,
