@@ -233,8 +233,24 @@ def save_preset(name: str, clamps: ClampSet, extra: dict | None = None) -> Path:
     return path
 
 
+# every setting of an experiment a preset keeps besides its clamps, and the JSON types each may have
+PRESET_SETTINGS = {"prompt": (str,), "target": (str,), "chat": (bool,), "samples": (int,), "max_new_tokens": (int,),
+                   "temperature": (int, float), "top_p": (int, float), "seed": (int,), "concept": (str,),
+                   "strength": (int, float), "min_mass": (int, float)}
+
+
+def _check_settings(name: str, extra: dict) -> dict:
+    for key, kinds in PRESET_SETTINGS.items():
+        value = extra.get(key)
+        if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise BadClamp(f"preset '{name}' is unreadable ({key} is {json.dumps(value)[:40]}, not a "
+                           f"{'/'.join(k.__name__ for k in kinds)})")
+    return extra
+
+
 def load_preset(name: str) -> tuple[ClampSet, dict]:
-    """The saved ClampSet and the rest of the preset (prompt, target, chat ... when saved)."""
+    """The saved ClampSet and the rest of the preset (prompt, target, chat, samples, max_new_tokens,
+    temperature, top_p, seed, concept, strength, min_mass: those saved, each of its JSON type)."""
     path = _preset_path(name)
     if not path.is_file():
         have = sorted(p.stem for p in presets_dir().glob("*.json")) if presets_dir().is_dir() else []
@@ -246,5 +262,5 @@ def load_preset(name: str) -> tuple[ClampSet, dict]:
     if not isinstance(data, dict):
         raise BadClamp(f"preset '{name}' is unreadable (not a JSON object)")
     extra = {k: v for k, v in data.items() if k not in ("name", "clamps", "positions")}
-    return ClampSet.from_dict(data), extra
+    return ClampSet.from_dict(data), _check_settings(name, extra)
 

@@ -53,7 +53,8 @@ class ChangedNeuron:
 
     def as_dict(self) -> dict:
         return {"layer": self.layer, "neuron": self.neuron, "base_top": self.base_top,
-                "other_top": self.other_top, "jaccard": self.jaccard, "cosine": self.cosine}
+                "other_top": self.other_top, "jaccard": self.jaccard, "prob_change": self.prob_change,
+                "cosine": self.cosine}
 
 
 @dataclass

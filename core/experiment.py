@@ -6,9 +6,9 @@ context length, the chat template).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .clamp import ClampSet
+from .clamp import PRESET_SETTINGS, ClampSet
 from .errors import GenerationError
 
 MAX_NEW_TOKENS = 100_000
@@ -51,6 +51,20 @@ class Experiment:
     settings: GenSettings
     target: str | None = None
     samples: int | None = None
+    given: ClampSet | None = field(default=None, repr=False)      # the clamps typed or saved, before a concept's
+    recipe: dict = field(default_factory=dict, repr=False)        # every setting, as settings_from gave it
+
+    def preset(self) -> tuple[ClampSet, dict]:
+        """What --save-preset writes: the clamps given (a concept's are found again when it re-runs, with the
+        same strength and min-mass) and every setting, so that --preset NAME re-runs this experiment."""
+        return (self.given if self.given is not None else self.clamps), dict(self.recipe)
+
+    @property
+    def settings_dict(self) -> dict:
+        """The generation settings a report shows (the JSON's "settings")."""
+        s = self.settings
+        return {"positions": self.clamps.positions, "chat": s.chat, "samples": self.samples,
+                "max_new_tokens": s.max_new_tokens, "temperature": s.temperature, "top_p": s.top_p, "seed": s.seed}
 
     def check(self) -> "Experiment":
         """Everything that needs no model: the prompt, the target, the samples and the settings."""
@@ -74,3 +88,10 @@ class Experiment:
             raise GenerationError(f"{info.source.name} has no chat template: drop --chat and write the prompt "
                                   f"out in full")
         return self
+
+
+def settings_from(given: dict, saved: dict, defaults: dict) -> dict:
+    """Every preset setting: what the caller gave (not None), else what the preset saved, else the default.
+    An option typed alongside --preset overrides the saved one."""
+    return {key: given[key] if given.get(key) is not None else saved.get(key, defaults.get(key))
+            for key in PRESET_SETTINGS}

@@ -83,12 +83,15 @@ def build_prompt(lm, prompt: str, chat: bool) -> Prompt:
 
 
 class CancelCriteria(StoppingCriteria):
-    """Stops generation (every sequence) as soon as ``event`` is set."""
+    """Stops generation (every sequence) as soon as ``event`` is set; tells ``on_step`` how many tokens each
+    sequence has after every step (a progress bar; an exception it raises, Ctrl-C's too, stops the run)."""
 
-    def __init__(self, event: threading.Event | None):
-        self.event = event
+    def __init__(self, event: threading.Event | None, on_step: Callable[[int], None] | None = None, start: int = 0):
+        self.event, self.on_step, self.start = event, on_step, start
 
     def __call__(self, input_ids, scores, **kwargs):
+        if self.on_step is not None:
+            self.on_step(input_ids.shape[1] - self.start)
         stop = self.event is not None and self.event.is_set()
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
@@ -140,10 +143,11 @@ def generation_config(lm, settings: GenSettings, num: int = 1) -> GenerationConf
 
 
 def generate(lm, prompt: Prompt, settings: GenSettings, clamps: ClampSet | None = None, num: int = 1,
-             on_text: OnText | None = None, cancel: threading.Event | None = None) -> Generation:
+             on_text: OnText | None = None, cancel: threading.Event | None = None,
+             on_step: Callable[[int], None] | None = None) -> Generation:
     """Generate ``num`` replies (``num`` > 1 needs sampling) with the clamps installed; streaming only
-    for a single reply. The RNG is seeded from ``settings.seed`` so baseline and clamped runs draw the
-    same random numbers."""
+    for a single reply; ``on_step(tokens so far per reply)`` after every step. The RNG is seeded from
+    ``settings.seed`` so baseline and clamped runs draw the same random numbers."""
     streamer = CallbackStreamer(lm.tokenizer, on_text) if on_text is not None and num == 1 else None
     config = generation_config(lm, settings, num)
     ids = on_model(lm, prompt.ids)
@@ -151,8 +155,9 @@ def generate(lm, prompt: Prompt, settings: GenSettings, clamps: ClampSet | None 
     with FORWARD_LOCK, clamped(lm.adapter, clamps, prompt.length), torch.inference_mode():
         if settings.sampling:
             torch.manual_seed(settings.seed)
+        stop = StoppingCriteriaList([CancelCriteria(cancel, on_step, prompt.length)])
         out = lm.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                streamer=streamer, stopping_criteria=StoppingCriteriaList([CancelCriteria(cancel)]))
+                                streamer=streamer, stopping_criteria=stop)
     new = out[:, prompt.length:]
     texts = [lm.tokenizer.decode(row, skip_special_tokens=True) for row in new]
     return Generation(texts, int(new.shape[1]), bool(cancel is not None and cancel.is_set()),
@@ -168,12 +173,15 @@ def _reply(row: list[int], eos) -> list[int]:
     return row
 
 
-def fluency(lm, prompt: Prompt, replies: list[list[int]]) -> float | None:
+def fluency(lm, prompt: Prompt, replies: list[list[int]],
+            on_reply: Callable[[int], None] | None = None) -> float | None:
     """Mean log-probability per token (nats) of the replies after the prompt under the model as it is (no
-    clamps installed), pooled over every reply token."""
+    clamps installed), pooled over every reply token; ``on_reply(replies scored so far)`` after each."""
     total, count = 0.0, 0
     with FORWARD_LOCK, torch.inference_mode():
-        for reply in replies:
+        for done, reply in enumerate(replies):
+            if on_reply is not None and done:
+                on_reply(done)
             if not reply:
                 continue
             ids = torch.cat([prompt.ids.cpu(), torch.tensor([reply])], dim=1)
@@ -181,6 +189,8 @@ def fluency(lm, prompt: Prompt, replies: list[list[int]]) -> float | None:
             logp = torch.log_softmax(logits[prompt.length - 1:-1], dim=-1)
             total += float(logp.gather(1, torch.tensor(reply, device=logp.device)[:, None]).sum())
             count += len(reply)
+    if on_reply is not None:
+        on_reply(len(replies))
     return total / count if count else None
 
 

@@ -103,8 +103,10 @@ OnStream = Callable[[str, str], None]   # (side, new text)
 
 
 def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel: threading.Event | None = None,
-                   prepared: Prompt | None = None) -> Result:
-    """Baseline, then clamped: p(target), the reply (streamed), and with ``samples`` the target rate."""
+                   prepared: Prompt | None = None, progress: Callable[[int, int], None] | None = None) -> Result:
+    """Baseline, then clamped: p(target), the reply (streamed), and with ``samples`` the target rate;
+    ``progress(done, total)`` counts tokens: samples x max_new_tokens per side sampled, then as many scored
+    for fluency (a reply that ends early counts whole)."""
     prompt = prepared or build_prompt(lm, exp.prompt, exp.settings.chat)
     target = target_token(lm, prompt, exp.target) if exp.target else None
     activation = natural_activation(lm, prompt, [c.ref for c in exp.clamps.clamps])
@@ -122,13 +124,26 @@ def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel:
     if exp.samples and target is not None:
         sampling = exp.settings if exp.settings.sampling else GenSettings(
             exp.settings.max_new_tokens, 1.0, exp.settings.top_p, exp.settings.seed, exp.settings.chat)
-        for name, side in sides.items():
+        n, length = exp.samples, sampling.max_new_tokens
+        total = 4 * n * length                      # each side: n x length tokens sampled, then scored
+        for i, (name, side) in enumerate(sides.items()):
             if cancel is not None and cancel.is_set():
                 break
-            gen = generate(lm, prompt, sampling, exp.clamps if name == "clamped" else None, num=exp.samples,
-                           cancel=cancel)
+            start = 2 * i * n * length
+
+            def on_step(steps: int, start: int = start) -> None:
+                progress(start + min(steps, length) * n, total)
+
+            def on_reply(scored: int, start: int = start) -> None:
+                progress(start + n * length + scored * length, total)
+
+            if progress is not None:
+                progress(start, total)
+            gen = generate(lm, prompt, sampling, exp.clamps if name == "clamped" else None, num=n,
+                           cancel=cancel, on_step=on_step if progress is not None else None)
             side.samples = gen.texts
             side.cancelled = side.cancelled or gen.cancelled
             side.target_rate = sum(contains_word(t, target.word) for t in gen.texts) / len(gen.texts)
-            side.fluency = fluency(lm, prompt, gen.ids)          # scored without the clamps, for both sides
+            side.fluency = fluency(lm, prompt, gen.ids,              # scored without the clamps, for both sides
+                                   on_reply if progress is not None else None)
     return Result(prompt, target, sides["baseline"], sides["clamped"], activation)

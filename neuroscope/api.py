@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Callable, Sequence
 
 from .cache.catalog import cache_path, list_caches
 from .cache.store import Hit, Store, TopToken
 from .concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
-from .core.clamp import ClampSet, load_preset
+from .core.clamp import MODES, ClampSet, load_preset
 from .core.errors import UsageError
-from .core.experiment import Experiment, GenSettings
+from .core.experiment import Experiment, GenSettings, settings_from
 from .core.modelinfo import ModelInfo, inspect_model
 from .core.options import check_device_name, check_dtype
 from .core.provenance import provenance
@@ -173,15 +174,19 @@ class Model(TextAndConcepts):
 
     # -- reading -----------------------------------------------------------------------------------
     def neuron(self, ref) -> Neuron:
-        """One neuron: ``model.neuron("L29:N808")`` (or "29:808", or (29, 808))."""
-        return Neuron(self, as_ref(ref))
+        """One neuron: ``model.neuron("L29:N808")`` (or "29:808", or (29, 808)); BadNeuronRef here for one
+        the model does not have (checked against the cache, else the headers: nothing is loaded)."""
+        ref = as_ref(ref)
+        self.check_shape(ref.check)
+        return Neuron(self, ref)
 
     def search(self, text: str, view: str | None = None, direction: str | None = None, max_rank: int = 1,
                match: str = "word", limit: int | None = 50) -> Records:
         """Neurons whose top ``max_rank`` tokens match ``text`` (Hit: layer, neuron, view, direction, rank,
         token_id, token, prob), highest probability first. ``match``: word (the word's forms, case,
-        leading spaces, plurals folded, and its leading pieces: " Californ" for "California"), exact, prefix, contains, or label (neurons whose concept label
-        is ``text``'s concept key, highest label mass first). Every hit carries its neuron's label."""
+        leading spaces, plurals folded, and its leading pieces: " Californ" for "California"), exact,
+        prefix, contains, or label (neurons whose concept label is ``text``'s concept, highest label mass
+        first). Every hit carries its neuron's label."""
         from .cache.postings import MATCH_MODES
         from .concepts import label_search, with_labels
 
@@ -245,39 +250,52 @@ class Model(TextAndConcepts):
                 self._lm = lm
             return self._lm
 
-    def experiment(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool = False,
-                   samples: int | None = None, max_new_tokens: int = 40, temperature: float | None = None,
-                   top_p: float | None = None, seed: int = 0, mode: str = "set", positions: str = "all",
-                   preset: str | None = None, concept: str | None = None, strength: float = DEFAULT_STRENGTH,
-                   min_mass: float = DEFAULT_MIN_MASS) -> Experiment:
+    def experiment(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool | None = None,
+                   samples: int | None = None, max_new_tokens: int | None = None, temperature: float | None = None,
+                   top_p: float | None = None, seed: int | None = None, mode: str | None = None,
+                   positions: str | None = None, preset: str | None = None, concept: str | None = None,
+                   strength: float | None = None, min_mass: float | None = None) -> Experiment:
         """A checked Experiment (everything the headers can tell is checked; nothing is loaded). ``concept``
-        adds a clamp for every neuron labelled with it (concepts.concept_clamps)."""
-        clamp_set, extra = (load_preset(preset) if preset else (ClampSet(), {}))
-        clamp_set.clamps.extend(as_clamps(clamps, mode))
-        if concept is not None:
+        adds a clamp for every neuron labelled with it (concepts.concept_clamps). A setting left None is the
+        preset's when ``preset`` names one, else the default (40 new tokens, greedy, seed 0, mode set, all
+        positions); ``mode`` given with a preset applies to its clamps too."""
+        clamp_set, saved = (load_preset(preset) if preset else (ClampSet(), {}))
+        s = settings_from(dict(prompt=prompt, target=target, chat=chat, samples=samples, max_new_tokens=max_new_tokens,
+                               temperature=temperature, top_p=top_p, seed=seed, concept=concept, strength=strength,
+                               min_mass=min_mass), saved, {"chat": False, "max_new_tokens": 40, "seed": 0,
+                                                           "strength": DEFAULT_STRENGTH, "min_mass": DEFAULT_MIN_MASS})
+        if mode is not None and mode not in MODES:
+            raise UsageError(f"unknown mode '{mode}': choose from {', '.join(MODES)}")
+        if mode is not None:
+            clamp_set.clamps = [replace(c, mode=mode) for c in clamp_set.clamps]
+        clamp_set.clamps.extend(as_clamps(clamps, mode or "set"))
+        if positions is not None:
+            clamp_set.positions = positions
+        given = ClampSet(list(clamp_set.clamps), clamp_set.positions)
+        settings = GenSettings(s["max_new_tokens"], s["temperature"], s["top_p"], s["seed"], s["chat"])
+        exp = Experiment(s["prompt"], clamp_set, settings, s["target"], s["samples"], given, s)
+        exp.check().check_model(self.info)          # all of it before a concept's look-up (which may decode)
+        if s["concept"] is not None:
             from .concepts import concept_clamps
 
+            strength, min_mass = s["strength"], s["min_mass"]
             if not (isinstance(strength, (int, float)) and abs(strength) <= 1000 and strength == strength):
                 raise UsageError("--strength must be a number from -1,000 to 1,000")
             if not (isinstance(min_mass, (int, float)) and 0 <= min_mass <= 1):
                 raise UsageError("--min-mass must be a number from 0 to 1")
-            clamp_set.clamps.extend(concept_clamps(self, concept, float(strength), float(min_mass)))
-        if positions != "all" or not preset:
-            clamp_set.positions = positions
+            clamp_set.clamps.extend(concept_clamps(self, s["concept"], float(strength), float(min_mass)))
+        else:
+            s.pop("strength"), s.pop("min_mass")
         if not clamp_set:
             raise UsageError("no clamps: give --set NEURON=VALUE (e.g. --set L29:N808=8) or --preset NAME")
-        prompt = prompt if prompt is not None else extra.get("prompt")
-        target = target if target is not None else extra.get("target")
-        chat = chat or bool(extra.get("chat", False))
-        settings = GenSettings(max_new_tokens, temperature, top_p, seed, chat)
-        return Experiment(prompt, clamp_set, settings, target, samples).check().check_model(self.info)
+        return exp
 
-    def clamp(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool = False,
-              samples: int | None = None, max_new_tokens: int = 40, temperature: float | None = None,
-              top_p: float | None = None, seed: int = 0, mode: str = "set", positions: str = "all",
-              preset: str | None = None, on_text: Callable[[str, str], None] | None = None,
-              cancel: threading.Event | None = None, concept: str | None = None, strength: float = DEFAULT_STRENGTH,
-              min_mass: float = DEFAULT_MIN_MASS):
+    def clamp(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool | None = None,
+              samples: int | None = None, max_new_tokens: int | None = None, temperature: float | None = None,
+              top_p: float | None = None, seed: int | None = None, mode: str | None = None,
+              positions: str | None = None, preset: str | None = None,
+              on_text: Callable[[str, str], None] | None = None, cancel: threading.Event | None = None,
+              concept: str | None = None, strength: float | None = None, min_mass: float | None = None):
         """Generate baseline and clamped replies to ``prompt`` and measure p(target). ``clamps``:
         {"L29:N808": 20, ...}, a list of "L29:N808=20" strings or Clamp objects; ``concept`` adds every neuron
         labelled with it. Returns a ClampReport (``as_dict()`` is the CLI's --json)."""
@@ -308,19 +326,12 @@ class Model(TextAndConcepts):
 
         lm = self.loaded()
         self.note(f"clamping {exp.clamps.describe()}")
-        return ClampReport(self.name, exp, run_experiment(lm, exp, on_text=on_text, cancel=cancel, prepared=prepared))
-
-    def activations(self, prompt: str, refs: Iterable, chat: bool | None = None):
-        """The natural (unclamped) activation of each neuron over the prompt's tokens: Activation(ref, min,
-        max, last). ``chat`` None: through the chat template when the model has one."""
-        from .core.generate import build_prompt, has_chat_template
-        from .core.measure import natural_activation
-
-        refs = [as_ref(r) for r in refs]
-        self.info.check_refs(refs)
-        lm = self.loaded()
-        built = build_prompt(lm, prompt, has_chat_template(lm.tokenizer) if chat is None else chat)
-        return Records(natural_activation(lm, built, refs))
+        progress, close = self._progress("clamp") if exp.samples else (None, lambda: None)
+        try:                                        # with samples: a bar (tokens sampled, ETA) while they run
+            result = run_experiment(lm, exp, on_text=on_text, cancel=cancel, prepared=prepared, progress=progress)
+        finally:
+            close()
+        return ClampReport(self.name, exp, result)
 
     def compare(self, other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50):
         return compare(self, other, view=view, direction=direction, top=top)
@@ -330,7 +341,9 @@ def open(model: str, cache_dir=None, device: str = "auto", dtype: str = "auto", 
          progress: bool | ProgressFactory = True, note: Note | None = None) -> Model:  # noqa: A001
     """A model by name: ``demo``, a Hugging Face folder, a .gguf file or a hub id. Nothing is loaded or
     decoded until needed; a name that names nothing fails here (ModelNotFound)."""
-    return Model(resolve(model), cache_dir, device, dtype, trust_remote_code, progress, note)
+    opened = Model(resolve(model), cache_dir, device, dtype, trust_remote_code, progress, note)
+    opened.typed = model
+    return opened
 
 
 def _model(value, **kwargs) -> Model:
@@ -347,6 +360,8 @@ def compare(base: "Model | str", other: "Model | str", view: str = "up", directi
     check_view_direction(view, direction)
     if not isinstance(top, int) or top < 0:
         raise UsageError("top must be a whole number")
+    for model in (base, other):                # a view either lacks: before the other is decoded or said
+        model.info.check_views([view])
     same = base.source.source == other.source.source and base.source.fingerprint == other.source.fingerprint
     if same:
         base.note(f"BASE and OTHER are the same model ({base.name}): every neuron agrees with itself, "

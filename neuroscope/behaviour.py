@@ -29,15 +29,21 @@ def check_examples_args(tokens: int, per_neuron: int, window: int, batch: int) -
 def trace(model, prompt: str, chat: bool = False, top: int = 10, neurons=None):
     """Every token's ``top`` neurons by |activation| (with their decoded labels: the top token of the down
     view in the direction of the activation's sign), and with ``neurons`` their activation at every token."""
-    from .core.activations import TokenTrace, Trace
-    from .core.activations import trace as run_trace
-    from .core.generate import Tokenized, build_prompt
+    from .core.errors import GenerationError
 
-    if not isinstance(top, int) or not 1 <= top <= 1000:
+    if not isinstance(prompt, str) or not prompt.strip():   # before torch and the tokenizer (5 s for a GGUF's)
+        raise GenerationError("the prompt is empty: give --prompt TEXT")
+    if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= 1000:
         raise UsageError("--top must be a whole number from 1 to 1000")
     refs = [as_ref(r) for r in neurons] if neurons else None
     if refs:
         model.info.check_refs(refs)                 # before anything is loaded
+    if chat and not model.info.chat_template:
+        raise GenerationError(f"{model.name} has no chat template: drop --chat and write the prompt out in full")
+    from .core.activations import TokenTrace, Trace
+    from .core.activations import trace as run_trace
+    from .core.generate import Tokenized, build_prompt
+
     built = build_prompt(Tokenized(model.source, model.tokenizer()), prompt, chat)
     model.info.check_new_tokens(built.length)
     with model.store("down") as store:              # labels: decoded first when the cache lacks them
@@ -86,9 +92,15 @@ def _examples_store(model) -> Store:
     if cached is None or not Examples(cached).complete:
         if cached is not None:
             cached.close()
-        raise UsageError(f"{model.name} has no examples yet: run `neuroscope examples {model.source.source}` "
+        raise UsageError(f"{model.name} has no examples yet: run `neuroscope examples {model.typed_arg}` "
                          f"(or model.examples())")
     return cached
+
+
+def require_examples(model) -> None:
+    """UsageError (the hint names the model as the user typed it) unless the examples are there: before a
+    decode that would be wasted on a command that needs them."""
+    _examples_store(model).close()
 
 
 def neuron_examples(model, ref: NeuronRef, sign: str = "pos", limit: int | None = None, context: int = 24):
@@ -117,6 +129,7 @@ def agreement(model, seed: int = 0):
     """Decode <-> behaviour agreement per view and layer (core.agreement); decodes first when needed."""
     from .core.agreement import agreement as compute
 
+    require_examples(model)                          # none: one line before any decode
     model.store().close()                            # every view decoded (on demand)
     with _examples_store(model) as store:
         return compute(store, Examples(store), seed=seed)

@@ -10,7 +10,7 @@ import json
 import sys
 
 from .core.clamp import check_preset_name, save_preset
-from .output import _emit_json, note, open_model
+from .output import _emit_json, fmt_prob, fmt_ratio, note, open_model
 
 
 def _stream_printer():
@@ -30,10 +30,6 @@ def _stream_printer():
     return on_text, finish
 
 
-def _fmt_prob(p) -> str:
-    return "-" if p is None else f"{p:.4f}"
-
-
 def _fmt_rate(side, n) -> str:
     return "-" if side.target_rate is None else f"{round(side.target_rate * n)}/{n} = {side.target_rate:.2f}"
 
@@ -46,9 +42,9 @@ def cmd_clamp(args) -> int:
                            args.temperature, args.top_p, args.seed, args.mode, args.positions, args.preset,
                            args.concept, args.strength, args.min_mass)
     prepared = model.prepare(exp)                  # headers and tokenizer only: every check before the load
-    if args.save_preset:
-        path = save_preset(args.save_preset, exp.clamps, {"model": model.name, "prompt": exp.prompt,
-                                                          "target": exp.target, "chat": exp.settings.chat})
+    if args.save_preset:                           # every setting, so that --preset NAME re-runs this experiment
+        clamps, settings = exp.preset()
+        path = save_preset(args.save_preset, clamps, {"model": model.name, **settings})
         note(f"saved preset '{args.save_preset}' -> {path}")
     on_text, finish = (None, lambda: None) if args.json else _stream_printer()
     report = model.run(exp, prepared, on_text=on_text)
@@ -63,11 +59,11 @@ def cmd_clamp(args) -> int:
     if result.target is not None:
         t = result.target
         print(f"  target {json.dumps(target, ensure_ascii=False)} -> token {json.dumps(t.token, ensure_ascii=False)}")
-        n = args.samples or 0
+        n = exp.samples or 0
         print(f"  {'':<9} {'p(target)':>10}  {'replies with target' if n else ''}".rstrip())
         for name, side in (("baseline", result.baseline), ("clamped", result.clamped)):
             fluent = f"  fluency {side.fluency:+.2f} nats/token" if side.fluency is not None else ""
-            print(f"  {name:<9} {_fmt_prob(side.target_prob):>10}  {_fmt_rate(side, n) if n else ''}{fluent}".rstrip())
+            print(f"  {name:<9} {fmt_prob(side.target_prob):>10}  {_fmt_rate(side, n) if n else ''}{fluent}".rstrip())
         if result.baseline.target_prob and result.clamped.target_prob is not None:
-            print(f"  ratio     {result.clamped.target_prob / result.baseline.target_prob:10.1f}x")
+            print(f"  ratio     {fmt_ratio(result.clamped.target_prob / result.baseline.target_prob):>11}")
     return 0

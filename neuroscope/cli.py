@@ -14,13 +14,48 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage problem as one line and exit code 2."""
+    """argparse that reports a usage problem as the (sub)command's usage and one error line, exit code 2; a
+    misspelt command, option or choice gets a did-you-mean (difflib: argparse's own arrives with 3.14)."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
+        import re
+
         from .core.errors import one_line
 
-        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see --help)\n")
+        hint = self.suggestion(message)
+        command = re.match(r"argument COMMAND: invalid choice: ('.*?') \(choose from (.*)\)$", message)
+        if command:                              # argparse's list of every command is in the usage and --help
+            message = f"unknown command {command[1]}" + ("" if hint else f"; choose from {command[2]}")
+        sys.stderr.write(self.format_usage())
+        sys.stderr.write(f"{self.prog}: error: {one_line(message + hint)} (see --help)\n")
         raise SystemExit(2)
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown option is reported by the subcommand it was given to (its usage,
+        its options to suggest from), not by the top-level parser."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            sub = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+            owner = sub.choices.get(getattr(parsed, sub.dest, None)) if sub is not None else None
+            (owner or self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def suggestion(self, message: str) -> str:
+        """'; did you mean X?' for the closest known word to what argparse refused, else ''."""
+        import difflib
+        import re
+
+        choice = re.search(r"invalid choice: '(.*?)' \(choose from (.*)\)$", message)
+        if choice:
+            typed, known = choice[1], re.findall(r"'(.*?)'", choice[2]) or [c.strip() for c in choice[2].split(",")]
+        else:
+            unknown = re.match(r"unrecognized arguments: (.*)$", message)
+            options = [w.split("=")[0] for w in (unknown[1].split() if unknown else []) if w.startswith("--")]
+            typed, known = (options[0] if options else ""), [o for o in self._option_string_actions
+                                                             if o.startswith("--")]
+        bare = {k.lstrip("-"): k for k in known}             # --nope is not close to --compare for its dashes
+        close = difflib.get_close_matches(typed.lstrip("-"), list(bare), n=1) if typed.lstrip("-") else []
+        return f"; did you mean {bare[close[0]]}?" if close else ""
 
 
 def _top_k(text: str) -> int:
@@ -112,33 +147,42 @@ def build_parser() -> Parser:
     p = sub.add_parser("models", parents=[common], help="list cached models and whether each decode is complete")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("clamp", parents=[common, engine], help="clamp neurons and generate: baseline vs clamped")
+    p = sub.add_parser("clamp", parents=[common, engine], help="clamp neurons and generate: baseline vs clamped",
+                       epilog="--save-preset NAME keeps every setting of the run (clamps, mode, positions, prompt, "
+                              "chat, target, samples, max-new-tokens, temperature, top-p, seed, concept, strength, "
+                              "min-mass); --preset NAME re-runs it, and any of these options given with it "
+                              "overrides the saved value (--set adds clamps; --mode applies to the preset's too).")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NEURON=VALUE",
                    help="a neuron and its value, e.g. L29:N808=8 (repeatable)")
-    p.add_argument("--mode", choices=("set", "add", "scale"), default="set",
+    p.add_argument("--mode", choices=("set", "add", "scale"), default=None,
                    help="set (default): replace the activation; add: add to it; scale: multiply it")
-    p.add_argument("--positions", choices=("all", "generated"), default="all",
+    p.add_argument("--positions", choices=("all", "generated"), default=None,
                    help="clamp at every position (default) or only at generated ones")
     p.add_argument("--prompt", default=None, help="the prompt text")
-    p.add_argument("--chat", action="store_true", help="apply the model's chat template to the prompt")
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="apply the model's chat template to the prompt (--no-chat: not, over a preset's)")
     p.add_argument("--target", default=None, help="a word whose probability (first token) is measured")
-    p.add_argument("--max-new-tokens", type=_positive, default=40)
+    p.add_argument("--max-new-tokens", type=_positive, default=None, help="default 40")
     p.add_argument("--samples", type=_positive, default=None,
-                   help="sample N replies each way and report how many contain --target")
-    p.add_argument("--temperature", type=float, default=None, help="sample with this temperature (default: greedy)")
+                   help="sample N replies each way and report how many contain --target (a progress bar with "
+                        "ETA on stderr; Ctrl-C stops)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sample with this temperature (default: greedy; 0: greedy over a preset's)")
     p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--concept", default=None, metavar="WORD",
                    help="clamp every neuron labelled WORD, each with the sign that pushes it into the output")
-    p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
+    p.add_argument("--strength", type=float, default=None,
                    help=f"with --concept: the value is sign x strength x the neuron's peak activation "
                         f"(default {DEFAULT_STRENGTH:g})")
-    p.add_argument("--min-mass", type=float, default=DEFAULT_MIN_MASS,
+    p.add_argument("--min-mass", type=float, default=None,
                    help=f"with --concept: only neurons whose label holds at least this mass "
                         f"(default {DEFAULT_MIN_MASS:g})")
-    p.add_argument("--preset", default=None, help="run a saved clamp set by name")
-    p.add_argument("--save-preset", default=None, metavar="NAME", help="save this run's clamps under NAME")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="re-run a saved experiment; options given with it override what it saved")
+    p.add_argument("--save-preset", default=None, metavar="NAME",
+                   help="save this run's clamps and every setting under NAME")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("compare", parents=[common, engine], help="compare two models' neuron maps (base vs fine-tune)")

@@ -6,7 +6,6 @@ keeps its traceback.
 """
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import sys
@@ -20,7 +19,7 @@ from .cache.store import translate
 from .concepts import Label
 from .core.errors import NeuroscopeError, UsageError, one_line
 from .core.refs import NeuronRef
-from .output import _emit_json, note, open_model
+from .output import _emit_json, fmt_prob, note, open_model
 
 
 class CommandError(UsageError):
@@ -38,7 +37,8 @@ def handlers() -> dict:
 RESUME = "interrupted; every finished layer is saved, run the same command again to resume"
 INTERRUPTED = {"examples": "interrupted; the examples up to the last commit (at most 30 s ago) are saved, run the same "
                            "command again to resume",
-               "export": "interrupted; no file was written (any decode it started keeps its finished layers)"}
+               "export": "interrupted; no file was written (any decode it started keeps its finished layers)",
+               "clamp": "interrupted; no result was measured (a --save-preset, if given, is already saved)"}
 
 
 class Terminated(KeyboardInterrupt):
@@ -126,7 +126,11 @@ def cmd_decode(args) -> int:
 def cmd_show(args) -> int:
     ref = NeuronRef.parse(args.neuron)
     model = open_model(args)
-    neuron = model.neuron(ref)
+    neuron = model.neuron(ref)              # out of range: one line, nothing loaded
+    if args.examples:                       # none cached: one line before a decode that --examples cannot use
+        from .behaviour import require_examples
+
+        require_examples(model)
     top = neuron.top(args.view, args.direction)
     label = neuron.label(args.view, args.direction)
     shown = None
@@ -149,7 +153,7 @@ def cmd_show(args) -> int:
         f"  label: none (no word holds {LABEL_FLOOR:.0%} of its top-{len(top)} mass)"))
     for t in top:
         bar = "█" * max(1, round(t.prob * 30)) if t.prob >= 0.005 else "·"
-        print(f"  {t.rank + 1:>3}  {quoted(t.token):<20} {t.prob:8.4f}  {bar}")
+        print(f"  {t.rank + 1:>3}  {quoted(t.token):<20} {fmt_prob(t.prob):>8}  {bar}")
     if shown is not None:
         from .behaviour_cmd import print_examples
 
@@ -182,7 +186,7 @@ def cmd_search(args) -> int:
         ref = str(NeuronRef(h.layer, h.neuron))
         label = "—" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0))
         print(f"{ref:<12} {h.view:<5} {h.direction:<4} {h.rank + 1:>4}  "
-              f"{quoted(h.token):<18} {h.prob:8.4f}  {label}")
+              f"{quoted(h.token):<18} {fmt_prob(h.prob):>8}  {label}")
     return 0
 
 

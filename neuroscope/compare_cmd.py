@@ -6,7 +6,7 @@ import json
 from . import api
 from .core.compare import PAPER_SAME_TOP1, Comparison
 from .core.refs import NeuronRef
-from .output import _emit_json, open_model
+from .output import _emit_json, fmt_prob, open_model
 
 BAR = 30
 
@@ -45,8 +45,8 @@ def print_plain(c: Comparison) -> None:
         return
     print()
     print(f"most changed (lowest top-{c.top_k} overlap, then largest probability change):")
-    print(f"{'neuron':<12} {'jaccard':>7} {'Δprob':>6} {'cosine':>7}  {'base top':<16}  {'other top':<16}")
+    print(f"{'neuron':<12} {'jaccard':>7} {'Δprob':>8} {'cosine':>7}  {'base top':<16}  {'other top':<16}")
     for m in c.most_changed:
         cosine = "-" if m.cosine is None else f"{m.cosine:.3f}"
-        print(f"{str(NeuronRef(m.layer, m.neuron)):<12} {m.jaccard:>7.3f} {m.prob_change:>6.3f} {cosine:>7}  "
+        print(f"{str(NeuronRef(m.layer, m.neuron)):<12} {m.jaccard:>7.3f} {fmt_prob(m.prob_change, 3):>8} {cosine:>7}  "
               f"{_tok(m.base_top):<16}  {_tok(m.other_top):<16}")

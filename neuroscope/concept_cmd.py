@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .output import _emit_json, note, open_model
+from .output import _emit_json, fmt_prob, note, open_model
 
 
 def _tok(text: str, width: int = 16) -> str:
@@ -29,12 +29,12 @@ def cmd_top(args) -> int:
     extra = {"copy": "copy", "suppression": "suppr.", "cosine": "cosine", "score": "score"}.get(by)
     what = "content score (label mass x word specificity)" if by == "score" else by
     print(f"{model.name}: the {len(rows)} most specialised neurons by {what}")
-    print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'label':<18} {'×':>2} {'mass':>6} {'entropy':>7} {'top-1':>7}  "
+    print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'label':<18} {'×':>2} {'mass':>8} {'entropy':>7} {'top-1':>8}  "
           f"{'token':<16}" + (f" {extra:>7}" if extra else ""))
     for r in rows:
         score = getattr(r, by) if extra else None
         print(f"{f'L{r.layer}:N{r.neuron}':<12} {r.view:<5} {r.direction:<4} {_label(r):<18} {r.count:>2} "
-              f"{r.label_mass:6.3f} {r.entropy:7.3f} {r.prob:7.3f}  {_tok(r.token):<16}"
+              f"{fmt_prob(r.label_mass, 3):>8} {r.entropy:7.3f} {fmt_prob(r.prob, 3):>8}  {_tok(r.token):<16}"
               + (f" {score:7.3f}" if extra else ""))
     return 0
 

@@ -312,6 +312,6 @@ def concept_clamps(model, word: str, strength: float, min_mass: float, views=Non
                 peaks[(layer, neuron)] = peak if peak > 0 else 1.0      # never a 0 clamp (that ablates)
     except UsageError:                                  # no examples: the values are sign x strength
         model.note(f"no examples of {model.name} are cached, so each --concept value is sign x strength; run "
-                   f"`neuroscope examples {model.name}` to scale each by its neuron's peak activation")
+                   f"`neuroscope examples {model.typed_arg}` to scale each by its neuron's peak activation")
     return [Clamp(NeuronRef(layer, neuron), max(-MAX_VALUE, min(MAX_VALUE, c.sign * strength * peaks.get(
         (layer, neuron), 1.0)))) for (layer, neuron), c in sorted(chosen.items())]

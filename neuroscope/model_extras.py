@@ -5,10 +5,30 @@ from __future__ import annotations
 import threading
 
 from .core.errors import UsageError
-from .results import Records, check_view_direction
+from .results import Records, as_ref, check_view_direction
 
 
 class TextAndConcepts:
+    typed: str | None = None            # the MODEL as the user typed it (neuroscope.open sets it), for hints
+
+    @property
+    def typed_arg(self) -> str:
+        """The MODEL argument a hint repeats: as the user typed it (``demo``, not the GGUF's path), quoted for
+        a shell where it needs to be."""
+        import shlex
+
+        return shlex.quote(self.typed or self.source.source)
+
+    def check_shape(self, check) -> None:
+        """``check(layers, neurons)`` against the cache when it is there, else the model's headers: what the
+        user asked for is checked before any weight loads or decode starts."""
+        cached = self._cached_store()
+        if cached is None:
+            check(self.info.layers, self.info.neurons)
+            return
+        with cached:
+            check(cached.layers, cached.neurons)
+
     # -- behaviour (neuroscope.behaviour) -----------------------------------------------------------
     def trace(self, prompt: str, chat: bool = False, top: int = 10, neurons=None):
         """One forward pass with hooks: each token's top neurons by |activation| (labelled, with GLU cases),
@@ -29,6 +49,20 @@ class TextAndConcepts:
 
         return examples(self, corpus, tokens, per_neuron, window, batch, rebuild, cancel, commit_s, text_column)
 
+    def activations(self, prompt: str, refs, chat: bool | None = None):
+        """The natural (unclamped) activation of each neuron over the prompt's tokens: Activation(ref, min,
+        max, last). ``chat`` None: through the chat template when the model has one."""
+        from .core.generate import Tokenized, build_prompt, has_chat_template
+        from .core.measure import natural_activation
+
+        refs = [as_ref(r) for r in refs]
+        self.info.check_refs(refs)
+        tokens = Tokenized(self.source, self.tokenizer())
+        chat = has_chat_template(tokens.tokenizer) if chat is None else chat
+        built = build_prompt(tokens, prompt, chat)           # an empty prompt: before the model loads
+        lm = self.loaded()
+        return Records(natural_activation(lm, built, refs))
+
     # -- concepts (neuroscope.concepts) -------------------------------------------------------------
     def top(self, by: str = "score", view: str | None = None, layer: int | None = None, limit: int = 20,
             direction: str | None = None, min_mass: float = 0.0) -> Records:
@@ -43,8 +77,17 @@ class TextAndConcepts:
             raise UsageError(f"unknown --by {by!r}: choose {', '.join(BY)}")
         if by == "cosine" and view == "down":
             raise UsageError("--by cosine relates a read view (up, gate) to the down view: choose --view up or gate")
-        with self.store(view):
-            pass                                    # decoded (and labelled) first
+        if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool)):
+            raise UsageError(f"layer must be a whole number, not {layer!r}")
+
+        def check(layers: int, _neurons: int) -> None:
+            if layer is not None and not 0 <= layer < layers:
+                raise UsageError(f"layer {layer} is out of range: the model has layers 0-{layers - 1}")
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise UsageError("--limit must be a whole number of at least 1")
+
+        with self.store(view, check=check):
+            pass                                    # decoded (and labelled) first, once the input is checked
         if by == "cosine":
             ensure_cosines(self)
         with self.store(view) as store:
@@ -54,6 +97,8 @@ class TextAndConcepts:
         """Every neuron labelled ``word`` in any view and direction, with the sign that pushes it out."""
         from .concepts import check_concept_word, concept
 
+        if views:
+            self.info.check_views([views] if isinstance(views, str) else list(views))   # before any decode
         check_concept_word(self, word)             # a word no token has fails before any decode
         with self.store() as store:
             return concept(store, word, views, self.name)

@@ -13,13 +13,35 @@ def note(message: str) -> None:
     sys.stderr.flush()
 
 
+SCIENTIFIC_BELOW = 1e-3      # a probability or ratio this small prints as 3.06e-07, never as 0.0000
+
+
+def fmt_prob(p: float | None, digits: int = 4) -> str:
+    """A probability (or any small non-negative number, a difference) for people: fixed-point with ``digits``
+    decimals, in scientific notation below 1e-3 so that a tiny value never reads as zero; "-" for None."""
+    if p is None:
+        return "-"
+    if p != 0 and abs(p) < SCIENTIFIC_BELOW:
+        return f"{p:.2e}"
+    return f"{p:.{digits}f}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    """A ratio of probabilities, e.g. "39.6x", "0.0512x", "2.50e-05x", "1.3e+09x"; "-" for None."""
+    if r is None:
+        return "-"
+    if r != 0 and (abs(r) < SCIENTIFIC_BELOW or abs(r) >= 1e6):
+        return f"{r:.2e}x"
+    return f"{r:,.0f}x" if abs(r) >= 100 else f"{r:.3g}x"
+
+
 def progress_bar(label: str):
     """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory: "decode …"
     counts neuron-views, "examples …" corpus tokens."""
     from .progress import ProgressBar
 
     what = label.split()[0]
-    unit = {"examples": "tokens", "export": "neuron-directions"}.get(what, "neuron-views")
+    unit = {"examples": "tokens", "export": "neuron-directions", "clamp": "tokens"}.get(what, "neuron-views")
     bar = ProgressBar(what, unit=unit)
     return bar, bar.close
 

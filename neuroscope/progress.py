@@ -16,9 +16,12 @@ class ProgressBar:
         self.done = self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
+        finished = done >= total and self.done >= self.total > 0 and self.last > 0   # the end, already shown
+        if done == 0 and self.done == 0:
+            self.start = time.perf_counter()      # the clock (rate, ETA) starts with the work, not the bar
         self.done, self.total = done, total
         now = time.perf_counter()
-        if done < total and now - self.last < self.min_interval:
+        if finished or (done < total and now - self.last < self.min_interval):
             return
         self.last = now
         self.stream.write(("\r" if self.tty else "") + self.line(now) + ("" if self.tty else "\n"))
@@ -33,7 +36,7 @@ class ProgressBar:
         filled = int(width * frac)
         bar = "█" * filled + "░" * (width - filled)
         return (f"{self.label} {bar} {frac:6.1%} {self.done:,}/{self.total:,} {self.unit} "
-                f"{rate:,.0f}/s  {_clock(elapsed)} elapsed, ETA {_clock(eta)}")
+                f"{rate:,.0f}/s  {_clock(elapsed)} elapsed, ETA {_clock(eta) if rate > 0 or frac >= 1 else '?'}")
 
     def close(self) -> None:
         if self.tty and self.total:

@@ -95,7 +95,7 @@ class ClampReport:
         exp = self.experiment
         return {"model": self.model, "clamps": [c.as_dict() for c in exp.clamps.clamps], "prompt": exp.prompt,
                 "target": exp.target, "baseline": self.baseline.as_dict(), "clamped": self.clamped.as_dict(),
-                "activation": [a.as_dict() for a in self.activation]}
+                "activation": [a.as_dict() for a in self.activation], "settings": exp.settings_dict}
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 what a user would see: the exit code, stdout, stderr and any traceback. Shared by tests/test_fuzz_cli.py
 (about 500 cases in `make test`) and bench/fuzz.py (10,000).
 
-Every case must exit 0 or 2, print no traceback, give exactly one `error:` line when it fails, and leave
-the cache folder as it was unless the command writes there by design (a decode, or a show/search that had
-to decode first).
+Every case must exit 0 or 2, print no traceback, give exactly one `error:` line when it fails (an argument
+error from argparse may put the subcommand's usage before it, and only such an error), and leave the cache
+folder as it was unless the command writes there by design (a decode, or a show/search that had to decode
+first).
 """
 from __future__ import annotations
 
@@ -192,7 +193,23 @@ class Outcome:
             errors = [line for line in self.stderr.splitlines() if "error:" in line]
             if len(errors) != 1 or not self.stderr.rstrip("\n").endswith(errors[0] if errors else "\0"):
                 found.append(f"not one error line at the end of stderr: {self.stderr[-500:]!r}")
+        usage, rest = split_usage(self.stderr)
+        if usage and (self.code != 2 or len(rest) != 1 or not rest[0].endswith("(see --help)")):
+            found.append(f"a usage that is not argparse's, before its one error line: {self.stderr[-500:]!r}")
+        if any(line.startswith("usage:") for line in rest):
+            found.append(f"a usage after other output: {self.stderr[-500:]!r}")
         return found
+
+
+def split_usage(stderr: str) -> tuple[list[str], list[str]]:
+    """argparse's usage (a first line "usage: ...", then indented lines) and the lines after it."""
+    lines = stderr.splitlines()
+    if not lines or not lines[0].startswith("usage: "):
+        return [], lines
+    end = 1
+    while end < len(lines) and lines[end].startswith(" "):
+        end += 1
+    return lines[:end], lines[end:]
 
 
 def run(args: list[str]) -> Outcome:

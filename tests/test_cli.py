@@ -141,8 +141,24 @@ def test_most_recently_used_model(model_dirs, tmp_path):
 def test_control_characters_stay_on_one_line(model_dirs, args):
     """What the user typed is echoed in the error with its newlines and carriage returns escaped."""
     from .fuzzing import run as run_in_process
+    from .fuzzing import split_usage
 
     outcome = run_in_process([a.format(**model_dirs) for a in args])
     assert outcome.code == 2 and not outcome.problems()
-    assert len(outcome.stderr.splitlines()) == 1
+    usage, rest = split_usage(outcome.stderr)
+    assert len(rest) == 1 and bool(usage) == (args[0] in ("search", "decode"))   # argparse errors: with usage
     assert any(escaped in outcome.stderr for escaped in ("\\n", "\\r", "\\u2028"))
+
+
+def test_show_prints_tiny_probabilities_in_scientific_notation(decoded):
+    """The planted neuron's top-1 holds nearly all the mass, so its later tokens' probabilities are far
+    below 1e-3: the table shows each as the JSON's value to three figures, never as 0.0000."""
+    model, cache, _ = decoded
+    ref = "L{}:N{}".format(*PLANTED)
+    got = json.loads(run("show", model, ref, "--json", cache_dir=cache).stdout)["top"]
+    tiny = [t["prob"] for t in got if 0 < t["prob"] < 1e-3]
+    assert tiny, "the planted neuron should have top-k tokens below 1e-3"
+    rows = run("show", model, ref, cache_dir=cache).stdout.splitlines()[1:]
+    shown = [float(row.split()[-2]) for row in rows]             # rank, token, prob, bar
+    assert shown == pytest.approx([t["prob"] for t in got], rel=5e-3, abs=5e-5)
+    assert all("e-" in row.split()[-2] for row, t in zip(rows, got) if 0 < t["prob"] < 1e-3)

@@ -38,7 +38,8 @@ def test_json_contract_and_reference_fractions(pair, capsys):  # noqa: F811
     assert got["same_top1"] == pytest.approx(np.mean(same), abs=1e-12)
     assert len(got["most_changed"]) == 5
     first = got["most_changed"][0]
-    assert list(first) == ["layer", "neuron", "base_top", "other_top", "jaccard", "cosine"]
+    assert list(first) == ["layer", "neuron", "base_top", "other_top", "jaccard", "prob_change", "cosine"]
+    assert 0 <= first["prob_change"] <= 1                    # what the table's Δprob column shows
     assert first["layer"] == 1 and 0 <= first["jaccard"] < 1 and -1 <= first["cosine"] < 1
     assert isinstance(first["base_top"], str) and isinstance(first["other_top"], str)
 

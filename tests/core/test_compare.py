@@ -123,7 +123,7 @@ def test_fractions_match_float64_reference(pair, view, direction):
     assert set(result.as_dict()) == {"base", "other", "view", "direction", "same_top1", "mean_topk_jaccard",
                                      "per_layer", "most_changed"}
     assert set(result.as_dict()["most_changed"][0]) == {"layer", "neuron", "base_top", "other_top", "jaccard",
-                                                        "cosine"}
+                                                        "prob_change", "cosine"}
 
 
 def test_same_model_agrees_completely(pair):
