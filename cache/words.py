@@ -176,6 +176,16 @@ def is_piece_of(piece: str, word: str, piece_zipf: float, word_zipf: float) -> b
             and word.startswith(piece) and 2 * len(piece) >= len(word) and piece_zipf + PIECE_RARER <= word_zipf)
 
 
+def stands_for(piece_text: str, word: str) -> bool:
+    """Whether a token (e.g. the first of the tokens a word is split into) passes the leading-piece rule
+    for ``word`` (or is the word itself)."""
+    piece, whole = surface(piece_text), surface(word)
+    if piece == whole:
+        return True
+    piece_zipf, word_zipf = zipf([piece, whole]).tolist()
+    return is_piece_of(piece, whole, piece_zipf, word_zipf)
+
+
 def word_groups(keys: list[str], freq: np.ndarray) -> np.ndarray:
     """For every key id, the key id of the word it stands for: itself, or, for a leading piece, the most
     common word it leads (followed to the end: a piece of a piece is a piece of the longer word)."""

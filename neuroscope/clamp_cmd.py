@@ -34,6 +34,17 @@ def _fmt_rate(side, n) -> str:
     return "-" if side.target_rate is None else f"{round(side.target_rate * n)}/{n} = {side.target_rate:.2f}"
 
 
+def _split_note(t) -> str:
+    """What p(target) measures when the tokenizer splits the word (only its first token is measured)."""
+    if t.tokens <= 1:
+        return ""
+    from .cache.words import stands_for
+
+    verdict = ("a leading piece that stands for the word" if stands_for(t.token, t.word) else
+               "too short a piece to stand for the word: p(target) is that piece's probability")
+    return f" (the first of its {t.tokens} tokens; {verdict})"
+
+
 def cmd_clamp(args) -> int:
     if args.save_preset:
         check_preset_name(args.save_preset)
@@ -58,7 +69,8 @@ def cmd_clamp(args) -> int:
         print(f"  natural activation of {a.ref} on the prompt: min {a.min:.3f}  max {a.max:.3f}  last {a.last:.3f}")
     if result.target is not None:
         t = result.target
-        print(f"  target {json.dumps(target, ensure_ascii=False)} -> token {json.dumps(t.token, ensure_ascii=False)}")
+        print(f"  target {json.dumps(target, ensure_ascii=False)} -> token {json.dumps(t.token, ensure_ascii=False)}"
+              + _split_note(t))
         n = exp.samples or 0
         print(f"  {'':<9} {'p(target)':>10}  {'replies with target' if n else ''}".rstrip())
         for name, side in (("baseline", result.baseline), ("clamped", result.clamped)):

@@ -175,3 +175,11 @@ def test_demo_no_probability_above_one_and_no_label_below_the_floor(demo_cache):
     assert worst <= 1.0 and not low
     shown = json.loads(run("show", "demo", "L0:N97", "--view", "gate", "--json", cache=demo_cache).stdout)
     assert all(t["prob"] <= 1.0 for t in shown["top"])
+
+
+def test_a_split_targets_first_token_is_judged_by_the_rule():
+    from neuroscope.cache.words import stands_for
+
+    assert stands_for(" earthqu", "earthquakes") and stands_for(" Californ", "Californian")
+    assert stands_for(" dog", "dog")
+    assert not stands_for(" h", "hyssop") and not stands_for(" earth", "earthquake")
