@@ -35,6 +35,7 @@ SCHEMA = (
 )
 _EDGE = re.compile(r"^[\W_]+|[\W_]+$")
 _VOWELS = set("aeiou")
+LABEL_FLOOR = 0.05          # a label holding less of its top-k mass is no label (fall back to the top-1 token)
 
 
 def concept_key(text: str) -> str:

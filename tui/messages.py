@@ -48,6 +48,7 @@ class ClampSuggestion(Message):
     activation: object    # core.measure.Activation, or None when it could not be measured
     suggested: float
     prompt: str
+    task: object = None   # the activity line's Task (widgets.activity); a cancelled one is dropped
 
 
 @dataclass
@@ -112,6 +113,7 @@ class ProbeResult(Message):
     ref: object           # NeuronRef
     tokens: list[str]
     values: list[float]
+    task: object = None   # the activity line's Task (widgets.activity); a cancelled one is dropped
 
 
 @dataclass

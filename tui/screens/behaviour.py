@@ -74,13 +74,17 @@ class BehaviourActions:
         if ex is None or not ex.has_tables() or not ex.complete:
             self.notify("no examples yet: press E first", severity="warning")
             return
-        orders = {}
+        orders, values = {}, {}
+        tokens = max(1, int(ex.spec["windows"]) * int(ex.spec["window"]))
         for layer in range(self.store.layers):
             counts = ex.counts(layer)
             if counts is not None:
-                orders[layer] = sorted(range(self.store.neurons), key=lambda i, p=counts[1]: (-int(p[i]), i))
-        self.tree.set_order(orders, "firing")
-        self.notify("each layer's neurons by how often they fire (> 0), most first", timeout=3)
+                positive = np.asarray(counts[1], np.int64)
+                orders[layer] = np.lexsort((np.arange(len(positive)), -positive)).tolist()
+                values[layer] = [f"{p / tokens:.1%}" for p in positive.tolist()]
+        self.tree.set_order(orders, "firing", values)
+        self.notify("each layer's neurons by how often they fire (> 0), most first; the % after each neuron "
+                    "is its firing rate over the corpus", timeout=4)
 
     # -- M: sort by label mass (how specialised) ------------------------------------------------------
     def action_sort_mass(self) -> None:
@@ -89,19 +93,21 @@ class BehaviourActions:
             self.notify("neurons in index order", timeout=2)
         elif self.sort_by_mass():
             self.notify(f"each layer's neurons by label mass in {self.view} {self.direction} (the most "
-                        f"specialised first; it follows view and direction switches)", timeout=3)
+                        f"specialised first; it follows view and direction switches); the number after each "
+                        f"neuron is that mass", timeout=4)
 
     def sort_by_mass(self) -> bool:
         labels = Labels(self.store) if self.store is not None else None
         if labels is None or not labels.has_tables():
             self.notify("this cache has no labels yet: reopen it with `neuroscope tui`", severity="warning")
             return False
-        orders = {}
+        orders, values = {}, {}
         for layer in range(self.store.layers):
             got = labels.unit(layer, self.view, self.direction)
             if got is not None:
                 orders[layer] = np.argsort(-got[1], kind="stable").tolist()
-        self.tree.set_order(orders, "label mass")
+                values[layer] = [f"{min(1.0, m):.2f}" for m in got[1].tolist()]
+        self.tree.set_order(orders, "label mass", values)
         return True
 
     def resort_or_relabel(self) -> None:
@@ -134,4 +140,4 @@ class BehaviourActions:
             return
         a = result.views[self.view]
         chart.show([p.agree for p in a.per_layer], f"{self.view}: {a.agree:.1%} of neurons agree · chance "
-                                                  f"{a.chance:.1%} · all views {result.agree:.1%}")
+                                                  f"{a.chance:.1%} · all views {result.agree:.1%}", a.chance)

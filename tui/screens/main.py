@@ -25,6 +25,8 @@ from ...core.sources import Source
 from ..format import concept_labels, tree_labels
 from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted
 from ..options import Options, model_for
+from ..screens.view_picker import ViewScreen
+from ..widgets.activity import Activity
 from ..widgets.agreement_chart import AgreementChart
 from ..widgets.behaviour import BehaviourPane
 from ..widgets.chat_pane import ChatPane
@@ -34,14 +36,23 @@ from ..widgets.neuron_tree import NeuronTree
 from .behaviour import BehaviourActions
 
 DEBOUNCE_S = 0.15
+DIRECTION_MEANS = {"pos": "what each neuron promotes", "neg": "what each neuron suppresses"}
+VIEW_MEANS = {"up": "what each neuron reads (its up row)", "gate": "what opens each neuron's gate (its gate row)",
+              "down": "what each neuron writes (its down column)"}
+
+
+class HelpFooter(Footer):
+    """The footer with the help key first, so a narrow terminal never cuts it off."""
+
+    def compose(self) -> ComposeResult:
+        keys = list(super().compose())
+        yield from sorted(keys, key=lambda key: getattr(key, "action", "") not in ("help", "app.help"))
 
 
 class MainScreen(BehaviourActions, Screen):
     BINDINGS = BehaviourActions.BEHAVIOUR_BINDINGS + [
         Binding("slash", "focus_filter", "Filter", id="filter"),
-        Binding("u", "set_view('up')", "Up", id="view.up"),
-        Binding("g", "set_view('gate')", "Gate", id="view.gate"),
-        Binding("d", "set_view('down')", "Down", id="view.down"),
+        Binding("v", "pick_view", "View", id="view"),
         Binding("n", "toggle_direction", "±Dir", id="direction"),
         Binding("escape", "back", "Back", id="back"),
         Binding("c", "clamp_add", "Clamp", id="clamp.add"),
@@ -77,8 +88,9 @@ class MainScreen(BehaviourActions, Screen):
         with Horizontal(id="decode-row"):
             yield Static("decoding", id="decode-label")
             yield ProgressBar(id="decode-bar", show_eta=True)
+        yield Activity(self.runner, id="activity")
         yield FilterBar(id="filter")
-        yield Footer()
+        yield HelpFooter()
 
     def compose_detail(self) -> ComposeResult:
         """The selected neuron's pane and what it does on text (compare mode composes both models' panes
@@ -277,14 +289,28 @@ class MainScreen(BehaviourActions, Screen):
         return True
 
     # -- view and direction ------------------------------------------------------------
+    def action_pick_view(self) -> None:
+        """`v`, then u / g / d: the view changes only on the second key (a stray d or g does nothing)."""
+        views = self.store.views if self.store is not None else ("up", "gate", "down")
+
+        def done(view: str | None) -> None:
+            if view:
+                self.action_set_view(view)
+
+        self.app.push_screen(ViewScreen(self.view, views), done)
+
     def action_set_view(self, view: str) -> None:
         if self.store is not None and view not in self.store.views:
             self.notify(f"{self.store.meta.get('arch')} has no {view} view", severity="warning")
             return
+        if view != self.view:
+            self.notify(f"view: {view} — {VIEW_MEANS[view]}", title="view", timeout=2)
         self.view = view
 
     def action_toggle_direction(self) -> None:
         self.direction = "neg" if self.direction == "pos" else "pos"
+        self.notify(f"direction: {self.direction} — {DIRECTION_MEANS[self.direction]}", title="direction",
+                    timeout=2)
 
     def watch_view(self) -> None:
         self._refresh_view()
@@ -377,8 +403,17 @@ class MainScreen(BehaviourActions, Screen):
         if self.chat.display:
             self.query_one("#chat-prompt", Input).focus()
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < 36, "-short")      # 80x24: the chat pane takes the behaviour's rows
+
     def action_back(self) -> None:
         if self.chat.cancel_generation():
+            return
+        task = self.query_one("#activity", Activity).cancel()
+        if task is not None:
+            self.notify(f"cancelled: {task.what}" + (" (the model finishes loading in the background, so the "
+                                                     "next use starts at once)" if self.runner._lm is None else ""),
+                        timeout=4)
             return
         focused = self.focused
         if focused is not None and focused is not self.tree:
