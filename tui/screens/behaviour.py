@@ -9,12 +9,13 @@ import time
 import numpy as np
 from textual import work
 from textual.binding import Binding
-from textual.widgets import ProgressBar, Static
+from textual.widgets import ProgressBar
 
 from ...cache.examples import Examples
 from ...cache.labels import Labels
 from ...core.errors import Cancelled
 from ..messages import AgreementReady, DecodeProgress, ExamplesDone
+from ..widgets.activity import begin, end
 from ..widgets.agreement_chart import AgreementChart
 
 
@@ -32,8 +33,9 @@ class BehaviourActions:
             self.notify("a decode or examples run is going on: wait for it (escape cancels)", severity="warning")
             return
         self.decoding = True
-        self.query_one("#decode-row").display = True
-        self.query_one("#decode-label", Static).update("loading the model for the examples…")
+        self.progress_label = "examples (esc cancels)"
+        self.examples_task = begin(self, "computing every neuron's examples over the default corpus",
+                                   self.cancel.set)
         self.examples_worker()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="examples", name="examples")
@@ -53,7 +55,17 @@ class BehaviourActions:
             return
         self.post_message(ExamplesDone("done"))
 
+    def on_examples_progress(self) -> None:
+        """The first progress of an examples run: the progress bar takes over from the activity line."""
+        task = getattr(self, "examples_task", None)
+        if task is not None and not task.cancelled.is_set():
+            end(self, task)
+            self.examples_task = None
+            self.query_one("#decode-row").display = True
+
     def on_examples_done(self, message: ExamplesDone) -> None:
+        end(self, getattr(self, "examples_task", None))
+        self.examples_task = None
         self.decoding = False
         self.cancel.clear()
         self.query_one("#decode-row").display = False

@@ -74,6 +74,7 @@ class MainScreen(BehaviourActions, Screen):
         self.cancel = threading.Event()
         self.decoding = False
         self.units_total = 0
+        self.progress_label = "decoding (esc cancels)"    # the progress row's label (decode or examples)
         self.current: NeuronRef | None = None
 
     # -- layout ------------------------------------------------------------------------
@@ -178,6 +179,7 @@ class MainScreen(BehaviourActions, Screen):
         self.decoding = True
         self.query_one("#decode-row").display = True
         self.query_one("#decode-label", Static).update("loading model…")
+        self.progress_label = "decoding (esc cancels)"
         self.decode_worker()
 
     def decode_progress(self, _label: str):
@@ -202,8 +204,11 @@ class MainScreen(BehaviourActions, Screen):
         return "done"
 
     def on_decode_progress(self, message: DecodeProgress) -> None:
+        if getattr(self, "examples_task", None) is not None:
+            self.on_examples_progress()  # an examples run's first progress: its bar replaces the activity line
         self.query_one("#decode-bar", ProgressBar).update(total=max(1, message.total), progress=message.done)
-        self.query_one("#decode-label", Static).update("decoding (esc cancels)")
+        if not self.cancel.is_set():
+            self.query_one("#decode-label", Static).update(self.progress_label)
 
     def on_decode_note(self, message: DecodeNote) -> None:
         self.notify(message.text, title="decode", timeout=4)
