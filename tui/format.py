@@ -53,10 +53,14 @@ class TreeLabel:
     token: bool = False
 
 
-def neuron_label(layer: int, neuron: int, label: TreeLabel | None, sort_value: str | None = None) -> Text:
-    text = Text(f"L{layer}:N{neuron}", style="bold")
-    if sort_value is not None:                     # the key the layer is sorted by, first: never cut off
-        text.append(f" {sort_value}", style="bold magenta")
+def neuron_label(layer: int, neuron: int, label: TreeLabel | None, sort_value: str | None = None,
+                 width: int = 0) -> Text:
+    """``sort_value``: the key a sorted layer is in order of, shown as a column after the neuron (its name
+    padded to ``width``), before the label, so it is never cut off."""
+    text = Text(f"L{layer}:N{neuron}".ljust(width if sort_value is not None else 0), style="bold")
+    if sort_value is not None:
+        text.append(f" {sort_value:>6}", style="bold magenta")
+        text.append(" │", style="dim")
     if label is None:
         text.append(" …", style="dim")
     elif label.token:                              # no label: the top-1 token, quoted and dim

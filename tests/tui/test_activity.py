@@ -139,3 +139,20 @@ async def test_chat_says_loading_model_until_the_replies_stream(app_factory, slo
         assert activity(app).startswith("loading model…") and "generating baseline and clamped" in activity(app)
         await wait_for(pilot, lambda: "done" in static_text(chat.query_one("#chat-status")), timeout=60)
         assert activity(app) == ""
+
+
+async def test_examples_say_loading_model_and_escape_cancels(app_factory, slow_load, partial_cache):
+    """E on a cache without examples (a copy: the run writes to it): the activity line counts the load,
+    escape cancels at once; the run stops at its first check and the app says so."""
+    app = app_factory(cache_dir=partial_cache)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        screen = app.main_screen
+        assert await seconds_until_shown(pilot, "E") < 0.2
+        assert "computing every neuron's examples" in activity(app)
+        await pilot.press("escape")
+        assert activity(app) == "" and screen.cancel.is_set()
+        await pilot.press("j")
+        assert screen.current == NeuronRef(0, 1)
+        await wait_for(pilot, lambda: any("examples cancelled" in n.message for n in app._notifications), timeout=60)
+        assert not screen.decoding and not screen.query_one("#decode-row").display

@@ -76,13 +76,14 @@ async def test_examples_probe_sort_and_agreement(firing_app):
         assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", *FIRING)
         assert leaf.parent.is_expanded and screen.current == NeuronRef(*FIRING)
         firing = ex.counts(FIRING[0])[1][FIRING[1]] / (int(ex.spec["windows"]) * int(ex.spec["window"]))
-        assert leaf.label.plain.startswith(f"{NeuronRef(*FIRING)} {firing:.1%} ")   # its firing rate shown
+        name = str(NeuronRef(*FIRING)).ljust(len("L1:N63"))                  # the tree's name column
+        assert leaf.label.plain.startswith(f"{name} {f'{firing:.1%}':>6} │ ")   # its firing rate, a column
         await pilot.press("F")
         assert screen.tree.layer_nodes()[0].children[0].data.members is None
         await pilot.pause()
         leaf = screen.tree.cursor_node
         assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", *FIRING)
-        assert "%" not in leaf.label.plain.split()[1]                    # index order: no sort value
+        assert "%" not in leaf.label.plain and "│" not in leaf.label.plain   # index order: no sort column
 
         await pilot.press("A")
         chart = screen.query_one("#behaviour-agreement")

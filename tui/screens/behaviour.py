@@ -95,7 +95,7 @@ class BehaviourActions:
                 orders[layer] = np.lexsort((np.arange(len(positive)), -positive)).tolist()
                 values[layer] = [f"{p / tokens:.1%}" for p in positive.tolist()]
         self.tree.set_order(orders, "firing", values)
-        self.notify("each layer's neurons by how often they fire (> 0), most first; the % after each neuron "
+        self.notify("each layer's neurons by how often they fire (> 0), most first; the column after each neuron "
                     "is its firing rate over the corpus", timeout=4)
 
     # -- M: sort by label mass (how specialised) ------------------------------------------------------
@@ -105,7 +105,7 @@ class BehaviourActions:
             self.notify("neurons in index order", timeout=2)
         elif self.sort_by_mass():
             self.notify(f"each layer's neurons by label mass in {self.view} {self.direction} (the most "
-                        f"specialised first; it follows view and direction switches); the number after each "
+                        f"specialised first; it follows view and direction switches); the column after each "
                         f"neuron is that mass", timeout=4)
 
     def sort_by_mass(self) -> bool:

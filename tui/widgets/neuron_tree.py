@@ -89,7 +89,8 @@ class NeuronTree(Tree[NodeInfo]):
 
     def _leaf_label(self, layer: int, neuron: int, label: TreeLabel | None) -> Text:
         values = self.order_values.get(layer)
-        return neuron_label(layer, neuron, label, values[neuron] if values is not None else None)
+        return neuron_label(layer, neuron, label, values[neuron] if values is not None else None,
+                            len(f"L{layer}:N{max(0, self.neurons - 1)}"))
 
     def _add_neurons(self, node: TreeNode[NodeInfo], neurons) -> None:
         tops = self.labels(node.data.layer, neurons) if self.labels else None
