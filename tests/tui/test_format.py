@@ -14,7 +14,7 @@ def test_invisible_and_control_tokens_are_escaped():
 
 
 def test_no_probability_above_one_is_shown():
-    assert prob_text(1.0000038) == "1.000"
+    assert prob_text(1.0000038) == "1.000" and prob_text(1.0006) == "1.000"   # not 1.001
     assert prob_text(0.5) == "0.500" and prob_text(3e-7) == "3e-07"
 
 

@@ -43,6 +43,12 @@ async def test_chat_open_keeps_five_token_rows_and_the_help_key(app_factory, siz
         assert visible_rows(table) >= 5
         help_key = footer_help(app)          # in the prompt "?" is text: f1 is the help key
         assert help_key is not None and help_key.key_display == "f1" and help_key.region.right <= width
+        screen.chat.basket.focus()            # the basket's own keys crowd the footer: help stays first
+        await pilot.pause()
+        help_key = footer_help(app)
+        assert help_key is not None and help_key.key_display == "?" and help_key.region.right <= width
+        assert help_key.region.x <= 1
+        screen.query_one("#chat-prompt").focus()
         behaviour = screen.query_one("#behaviour")
         assert behaviour.display == (size[1] >= 36)   # short: the chat pane takes the examples' rows
         await pilot.press("escape", "C")              # chat closed again: the examples come back
