@@ -4,8 +4,6 @@ behaviour agreement per layer (A). A mixin of MainScreen (its widgets are the Be
 AgreementChart in the right column)."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from textual import work
 from textual.binding import Binding
@@ -14,7 +12,7 @@ from textual.widgets import ProgressBar
 from ...cache.examples import Examples
 from ...cache.labels import Labels
 from ...core.errors import Cancelled
-from ..messages import AgreementReady, DecodeProgress, ExamplesDone
+from ..messages import AgreementReady, ExamplesDone, progress_messages
 from ..widgets.activity import begin, end
 from ..widgets.agreement_chart import AgreementChart
 
@@ -40,14 +38,7 @@ class BehaviourActions:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="examples", name="examples")
     def examples_worker(self) -> None:
-        last = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            if done in (0, total) or time.monotonic() - last[0] >= 0.1:
-                last[0] = time.monotonic()
-                self.post_message(DecodeProgress(done, total))
-
-        self.runner.progress = lambda _label: (progress, lambda: None)
+        self.runner.progress = progress_messages(self.post_message)
         try:
             self.runner.examples(cancel=self.cancel)
         except Cancelled:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 from rich.text import Text
 from textual import work
@@ -15,38 +14,28 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Select, Static, Tree
+from textual.widgets import DataTable, Header, Input, ProgressBar, Select, Static, Tree
 from textual.worker import Worker, WorkerState
 
 from ...cache.store import Store
 from ...core.errors import BadNeuronRef, CacheError, Cancelled
 from ...core.refs import NeuronRef
 from ...core.sources import Source
-from ..format import concept_labels, tree_labels
-from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted
+from ..format import concept_labels, show_token, tree_labels
+from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted, progress_messages
 from ..options import Options, model_for
-from ..screens.view_picker import ViewScreen
+from ..screens.view_picker import DIRECTION_MEANS, VIEW_MEANS, VIEWS, ViewScreen
 from ..widgets.activity import Activity
 from ..widgets.agreement_chart import AgreementChart
 from ..widgets.behaviour import BehaviourPane
 from ..widgets.chat_pane import ChatPane
 from ..widgets.detail import NeuronDetail
 from ..widgets.filter import MAX_RANK, RESULT_LIMIT, FilterBar, ResultsTable, search_cache
+from ..widgets.footer import HelpFooter
 from ..widgets.neuron_tree import NeuronTree
 from .behaviour import BehaviourActions
 
 DEBOUNCE_S = 0.15
-DIRECTION_MEANS = {"pos": "what each neuron promotes", "neg": "what each neuron suppresses"}
-VIEW_MEANS = {"up": "what each neuron reads (its up row)", "gate": "what opens each neuron's gate (its gate row)",
-              "down": "what each neuron writes (its down column)"}
-
-
-class HelpFooter(Footer):
-    """The footer with the help key first, so a narrow terminal never cuts it off."""
-
-    def compose(self) -> ComposeResult:
-        keys = list(super().compose())
-        yield from sorted(keys, key=lambda key: getattr(key, "action", "") not in ("help", "app.help"))
 
 
 class MainScreen(BehaviourActions, Screen):
@@ -67,7 +56,7 @@ class MainScreen(BehaviourActions, Screen):
         self.source = source
         self.options = options or Options()
         self.model = model_for(source, self.options, lambda text: self.post_message(DecodeNote(text)),
-                               self.decode_progress)
+                               progress_messages(self.post_message))
         self.runner = model_for(source, self.options)   # the whole model, loaded once: chat, probe, examples
         self.path = self.model.path
         self.store: Store | None = None
@@ -110,9 +99,7 @@ class MainScreen(BehaviourActions, Screen):
 
     def on_mount(self) -> None:
         self.title = self.source.name
-        self.query_one("#results").display = False
-        self.query_one("#decode-row").display = False
-        self.chat.display = False
+        self.chat.display = False                  # #results and #decode-row start hidden (app.tcss)
         for chart in self.query("#behaviour-agreement"):
             chart.display = False
         self.open_store()
@@ -181,18 +168,6 @@ class MainScreen(BehaviourActions, Screen):
         self.query_one("#decode-label", Static).update("loading model…")
         self.progress_label = "decoding (esc cancels)"
         self.decode_worker()
-
-    def decode_progress(self, _label: str):
-        """The API's progress factory: DecodeProgress messages, at most every 0.1 s."""
-        last = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            now = time.monotonic()
-            if done in (0, total) or now - last[0] >= 0.1:
-                last[0] = now
-                self.post_message(DecodeProgress(done, total))
-
-        return progress, lambda: None
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="decode", name="decode")
     def decode_worker(self) -> str:
@@ -265,7 +240,7 @@ class MainScreen(BehaviourActions, Screen):
         title.append(f"  {self.view} {self.direction}", style="bold green")
         [label] = concept_labels(store, ref.layer, self.view, self.direction, [ref.neuron]) or [None]
         if label is not None:
-            title.append(f"  {label[0]} {label[1]:.2f}", style="bold yellow")
+            title.append(f"  {show_token(label[0])} {label[1]:.2f}", style="bold yellow")
         title.append(f"  {self.source.name}", style="dim")
         top = store.top(ref.layer, ref.neuron, self.view, self.direction)
         others = [(v, store.top(ref.layer, ref.neuron, v, self.direction)) for v in store.views if v != self.view]
@@ -296,13 +271,8 @@ class MainScreen(BehaviourActions, Screen):
     # -- view and direction ------------------------------------------------------------
     def action_pick_view(self) -> None:
         """`v`, then u / g / d: the view changes only on the second key (a stray d or g does nothing)."""
-        views = self.store.views if self.store is not None else ("up", "gate", "down")
-
-        def done(view: str | None) -> None:
-            if view:
-                self.action_set_view(view)
-
-        self.app.push_screen(ViewScreen(self.view, views), done)
+        views = self.store.views if self.store is not None else VIEWS
+        self.app.push_screen(ViewScreen(self.view, views), lambda view: view and self.action_set_view(view))
 
     def action_set_view(self, view: str) -> None:
         if self.store is not None and view not in self.store.views:
@@ -416,10 +386,8 @@ class MainScreen(BehaviourActions, Screen):
             return
         task = self.query_one("#activity", Activity).cancel()
         if task is not None:
-            self.notify(f"cancelled: {task.what}" + (" (the model finishes loading in the background, so the "
-                                                     "next use starts at once)" if self.runner._lm is None else ""),
-                        timeout=4)
-            return
+            behind = " (the model finishes loading in the background: the next use starts at once)"
+            return self.notify(f"cancelled: {task.what}{behind if self.runner._lm is None else ''}", timeout=4)
         focused = self.focused
         if focused is not None and focused is not self.tree:
             self.tree.focus()

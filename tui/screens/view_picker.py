@@ -10,6 +10,9 @@ from textual.widgets import Static
 from .. import keys
 
 VIEWS = ("up", "gate", "down")
+VIEW_MEANS = {"up": "what each neuron reads (its up row)", "gate": "what opens each neuron's gate (its gate row)",
+              "down": "what each neuron writes (its down column)"}
+DIRECTION_MEANS = {"pos": "what each neuron promotes", "neg": "what each neuron suppresses"}
 
 
 class ViewScreen(ModalScreen[str | None]):
