@@ -32,7 +32,7 @@ class BehaviourActions:
             return
         self.decoding = True
         self.progress_label = "examples (esc cancels)"
-        self.examples_task = begin(self, "computing every neuron's examples over the default corpus",
+        self.waiting = begin(self, "computing every neuron's examples over the default corpus",
                                    self.cancel.set)
         self.examples_worker()
 
@@ -46,17 +46,15 @@ class BehaviourActions:
             return
         self.post_message(ExamplesDone("done"))
 
-    def on_examples_progress(self) -> None:
-        """The first progress of an examples run: the progress bar takes over from the activity line."""
-        task = getattr(self, "examples_task", None)
+    def on_first_progress(self) -> None:
+        """A decode's or examples run's first progress: its bar takes over from the activity line."""
+        task, self.waiting = self.waiting, None
+        end(self, task)
         if task is not None and not task.cancelled.is_set():
-            end(self, task)
-            self.examples_task = None
             self.query_one("#decode-row").display = True
 
     def on_examples_done(self, message: ExamplesDone) -> None:
-        end(self, getattr(self, "examples_task", None))
-        self.examples_task = None
+        self.waiting = end(self, self.waiting)
         self.decoding = False
         self.cancel.clear()
         self.query_one("#decode-row").display = False

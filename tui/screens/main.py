@@ -25,7 +25,7 @@ from ..format import concept_labels, show_token, tree_labels
 from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted, progress_messages
 from ..options import Options, model_for
 from ..screens.view_picker import DIRECTION_MEANS, VIEW_MEANS, VIEWS, ViewScreen
-from ..widgets.activity import Activity
+from ..widgets.activity import Activity, begin, end
 from ..widgets.agreement_chart import AgreementChart
 from ..widgets.behaviour import BehaviourPane
 from ..widgets.chat_pane import ChatPane
@@ -64,6 +64,7 @@ class MainScreen(BehaviourActions, Screen):
         self.decoding = False
         self.units_total = 0
         self.progress_label = "decoding (esc cancels)"    # the progress row's label (decode or examples)
+        self.waiting = None     # the activity line's Task of a decode or examples run, until its first progress
         self.current: NeuronRef | None = None
 
     # -- layout ------------------------------------------------------------------------
@@ -164,9 +165,8 @@ class MainScreen(BehaviourActions, Screen):
     # -- decoding ------------------------------------------------------------------------
     def start_decode(self) -> None:
         self.decoding = True
-        self.query_one("#decode-row").display = True
-        self.query_one("#decode-label", Static).update("loading model…")
         self.progress_label = "decoding (esc cancels)"
+        self.waiting = begin(self, "decoding every neuron (finished layers are kept)", self.cancel.set)
         self.decode_worker()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="decode", name="decode")
@@ -179,8 +179,8 @@ class MainScreen(BehaviourActions, Screen):
         return "done"
 
     def on_decode_progress(self, message: DecodeProgress) -> None:
-        if getattr(self, "examples_task", None) is not None:
-            self.on_examples_progress()  # an examples run's first progress: its bar replaces the activity line
+        if self.waiting is not None:
+            self.on_first_progress()     # the progress bar replaces the activity line
         self.query_one("#decode-bar", ProgressBar).update(total=max(1, message.total), progress=message.done)
         if not self.cancel.is_set():
             self.query_one("#decode-label", Static).update(self.progress_label)
@@ -206,6 +206,7 @@ class MainScreen(BehaviourActions, Screen):
                                                                  WorkerState.CANCELLED):
             return
         self.decoding = False
+        self.waiting = end(self, self.waiting)
         self.query_one("#decode-row").display = False
         self.open_store()
         self.tree.relabel()

@@ -111,6 +111,7 @@ def begin(widget, what: str, on_cancel: Callable[[], None] | None = None) -> Tas
 
 
 def end(widget, task: Task | None) -> None:
+    """Take ``task`` off the activity line; returns None, so ``task = end(widget, task)`` clears it."""
     activity = activity_of(widget)
     if activity is not None:
         activity.end(task)
