@@ -66,11 +66,10 @@ def neuron_label(layer: int, neuron: int, label: TreeLabel | None, sort_value: s
     elif label.token:                              # no label: the top-1 token, quoted and dim
         text.append(f" “{show_token(label.text)[:20]}”", style="dim green")
         text.append(f" {prob_text(label.value)}", style="dim")
-    else:
-        text.append(" ")
+    else:                                          # where first: a narrow tree cuts the label's end, not it
+        text.append(f" {label.where} ", style="cyan")
         text.append(show_token(label.text)[:20], style="green")
         text.append(f" {min(1.0, label.value):.2f}", style="dim")
-        text.append(f" {label.where}", style="cyan")
     return text
 
 

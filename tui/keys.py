@@ -33,10 +33,11 @@ ROWS: list[tuple[str, str, str]] = [
     ("Tree", "left / right, {tree.collapse} / {tree.expand}",
      "collapse (or go to parent) / expand (or go to first child)"),
     ("Tree", "{tree.first} / {tree.last}", "first / last line"),
-    ("Tree", "(labels)", "each neuron's strongest concept label over all views and directions: label ×tokens, "
-                      f"its mass, then where it is strongest (u/g/d = up/gate/down, + pos, − neg: u− is up neg); "
-                      f"below a mass of {LABEL_FLOOR} it is no label and the top-1 token of the view shown is "
-                      "shown instead, “quoted” and dim"),
+    ("Tree", "(labels)", "each neuron's strongest concept label over all views and directions: where it is "
+                         "strongest (u/g/d = up/gate/down, + pos, − neg: u− is up neg), the label ×tokens sharing "
+                         "it, its mass; "
+                         f"below a mass of {LABEL_FLOOR} it is no label and the top-1 token of the view shown "
+                         "stands in, “quoted” and dim"),
     ("Tables", "{table.down} / {table.up}, {table.first} / {table.last}", "move, first / last row"),
     ("Tables", "{table.back}", "back to the tree"),
     ("Filter", "enter", "go to the first result"),

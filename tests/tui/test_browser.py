@@ -91,7 +91,7 @@ async def test_views_and_direction(app_factory, tiny_model):
         await pilot.press("n")
         assert "up neg" in detail_title(app) and "up neg" in main(app).sub_title
         assert top_token(app) != tiny_model.token
-        assert leaf.label.plain == "L1:N7 zebra 1.00 u+"   # the tree names the strongest label: up pos
+        assert leaf.label.plain == "L1:N7 u+ zebra 1.00"   # the tree names the strongest label: up pos
         assert any("direction: neg" in n.message for n in app._notifications)
         await pilot.press("v", "g")
         assert "gate neg" in detail_title(app)

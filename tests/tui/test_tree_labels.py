@@ -32,7 +32,7 @@ def reference(store, layer: int, neuron: int, shown=("up", "pos")) -> str | None
     if best is None or best[1] < LABEL_FLOOR:
         return None
     name = labels.keys([best[0]])[best[0]]
-    return f"{name}{f' ×{best[2]}' if best[2] > 1 else ''} {min(1.0, best[1]):.2f} {best[3]}"
+    return f"{best[3]} {name}{f' ×{best[2]}' if best[2] > 1 else ''} {min(1.0, best[1]):.2f}"
 
 
 async def test_tree_names_the_strongest_label_of_any_view(app_factory):
@@ -46,7 +46,7 @@ async def test_tree_names_the_strongest_label_of_any_view(app_factory):
             want = reference(screen.store, 0, neuron)
             assert want is not None
             assert leaf.label.plain == f"L0:N{neuron} {want}"
-            elsewhere += not want.endswith("u+")
+            elsewhere += not want.startswith("u+")
         assert elsewhere > 10          # most neurons are named from a view or direction not shown
         await pilot.press("n")         # the label is the neuron's, not the view's: a switch keeps it
         assert screen.tree.node_for(0, 0).label.plain == f"L0:N0 {reference(screen.store, 0, 0, ('up', 'neg'))}"
