@@ -156,3 +156,22 @@ async def test_examples_say_loading_model_and_escape_cancels(app_factory, slow_l
         assert screen.current == NeuronRef(0, 1)
         await wait_for(pilot, lambda: any("examples cancelled" in n.message for n in app._notifications), timeout=60)
         assert not screen.decoding and not screen.query_one("#decode-row").display
+
+
+async def test_a_failed_examples_run_leaves_the_app_as_it_was(app_factory, partial_cache, monkeypatch):
+    """A corpus that cannot be read: one notification, the activity line and the progress row go away and
+    E can be pressed again."""
+    import neuroscope.core.corpus as corpus
+
+    def broken(_path=None):
+        raise OSError("the corpus disk went away")
+
+    monkeypatch.setattr(corpus, "open_corpus", broken)
+    app = app_factory(cache_dir=partial_cache)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        screen = app.main_screen
+        await pilot.press("E")
+        await wait_for(pilot, lambda: any("the corpus disk went away" in n.message for n in app._notifications))
+        await pilot.pause()
+        assert activity(app) == "" and not screen.decoding and not screen.query_one("#decode-row").display

@@ -8,6 +8,7 @@ import numpy as np
 from textual import work
 from textual.binding import Binding
 from textual.widgets import ProgressBar
+from textual.worker import Worker, WorkerState
 
 from ...cache.examples import Examples
 from ...cache.labels import Labels
@@ -64,6 +65,14 @@ class BehaviourActions:
             self.show_neuron(self.current)
         self.notify("examples ready" if message.outcome == "done" else
                     "examples cancelled; what was done is kept, press E to resume", title="examples")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:   # MainScreen's handler runs too
+        """An examples run that failed (its error is a notification) leaves the app as it was."""
+        if event.worker.group == "examples" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            self.waiting = end(self, self.waiting)
+            self.decoding = False
+            self.cancel.clear()
+            self.query_one("#decode-row").display = False
 
     # -- F: sort by firing -----------------------------------------------------------------------------
     def action_sort_firing(self) -> None:
