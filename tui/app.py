@@ -16,6 +16,7 @@ from .screens.error import ErrorScreen
 from .screens.goto import GotoScreen
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
+from .screens.view_picker import ViewScreen
 from .widgets.chat_pane import ChatPane
 from .widgets.clamp_panel import ClampPanel
 from .widgets.filter import FilterInput
@@ -45,7 +46,7 @@ class NeuroscopeApp(App[int]):
         """Every binding of the app, its screens and widgets, by id (what the help table and the keymap
         name)."""
         return keys.collect([cls, MainScreen, CompareScreen, NeuronTree, VimTable, FilterInput, ClampPanel,
-                             ChatPane, HelpScreen])
+                             ChatPane, HelpScreen, ViewScreen])
 
     def on_mount(self) -> None:
         if self.compare is not None:

@@ -13,13 +13,18 @@ from collections.abc import Iterable
 from textual.binding import Binding
 from textual.keys import key_to_character
 
+from ..cache.labels import LABEL_FLOOR
+
 ROWS: list[tuple[str, str, str]] = [
     # (section, keys with {binding-id} placeholders, what)
     ("Anywhere", "{help}", "this help"),
     ("Anywhere", "ctrl+p", "command palette: go to neuron (L29:N808 or 29:808), switch model, switch view"),
     ("Anywhere", "{quit} / ctrl+q", "quit (a running decode stops; finished layers are kept)"),
+    ("Anywhere", "{back}", "while the line over the filter says \"loading model… (n s)\" (clamp, probe, examples, "
+                           "chat): cancel what waits on it; the app stays usable"),
     ("Browser", "{filter}", "filter neurons by token (results update as you type)"),
-    ("Browser", "{view.up} / {view.gate} / {view.down}", "show the up / gate / down view"),
+    ("Browser", "{view} then {view.up} / {view.gate} / {view.down} / {view.keep}",
+     "show the up / gate / down view, or keep it (two keys: a stray letter never switches the view)"),
     ("Browser", "{direction}", "toggle direction: pos (what the neuron promotes) / neg (what it suppresses)"),
     ("Browser", "enter", "open: expand a layer or group; on a neuron, focus its token table"),
     ("Browser", "{back}", "back: leave the filter or table, then clear the filter, then cancel a decode"),
@@ -27,7 +32,12 @@ ROWS: list[tuple[str, str, str]] = [
     ("Tree", "up / down, {tree.down} / {tree.up}", "move"),
     ("Tree", "left / right, {tree.collapse} / {tree.expand}",
      "collapse (or go to parent) / expand (or go to first child)"),
-    ("Tree", "{tree.first} / {tree.last}", "first / last line  (g is the gate view, so vim's gg is home)"),
+    ("Tree", "{tree.first} / {tree.last}", "first / last line"),
+    ("Tree", "(labels)", "each neuron's strongest concept label over all views and directions: where it is "
+                         "strongest (u/g/d = up/gate/down, + pos, − neg: u− is up neg), the label ×tokens sharing "
+                         "it, its mass; "
+                         f"below a mass of {LABEL_FLOOR} it is no label and the top-1 token of the view shown "
+                         "stands in, “quoted” and dim"),
     ("Tables", "{table.down} / {table.up}, {table.first} / {table.last}", "move, first / last row"),
     ("Tables", "{table.back}", "back to the tree"),
     ("Filter", "enter", "go to the first result"),
@@ -36,16 +46,17 @@ ROWS: list[tuple[str, str, str]] = [
     ("Behaviour", "{examples.run}", "compute every neuron's max-activating examples over the default corpus "
                                     "(esc cancels; resumes)"),
     ("Behaviour", "enter", "in the probe box: the selected neuron's activation on each token of the text"),
-    ("Behaviour", "{tree.firing}", "sort each layer's neurons by how often they fire / back to index order"),
+    ("Behaviour", "{tree.firing}", "sort each layer's neurons by how often they fire, the rate after each "
+                                   "neuron / back to index order (the cursor stays on its neuron)"),
     ("Concepts", "{tree.mass}", "sort each layer's neurons by label mass in the view shown (most specialised "
-                                "first) / back to index order"),
+                                "first), the mass after each neuron / back to index order"),
     ("Concepts", "ctrl+p, Clamp a concept…", "put every neuron labelled with a word into the clamp basket, each "
                                              "with the sign that promotes it"),
     ("Behaviour", "{agreement.toggle}", "show / hide how often the decode names what neurons fire on, per layer"),
     ("Clamp", "{clamp.add}", "add the selected neuron to the clamp basket (asks for a value, suggests one)"),
     ("Clamp", "{chat.toggle}", "show / hide the chat pane (basket, prompt, baseline vs clamped replies)"),
-    ("Clamp", "{basket.edit}, {basket.remove}, {basket.clear}",
-     "in the basket: edit the value, remove the clamp, clear the basket"),
+    ("Clamp", "{basket.edit}, {basket.remove}, {basket.clear}, {basket.undo}",
+     "in the basket: edit the value, remove the clamp, clear the basket, undo the last remove or clear"),
     ("Clamp", "enter", "in the prompt or target: generate baseline and clamped replies side by side"),
     ("Clamp", "{chat.cancel}", "cancel a running generation (partial replies are kept)"),
     ("Compare", "{compare.changed}",

@@ -16,6 +16,25 @@ class DecodeProgress(Message):
     total: int
 
 
+def progress_messages(post, every_s: float = 0.1):
+    """The API's progress factory (label -> (progress, close)): ``post`` gets a DecodeProgress at the first
+    and last step and at most every ``every_s`` seconds between."""
+    import time
+
+    def factory(_label: str):
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done in (0, total) or now - last[0] >= every_s:
+                last[0] = now
+                post(DecodeProgress(done, total))
+
+        return progress, lambda: None
+
+    return factory
+
+
 @dataclass
 class UnitCommitted(Message):
     """One (layer, view) was written to the cache and can be shown."""
@@ -48,6 +67,7 @@ class ClampSuggestion(Message):
     activation: object    # core.measure.Activation, or None when it could not be measured
     suggested: float
     prompt: str
+    task: object = None   # the activity line's Task (widgets.activity); a cancelled one is dropped
 
 
 @dataclass
@@ -112,6 +132,7 @@ class ProbeResult(Message):
     ref: object           # NeuronRef
     tokens: list[str]
     values: list[float]
+    task: object = None   # the activity line's Task (widgets.activity); a cancelled one is dropped
 
 
 @dataclass

@@ -67,15 +67,34 @@ async def test_examples_probe_sort_and_agreement(firing_app):
         assert group.data.members is not None and str(group.label).startswith("firing #1")
         from neuroscope.cache.examples import Examples
 
-        counts = Examples(screen.store).counts(0)[1]
+        ex = Examples(screen.store)
+        counts = ex.counts(0)[1]
         assert list(group.data.members) == sorted(range(64), key=lambda i: (-int(counts[i]), i))
         assert screen.tree.node_for(*FIRING).data.start == FIRING[1]     # still reachable by its number
+        await pilot.pause()
+        leaf = screen.tree.cursor_node                                   # the cursor stayed on its neuron
+        assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", *FIRING)
+        assert leaf.parent.is_expanded and screen.current == NeuronRef(*FIRING)
+        firing = ex.counts(FIRING[0])[1][FIRING[1]] / (int(ex.spec["windows"]) * int(ex.spec["window"]))
+        name = str(NeuronRef(*FIRING)).ljust(len("L1:N63"))                  # the tree's name column
+        assert leaf.label.plain.startswith(f"{name} {f'{firing:.1%}':>6} │ ")   # its firing rate, a column
         await pilot.press("F")
         assert screen.tree.layer_nodes()[0].children[0].data.members is None
+        await pilot.pause()
+        leaf = screen.tree.cursor_node
+        assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", *FIRING)
+        assert "%" not in leaf.label.plain and "│" not in leaf.label.plain   # index order: no sort column
 
         await pilot.press("A")
         chart = screen.query_one("#behaviour-agreement")
         await wait_for(pilot, lambda: chart.fractions, timeout=30)
         assert len(chart.fractions) == 2 and "of neurons agree" in chart.title
+        agreement = screen.agreement.views[screen.view]
+        assert chart.chance == agreement.chance
+        await pilot.pause()
+        shown = chart.render().plain
+        peak = max(*chart.fractions, agreement.chance)
+        top = min(s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0) if s >= peak)
+        assert f"{top:.0%}│".rjust(5) in shown and "╌ chance" in shown
         await pilot.press("A")
         assert not chart.display

@@ -91,13 +91,15 @@ async def test_views_and_direction(app_factory, tiny_model):
         await pilot.press("n")
         assert "up neg" in detail_title(app) and "up neg" in main(app).sub_title
         assert top_token(app) != tiny_model.token
-        assert tiny_model.token not in leaf.label.plain
-        await pilot.press("g")
+        assert leaf.label.plain == "L1:N7 u+ zebra 1.00"   # the tree names the strongest label: up pos
+        assert any("direction: neg" in n.message for n in app._notifications)
+        await pilot.press("v", "g")
         assert "gate neg" in detail_title(app)
+        assert any("view: gate" in n.message for n in app._notifications)
         assert static_text(main(app).query_one("#other-views")).splitlines()[0].startswith("up")
-        await pilot.press("d")
+        await pilot.press("v", "d")
         assert "down neg" in detail_title(app)
-        await pilot.press("n", "u")
+        await pilot.press("n", "v", "u")
         assert "up pos" in detail_title(app) and top_token(app) == tiny_model.token
 
 

@@ -78,6 +78,14 @@ async def test_basket_add_edit_remove_clear(app_factory, tiny_model):
         assert table_cells(chat.basket) == [["L0:N1", "-2", "set"]]
         await pilot.press("X")
         assert chat.basket.clamps == [] and chat.basket.row_count == 0
+        assert app._notifications and list(app._notifications)[-1].message == ("clamp basket cleared (1 clamp): "
+                                                                               "U puts it back")
+        await pilot.press("U")                                # undo the clear
+        assert table_cells(chat.basket) == [["L0:N1", "-2", "set"]]
+        await pilot.press("U")                                # and the remove before it
+        assert table_cells(chat.basket) == [["L0:N0", "9", "set"], ["L0:N1", "-2", "set"]]
+        await pilot.press("U")
+        assert list(app._notifications)[-1].message == "nothing to undo in the basket"
 
 
 async def test_chat_streams_side_by_side_and_escape_cancels(app_factory, tiny_model):

@@ -81,7 +81,7 @@ async def test_side_by_side_in_sync_and_chart(compare_app):
         await pilot.press("j", "j")
         assert title(screen).startswith("L0:N2  up pos")
         assert panes(screen)[0] == panes(screen)[1]
-        await pilot.press("g")                              # view switch: both panes and the statistics follow
+        await pilot.press("v", "g")                           # view switch: both panes and the statistics follow
         await wait_for(pilot, lambda: screen.comparison.view == "gate")
         assert title(screen).startswith("L0:N2  gate pos")
         assert "gate pos" in screen.chart.render().plain

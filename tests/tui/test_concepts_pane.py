@@ -42,9 +42,16 @@ async def test_m_sorts_each_layer_by_label_mass(app_factory, tiny_model):
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         screen = app.main_screen
-        screen.tree.focus()
+        from neuroscope.core.refs import NeuronRef
+
+        app.goto(NeuronRef(0, 5))
+        await pilot.pause()
         await pilot.press("M")
         await pilot.pause()
+        leaf = screen.tree.cursor_node                        # the cursor stays on the neuron it was on
+        assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", 0, 5)
+        mass = float(Labels(screen.store).unit(0, "up", "pos")[1][5])
+        assert leaf.label.plain.startswith(f"L0:N5  {min(1.0, mass):6.2f} │ ")   # its label mass, a column
         group = first_group(screen, 1)
         assert str(group.label).startswith("label mass #1")
         assert group.data.members[0] == 7                     # the planted neuron is the most specialised

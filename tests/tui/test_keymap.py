@@ -47,12 +47,13 @@ async def test_a_remapped_key_works_and_the_help_says_so(app_factory):
     app.set_keymap(app.options.keymap)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.main_screen is not None and app.main_screen.current is not None)
-        await pilot.press("a")
+        await pilot.press("v", "a")
         assert app.main_screen.view == "gate"
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         rows = {what: keys for _, keys, what in app.screen.rows}
-        assert rows["show the up / gate / down view"] == "u / a / d"
+        assert rows["show the up / gate / down view, or keep it (two keys: a stray letter never switches the "
+                    "view)"] == "v then u / a / d / esc"
 
 
 def test_config_file_defaults_and_keymap(tmp_path, monkeypatch):

@@ -4,17 +4,17 @@ behaviour agreement per layer (A). A mixin of MainScreen (its widgets are the Be
 AgreementChart in the right column)."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from textual import work
 from textual.binding import Binding
-from textual.widgets import ProgressBar, Static
+from textual.widgets import ProgressBar
+from textual.worker import Worker, WorkerState
 
 from ...cache.examples import Examples
 from ...cache.labels import Labels
 from ...core.errors import Cancelled
-from ..messages import AgreementReady, DecodeProgress, ExamplesDone
+from ..messages import AgreementReady, ExamplesDone, progress_messages
+from ..widgets.activity import begin, end
 from ..widgets.agreement_chart import AgreementChart
 
 
@@ -32,20 +32,14 @@ class BehaviourActions:
             self.notify("a decode or examples run is going on: wait for it (escape cancels)", severity="warning")
             return
         self.decoding = True
-        self.query_one("#decode-row").display = True
-        self.query_one("#decode-label", Static).update("loading the model for the examples…")
+        self.progress_label = "examples (esc cancels)"
+        self.waiting = begin(self, "computing every neuron's examples over the default corpus",
+                                   self.cancel.set)
         self.examples_worker()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="examples", name="examples")
     def examples_worker(self) -> None:
-        last = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            if done in (0, total) or time.monotonic() - last[0] >= 0.1:
-                last[0] = time.monotonic()
-                self.post_message(DecodeProgress(done, total))
-
-        self.runner.progress = lambda _label: (progress, lambda: None)
+        self.runner.progress = progress_messages(self.post_message)
         try:
             self.runner.examples(cancel=self.cancel)
         except Cancelled:
@@ -53,7 +47,15 @@ class BehaviourActions:
             return
         self.post_message(ExamplesDone("done"))
 
+    def on_first_progress(self) -> None:
+        """A decode's or examples run's first progress: its bar takes over from the activity line."""
+        task, self.waiting = self.waiting, None
+        end(self, task)
+        if task is not None and not task.cancelled.is_set():
+            self.query_one("#decode-row").display = True
+
     def on_examples_done(self, message: ExamplesDone) -> None:
+        self.waiting = end(self, self.waiting)
         self.decoding = False
         self.cancel.clear()
         self.query_one("#decode-row").display = False
@@ -63,6 +65,14 @@ class BehaviourActions:
             self.show_neuron(self.current)
         self.notify("examples ready" if message.outcome == "done" else
                     "examples cancelled; what was done is kept, press E to resume", title="examples")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:   # MainScreen's handler runs too
+        """An examples run that failed (its error is a notification) leaves the app as it was."""
+        if event.worker.group == "examples" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            self.waiting = end(self, self.waiting)
+            self.decoding = False
+            self.cancel.clear()
+            self.query_one("#decode-row").display = False
 
     # -- F: sort by firing -----------------------------------------------------------------------------
     def action_sort_firing(self) -> None:
@@ -74,13 +84,17 @@ class BehaviourActions:
         if ex is None or not ex.has_tables() or not ex.complete:
             self.notify("no examples yet: press E first", severity="warning")
             return
-        orders = {}
+        orders, values = {}, {}
+        tokens = max(1, int(ex.spec["windows"]) * int(ex.spec["window"]))
         for layer in range(self.store.layers):
             counts = ex.counts(layer)
             if counts is not None:
-                orders[layer] = sorted(range(self.store.neurons), key=lambda i, p=counts[1]: (-int(p[i]), i))
-        self.tree.set_order(orders, "firing")
-        self.notify("each layer's neurons by how often they fire (> 0), most first", timeout=3)
+                positive = np.asarray(counts[1], np.int64)
+                orders[layer] = np.lexsort((np.arange(len(positive)), -positive)).tolist()
+                values[layer] = [f"{p / tokens:.1%}" for p in positive.tolist()]
+        self.tree.set_order(orders, "firing", values)
+        self.notify("each layer's neurons by how often they fire (> 0), most first; the column after each neuron "
+                    "is its firing rate over the corpus", timeout=4)
 
     # -- M: sort by label mass (how specialised) ------------------------------------------------------
     def action_sort_mass(self) -> None:
@@ -89,19 +103,21 @@ class BehaviourActions:
             self.notify("neurons in index order", timeout=2)
         elif self.sort_by_mass():
             self.notify(f"each layer's neurons by label mass in {self.view} {self.direction} (the most "
-                        f"specialised first; it follows view and direction switches)", timeout=3)
+                        f"specialised first; it follows view and direction switches); the column after each "
+                        f"neuron is that mass", timeout=4)
 
     def sort_by_mass(self) -> bool:
         labels = Labels(self.store) if self.store is not None else None
         if labels is None or not labels.has_tables():
             self.notify("this cache has no labels yet: reopen it with `neuroscope tui`", severity="warning")
             return False
-        orders = {}
+        orders, values = {}, {}
         for layer in range(self.store.layers):
             got = labels.unit(layer, self.view, self.direction)
             if got is not None:
                 orders[layer] = np.argsort(-got[1], kind="stable").tolist()
-        self.tree.set_order(orders, "label mass")
+                values[layer] = [f"{min(1.0, m):.2f}" for m in got[1].tolist()]
+        self.tree.set_order(orders, "label mass", values)
         return True
 
     def resort_or_relabel(self) -> None:
@@ -134,4 +150,4 @@ class BehaviourActions:
             return
         a = result.views[self.view]
         chart.show([p.agree for p in a.per_layer], f"{self.view}: {a.agree:.1%} of neurons agree · chance "
-                                                  f"{a.chance:.1%} · all views {result.agree:.1%}")
+                                                  f"{a.chance:.1%} · all views {result.agree:.1%}", a.chance)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 from rich.text import Text
 from textual import work
@@ -15,21 +14,24 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Select, Static, Tree
+from textual.widgets import DataTable, Header, Input, ProgressBar, Select, Static, Tree
 from textual.worker import Worker, WorkerState
 
 from ...cache.store import Store
 from ...core.errors import BadNeuronRef, CacheError, Cancelled
 from ...core.refs import NeuronRef
 from ...core.sources import Source
-from ..format import concept_labels, tree_labels
-from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted
+from ..format import concept_labels, show_token, tree_labels
+from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted, progress_messages
 from ..options import Options, model_for
+from ..screens.view_picker import DIRECTION_MEANS, VIEW_MEANS, VIEWS, ViewScreen
+from ..widgets.activity import Activity, begin, end
 from ..widgets.agreement_chart import AgreementChart
 from ..widgets.behaviour import BehaviourPane
 from ..widgets.chat_pane import ChatPane
 from ..widgets.detail import NeuronDetail
 from ..widgets.filter import MAX_RANK, RESULT_LIMIT, FilterBar, ResultsTable, search_cache
+from ..widgets.footer import HelpFooter
 from ..widgets.neuron_tree import NeuronTree
 from .behaviour import BehaviourActions
 
@@ -39,9 +41,7 @@ DEBOUNCE_S = 0.15
 class MainScreen(BehaviourActions, Screen):
     BINDINGS = BehaviourActions.BEHAVIOUR_BINDINGS + [
         Binding("slash", "focus_filter", "Filter", id="filter"),
-        Binding("u", "set_view('up')", "Up", id="view.up"),
-        Binding("g", "set_view('gate')", "Gate", id="view.gate"),
-        Binding("d", "set_view('down')", "Down", id="view.down"),
+        Binding("v", "pick_view", "View", id="view"),
         Binding("n", "toggle_direction", "±Dir", id="direction"),
         Binding("escape", "back", "Back", id="back"),
         Binding("c", "clamp_add", "Clamp", id="clamp.add"),
@@ -56,13 +56,15 @@ class MainScreen(BehaviourActions, Screen):
         self.source = source
         self.options = options or Options()
         self.model = model_for(source, self.options, lambda text: self.post_message(DecodeNote(text)),
-                               self.decode_progress)
+                               progress_messages(self.post_message))
         self.runner = model_for(source, self.options)   # the whole model, loaded once: chat, probe, examples
         self.path = self.model.path
         self.store: Store | None = None
         self.cancel = threading.Event()
         self.decoding = False
         self.units_total = 0
+        self.progress_label = "decoding (esc cancels)"    # the progress row's label (decode or examples)
+        self.waiting = None     # the activity line's Task of a decode or examples run, until its first progress
         self.current: NeuronRef | None = None
 
     # -- layout ------------------------------------------------------------------------
@@ -77,8 +79,9 @@ class MainScreen(BehaviourActions, Screen):
         with Horizontal(id="decode-row"):
             yield Static("decoding", id="decode-label")
             yield ProgressBar(id="decode-bar", show_eta=True)
+        yield Activity(self.runner, id="activity")
         yield FilterBar(id="filter")
-        yield Footer()
+        yield HelpFooter()
 
     def compose_detail(self) -> ComposeResult:
         """The selected neuron's pane and what it does on text (compare mode composes both models' panes
@@ -97,9 +100,7 @@ class MainScreen(BehaviourActions, Screen):
 
     def on_mount(self) -> None:
         self.title = self.source.name
-        self.query_one("#results").display = False
-        self.query_one("#decode-row").display = False
-        self.chat.display = False
+        self.chat.display = False                  # #results and #decode-row start hidden (app.tcss)
         for chart in self.query("#behaviour-agreement"):
             chart.display = False
         self.open_store()
@@ -164,21 +165,9 @@ class MainScreen(BehaviourActions, Screen):
     # -- decoding ------------------------------------------------------------------------
     def start_decode(self) -> None:
         self.decoding = True
-        self.query_one("#decode-row").display = True
-        self.query_one("#decode-label", Static).update("loading model…")
+        self.progress_label = "decoding (esc cancels)"
+        self.waiting = begin(self, "decoding every neuron (finished layers are kept)", self.cancel.set)
         self.decode_worker()
-
-    def decode_progress(self, _label: str):
-        """The API's progress factory: DecodeProgress messages, at most every 0.1 s."""
-        last = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            now = time.monotonic()
-            if done in (0, total) or now - last[0] >= 0.1:
-                last[0] = now
-                self.post_message(DecodeProgress(done, total))
-
-        return progress, lambda: None
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="decode", name="decode")
     def decode_worker(self) -> str:
@@ -190,8 +179,11 @@ class MainScreen(BehaviourActions, Screen):
         return "done"
 
     def on_decode_progress(self, message: DecodeProgress) -> None:
+        if self.waiting is not None:
+            self.on_first_progress()     # the progress bar replaces the activity line
         self.query_one("#decode-bar", ProgressBar).update(total=max(1, message.total), progress=message.done)
-        self.query_one("#decode-label", Static).update("decoding (esc cancels)")
+        if not self.cancel.is_set():
+            self.query_one("#decode-label", Static).update(self.progress_label)
 
     def on_decode_note(self, message: DecodeNote) -> None:
         self.notify(message.text, title="decode", timeout=4)
@@ -214,6 +206,7 @@ class MainScreen(BehaviourActions, Screen):
                                                                  WorkerState.CANCELLED):
             return
         self.decoding = False
+        self.waiting = end(self, self.waiting)
         self.query_one("#decode-row").display = False
         self.open_store()
         self.tree.relabel()
@@ -248,7 +241,7 @@ class MainScreen(BehaviourActions, Screen):
         title.append(f"  {self.view} {self.direction}", style="bold green")
         [label] = concept_labels(store, ref.layer, self.view, self.direction, [ref.neuron]) or [None]
         if label is not None:
-            title.append(f"  {label[0]} {label[1]:.2f}", style="bold yellow")
+            title.append(f"  {show_token(label[0])} {label[1]:.2f}", style="bold yellow")
         title.append(f"  {self.source.name}", style="dim")
         top = store.top(ref.layer, ref.neuron, self.view, self.direction)
         others = [(v, store.top(ref.layer, ref.neuron, v, self.direction)) for v in store.views if v != self.view]
@@ -277,14 +270,23 @@ class MainScreen(BehaviourActions, Screen):
         return True
 
     # -- view and direction ------------------------------------------------------------
+    def action_pick_view(self) -> None:
+        """`v`, then u / g / d: the view changes only on the second key (a stray d or g does nothing)."""
+        views = self.store.views if self.store is not None else VIEWS
+        self.app.push_screen(ViewScreen(self.view, views), lambda view: view and self.action_set_view(view))
+
     def action_set_view(self, view: str) -> None:
         if self.store is not None and view not in self.store.views:
             self.notify(f"{self.store.meta.get('arch')} has no {view} view", severity="warning")
             return
+        if view != self.view:
+            self.notify(f"view: {view} — {VIEW_MEANS[view]}", title="view", timeout=2)
         self.view = view
 
     def action_toggle_direction(self) -> None:
         self.direction = "neg" if self.direction == "pos" else "pos"
+        self.notify(f"direction: {self.direction} — {DIRECTION_MEANS[self.direction]}", title="direction",
+                    timeout=2)
 
     def watch_view(self) -> None:
         self._refresh_view()
@@ -377,9 +379,16 @@ class MainScreen(BehaviourActions, Screen):
         if self.chat.display:
             self.query_one("#chat-prompt", Input).focus()
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < 36, "-short")      # 80x24: the chat pane takes the behaviour's rows
+
     def action_back(self) -> None:
         if self.chat.cancel_generation():
             return
+        task = self.query_one("#activity", Activity).cancel()
+        if task is not None:
+            behind = " (the model finishes loading in the background: the next use starts at once)"
+            return self.notify(f"cancelled: {task.what}{behind if self.runner._lm is None else ''}", timeout=4)
         focused = self.focused
         if focused is not None and focused is not self.tree:
             self.tree.focus()

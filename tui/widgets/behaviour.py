@@ -12,6 +12,7 @@ from textual.widgets import Input, Static
 from ...cache.examples import CASES, Examples
 from ..format import show_token
 from ..messages import ProbeResult
+from .activity import begin, end
 
 SHOWN = 3          # examples per sign
 CONTEXT = 10       # tokens of context per example line
@@ -63,6 +64,7 @@ class BehaviourPane(Vertical):
         super().__init__(**kwargs)
         self.model = model            # the API's Model: the probe loads it once, shared with the chat pane
         self.ref = None
+        self.probe_task = None              # the running probe's Task on the activity line
 
     def compose(self) -> ComposeResult:
         yield Static("", id="examples")
@@ -100,15 +102,35 @@ class BehaviourPane(Vertical):
         text = event.value.strip()
         if not text or self.ref is None:
             return
-        self.query_one("#probe-strip", Static).update(Text("running…", style="dim italic"))
-        self.probe_worker(text, self.ref)
+        loading = getattr(self.model, "_lm", None) is None
+        self.query_one("#probe-strip", Static).update(Text("loading model… (the line over the filter counts the "
+                                                           "seconds; esc cancels)" if loading else "running…",
+                                                           style="dim italic"))
+        if self.probe_task is not None:
+            self.probe_task.cancelled.set()
+        self.probe_task = begin(self, f"probing {self.ref} on the text", self.cancelled)
+        self.probe_worker(text, self.ref, self.probe_task)
+
+    def cancelled(self) -> None:
+        self.query_one("#probe-strip", Static).update(Text("probe cancelled", style="dim italic"))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe", name="probe")
-    def probe_worker(self, text: str, ref) -> None:
+    def probe_worker(self, text: str, ref, task=None) -> None:
         result = self.model.trace(text, top=1, neurons=[ref])
         [neuron] = result.neurons
-        self.post_message(ProbeResult(ref, [t.token for t in result.tokens], neuron.activations))
+        self.post_message(ProbeResult(ref, [t.token for t in result.tokens], neuron.activations, task))
+
+    def on_worker_state_changed(self, event) -> None:
+        from textual.worker import WorkerState
+
+        self.app.route_worker_state(event)      # failures become notifications
+        if event.worker.group == "probe" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            end(self, self.probe_task)
+            self.query_one("#probe-strip", Static).update(Text("probe failed", style="dim italic"))
 
     def on_probe_result(self, message: ProbeResult) -> None:
+        end(self, message.task)
+        if message.task is not None and message.task.cancelled.is_set():
+            return
         head = Text(f"{message.ref} ", style="bold")
         self.query_one("#probe-strip", Static).update(head + strip(message.tokens, message.values))

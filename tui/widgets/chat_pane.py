@@ -15,8 +15,10 @@ from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
 from ...core.clamp import Clamp
+from ..format import show_token
 from ..messages import ChatFinished, ChatProb, ChatStream, ClampSuggestion, ConceptClamps
 from ..options import DEFAULT_PROMPT
+from .activity import begin, end
 from .clamp_panel import ClampPanel
 
 SIDES = ("baseline", "clamped")
@@ -33,6 +35,7 @@ class ChatPane(Vertical):
         self.model.note = lambda text: self.app.call_from_thread(self.status, text)   # loading…, clamping…
         self.cancel_event = threading.Event()
         self.generating = False
+        self.tasks: dict[str, object] = {}     # worker group -> its Task on the activity line
         self.texts = {side: "" for side in SIDES}
         self.max_new_tokens = options.chat_max_new_tokens
         self.default_prompt = options.chat_prompt or DEFAULT_PROMPT
@@ -49,6 +52,12 @@ class ChatPane(Vertical):
                     with VerticalScroll(classes="reply-scroll"):
                         yield Static("", id=f"{side}-text", classes="reply-text")
         yield Static("c adds the selected neuron · enter runs · escape cancels", id="chat-status")
+
+    def on_show(self) -> None:
+        self.screen.add_class("-chat-open")       # app.tcss gives the pane the behaviour's rows when short
+
+    def on_hide(self) -> None:
+        self.screen.remove_class("-chat-open")
 
     @property
     def lm(self):
@@ -91,17 +100,26 @@ class ChatPane(Vertical):
 
     # -- adding a neuron -------------------------------------------------------------------
     def request_clamp(self, ref) -> None:
-        """Measure ``ref``'s natural activation on the prompt (or a default one), then ask for a value."""
-        self.suggest_worker(ref, self.prompt_text() or self.default_prompt)
+        """Measure ``ref``'s natural activation on the prompt (or a default one), then ask for a value. The
+        activity line says so (loading the model first, the seconds counting); escape drops the request."""
+        prompt = self.prompt_text() or self.default_prompt
+        old = self.tasks.get("clamp-suggest")
+        if old is not None:
+            old.cancelled.set()                       # the newer c wins (the worker is exclusive)
+        self.tasks["clamp-suggest"] = task = begin(self, f"measuring {ref} on “{prompt}” for a clamp value")
+        self.suggest_worker(ref, prompt, task)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="clamp-suggest", name="measure activation")
-    def suggest_worker(self, ref, prompt: str) -> None:
+    def suggest_worker(self, ref, prompt: str, task=None) -> None:
         from ...core.measure import suggest_value
 
         [act] = self.model.activations(prompt, [ref])
-        self.post_message(ClampSuggestion(ref, act, suggest_value(act), prompt))
+        self.post_message(ClampSuggestion(ref, act, suggest_value(act), prompt, task))
 
     def on_clamp_suggestion(self, message: ClampSuggestion) -> None:
+        end(self, message.task)
+        if message.task is not None and message.task.cancelled.is_set():
+            return                                    # escape was pressed while it ran
         act = message.activation
         note = (f"natural activation on “{message.prompt}”: min {act.min:.3g} · max {act.max:.3g} · "
                 f"last {act.last:.3g}\nsuggested: 4 × the larger extreme" if act is not None else "")
@@ -142,6 +160,7 @@ class ChatPane(Vertical):
             self.query_one(f"#{side}-text", Static).update("")
             self.query_one(f"#{side}-title", Static).update(side)
         self.status("generating… (escape cancels)")
+        self.tasks["chat"] = begin(self, "generating baseline and clamped replies", self.cancel_generation)
         self.generate_worker(prompt, target, self.basket.clamp_set, self.cancel_event)
         return True
 
@@ -182,22 +201,25 @@ class ChatPane(Vertical):
         self.post_message(ChatFinished(cancel.is_set()))
 
     def on_chat_stream(self, message: ChatStream) -> None:
+        end(self, self.tasks.pop("chat", None))       # the replies stream now: they say what happens
         self.texts[message.side] += message.text
         self.query_one(f"#{message.side}-text", Static).update(Text(self.texts[message.side]))
 
     def on_chat_prob(self, message: ChatProb) -> None:
         title = Text(message.side, style="bold")
-        prob = f"{message.prob:.4f}" if message.prob >= 1e-3 else f"{message.prob:.2e}"
-        title.append(f" p({message.token.strip()!r})={prob}", style="green")
+        prob = f"{min(1.0, message.prob):.4f}" if message.prob >= 1e-3 else f"{message.prob:.2e}"
+        title.append(f" p('{show_token(message.token.strip())}')={prob}", style="green")
         self.query_one(f"#{message.side}-title", Static).update(title)
 
     def on_chat_finished(self, message: ChatFinished) -> None:
+        end(self, self.tasks.pop("chat", None))
         self.generating = False
         self.status("cancelled (partial replies kept)" if message.cancelled else "done")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.app.route_worker_state(event)      # failures become notifications
         if event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            end(self, self.tasks.pop(event.worker.group, None))
             if event.worker.group == "chat":
                 self.generating = False
             self.status("failed" if event.state == WorkerState.ERROR else "cancelled")

@@ -8,12 +8,14 @@ from ...core.clamp import Clamp, ClampSet
 
 
 class ClampPanel(DataTable):
-    """One row per clamp. enter/e edits the value, x/delete removes, X clears the basket."""
+    """One row per clamp. enter/e edits the value, x/delete removes, X clears the basket, U undoes the last
+    remove or clear (the toast says so)."""
 
     BINDINGS = [
         Binding("enter,e", "edit", "Edit value", id="basket.edit"),
         Binding("x,delete", "remove", "Remove", key_display="x", id="basket.remove"),
         Binding("X", "clear", "Clear basket", id="basket.clear"),
+        Binding("U", "undo", "Undo", id="basket.undo"),
         Binding("j", "cursor_down", "Down", show=False, id="basket.down"),
         Binding("k", "cursor_up", "Up", show=False, id="basket.up"),
     ]
@@ -21,6 +23,7 @@ class ClampPanel(DataTable):
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self.clamps: list[Clamp] = []
+        self.undo: list[list[Clamp]] = []      # the basket before each remove or clear, newest last
 
     def on_mount(self) -> None:
         self.add_columns("neuron", "value", "mode")
@@ -61,10 +64,26 @@ class ClampPanel(DataTable):
 
     def action_remove(self) -> None:
         if self.clamps:
-            del self.clamps[self.cursor_row]
+            self.undo.append(list(self.clamps))
+            gone = self.clamps.pop(self.cursor_row)
             self.refill()
+            self.app.notify(f"removed {gone.ref} from the basket: U puts it back", title="clamp", timeout=4)
 
     def action_clear(self) -> None:
+        if not self.clamps:
+            self.app.notify("the clamp basket is already empty", title="clamp", timeout=2)
+            return
+        self.undo.append(list(self.clamps))
+        n = len(self.clamps)
         self.clamps.clear()
         self.refill()
-        self.app.notify("clamp basket cleared", timeout=2)
+        self.app.notify(f"clamp basket cleared ({n} clamp{'s' if n > 1 else ''}): U puts {'them' if n > 1 else 'it'} "
+                        "back", title="clamp", timeout=6)
+
+    def action_undo(self) -> None:
+        if not self.undo:
+            self.app.notify("nothing to undo in the basket", title="clamp", timeout=2)
+            return
+        self.clamps = self.undo.pop()
+        self.refill()
+        self.app.notify(f"basket restored ({len(self.clamps)} clamps)", title="clamp", timeout=2)

@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Input, Select
 
+from ...cache.labels import LABEL_FLOOR
 from ...cache.store import MATCH_MODES as TOKEN_MODES
 from ...cache.store import Hit, Store
 from ...concepts import Label, label_search, with_labels
@@ -106,7 +107,9 @@ class ResultsTable(VimTable):
         cells = [str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1), Text(show_token(h.token)),
                  prob_text(h.prob)]
         if self.wide:
-            cells.append("" if h.label is None else str(Label(h.label, h.label_mass, h.label_count, 0.0)))
+            shown = h.label is not None and h.label_mass >= LABEL_FLOOR       # under the floor: no label
+            cells.append(Text(show_token(str(Label(h.label, min(1.0, h.label_mass), h.label_count, 0.0))))
+                         if shown else "")
         if where is not None:
             cells.append(Text(where, style="bold yellow" if where != "both" else "dim"))
         return tuple(cells)

@@ -11,13 +11,13 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ..format import neuron_label
+from ..format import TreeLabel, neuron_label
 
 GROUP = 256
 CHUNK = 64
 
-# (layer, neurons) -> list of (token, prob) or None when that layer/view is not decoded yet
-LabelSource = Callable[[int, "range | tuple[int, ...]"], "list[tuple[str, float]] | None"]
+# (layer, neurons) -> a TreeLabel per neuron, or None when that layer shows nothing yet
+LabelSource = Callable[[int, "range | tuple[int, ...]"], "list[TreeLabel | None] | None"]
 
 
 @dataclass
@@ -50,6 +50,7 @@ class NeuronTree(Tree[NodeInfo]):
         self.labels = labels
         self.order: dict[int, list[int]] = {}     # layer -> neurons in display order (empty: index order)
         self.order_name = ""                      # what the order is by ("firing", "label mass")
+        self.order_values: dict[int, list[str]] = {}   # layer -> each neuron's sort key, as shown after it
         self._rank: dict[int, dict[int, int]] = {}
         self.show_root = True
         self.guide_depth = 2
@@ -86,16 +87,26 @@ class NeuronTree(Tree[NodeInfo]):
         else:
             self._add_neurons(node, info.neurons)
 
+    def _leaf_label(self, layer: int, neuron: int, label: TreeLabel | None) -> Text:
+        values = self.order_values.get(layer)
+        return neuron_label(layer, neuron, label, values[neuron] if values is not None else None,
+                            len(f"L{layer}:N{max(0, self.neurons - 1)}"))
+
     def _add_neurons(self, node: TreeNode[NodeInfo], neurons) -> None:
         tops = self.labels(node.data.layer, neurons) if self.labels else None
         for i, neuron in enumerate(neurons):
-            token, prob = tops[i] if tops else (None, None)
-            node.add_leaf(neuron_label(node.data.layer, neuron, token, prob),
+            node.add_leaf(self._leaf_label(node.data.layer, neuron, tops[i] if tops else None),
                           NodeInfo("neuron", node.data.layer, neuron, neuron + 1))
 
-    def set_order(self, orders: dict[int, list[int]], name: str = "") -> None:
-        """Show each layer's neurons in this order (empty: index order); the loaded groups are rebuilt."""
+    def set_order(self, orders: dict[int, list[int]], name: str = "",
+                  values: dict[int, list[str]] | None = None) -> None:
+        """Show each layer's neurons in this order (empty: index order), each with its sort key's value
+        (``values[layer][neuron]``, e.g. "0.93" or "12%"). The loaded groups are rebuilt; the neuron under
+        the cursor stays under it (its group is opened)."""
+        node = self.cursor_node
+        keep = node.data if node is not None and node.data is not None and node.data.kind == "neuron" else None
         self.order, self.order_name = dict(orders), name if orders else ""
+        self.order_values = dict(values or {}) if orders else {}
         self._rank = {layer: {n: i for i, n in enumerate(order)} for layer, order in self.order.items()}
         for layer_node in self.root.children:
             expanded = layer_node.is_expanded
@@ -103,6 +114,10 @@ class NeuronTree(Tree[NodeInfo]):
             layer_node.data.loaded = False
             if expanded:
                 self.ensure_loaded(layer_node)
+        if keep is not None:
+            leaf = self.node_for(keep.layer, keep.start)
+            if leaf is not None:
+                self.call_after_refresh(self.focus_node, leaf)
 
     async def _on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
         self.ensure_loaded(event.node)
@@ -116,8 +131,7 @@ class NeuronTree(Tree[NodeInfo]):
                     continue
                 tops = self.labels(group.data.layer, group.data.neurons) if self.labels else None
                 for i, leaf in enumerate(group.children):
-                    token, prob = tops[i] if tops else (None, None)
-                    leaf.set_label(neuron_label(leaf.data.layer, leaf.data.start, token, prob))
+                    leaf.set_label(self._leaf_label(leaf.data.layer, leaf.data.start, tops[i] if tops else None))
 
     def node_for(self, layer: int, neuron: int) -> TreeNode[NodeInfo] | None:
         """The leaf of a neuron, loading and expanding its layer and group on the way."""
