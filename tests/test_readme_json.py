@@ -53,8 +53,11 @@ def documented() -> dict[str, object]:
     """command -> its documented shape, from README.md and docs/*.md (first shape of each command)."""
     shapes = {}
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        for m in re.finditer(r"^- (\w+)[^\n`]*?→ `([\[{][^`]*)`", page.read_text(), re.M):
+        text = page.read_text()
+        for m in re.finditer(r"^- (\w+)[^\n`]*?(?:`--json`)? → `([\[{][^`]*)`", text, re.M):
             shapes.setdefault(m.group(1), parse(m.group(2)))
+        for m in re.finditer(r"^With `--json`: `(\{\"base\"[^`]*)`", text, re.M):
+            shapes.setdefault("compare", parse(m.group(1)))
     return shapes
 
 
@@ -110,6 +113,12 @@ def outputs(model_dirs, tmp_path_factory):
     got["top"] = run("top", model, "--json")
     got["concept"] = run("concept", model, "dog", "--json")
     got["export"] = run("export", model, "--format", "jsonl").splitlines()[0]
+    got["clamp"] = run("clamp", model, "--set", "L1:N7=5", "--prompt", "dog cat", "--target", "dog",
+                       "--max-new-tokens", "3", "--samples", "2", "--temperature", "1", "--json")
+    from .core.test_compare import perturbed_copy
+
+    tuned = perturbed_copy(model_dirs["llama"], tmp_path_factory.mktemp("tuned") / "tuned", layers=(1,))
+    got["compare"] = run("compare", model, str(tuned), "--top", "2", "--json")
     return {name: json.loads(text) for name, text in got.items()}
 
 
