@@ -18,7 +18,6 @@ file is not a database or is malformed, CacheBusy when another process held it l
 """
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
 import time
@@ -29,47 +28,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..core.errors import CacheBusy, CacheError, CorruptCache
+from ..core.errors import CacheError, CorruptCache
 from . import labels as label_tables
 from . import postings
 from .postings import ALL_VIEWS, DIRECTIONS, MATCH_MODES, Hit, normalize  # noqa: F401 - re-exported
+from .sqlerrors import BUSY_TIMEOUT_S, guarded, translate  # noqa: F401 - re-exported
 
 RECIPE_VERSION = 2  # 2: token_stats (best prob per token) for early-stopping search
-BUSY_TIMEOUT_S = 30
-_CORRUPT = {11, 26}          # SQLITE_CORRUPT, SQLITE_NOTADB
-_BUSY = {5, 6}               # SQLITE_BUSY, SQLITE_LOCKED
-_ENVIRONMENT = {8: "is read-only", 10: "could not be read or written (I/O error)", 13: "is on a full disk",
-                14: "could not be opened"}   # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
-
-
-def translate(exc: sqlite3.Error, path: Path | None = None) -> CacheError | None:
-    """The typed error for an SQLite error on a cache file, or None for one that means a bug."""
-    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-    where = f"cache file {path}" if path else "a cache file"
-    if code in _CORRUPT:
-        return CorruptCache(f"{where} is unreadable, SQLite says it is corrupt ({exc}); run "
-                            f"`neuroscope decode MODEL --rebuild`")
-    if code in _BUSY:
-        return CacheBusy(f"{where} stayed locked by another process for {BUSY_TIMEOUT_S} s; try again")
-    if code in _ENVIRONMENT:
-        return CacheError(f"{where} {_ENVIRONMENT[code]} ({exc})")
-    return None
-
-
-def guarded(method):
-    """Turn the SQLite errors a user can act on into typed cache errors; others stay (they are bugs)."""
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            typed = translate(exc, self.path)
-            if typed is None:
-                raise
-            raise typed from None
-    return run
-
-
 @dataclass(frozen=True)
 class TopToken:
     rank: int
@@ -174,9 +139,10 @@ class Store:
                               [(k, json.dumps(v)) for k, v in values.items()])
 
     @guarded
-    def initialize(self, meta: dict, texts: Sequence[str]) -> None:
+    def initialize(self, meta: dict, texts: Sequence[str], key_tables: tuple | None = None) -> None:
         """Write meta (with ``ready``) and the vocabulary in one transaction: a cache interrupted here has
-        neither, and is started again from nothing."""
+        neither, and is started again from nothing. ``key_tables``: cache.labels.key_tables(texts), computed
+        before the file was made (else here)."""
         values = {**meta, "vocab": len(texts), "ready": True, "labels_version": label_tables.VERSION}
         with self.db.atomic():
             self.conn.execute("DELETE FROM meta")
@@ -186,7 +152,7 @@ class Store:
                                   ((i, t, normalize(t)) for i, t in enumerate(texts)))
             self.conn.execute("CREATE INDEX IF NOT EXISTS vocab_norm ON vocab(norm)")
             self.conn.execute("CREATE INDEX IF NOT EXISTS vocab_text ON vocab(text)")
-            label_tables.Labels(self).write_keys(list(texts))
+            label_tables.Labels(self).write_keys(list(texts), key_tables)
         self._meta = dict(values)
 
     def touch(self) -> None:
@@ -373,8 +339,7 @@ class Store:
 
     @guarded
     def match_word(self, query: str) -> "label_tables.WordMatch":
-        """Which tokens stand for the word ``query`` (cache.labels.Labels.match_word)."""
-        return label_tables.Labels(self).match_word(query)
+        return label_tables.Labels(self).match_word(query)        # which tokens stand for the word ``query``
 
     def decoded_views(self) -> list[str]:
         """Views decoded in both directions for every layer."""

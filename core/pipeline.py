@@ -88,10 +88,17 @@ def open_for_decode(source: Source, lm, info: ModelInfo, views: Sequence[str], t
             remove_files(path)
             note(f"removed cache {path.name}: {reason}")
     created = not path.exists()
+    texts = tables = None
+    if created:                        # the vocabulary's word work before the file exists (it is never half made)
+        from ..cache.labels import key_tables
+
+        texts = lm.token_texts()
+        tables = key_tables(list(texts))
     store = Store(path, handoff=True)  # units are written from the decoder's writer thread
     try:
         if not store.ready:
-            store.initialize(_meta(source, info, top_k, auto_dtype if dtype == "auto" else dtype), lm.token_texts())
+            store.initialize(_meta(source, info, top_k, auto_dtype if dtype == "auto" else dtype),
+                             texts if texts is not None else lm.token_texts(), tables)
         done = store.done_units()
         held = store.precision if done else None
         precision = held if held and dtype == "auto" else (auto_dtype if dtype == "auto" else dtype)

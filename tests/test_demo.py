@@ -27,7 +27,8 @@ def test_demo_search_dog(demo_cache):
     assert (out["hub_id"], out["revision"]) == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
     hits = out["hits"]
     assert hits, "the demo model should have neurons whose top token is a form of 'dog'"
-    assert all(h["token"].strip().lower() == "dog" and h["rank"] == 1 for h in hits)
+    assert all(h["token"].strip().lower() in ("dog", "dogs") and h["rank"] == 1 for h in hits)   # the word's forms
+    assert {h["token"].strip().lower() for h in hits} >= {"dog"}
     models = json.loads(subprocess.run([sys.executable, "-m", "neuroscope", "models", "--json", "--cache-dir",
                                         cache], capture_output=True, text=True).stdout)
     assert models[0]["model"] == "demo" and models[0]["layers"] == 30 and models[0]["neurons_per_layer"] == 1536

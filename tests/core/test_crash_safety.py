@@ -36,13 +36,13 @@ CHILD = textwrap.dedent("""
         time.sleep(120)
 
     if where == "meta":          # meta rows inserted, the vocabulary about to be: nothing may be committed
-        from neuroscope.core import models
-        class Pausing(list):
-            def __iter__(self):
+        normalize, first = store.normalize, []
+        def pausing(text):       # first called by Store.initialize, on the vocabulary's first row
+            if not first:
+                first.append(1)
                 pause()
-                return super().__iter__()
-        texts = models.LoadedModel.token_texts
-        models.LoadedModel.token_texts = lambda self: Pausing(texts(self))
+            return normalize(text)
+        store.normalize = pausing
     elif where == "unit":        # the third unit's decoded rows inserted, its postings not yet
         build, seen = store.postings.build_postings, []
         class Pausing(list):

@@ -163,7 +163,7 @@ async def test_a_failed_examples_run_leaves_the_app_as_it_was(app_factory, parti
     E can be pressed again."""
     import neuroscope.core.corpus as corpus
 
-    def broken(_path=None):
+    def broken(*_args, **_kwargs):
         raise OSError("the corpus disk went away")
 
     monkeypatch.setattr(corpus, "open_corpus", broken)
