@@ -68,6 +68,23 @@ def slow_model(tmp_path_factory):
     return folder, reference.path
 
 
+def units_done(cache: Path) -> int:
+    """Committed units of the one cache in ``cache`` (0 while it is missing or being created)."""
+    import sqlite3
+
+    files = list(cache.glob("*.sqlite"))
+    if not files:
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{files[0]}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
 def decode_cmd(folder: Path, cache: Path) -> list[str]:
     return [sys.executable, "-m", "neuroscope", "decode", str(folder), "--cache-dir", str(cache), "--device", "cpu",
             "--dtype", "float32", "--json"]
@@ -106,12 +123,17 @@ def test_sigkill_at_random_moments_resumes_to_the_same_cache(slow_model, tmp_pat
     kills, resumed = 0, 0
     for sequence in range(4):
         cache = tmp_path / f"cache{sequence}"
-        for _ in range(3):
+        for attempt in range(3):
             proc = subprocess.Popen(decode_cmd(folder, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             deadline = time.monotonic() + 120
             while not list(cache.glob("*.sqlite")) and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
-            time.sleep(rng.uniform(0, 1.5))           # somewhere in initialisation or the units
+            if attempt == 0:                          # once per sequence among the units, whatever the load
+                while units_done(cache) == 0 and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0, 0.2))
+            else:
+                time.sleep(rng.uniform(0, 1.5))       # somewhere in initialisation or the units
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
