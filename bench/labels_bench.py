@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_bench import build  # noqa: E402
+from scale_bench import build
 
 NEURON_DIRECTIONS = 32 * 14336 * 3 * 2
 TORCH_FREE = ("import sys, runpy; sys.argv = ['neuroscope', *sys.argv[1:]]\n"

@@ -22,7 +22,7 @@ def build(path: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.models import save_tokenizer  # noqa: E402 - a WordLevel tokenizer with known words
+    from tests.models import save_tokenizer
 
     config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=14336, num_hidden_layers=32,
                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)

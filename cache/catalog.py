@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..core.errors import CacheError
+from ..errors import CacheError
 from .paths import cache_dir
 from .store import RECIPE_VERSION, Store
 

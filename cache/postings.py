@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core.errors import UsageError
+from ..errors import UsageError
 from .words import SPACE_MARKERS, normalize  # noqa: F401 - re-exported
 
 DIRECTIONS = ("pos", "neg")

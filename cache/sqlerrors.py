@@ -5,7 +5,7 @@ import functools
 import sqlite3
 from pathlib import Path
 
-from ..core.errors import CacheBusy, CacheError, CorruptCache
+from ..errors import CacheBusy, CacheError, CorruptCache
 
 BUSY_TIMEOUT_S = 30
 _CORRUPT = {11, 26}          # SQLITE_CORRUPT, SQLITE_NOTADB

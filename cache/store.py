@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..core.errors import CacheError, CorruptCache
+from ..errors import CacheError, CorruptCache
 from . import labels as label_tables
 from . import postings
 from .postings import ALL_VIEWS, DIRECTIONS, MATCH_MODES, Hit, normalize  # noqa: F401 - re-exported

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 UP_POSITIVE = np.array([True, False, True, False])     # by case code: "++", "+-", "-+", "--" -> up > 0
 GATE_POSITIVE = np.array([True, True, False, False])   # gate > 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import DamagedModel, UnsupportedModel
+from ..errors import DamagedModel, UnsupportedModel
 
 VIEWS = ("up", "gate", "down")
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BadClamp
+from ..errors import BadClamp
 from .refs import NeuronRef
 
 MODES = ("set", "add", "scale")

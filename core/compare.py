@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import Incompatible
 from .arch import by_weight_names
-from .errors import Incompatible
 from .modelinfo import ModelInfo, inspect_model
 from .refs import NeuronRef
 from .sources import Source

@@ -23,8 +23,8 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import UsageError, first_line
 from . import corpus_formats as formats
-from .errors import UsageError, first_line
 
 DEFAULT_NAME = "kjv"
 DEFAULT_TITLE = "the King James Bible"

@@ -20,7 +20,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UsageError, first_line
+from ..errors import UsageError, first_line
 
 DEFAULT_COLUMN = "text"
 DATA_SUFFIXES = (".jsonl", ".parquet", ".csv")
@@ -44,7 +44,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, object]]:
     with open(path, encoding="utf-8", errors="strict") as handle:
         number = 0
         try:
-            for number, line in enumerate(handle, 1):       # noqa: B007 - the number names a bad line below
+            for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
                 try:
@@ -84,7 +84,7 @@ def _parquet(path: Path):
 
     try:
         return pq.ParquetFile(path, pre_buffer=False)     # pre-buffering would read every row group at the start
-    except Exception as exc:          # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError … on a bad file
+    except Exception as exc:
         raise UsageError(f"corpus file {path} is not a parquet file ({first_line(exc)})") from None
 
 
@@ -202,7 +202,7 @@ def open_saved(folder: Path, column: str, split: str | None) -> tuple[object, di
     try:
         with _quiet(datasets):
             data = datasets.load_from_disk(str(folder))
-    except Exception as exc:        # noqa: BLE001 - a damaged folder: FileNotFoundError, ArrowInvalid, KeyError …
+    except Exception as exc:
         raise UsageError(f"{folder} is not a readable saved dataset ({first_line(exc)})") from None
     if isinstance(data, datasets.DatasetDict):
         split = _pick_split(f"the saved dataset {folder}", str(folder), data.keys(), split)
@@ -266,7 +266,7 @@ def open_hub(spec: str, name: str, config: str | None, split: str, column: str) 
                 data = builder.as_streaming_dataset(split=split)
     except UsageError:
         raise
-    except Exception as exc:        # noqa: BLE001 - ConnectionError, FileNotFoundError, ValueError, hub errors …
+    except Exception as exc:
         if isinstance(exc, ConnectionError) and (offline or down):      # the hub was not asked: not cached
             why = "HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set" if offline else f"the hub is unreachable: {down}"
             raise UsageError(f"cannot read the dataset {spec}: it is not in the local Hugging Face cache ({why}); "
@@ -279,7 +279,7 @@ def open_hub(spec: str, name: str, config: str | None, split: str, column: str) 
     if names is None:                                   # a stream of unknown features: its first row says
         try:
             names = list(next(iter(data.take(1))))
-        except Exception as exc:    # noqa: BLE001 - the stream's own errors, as above
+        except Exception as exc:
             raise UsageError(f"cannot read the dataset {spec} from {where} ({first_line(exc)})") from None
     if column not in names:
         raise _missing(f"the dataset {spec}", column, names)

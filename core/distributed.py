@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 import torch
 import torch.distributed as dist
 
+from ..errors import DeviceError
 from .decode import pick_device
-from .errors import DeviceError
 from .options import under_torchrun
 from .sources import Source
 

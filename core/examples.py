@@ -17,9 +17,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import Cancelled
 from .activations import case_codes
 from .clamp import FORWARD_LOCK, down_module
-from .errors import Cancelled
 
 SIGNS = ("pos", "neg")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import GenerationError
 from .clamp import PRESET_SETTINGS, ClampSet
-from .errors import GenerationError
 
 MAX_NEW_TOKENS = 100_000
 MAX_SAMPLES = 1000

@@ -10,8 +10,8 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from ..errors import GenerationError
 from .clamp import FORWARD_LOCK, ClampSet, clamped
-from .errors import GenerationError
 from .experiment import MAX_NEW_TOKENS, MAX_SAMPLES, GenSettings  # noqa: F401 - re-exported
 
 OnText = Callable[[str], None]

@@ -7,8 +7,8 @@ import os
 import warnings
 from contextlib import contextmanager
 
+from ..errors import DamagedModel, ModelLoadError, NeuroscopeError, UnsupportedModel, first_line
 from .arch import SUPPORTED
-from .errors import DamagedModel, ModelLoadError, NeuroscopeError, UnsupportedModel, first_line
 from .sources import Source
 
 
@@ -33,7 +33,7 @@ def reading(name: str):
         yield
     except NeuroscopeError:
         raise
-    except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exception; see the docstring
+    except Exception as exc:
         if "trust_remote_code" in str(exc):
             raise ModelLoadError(f"{name} needs its own code to load; rerun with --trust-remote-code if you "
                                  f"trust it") from None

@@ -9,8 +9,8 @@ from typing import Callable
 
 import torch
 
+from ..errors import GenerationError
 from .clamp import FORWARD_LOCK, recording
-from .errors import GenerationError
 from .experiment import Experiment, GenSettings
 from .generate import Prompt, build_prompt, fluency, generate, next_token_probs, on_model
 from .refs import NeuronRef

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..errors import DamagedModel, ModelNotFound, UsageError, first_line
 from .arch import Family, Shape, by_gguf_arch, by_model_type, config_shape, text_config
-from .errors import DamagedModel, ModelNotFound, UsageError, first_line
 from .refs import NeuronRef
 from .sources import Source
 from .weights import SafetensorsIndex, has_safetensors

@@ -7,9 +7,9 @@ import io
 
 import torch
 
+from ..errors import DamagedModel
 from .adapter import Adapter, DecodeModel, LoadedModel, adapter_for, fp32_norm
 from .arch import SUPPORTED
-from .errors import DamagedModel
 from .loading import load_tokenizer, quiet, reading
 from .sources import Source
 

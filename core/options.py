@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import DeviceError, UsageError
+from ..errors import DeviceError, UsageError
 
 DTYPES = ("auto", "float32", "bfloat16")
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d{1,3})?)$")

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from ..cache.catalog import Lock, cache_path, decode_lock, remove_files, remove_stale
 from ..cache.store import RECIPE_VERSION, Store
-from .errors import CorruptCache
+from ..errors import CorruptCache
 from .modelinfo import ModelInfo, inspect_model
 from .options import check_dtype
 from .provenance import provenance

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import BadNeuronRef
+from ..errors import BadNeuronRef
 
 _REF = re.compile(r"^\s*[Ll]?(\d+)\s*:\s*[Nn]?(\d+)\s*$")
 

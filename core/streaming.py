@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import DamagedModel
 from .adapter import DecodeModel, LoadedModel, adapter_for
-from .errors import DamagedModel
 from .loading import load_tokenizer, quiet, reading
 from .sources import Source
 from .weights import SafetensorsIndex, read_fd

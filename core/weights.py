@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DamagedModel, first_line
+from ..errors import DamagedModel, first_line
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"

@@ -14,7 +14,8 @@ See README, "In a notebook".
 """
 from .api import CachedModel, ClampReport, Model, Neuron, Records, compare, models, open
 from .cache.store import Hit, TopToken
-from .core.errors import (
+from .core.refs import NeuronRef
+from .errors import (
                           BadNeuronRef,
                           CacheError,
                           DamagedModel,
@@ -23,7 +24,6 @@ from .core.errors import (
                           UnsupportedModel,
                           UsageError,
 )
-from .core.refs import NeuronRef
 
 __version__ = "0.1.0"
 __all__ = ["BadNeuronRef", "CacheError", "CachedModel", "ClampReport", "DamagedModel", "Hit", "Model",

@@ -23,12 +23,12 @@ from .cache.catalog import cache_path, list_caches
 from .cache.store import Hit, Store, TopToken
 from .concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
 from .core.clamp import MODES, ClampSet, load_preset
-from .core.errors import UsageError
 from .core.experiment import Experiment, GenSettings, settings_from
 from .core.modelinfo import ModelInfo, inspect_model
 from .core.options import check_device_name, check_dtype
 from .core.provenance import provenance
 from .core.sources import Source, resolve
+from .errors import UsageError
 from .model_extras import TextAndConcepts
 from .neuron import Neuron
 from .results import CachedModel, ClampReport, Records, as_clamps, as_ref, check_view_direction, tqdm_progress
@@ -114,7 +114,7 @@ class Model(TextAndConcepts):
                on_unit: Callable[[int, str], None] | None = None, announce: bool = True):
         """Decode every neuron of ``views`` (default: all the model has), both directions, into the cache;
         resumes an interrupted decode, returns at once when everything is there. ``cancel`` (an Event) stops
-        it between chunks (finished units are kept; core.errors.Cancelled is raised). Returns a
+        it between chunks (finished units are kept; neuroscope.errors.Cancelled is raised). Returns a
         DecodeResult."""
         from .core.options import under_torchrun
         from .core.pipeline import ensure_decoded
@@ -338,7 +338,7 @@ class Model(TextAndConcepts):
 
 
 def open(model: str, cache_dir=None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
-         progress: bool | ProgressFactory = True, note: Note | None = None) -> Model:  # noqa: A001
+         progress: bool | ProgressFactory = True, note: Note | None = None) -> Model:
     """A model by name: ``demo``, a Hugging Face folder, a .gguf file or a hub id. Nothing is loaded or
     decoded until needed; a name that names nothing fails here (ModelNotFound)."""
     opened = Model(resolve(model), cache_dir, device, dtype, trust_remote_code, progress, note)

@@ -7,8 +7,8 @@ import threading
 
 from .cache.examples import Examples
 from .cache.store import Store
-from .core.errors import UsageError
 from .core.refs import NeuronRef
+from .errors import UsageError
 from .results import Records, as_ref
 
 MAX_TOKENS = 100_000_000
@@ -29,7 +29,7 @@ def check_examples_args(tokens: int, per_neuron: int, window: int, batch: int) -
 def trace(model, prompt: str, chat: bool = False, top: int = 10, neurons=None):
     """Every token's ``top`` neurons by |activation| (with their decoded labels: the top token of the down
     view in the direction of the activation's sign), and with ``neurons`` their activation at every token."""
-    from .core.errors import GenerationError
+    from .errors import GenerationError
 
     if not isinstance(prompt, str) or not prompt.strip():   # before torch and the tokenizer (5 s for a GGUF's)
         raise GenerationError("the prompt is empty: give --prompt TEXT")

@@ -17,10 +17,10 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a usage problem as the (sub)command's usage and one error line, exit code 2; a
     misspelt command, option or choice gets a did-you-mean (difflib: argparse's own arrives with 3.14)."""
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):
         import re
 
-        from .core.errors import one_line
+        from .errors import one_line
 
         hint = self.suggestion(message)
         command = re.match(r"argument COMMAND: invalid choice: ('.*?') \(choose from (.*)\)$", message)
@@ -285,7 +285,7 @@ def parse(argv: list[str]):
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["tui", *argv]            # no command: the app (neuroscope --cache-dir DIR works too)
     from . import config
-    from .core.errors import UsageError, one_line
+    from .errors import UsageError, one_line
 
     args = build_parser().parse_args(argv)
     try:

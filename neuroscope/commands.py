@@ -17,8 +17,8 @@ from . import api
 from .cache.catalog import mark_used, most_recent
 from .cache.store import translate
 from .concepts import Label
-from .core.errors import NeuroscopeError, UsageError, one_line
 from .core.refs import NeuronRef
+from .errors import NeuroscopeError, UsageError, one_line
 from .output import _emit_json, fmt_prob, note, open_model
 
 
@@ -76,7 +76,7 @@ def dispatch(args, table: dict | None = None) -> int:
         return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # noqa: BLE001 - typed user errors become one line; the rest is re-raised
+    except Exception as exc:
         message = user_message(exc)
         if message is None:
             raise
@@ -226,7 +226,7 @@ def prepare_tui(args):
         _ = model.info                    # a damaged or unsupported model: one line, not an app that fails
     if model.path.exists():
         from .concepts import ensure_labels
-        from .core.errors import CacheError
+        from .errors import CacheError
 
         try:
             ensure_labels(model.path, note)   # a cache made before labels: labelled once, announced here

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .cache.labels import Labels, concept_key
-from .core.errors import UsageError
+from .errors import UsageError
 from .results import Records
 
 BY = ("score", "mass", "prob", "entropy", "copy", "suppression", "cosine")

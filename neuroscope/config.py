@@ -23,8 +23,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core.errors import UsageError
 from .core.options import check_device_name, check_dtype
+from .errors import UsageError
 
 ENV = "NEUROSCOPE_CONFIG"
 DEFAULTS = {"cache_dir": str, "device": str, "dtype": str, "chat_prompt": str, "chat_max_new_tokens": int}

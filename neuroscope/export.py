@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache.labels import Labels
-from .core.errors import UsageError
+from .errors import UsageError
 
 FORMATS = ("jsonl", "csv", "parquet")
 

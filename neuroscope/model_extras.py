@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from .core.errors import UsageError
+from .errors import UsageError
 from .results import Records, as_ref, check_view_direction
 
 

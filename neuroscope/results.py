@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, is_dataclass
 
 from .core.clamp import Clamp, parse_value
-from .core.errors import UsageError
 from .core.experiment import Experiment
 from .core.refs import NeuronRef
+from .errors import UsageError
 
 
 class Records(list):

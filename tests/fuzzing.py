@@ -225,7 +225,7 @@ def run(args: list[str]) -> Outcome:
             code = commands.dispatch(parse(list(args)), table)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:  # noqa: BLE001 - a traceback is exactly what this harness reports
+        except BaseException:
             tb = traceback.format_exc()
     return Outcome(list(args), code, out.getvalue(), err.getvalue(), tb)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import neuroscope
-from neuroscope.core.errors import Cancelled
+from neuroscope.errors import Cancelled
 
 from .fuzzing import run, snapshot
 from .models import FIRING, build_firing_llama, firing_corpus, vocab

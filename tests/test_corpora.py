@@ -18,7 +18,7 @@ import neuroscope
 from neuroscope.cache.examples import Examples
 from neuroscope.core import corpus as corpus_mod
 from neuroscope.core.corpus import open_corpus, windows
-from neuroscope.core.errors import UsageError
+from neuroscope.errors import UsageError
 
 from .fuzzing import run, snapshot
 from .models import FIRING, build_firing_llama, vocab

@@ -17,7 +17,7 @@ import pytest
 
 import neuroscope
 from neuroscope.cache.store import Store
-from neuroscope.core.errors import NeuroscopeError
+from neuroscope.errors import NeuroscopeError
 
 from .models import build_slow_llama
 

@@ -14,7 +14,7 @@ import pytest
 
 import neuroscope
 from neuroscope.cli import main
-from neuroscope.core.errors import BadNeuronRef
+from neuroscope.errors import BadNeuronRef
 
 from .fuzzing import split_usage
 
@@ -218,7 +218,7 @@ def test_demo_refuses_in_well_under_a_second(capsys, forbid, tmp_path):
 
 def test_api_activations_refuse_an_empty_prompt_before_the_load(forbid, m, tmp_path):
     """Model.activations checks the prompt with the tokenizer alone: the weights are never read."""
-    from neuroscope.core.errors import GenerationError
+    from neuroscope.errors import GenerationError
 
     model = neuroscope.open(m["llama"], cache_dir=tmp_path, progress=False)
     model.tokenizer()                                  # allowed: what the check needs

@@ -5,9 +5,9 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
-from ..core.errors import BadNeuronRef, ModelNotFound, NeuroscopeError
 from ..core.refs import NeuronRef
 from ..core.sources import Source, resolve
+from ..errors import BadNeuronRef, ModelNotFound, NeuroscopeError
 from . import keys
 from .commands import NeuroscopeCommands
 from .options import Options

@@ -16,7 +16,7 @@ Only one chunk of logits is ever held.
 """
 from __future__ import annotations
 
-from ..errors import Cancelled
+from ...errors import Cancelled
 from .decoder import Decoder, DecodeRecipe, chunk_rows
 from .device import dtype_name, pick_device, pick_dtype
 from .head import Head

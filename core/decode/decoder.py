@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ...errors import Cancelled, DamagedModel, UsageError
 from .. import kernels
 from ..adapter import Adapter
-from ..errors import Cancelled, DamagedModel, UsageError
 from ..kernels import BLOCK
 from .device import pick_device, pick_dtype
 from .head import Head

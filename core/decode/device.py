@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import DeviceError, UsageError
+from ...errors import DeviceError, UsageError
 from ..options import check_device_name
 
 

@@ -6,8 +6,8 @@ from typing import Callable
 
 import torch
 
+from ...errors import DamagedModel
 from ..adapter import Adapter, fp32_norm
-from ..errors import DamagedModel
 
 
 @dataclass

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from neuroscope.cache.store import Store, normalize
-from neuroscope.core.errors import CorruptCache
+from neuroscope.errors import CorruptCache
 
 from ..models import vocab
 

@@ -183,7 +183,7 @@ def read_while_decoding(cache: Path, reference: Path, stop: threading.Event, see
                 seen.add(os.stat(lock).st_ino)
         except FileNotFoundError:
             pass
-        except Exception as exc:   # noqa: BLE001 - reported by the test, with the round
+        except Exception as exc:
             errors.append(repr(exc))
         time.sleep(0.02)
 

@@ -133,7 +133,7 @@ def test_a_locked_cache_is_reported_never_rebuilt(model_dirs, cache_dir, monkeyp
     import sqlite3
 
     from neuroscope.cache import store as store_module
-    from neuroscope.core.errors import CacheBusy
+    from neuroscope.errors import CacheBusy
 
     source = resolve(str(model_dirs["neox"]))
     path = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32").path

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from neuroscope.cache.store import Store
-from neuroscope.core.errors import DamagedModel
 from neuroscope.core.models import load, load_for_decode
 from neuroscope.core.pipeline import ensure_decoded
 from neuroscope.core.sources import resolve
+from neuroscope.errors import DamagedModel
 
 from ..models import build
 

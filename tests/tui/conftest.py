@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_model import PLANTED_LAYER, PLANTED_NEURON, PLANTED_TOKEN, build_tiny_llama  # noqa: E402
+from tiny_model import PLANTED_LAYER, PLANTED_NEURON, PLANTED_TOKEN, build_tiny_llama
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -10,7 +10,7 @@ from helpers import static_text, wait_for
 from textual.widgets import Input
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.models import FIRING, build_firing_llama, firing_corpus  # noqa: E402
+from tests.models import FIRING, build_firing_llama, firing_corpus
 
 SIZE = (100, 30)
 

@@ -12,7 +12,7 @@ from textual.worker import Worker, WorkerState
 
 from ...cache.examples import Examples
 from ...cache.labels import Labels
-from ...core.errors import Cancelled
+from ...errors import Cancelled
 from ..messages import AgreementReady, ExamplesDone, progress_messages
 from ..widgets.activity import begin, end
 from ..widgets.agreement_chart import AgreementChart

@@ -16,9 +16,9 @@ from textual.worker import Worker, WorkerState
 
 from ...cache.store import Store
 from ...core.compare import SafetensorsWeights, compare_stores
-from ...core.errors import CorruptCache, Incompatible
 from ...core.refs import NeuronRef
 from ...core.sources import Source
+from ...errors import CorruptCache, Incompatible
 from ..messages import CompareFailed, CompareReady, CompareSearchResults, CompareStatus
 from ..options import Options
 from ..widgets.agreement_chart import AgreementChart
