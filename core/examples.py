@@ -310,7 +310,7 @@ def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int
     from ..cache.examples import Examples
     from ..cache.store import Store
     from .adapter import token_texts
-    from .pipeline import _meta
+    from .pipeline import cache_meta
 
     note = note or (lambda _msg: None)
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
@@ -333,7 +333,7 @@ def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int
         store = Store(path)
         try:
             if not store.ready:
-                store.initialize(_meta(source, info, 10, None), token_texts(tokenizer, info.shape.vocab))
+                store.initialize(cache_meta(source, info, 10, None), token_texts(tokenizer, info.shape.vocab))
             ex = Examples(store)
             ex.create()
             old = ex.spec

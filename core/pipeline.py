@@ -68,7 +68,8 @@ def _discard_reason(path: Path, top_k: int) -> str | None:
     return None
 
 
-def _meta(source: Source, info: ModelInfo, top_k: int, precision: str) -> dict:
+def cache_meta(source: Source, info: ModelInfo, top_k: int, precision: str | None) -> dict:
+    """The meta a new cache of this model starts with (the decode and the examples engine both make one)."""
     return dict(name=source.name, source=source.source, fingerprint=source.fingerprint, **provenance(source),
                 recipe=RECIPE_VERSION, top_k=top_k, arch=info.arch, layers=info.layers,
                 neurons_per_layer=info.neurons, hidden=info.shape.hidden, views=list(info.views),
@@ -97,7 +98,7 @@ def open_for_decode(source: Source, lm, info: ModelInfo, views: Sequence[str], t
     store = Store(path, handoff=True)  # units are written from the decoder's writer thread
     try:
         if not store.ready:
-            store.initialize(_meta(source, info, top_k, auto_dtype if dtype == "auto" else dtype),
+            store.initialize(cache_meta(source, info, top_k, auto_dtype if dtype == "auto" else dtype),
                              texts if texts is not None else lm.token_texts(), tables)
         done = store.done_units()
         held = store.precision if done else None
