@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from ...errors import Cancelled, DamagedModel, UsageError
-from .. import kernels
 from ..adapter import Adapter
-from ..kernels import BLOCK
+from . import kernels
 from .device import pick_device, pick_dtype
 from .head import Head
+from .kernels import BLOCK
 from .scorer import Scorer
 
 # torch < 2.5 names it only under torch.cuda

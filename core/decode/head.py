@@ -17,7 +17,7 @@ class Head:
     adapter: Adapter
     device: torch.device
     mm_dtype: torch.dtype
-    dot: Callable | None = None    # fused gather-dot (core.kernels.gather_dot) for the exact rescoring
+    dot: Callable | None = None    # fused gather-dot (core.decode.kernels.gather_dot) for the exact rescoring
     w_exact: torch.Tensor = field(init=False)
     w_mm: torch.Tensor = field(init=False)
 

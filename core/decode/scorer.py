@@ -1,5 +1,5 @@
 """Top-k of softmax(lm_head(x)) for chunks of normalised vectors: the classic torch passes and the
-blockwise scorer (block statistics from core.kernels or their torch twins), both ending in the same exact
+blockwise scorer (block statistics from core.decode.kernels or their torch twins), both ending in the same exact
 float32 rescoring of a small candidate set."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Callable
 
 import torch
 
-from ..kernels import BLOCK
 from .head import Head
+from .kernels import BLOCK
 
 MAX_HALF_RANGE = 80.0  # exp(80) and exp(-80) are both safe in float32
 HEAD_SLICE = 8192      # vocabulary rows per bf16 matmul
@@ -37,7 +37,7 @@ class Scorer:
     def __init__(self, head: Head, top_k: int, stats: Callable | None = None):
         self.head = head
         # blockwise scoring (the GPU path): per-64-token-block max/min/partial sums from one pass over the
-        # logits (core.kernels.block_stats or its torch twin); only for heads without bias or soft-capping
+        # logits (core.decode.kernels.block_stats or its torch twin); only for heads without bias or soft-capping
         self.stats = stats if head.blockwise_ok else None
         self.k = min(top_k, head.vocab)
         # bf16 rounding can reorder near-ties, so take a margin of candidates for the exact rescoring.

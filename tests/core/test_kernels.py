@@ -2,7 +2,7 @@
 
 The kernels run here in Triton's interpreter (TRITON_INTERPRET=1, in a child process so the setting
 cannot leak into other tests); on a GPU the decoder compiles them and checks them against the same torch
-twins before using them (core.kernels.fused_ok)."""
+twins before using them (core.decode.kernels.fused_ok)."""
 import importlib.util
 import json
 import math
@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuroscope.core import kernels
-from neuroscope.core.decode import Decoder, DecodeRecipe, Head, Scorer
+from neuroscope.core.decode import Decoder, DecodeRecipe, Head, Scorer, kernels
 from neuroscope.core.models import load_for_decode
 from neuroscope.core.sources import resolve
 
@@ -96,7 +95,7 @@ def test_auto_engine_on_cpu_is_classic(model_dirs):
 
 INTERPRETED = """
 import json, torch
-from neuroscope.core import kernels
+from neuroscope.core.decode import kernels
 assert kernels.fused_ok("cpu")
 gen = torch.Generator().manual_seed(4)
 out = {{}}
