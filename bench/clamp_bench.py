@@ -26,8 +26,8 @@ def main() -> None:
     from neuroscope.core import generate as gen
     from neuroscope.core.clamp import Clamp, ClampSet
     from neuroscope.core.generate import GenSettings, build_prompt, generation_config
-    from neuroscope.core.models import load
-    from neuroscope.core.sources import resolve
+    from neuroscope.core.loading.models import load
+    from neuroscope.core.loading.sources import resolve
 
     lm = load(resolve(args.model))
     clamps = ClampSet([Clamp.parse(s) for s in args.clamps.split(",")]).check(lm.adapter.num_layers,

@@ -41,7 +41,7 @@ def engine_bench() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from neuroscope.core.decode import Decoder, DecodeRecipe
-    from neuroscope.core.models import adapter_for
+    from neuroscope.core.loading.models import adapter_for
 
     cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=2,
                       num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)

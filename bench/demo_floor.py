@@ -6,7 +6,7 @@ t0 = time.perf_counter()
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from neuroscope.core.sources import demo_gguf  # noqa: E402  (torch-free: just finds the file)
+from neuroscope.core.loading.sources import demo_gguf  # noqa: E402  (torch-free: just finds the file)
 
 path = demo_gguf()
 transformers.utils.logging.disable_progress_bar()

@@ -32,8 +32,8 @@ def main() -> int:
 
     from hypothesis import HealthCheck, Phase, given, seed, settings
 
+    from neuroscope.core.loading.sources import resolve
     from neuroscope.core.pipeline import ensure_decoded
-    from neuroscope.core.sources import resolve
     from tests.fuzzing import argv, run, snapshot, writes_by_design
     from tests.models import build
 

@@ -114,9 +114,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from neuroscope.core.decode import Decoder, DecodeRecipe, pick_device
+    from neuroscope.core.loading.sources import resolve
+    from neuroscope.core.loading.streaming import load_streaming
     from neuroscope.core.pipeline import ensure_decoded
-    from neuroscope.core.sources import resolve
-    from neuroscope.core.streaming import load_streaming
 
     device = pick_device(args.device)
     shape = args.shapes or ("llama-3.1-8b" if device.type == "cuda" else "tiny")

@@ -38,7 +38,7 @@ def first_paint(model: str, cache_dir: str, runs: int = 3) -> list[float]:
 def filter_times(model: str, cache_dir: str, queries: list[str]) -> None:
     from neuroscope.cache.catalog import cache_path
     from neuroscope.cache.store import Store
-    from neuroscope.core.sources import resolve
+    from neuroscope.core.loading.sources import resolve
     from neuroscope.tui.screens.main import MAX_RANK, RESULT_LIMIT
 
     source = resolve(model)

@@ -3,8 +3,8 @@
 Everything neuroscope knows about an architecture lives in its :class:`Family` entry: which config
 ``model_type`` values and GGUF architectures it covers, where the MLP, its views, the final norm and
 the LM head sit in the transformers module tree (and so in safetensors names), the GGUF tensor names,
-the config keys of its shape, and its activation and norm kinds. Loading (core.models), streaming
-(core.streaming), the GGUF reader (core.gguf_fast), compare's weight reader, clamping and the cheap
+the config keys of its shape, and its activation and norm kinds. Loading (core.loading.models), streaming
+(core.loading.streaming), the GGUF reader (core.loading.gguf_fast), compare's weight reader, clamping and the cheap
 pre-load checks (core.inspect) all read it from here.
 
 Adding a family is one entry below plus a fixture model in tests/models.py (see README, Development).

@@ -16,10 +16,10 @@ import numpy as np
 
 from ..errors import Incompatible
 from .arch import by_weight_names
-from .modelinfo import ModelInfo, inspect_model
+from .loading.modelinfo import ModelInfo, inspect_model
+from .loading.sources import Source
+from .loading.weights import SafetensorsIndex, has_safetensors
 from .refs import NeuronRef
-from .sources import Source
-from .weights import SafetensorsIndex, has_safetensors
 
 __all__ = ["Incompatible", "compare_stores", "neuron_cosines", "precheck"]
 
@@ -205,7 +205,7 @@ class SafetensorsWeights:
 def _torch_reader(loaded: dict) -> Callable:
     """Vectors through ``models.load`` (imports torch: only for GGUF / .bin models); loads each model once."""
     def read(source: Source, layer: int, view: str, neurons: Sequence[int]) -> np.ndarray:
-        from .models import load
+        from .loading.models import load
 
         if source.source not in loaded:
             loaded[source.source] = load(source)

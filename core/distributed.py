@@ -20,8 +20,8 @@ import torch.distributed as dist
 
 from ..errors import DeviceError
 from .decode import pick_device
+from .loading.sources import Source
 from .options import under_torchrun
-from .sources import Source
 
 
 def _free_port() -> int:
@@ -80,8 +80,8 @@ def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: 
               rebuild: bool, trust_remote_code: bool, progress=None, note=None):
     from ..cache.catalog import cache_path, decode_lock
     from .decode import Decoder, DecodeRecipe, dtype_name, pick_dtype
-    from .modelinfo import inspect_model
-    from .models import load_for_decode
+    from .loading.modelinfo import inspect_model
+    from .loading.models import load_for_decode
     from .options import check_dtype
     from .pipeline import DecodeResult, discard_if_empty, open_for_decode
 

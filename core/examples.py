@@ -309,7 +309,7 @@ def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int
     from ..cache.catalog import cache_path, decode_lock
     from ..cache.examples import Examples
     from ..cache.store import Store
-    from .adapter import token_texts
+    from .loading.adapter import token_texts
     from .pipeline import cache_meta
 
     note = note or (lambda _msg: None)

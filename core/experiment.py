@@ -81,7 +81,7 @@ class Experiment:
         return self
 
     def check_model(self, info) -> "Experiment":
-        """What the model's headers (a core.modelinfo.ModelInfo) can tell: ranges, context, chat template."""
+        """What the model's headers (a core.loading.modelinfo.ModelInfo) can tell: ranges, context, chat template."""
         self.clamps.check(info.layers, info.neurons)
         info.check_new_tokens(self.settings.max_new_tokens)
         if self.settings.chat and not info.chat_template:

@@ -1,7 +1,7 @@
 """Decode a model into its cache file: check first, resume what is there, skip what is done, commit unit
 by unit.
 
-Order of work: the model's headers are checked (core.modelinfo) and the device is found before anything
+Order of work: the model's headers are checked (core.loading.modelinfo) and the device is found before anything
 is created in the cache folder; a cache that already holds what was asked is read without a lock and
 without loading the model; otherwise, under the decode lock, stale or corrupt caches are removed
 (announced), meta and vocabulary are written in one transaction, and each (layer, view) is committed as
@@ -19,10 +19,10 @@ from typing import Callable, Sequence
 from ..cache.catalog import Lock, cache_path, decode_lock, remove_files, remove_stale
 from ..cache.store import RECIPE_VERSION, Store
 from ..errors import CorruptCache
-from .modelinfo import ModelInfo, inspect_model
+from .loading.modelinfo import ModelInfo, inspect_model
+from .loading.provenance import provenance
+from .loading.sources import Source
 from .options import check_dtype
-from .provenance import provenance
-from .sources import Source
 
 Note = Callable[[str], None]
 
@@ -152,7 +152,7 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
     if cached is not None:  # nothing to do: no lock, no model load
         return result(cached)
     from .decode import Decoder, DecodeRecipe, dtype_name, pick_device, pick_dtype
-    from .models import load_for_decode
+    from .loading.models import load_for_decode
 
     dev = pick_device(device)            # a missing GPU is reported before any file is created
     auto = dtype_name(pick_dtype("auto", dev))

@@ -24,10 +24,10 @@ from .cache.store import Hit, Store, TopToken
 from .concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
 from .core.clamp import MODES, ClampSet, load_preset
 from .core.experiment import Experiment, GenSettings, settings_from
-from .core.modelinfo import ModelInfo, inspect_model
+from .core.loading.modelinfo import ModelInfo, inspect_model
+from .core.loading.provenance import provenance
+from .core.loading.sources import Source, resolve
 from .core.options import check_device_name, check_dtype
-from .core.provenance import provenance
-from .core.sources import Source, resolve
 from .errors import UsageError
 from .model_extras import TextAndConcepts
 from .neuron import Neuron
@@ -66,7 +66,7 @@ class Model(TextAndConcepts):
 
     @property
     def provenance(self) -> dict:
-        """``{"hub_id", "revision"}``, each None when unknown (core.sources.provenance); every command's JSON
+        """``{"hub_id", "revision"}``, each None when unknown (core.loading.sources.provenance); every command's JSON
         carries them."""
         if self._provenance is None:
             self._provenance = provenance(self.source)
@@ -226,7 +226,7 @@ class Model(TextAndConcepts):
         """The model's tokenizer alone (loaded once; prompts are checked with it before the model loads)."""
         with self._lm_lock:
             if self._tokenizer is None:
-                from .core.models import load_tokenizer
+                from .core.loading.models import load_tokenizer
 
                 self._tokenizer = load_tokenizer(self.source, self.trust_remote_code)
             return self._tokenizer
@@ -239,7 +239,7 @@ class Model(TextAndConcepts):
                 import torch
 
                 from .core.decode import pick_device
-                from .core.models import load
+                from .core.loading.models import load
 
                 device = pick_device(self.device)
                 self.note(f"loading {self.name} ({self.source.source})")

@@ -77,7 +77,7 @@ def check_concept_word(model, word: str) -> None:
     key = _key(word)
     if model.is_decoded():                       # what model.store() asks before it would decode
         return
-    from .core.adapter import token_texts
+    from .core.loading.adapter import token_texts
 
     if not any(concept_key(t) == key for t in token_texts(model.tokenizer(), model.info.shape.vocab)):
         raise _no_token_has(model.name, key)
@@ -218,7 +218,7 @@ def ensure_cosines(model) -> None:
         todo = missing_cosines(store)
     if not todo:
         return
-    from .core.models import load_for_decode
+    from .core.loading.models import load_for_decode
 
     model.note(f"measuring read/write cosines of {model.name} from its weights (once; {len(todo)} layer-views)")
     adapter = load_for_decode(model.source, trust_remote_code=model.trust_remote_code).adapter

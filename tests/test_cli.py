@@ -124,7 +124,7 @@ def test_corrupt_cache_is_reported(model_dirs, tmp_path):
 
 def test_most_recently_used_model(model_dirs, tmp_path):
     from neuroscope.cache.catalog import mark_used, most_recent
-    from neuroscope.core.sources import resolve
+    from neuroscope.core.loading.sources import resolve
 
     cache = tmp_path / "mru"
     assert most_recent(cache) is None                       # nothing cached: the app opens demo

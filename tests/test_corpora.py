@@ -159,7 +159,7 @@ def test_the_default_corpus_is_named():
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Loading the model or its tokenizer fails the test: bad corpus input must be refused before."""
-    from neuroscope.core import models
+    from neuroscope.core.loading import models
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("the model (or its tokenizer) was loaded on bad corpus input")

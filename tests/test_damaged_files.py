@@ -45,7 +45,7 @@ def cut_points(size: int, header: int) -> list[int]:
 
 def header_size(which: str, data: bytes, path) -> int:
     if which == "gguf":
-        from neuroscope.core.gguf_fast import GGUFFile
+        from neuroscope.core.loading.gguf_fast import GGUFFile
 
         return GGUFFile(path).data_start
     if which.endswith(".safetensors"):
@@ -154,8 +154,8 @@ def test_nan_weights_are_named(originals, tmp_path):
 
 def test_gguf_decodes_like_its_safetensors(originals, tmp_path):
     from neuroscope.cache.store import Store
+    from neuroscope.core.loading.sources import resolve
     from neuroscope.core.pipeline import ensure_decoded
-    from neuroscope.core.sources import resolve
 
     a = ensure_decoded(resolve(str(originals["gguf"])), cache_dir=tmp_path, device="cpu", dtype="float32")
     b = ensure_decoded(resolve(str(originals["folder"])), cache_dir=tmp_path, device="cpu", dtype="float32")

@@ -39,8 +39,8 @@ def test_fast_gguf_path_equals_transformers_load():
     """The decode-only GGUF reader must hand the engine exactly what transformers' full load does."""
     import torch
 
-    from neuroscope.core.models import load, load_for_decode
-    from neuroscope.core.sources import resolve
+    from neuroscope.core.loading.models import load, load_for_decode
+    from neuroscope.core.loading.sources import resolve
 
     source = resolve("demo")
     fast, full = load_for_decode(source), load(source)
@@ -57,7 +57,7 @@ def test_fast_gguf_path_equals_transformers_load():
 
 def test_the_gguf_path_reaches_the_demo_cache(demo_cache):
     """`demo` and its GGUF path are one model: one cache file, reused, under the name it was made with."""
-    from neuroscope.core.sources import demo_gguf
+    from neuroscope.core.loading.sources import demo_gguf
 
     test_demo_search_dog(demo_cache)              # makes sure demo is decoded (cached after the first test)
     before = sorted(os.listdir(demo_cache))

@@ -15,8 +15,8 @@ CASES = {"decode": 50, "show": 70, "search": 60, "models": 20, "clamp": 90, "com
 def world(model_dirs, tmp_path_factory):
     """Decoded tiny models in a cache folder of their own, and a sandbox to run in (relative paths that the
     fuzzer types land there; presets are saved there)."""
+    from neuroscope.core.loading.sources import resolve
     from neuroscope.core.pipeline import ensure_decoded
-    from neuroscope.core.sources import resolve
 
     root = tmp_path_factory.mktemp("fuzz")
     cache = root / "cache"

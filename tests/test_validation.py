@@ -29,7 +29,9 @@ class Forbidden:
         import transformers
         from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-        from neuroscope.core import gguf_fast, loading, models, pipeline, streaming, weights
+        from neuroscope.core import pipeline
+        from neuroscope.core.loading import gguf_fast, models, streaming, weights
+        from neuroscope.core.loading import reading as loading
 
         self.calls: list[str] = []
         weights_ = [(transformers.AutoModelForCausalLM, "from_pretrained"), (PreTrainedModel, "from_pretrained"),

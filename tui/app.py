@@ -5,8 +5,8 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
+from ..core.loading.sources import Source, resolve
 from ..core.refs import NeuronRef
-from ..core.sources import Source, resolve
 from ..errors import BadNeuronRef, ModelNotFound, NeuroscopeError
 from . import keys
 from .commands import NeuroscopeCommands

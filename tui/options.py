@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..api import Model
-from ..core.sources import Source
+from ..core.loading.sources import Source
 
 DEFAULT_PROMPT = "What is your favourite animal?"
 MAX_NEW_TOKENS = 48

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ...errors import Cancelled, DamagedModel, UsageError
-from ..adapter import Adapter
+from ..loading.adapter import Adapter
 from . import kernels
 from .device import pick_device, pick_dtype
 from .head import Head

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 
 from ...errors import DamagedModel
-from ..adapter import Adapter, fp32_norm
+from ..loading.adapter import Adapter, fp32_norm
 
 
 @dataclass

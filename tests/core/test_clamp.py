@@ -16,10 +16,10 @@ from neuroscope.core.clamp import (
     save_preset,
 )
 from neuroscope.core.generate import GenSettings, build_prompt, generate, next_token_probs
+from neuroscope.core.loading.models import load
+from neuroscope.core.loading.sources import resolve
 from neuroscope.core.measure import Experiment, contains_word, run_experiment, target_token
-from neuroscope.core.models import load
 from neuroscope.core.refs import NeuronRef
-from neuroscope.core.sources import resolve
 from neuroscope.errors import GenerationError
 
 from ..models import CLAMP_PLANTED, CLAMP_WORD, build_clamp_llama

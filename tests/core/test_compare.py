@@ -19,9 +19,9 @@ from neuroscope.core.compare import (
     neuron_cosines,
     precheck,
 )
+from neuroscope.core.loading.sources import resolve
 from neuroscope.core.pipeline import ensure_decoded
 from neuroscope.core.refs import NeuronRef
-from neuroscope.core.sources import resolve
 
 from .. import reference
 from ..models import build

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from neuroscope.cache.store import Store
+from neuroscope.core.loading.sources import resolve
 from neuroscope.core.pipeline import ensure_decoded
-from neuroscope.core.sources import resolve
 
 from .. import reference
 from ..models import PLANTED, PLANTED_TOKEN, vocab

@@ -41,8 +41,8 @@ def test_decodes_like_its_float64_reference(families, tmp_path, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_streamed_and_whole_loads_agree_and_clamping_hooks_the_down_projection(families, kind):
     from neuroscope.core.clamp import Clamp, ClampSet, clamped, hooks_installed
-    from neuroscope.core.models import load, load_for_decode
-    from neuroscope.core.sources import resolve
+    from neuroscope.core.loading.models import load, load_for_decode
+    from neuroscope.core.loading.sources import resolve
 
     source = resolve(str(families[kind]))
     streamed, whole = load_for_decode(source), load(source)

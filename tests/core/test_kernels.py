@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from neuroscope.core.decode import Decoder, DecodeRecipe, Head, Scorer, kernels
-from neuroscope.core.models import load_for_decode
-from neuroscope.core.sources import resolve
+from neuroscope.core.loading.models import load_for_decode
+from neuroscope.core.loading.sources import resolve
 
 from .. import reference
 from .test_decode import VIEWS
@@ -109,8 +109,8 @@ cols = torch.randint(0, 700, (7, 36), generator=gen)
 ref = (w.double()[cols] * x.double()[:, None, :]).sum(-1)
 out["dot"] = float((kernels.gather_dot(x, w, cols).double() - ref).abs().max())
 from neuroscope.core.decode import DecodeRecipe, Decoder
-from neuroscope.core.models import load_for_decode
-from neuroscope.core.sources import resolve
+from neuroscope.core.loading.models import load_for_decode
+from neuroscope.core.loading.sources import resolve
 lm = load_for_decode(resolve({model!r}))
 dec = Decoder(lm.adapter, DecodeRecipe(device="cpu", dtype="float32", engine="blockwise"))
 out["engine"] = dec.engine

@@ -11,8 +11,8 @@ import torch
 from neuroscope.cache.catalog import cache_path
 from neuroscope.cache.store import Store
 from neuroscope.core.decode import Cancelled
+from neuroscope.core.loading.sources import resolve
 from neuroscope.core.pipeline import ensure_decoded
-from neuroscope.core.sources import resolve
 
 from ..models import build
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from neuroscope.cache.store import Store
-from neuroscope.core.models import load, load_for_decode
+from neuroscope.core.loading.models import load, load_for_decode
+from neuroscope.core.loading.sources import resolve
 from neuroscope.core.pipeline import ensure_decoded
-from neuroscope.core.sources import resolve
 from neuroscope.errors import DamagedModel
 
 from ..models import build
@@ -69,7 +69,7 @@ def test_large_tensors_are_read_in_parallel_pieces(model_dirs, monkeypatch):
     """Reads split into many pieces (some ending mid-element) still give every tensor byte for byte."""
     from safetensors.torch import load_file
 
-    from neuroscope.core import streaming
+    from neuroscope.core.loading import streaming
 
     monkeypatch.setattr(streaming, "PIECE", 1001)
     folder = model_dirs["llama"]
@@ -83,7 +83,7 @@ def test_large_tensors_are_read_in_parallel_pieces(model_dirs, monkeypatch):
 def test_truncated_checkpoint_read_in_pieces_is_a_clear_error(model_dirs, tmp_path, monkeypatch):
     import shutil
 
-    from neuroscope.core import streaming
+    from neuroscope.core.loading import streaming
 
     monkeypatch.setattr(streaming, "PIECE", 1001)
     folder = tmp_path / "cut"

@@ -35,8 +35,8 @@ class TinyModel:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> TinyModel:
+    from neuroscope.core.loading.sources import resolve
     from neuroscope.core.pipeline import ensure_decoded
-    from neuroscope.core.sources import resolve
 
     root = tmp_path_factory.mktemp("tui")
     folder = build_tiny_llama(root / "tiny-llama")
@@ -48,7 +48,7 @@ def tiny_model(tmp_path_factory) -> TinyModel:
 @pytest.fixture
 def app_factory(tiny_model):
     """Make a NeuroscopeApp on the decoded tiny model (or on another cache folder)."""
-    from neuroscope.core.sources import resolve
+    from neuroscope.core.loading.sources import resolve
     from neuroscope.tui.app import NeuroscopeApp
     from neuroscope.tui.options import Options
 

@@ -19,7 +19,7 @@ LOAD_S = 1.6
 
 @pytest.fixture
 def slow_load(monkeypatch):
-    import neuroscope.core.models as models
+    import neuroscope.core.loading.models as models
 
     real = models.load
 

@@ -33,8 +33,8 @@ async def add_clamp(pilot, value: str | None = None):
 
 def load_slow_model(pane, tiny_model, delay: float):
     """Give the pane its model up front, slowed down so a test can watch it stream and cancel it."""
-    from neuroscope.core.models import load
-    from neuroscope.core.sources import resolve
+    from neuroscope.core.loading.models import load
+    from neuroscope.core.loading.sources import resolve
 
     pane.lm = load(resolve(str(tiny_model.folder)))
     pane.lm.model.register_forward_hook(lambda *args: time.sleep(delay))

@@ -12,7 +12,7 @@ import pytest
 from helpers import static_text, table_cells, wait_for
 from textual.widgets import Input
 
-from neuroscope.core.sources import resolve
+from neuroscope.core.loading.sources import resolve
 from neuroscope.tui.screens.error import ErrorScreen
 from neuroscope.tui.widgets.compare_panes import ONLY
 

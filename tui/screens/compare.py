@@ -16,8 +16,8 @@ from textual.worker import Worker, WorkerState
 
 from ...cache.store import Store
 from ...core.compare import SafetensorsWeights, compare_stores
+from ...core.loading.sources import Source
 from ...core.refs import NeuronRef
-from ...core.sources import Source
 from ...errors import CorruptCache, Incompatible
 from ..messages import CompareFailed, CompareReady, CompareSearchResults, CompareStatus
 from ..options import Options

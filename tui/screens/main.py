@@ -18,8 +18,8 @@ from textual.widgets import DataTable, Header, Input, ProgressBar, Select, Stati
 from textual.worker import Worker, WorkerState
 
 from ...cache.store import Store
+from ...core.loading.sources import Source
 from ...core.refs import NeuronRef
-from ...core.sources import Source
 from ...errors import BadNeuronRef, CacheError, Cancelled
 from ..format import concept_labels, show_token, tree_labels
 from ..messages import DecodeNote, DecodeProgress, SearchResults, UnitCommitted, progress_messages

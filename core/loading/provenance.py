@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from ..errors import DamagedModel, ModelNotFound
+from ...errors import DamagedModel, ModelNotFound
 from .gguf_fast import GGUFFile
 from .sources import HUB_ID, HUB_SNAPSHOT, Source, demo_gguf
 

@@ -7,8 +7,8 @@ import os
 import warnings
 from contextlib import contextmanager
 
-from ..errors import DamagedModel, ModelLoadError, NeuroscopeError, UnsupportedModel, first_line
-from .arch import SUPPORTED
+from ...errors import DamagedModel, ModelLoadError, NeuroscopeError, UnsupportedModel, first_line
+from ..arch import SUPPORTED
 from .sources import Source
 
 

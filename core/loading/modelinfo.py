@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import DamagedModel, ModelNotFound, UsageError, first_line
-from .arch import Family, Shape, by_gguf_arch, by_model_type, config_shape, text_config
-from .refs import NeuronRef
+from ...errors import DamagedModel, ModelNotFound, UsageError, first_line
+from ..arch import Family, Shape, by_gguf_arch, by_model_type, config_shape, text_config
+from ..refs import NeuronRef
 from .sources import Source
 from .weights import SafetensorsIndex, has_safetensors
 

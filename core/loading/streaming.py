@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DamagedModel
+from ...errors import DamagedModel
 from .adapter import DecodeModel, LoadedModel, adapter_for
-from .loading import load_tokenizer, quiet, reading
+from .reading import load_tokenizer, quiet, reading
 from .sources import Source
 from .weights import SafetensorsIndex, read_fd
 

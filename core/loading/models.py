@@ -7,10 +7,10 @@ import io
 
 import torch
 
-from ..errors import DamagedModel
+from ...errors import DamagedModel
+from ..arch import SUPPORTED
 from .adapter import Adapter, DecodeModel, LoadedModel, adapter_for, fp32_norm
-from .arch import SUPPORTED
-from .loading import load_tokenizer, quiet, reading
+from .reading import load_tokenizer, quiet, reading
 from .sources import Source
 
 __all__ = ["SUPPORTED", "Adapter", "DecodeModel", "LoadedModel", "adapter_for", "fp32_norm", "load",
@@ -19,11 +19,11 @@ __all__ = ["SUPPORTED", "Adapter", "DecodeModel", "LoadedModel", "adapter_for", 
 
 def load_for_decode(source: Source, trust_remote_code: bool = False):
     """The cheapest load that decodes exactly like the full model: Llama-family GGUF files de-quantize only
-    the MLP, final norm and head (core.gguf_fast); safetensors checkpoints are streamed matrix by matrix
-    (core.streaming); anything else loads the whole model through transformers."""
+    the MLP, final norm and head (core.loading.gguf_fast); safetensors checkpoints are streamed matrix by matrix
+    (core.loading.streaming); anything else loads the whole model through transformers."""
     if source.kind == "gguf":
+        from ..arch import by_gguf_arch
         from . import gguf_fast
-        from .arch import by_gguf_arch
 
         gg = gguf_fast.GGUFFile(source.path)
         if by_gguf_arch(gg.fields.get("general.architecture")) is not None:

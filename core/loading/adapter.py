@@ -9,8 +9,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import UnsupportedModel
-from .arch import SUPPORTED, Family, by_model_type
+from ...errors import UnsupportedModel
+from ..arch import SUPPORTED, Family, by_model_type
 from .sources import Source
 
 

@@ -1,6 +1,6 @@
 """Safetensors headers of a model folder, read and checked without torch.
 
-One reader for everyone: the pre-load checks (core.inspect), the streamed decode (core.streaming, which
+One reader for everyone: the pre-load checks (core.inspect), the streamed decode (core.loading.streaming, which
 reads tensors into torch) and compare's weight vectors (core.compare, which reads rows with numpy).
 Opening a folder reads only the headers and checks that every tensor's bytes lie inside its file, so a
 truncated or garbled checkpoint is one clear line before any work starts.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DamagedModel, first_line
+from ...errors import DamagedModel, first_line
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"

@@ -5,7 +5,7 @@ for the demo); a decode needs the MLP matrices, the final norm and the head. Thi
 GGUF header itself (a small, documented format), de-quantizes just those tensors with the `gguf`
 package's numpy kernels, and builds the model skeleton from transformers' own classes on the meta
 device, so the final norm is the model's own module. Llama-family GGUFs only; others take the
-transformers path (core.models.load).
+transformers path (core.loading.models.load).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DamagedModel, first_line
-from .arch import by_gguf_arch
+from ...errors import DamagedModel, first_line
+from ..arch import by_gguf_arch
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 
