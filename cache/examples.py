@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..choices import DIRECTIONS
 from .store import Store, guarded
 
 SCHEMA = (
@@ -24,7 +25,7 @@ SCHEMA = (
     "codes BLOB NOT NULL, cases BLOB, positive BLOB NOT NULL)",
 )
 CASES = ("++", "+-", "-+", "--")
-SIGNS = ("pos", "neg")
+SIGNS = DIRECTIONS
 
 
 @dataclass(frozen=True)

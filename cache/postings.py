@@ -13,12 +13,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..choices import DIRECTIONS, MATCH_MODES
+from ..choices import VIEWS as ALL_VIEWS
 from ..errors import UsageError
 from .words import SPACE_MARKERS, normalize  # noqa: F401 - re-exported
-
-DIRECTIONS = ("pos", "neg")
-ALL_VIEWS = ("up", "gate", "down")
-MATCH_MODES = ("word", "exact", "prefix", "contains")
 
 
 @dataclass(frozen=True)

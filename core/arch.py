@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..choices import VIEWS
 from ..errors import DamagedModel, UnsupportedModel
-
-VIEWS = ("up", "gate", "down")
 
 
 @dataclass(frozen=True)

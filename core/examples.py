@@ -17,11 +17,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..choices import DIRECTIONS
 from ..errors import Cancelled
 from .activations import case_codes
 from .clamp import FORWARD_LOCK, down_module
 
-SIGNS = ("pos", "neg")
+SIGNS = DIRECTIONS
 
 
 BUFFER = 1 << 16        # candidates held back before a merge (amortises its fixed costs over batches)

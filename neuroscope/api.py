@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from .cache.catalog import cache_path, list_caches
 from .cache.store import Hit, Store, TopToken
+from .choices import DEFAULT_TOP_K, TOP_K_RANGE
 from .concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
 from .core.clamp import MODES, ClampSet, load_preset
 from .core.experiment import Experiment, GenSettings, settings_from
@@ -36,8 +37,8 @@ from .results import CachedModel, ClampReport, Records, as_clamps, as_ref, check
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
 ProgressFactory = Callable[[str], "tuple[Progress, Callable[[], None]]"]   # label -> (update, close)
-DEFAULT_TOP_K = 10
-MAX_TOP_K = 255
+
+MIN_TOP_K, MAX_TOP_K = TOP_K_RANGE
 
 
 class Model(TextAndConcepts):
@@ -119,8 +120,8 @@ class Model(TextAndConcepts):
         from .core.options import under_torchrun
         from .core.pipeline import ensure_decoded
 
-        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-            raise UsageError(f"top_k must be a whole number from 1 to {MAX_TOP_K}")
+        if not isinstance(top_k, int) or not MIN_TOP_K <= top_k <= MAX_TOP_K:
+            raise UsageError(f"top_k must be a whole number from {MIN_TOP_K} to {MAX_TOP_K}")
         views = self.info.check_views(list(views) if views else None)
         if rebuild or not self.is_decoded(views):
             if not devices:

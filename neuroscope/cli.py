@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .choices import DIRECTIONS, SEARCH_MATCHES, VIEWS
 from .concepts import BY, DEFAULT_BY, DEFAULT_MIN_MASS, DEFAULT_STRENGTH
-
-VIEWS = ("up", "gate", "down")
 
 
 class UsageError(Exception):
@@ -125,7 +124,7 @@ def build_parser() -> Parser:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("neuron", metavar="NEURON", help="L29:N808 or 29:808")
     p.add_argument("--view", choices=VIEWS, default="up")
-    p.add_argument("--direction", choices=("pos", "neg"), default="pos")
+    p.add_argument("--direction", choices=DIRECTIONS, default="pos")
     p.add_argument("--examples", action="store_true", help="add its max-activating examples and GLU cases")
     p.add_argument("--context", type=_positive, default=24, help="with --examples: tokens shown per example")
     p.add_argument("--json", action="store_true")
@@ -134,9 +133,9 @@ def build_parser() -> Parser:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("text", metavar="TEXT")
     p.add_argument("--view", choices=VIEWS, default=None, help="only this view (default: all)")
-    p.add_argument("--direction", choices=("pos", "neg"), default=None, help="only this direction (default: both)")
+    p.add_argument("--direction", choices=DIRECTIONS, default=None, help="only this direction (default: both)")
     p.add_argument("--max-rank", type=_positive, default=1, help="match within each neuron's top R tokens (default 1)")
-    p.add_argument("--match", choices=("word", "exact", "prefix", "contains", "label"), default="word",
+    p.add_argument("--match", choices=SEARCH_MATCHES, default="word",
                    help="word (default): the word's tokens in any case, with or without a leading space, its "
                         "plurals, and its leading pieces (\" Californ\" for California: a vocabulary token of 4+ "
                         "letters spelling half the word or more, 10x rarer than it as a word); exact; prefix; "
@@ -189,7 +188,7 @@ def build_parser() -> Parser:
     p.add_argument("base", metavar="BASE")
     p.add_argument("other", metavar="OTHER")
     p.add_argument("--view", choices=VIEWS, default="up")
-    p.add_argument("--direction", choices=("pos", "neg"), default="pos")
+    p.add_argument("--direction", choices=DIRECTIONS, default="pos")
     p.add_argument("--top", type=_positive, default=50, help="how many most-changed neurons to list (default 50)")
     p.add_argument("--json", action="store_true")
 
@@ -238,7 +237,7 @@ def build_parser() -> Parser:
     p.add_argument("--min-mass", type=float, default=0.0, metavar="M",
                    help="only neurons whose label holds at least M of their top-k mass (0-1, default 0)")
     p.add_argument("--view", choices=VIEWS, default=None)
-    p.add_argument("--direction", choices=("pos", "neg"), default=None)
+    p.add_argument("--direction", choices=DIRECTIONS, default=None)
     p.add_argument("--layer", type=_natural, default=None)
     p.add_argument("--limit", type=_positive, default=20)
     p.add_argument("--json", action="store_true")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, is_dataclass
 
+from .choices import DIRECTIONS, VIEWS
 from .core.clamp import Clamp, parse_value
 from .core.experiment import Experiment
 from .core.refs import NeuronRef
@@ -25,9 +26,9 @@ class Records(list):
 
 
 def check_view_direction(view: str | None, direction: str | None) -> None:
-    if view is not None and view not in ("up", "gate", "down"):
+    if view is not None and view not in VIEWS:
         raise UsageError(f"unknown view {view!r}: choose up, gate or down")
-    if direction is not None and direction not in ("pos", "neg"):
+    if direction is not None and direction not in DIRECTIONS:
         raise UsageError(f"unknown direction {direction!r}: choose pos or neg")
 
 

@@ -7,9 +7,9 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ...choices import VIEWS
 from .. import keys
 
-VIEWS = ("up", "gate", "down")
 VIEW_MEANS = {"up": "what each neuron reads (its up row)", "gate": "what opens each neuron's gate (its gate row)",
               "down": "what each neuron writes (its down column)"}
 DIRECTION_MEANS = {"pos": "what each neuron promotes", "neg": "what each neuron suppresses"}

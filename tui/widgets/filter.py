@@ -8,8 +8,8 @@ from textual.containers import Horizontal
 from textual.widgets import Input, Select
 
 from ...cache.labels import LABEL_FLOOR
-from ...cache.store import MATCH_MODES as TOKEN_MODES
 from ...cache.store import Hit, Store
+from ...choices import SEARCH_MATCHES
 from ...concepts import Label, label_search, with_labels
 from ...core.refs import NeuronRef
 from ..format import prob_text, show_token
@@ -17,7 +17,7 @@ from .tables import VimTable
 
 RESULT_LIMIT = 200
 MAX_RANK = 3
-MATCH_MODES = (*TOKEN_MODES, "label")      # label: neurons whose concept label is the query's concept key
+MATCH_MODES = SEARCH_MATCHES      # label: neurons whose concept label is the query's concept key
 
 
 def search_cache(path, query: str, match: str):
