@@ -11,10 +11,30 @@ Adding a family is one entry below plus a fixture model in tests/models.py (see 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..choices import VIEWS
 from ..errors import DamagedModel, UnsupportedModel
+
+
+@dataclass(frozen=True)
+class GGUFLayout:
+    """How llama.cpp's converter (convert_hf_to_gguf.py) writes a family into a GGUF file, and the transformers
+    skeleton the decode-only reader (core.loading.gguf_fast) builds on the meta device to hold what it reads.
+    The tensor names are llama.cpp's standard ones (gguf's TensorNameMap): the defaults fit every family
+    below."""
+
+    archs: dict[str, str]                   # GGUF general.architecture -> transformers model_type of the skeleton
+    ffn: dict[str, str] = field(default_factory=lambda: dict(GGUF_FFN))   # view -> tensor name ({i} = layer)
+    norm: str = "output_norm.weight"        # the final norm's gain
+    head: str = "output.weight"             # the LM head; the converter leaves it out when it is tied ...
+    embed: str = "token_embd.weight"        # ... to the token embedding, which then serves as the head
+    # what the converter adds to every norm gain: Gemma's RMSNorm scales by (1 + w), and llama.cpp stores
+    # 1 + w so that its plain RMSNorm works. The reader subtracts it before the gain goes into the
+    # skeleton's own norm module (which adds the 1 back), exactly as transformers' Gemma2TensorProcessor
+    # does when it loads a Gemma GGUF (transformers/modeling_gguf_pytorch_utils.py).
+    norm_shift: float = 0.0
+    metadata: dict[str, str] = field(default_factory=dict)   # more "<arch>.KEY" metadata -> config key
 
 
 @dataclass(frozen=True)
@@ -37,9 +57,8 @@ class Family:
     context_keys: tuple[str, ...] = ("max_position_embeddings",)
     default_neurons_per_hidden: int | None = None      # GPT-2: n_inner defaults to 4 * n_embd
     head_aliases: dict[str, str] = field(default_factory=dict)   # legacy checkpoint names of the head
-    gguf_archs: tuple[str, ...] = ()        # GGUF general.architecture values the decode-only reader takes
-    gguf_tensors: dict[str, str] = field(default_factory=dict)   # view -> GGUF tensor name ({i} = layer)
-    description: str = ""
+    gguf: GGUFLayout | None = None          # GGUF files the decode-only reader takes (None: transformers loads them)
+    description: str = ""                   # its part of the supported list (entries sharing a layout share one)
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -68,24 +87,41 @@ class Family:
 
 GATED = {"up": "up_proj", "gate": "gate_proj", "down": "down_proj"}
 GATED_LAYOUTS = {"up": "rows", "gate": "rows", "down": "cols"}
-GGUF_LLAMA = {"up": "blk.{i}.ffn_up.weight", "gate": "blk.{i}.ffn_gate.weight", "down": "blk.{i}.ffn_down.weight"}
+GGUF_FFN = {"up": "blk.{i}.ffn_up.weight", "gate": "blk.{i}.ffn_gate.weight", "down": "blk.{i}.ffn_down.weight"}
+
+LLAMA = Family(name="llama", model_types=("llama", "mistral"), base="model", blocks="layers", modules=GATED,
+               layouts=GATED_LAYOUTS, final_norm="norm", norm_kind="rms", activation_key="hidden_act",
+               gguf=GGUFLayout(archs={"llama": "llama"}),
+               description="Llama, Mistral, Qwen2/3, Gemma/Gemma2, SmolLM (gate/up/down)")
+# Qwen2/3 and Gemma/Gemma2 keep Llama's module tree (so safetensors names, streaming and clamping are
+# Llama's); their entries differ in what a GGUF file needs: the architecture names, the skeleton class,
+# Gemma's norm shift and its logit soft-capping.
+QWEN2 = replace(LLAMA, name="qwen2", model_types=("qwen2", "qwen3"),
+                gguf=GGUFLayout(archs={"qwen2": "qwen2", "qwen3": "qwen3"}))
+GEMMA = replace(LLAMA, name="gemma", model_types=("gemma", "gemma2"), activation_key="hidden_activation",
+                gguf=GGUFLayout(archs={"gemma": "gemma", "gemma2": "gemma2"}, norm_shift=1.0,
+                                metadata={"attention.key_length": "head_dim",
+                                          "final_logit_softcapping": "final_logit_softcapping"}))
 
 FAMILIES: tuple[Family, ...] = (
-    Family("llama", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"), "model", "layers",
-           GATED, GATED_LAYOUTS, "norm", "rms", "hidden_act", gguf_archs=("llama",), gguf_tensors=GGUF_LLAMA,
-           description="Llama, Mistral, Qwen2/3, Gemma/Gemma2, SmolLM (gate/up/down)"),
-    Family("olmo", ("olmo",), "model", "layers", GATED, GATED_LAYOUTS, "norm", "layer", "hidden_act",
+    LLAMA,
+    QWEN2,
+    GEMMA,
+    Family(name="olmo", model_types=("olmo",), base="model", blocks="layers", modules=GATED, layouts=GATED_LAYOUTS,
+           final_norm="norm", norm_kind="layer", activation_key="hidden_act",
            description="OLMo (gate/up/down; a final LayerNorm without parameters)"),
-    Family("gpt2", ("gpt2",), "transformer", "h", {"up": "c_fc", "down": "c_proj"},
-           {"up": "cols", "down": "rows"}, "ln_f", "layer", "activation_function", embed="wte",
-           layer_keys=("n_layer",), neuron_keys=("n_inner",), hidden_keys=("n_embd",),
-           context_keys=("n_positions",), default_neurons_per_hidden=4, description="GPT-2 (up/down)"),
-    Family("neox", ("gpt_neox",), "gpt_neox", "layers", {"up": "dense_h_to_4h", "down": "dense_4h_to_h"},
-           {"up": "rows", "down": "cols"}, "final_layer_norm", "layer", "hidden_act", embed="embed_in",
+    Family(name="gpt2", model_types=("gpt2",), base="transformer", blocks="h", modules={"up": "c_fc", "down": "c_proj"},
+           layouts={"up": "cols", "down": "rows"}, final_norm="ln_f", norm_kind="layer",
+           activation_key="activation_function", embed="wte", layer_keys=("n_layer",), neuron_keys=("n_inner",),
+           hidden_keys=("n_embd",), context_keys=("n_positions",), default_neurons_per_hidden=4,
+           description="GPT-2 (up/down)"),
+    Family(name="neox", model_types=("gpt_neox",), base="gpt_neox", blocks="layers",
+           modules={"up": "dense_h_to_4h", "down": "dense_4h_to_h"}, layouts={"up": "rows", "down": "cols"},
+           final_norm="final_layer_norm", norm_kind="layer", activation_key="hidden_act", embed="embed_in",
            head_aliases={"lm_head.weight": "embed_out.weight"}, description="GPT-NeoX/Pythia (up/down)"),
 )
 
-SUPPORTED = ", ".join(f.description for f in FAMILIES)
+SUPPORTED = ", ".join(dict.fromkeys(f.description for f in FAMILIES))
 
 
 def by_model_type(model_type: str | None, where: str = "the model") -> Family:
@@ -98,7 +134,7 @@ def by_model_type(model_type: str | None, where: str = "the model") -> Family:
 
 def by_gguf_arch(arch: str | None) -> Family | None:
     """The family whose decode-only GGUF reader takes this GGUF architecture, or None."""
-    return next((f for f in FAMILIES if arch in f.gguf_archs), None)
+    return next((f for f in FAMILIES if f.gguf is not None and arch in f.gguf.archs), None)
 
 
 def by_weight_names(has) -> Family | None:

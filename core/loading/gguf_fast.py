@@ -4,8 +4,9 @@ transformers' GGUF path converts the tokenizer and de-quantizes every tensor of 
 for the demo); a decode needs the MLP matrices, the final norm and the head. This module parses the
 GGUF header itself (a small, documented format), de-quantizes just those tensors with the `gguf`
 package's numpy kernels, and builds the model skeleton from transformers' own classes on the meta
-device, so the final norm is the model's own module. Llama-family GGUFs only; others take the
-transformers path (core.loading.models.load).
+device, so the final norm is the model's own module. Every GGUF architecture an entry of the registry
+names (core.arch: ``Family.gguf``: Llama, Qwen2/3, Gemma/Gemma2) is read here, with that entry's tensor names,
+skeleton class and norm convention; others take the transformers path (core.loading.models.load).
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DamagedModel, first_line
-from ..arch import by_gguf_arch
+from ...errors import DamagedModel, UnsupportedModel, first_line
+from ..arch import GGUFLayout, by_gguf_arch
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 
@@ -186,31 +187,35 @@ def _field_int(gg: GGUFFile, key: str, required: bool = True) -> int | None:
     return int(value)
 
 
+STANDARD = GGUFLayout(archs={})   # llama.cpp's tensor names, for architectures the reader does not take
+
+
 def describe(gg: GGUFFile) -> dict:
     """Architecture, shape and tokenizer facts from the header alone; DamagedModel when the tensors do not
     agree with the metadata."""
     arch = gg.fields.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise gg._damaged("no general.architecture")
-    embd = gg.tensors.get("token_embd.weight")
+    family = by_gguf_arch(arch)
+    layout = family.gguf if family is not None and family.gguf is not None else STANDARD
+    embd = gg.tensors.get(layout.embed)
     if embd is None or len(embd[0]) != 2:
-        raise gg._damaged("no token_embd.weight")
+        raise gg._damaged(f"no {layout.embed}")
     hidden, vocab = int(embd[0][0]), int(embd[0][1])
     info = {"arch": arch, "layers": _field_int(gg, f"{arch}.block_count"),
             "neurons": _field_int(gg, f"{arch}.feed_forward_length"),
             "hidden": _field_int(gg, f"{arch}.embedding_length"),
             "vocab": vocab, "context": _field_int(gg, f"{arch}.context_length", required=False),
-            "tied": "output.weight" not in gg.tensors,
+            "tied": layout.head not in gg.tensors,
             "chat_template": isinstance(gg.fields.get("tokenizer.chat_template"), str)}
     if info["hidden"] != hidden:
         raise gg._damaged(f"token_embd.weight is {hidden} wide, the metadata says {info['hidden']}")
-    family = by_gguf_arch(arch)
-    if family is not None:  # the decode-only reader: every tensor it reads must be there, in its shape
+    if layout is not STANDARD:  # the decode-only reader: every tensor it reads must be there, in its shape
         want = {name.format(i=i): (hidden, info["neurons"]) if view != "down" else (info["neurons"], hidden)
-                for i in range(info["layers"]) for view, name in family.gguf_tensors.items()}
-        want["output_norm.weight"] = (hidden,)
+                for i in range(info["layers"]) for view, name in layout.ffn.items()}
+        want[layout.norm] = (hidden,)
         if not info["tied"]:
-            want["output.weight"] = (hidden, vocab)
+            want[layout.head] = (hidden, vocab)
         for name, dims in want.items():
             got = gg.tensors.get(name)
             if got is None:
@@ -220,38 +225,63 @@ def describe(gg: GGUFFile) -> dict:
     return info
 
 
+def _metadata_number(gg: GGUFFile, key: str):
+    value = gg.fields.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise gg._damaged(f"metadata {key} is {value!r}")
+    return value
+
+
+def skeleton(gg: GGUFFile, info: dict, layout: GGUFLayout):
+    """The transformers causal LM of the file's architecture (the registry names its model_type), built from
+    the GGUF metadata on the meta device: nothing is allocated until a module is given real weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    f, arch = gg.fields, info["arch"]
+    heads = _field_int(gg, f"{arch}.attention.head_count")
+    eps = f.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+    if not isinstance(eps, float) or not 0 < eps < 1:
+        raise gg._damaged(f"metadata {arch}.attention.layer_norm_rms_epsilon is {eps!r}")
+    extra = {name: _metadata_number(gg, f"{arch}.{key}") for key, name in layout.metadata.items()
+             if f"{arch}.{key}" in f}
+    try:
+        config = AutoConfig.for_model(
+            layout.archs[arch], vocab_size=info["vocab"], hidden_size=info["hidden"],
+            intermediate_size=info["neurons"], num_hidden_layers=info["layers"], num_attention_heads=heads,
+            num_key_value_heads=_field_int(gg, f"{arch}.attention.head_count_kv", required=False) or heads,
+            rms_norm_eps=float(eps), tie_word_embeddings=info["tied"], **extra)
+    except ValueError as exc:  # a transformers too old to know the architecture
+        raise UnsupportedModel(f"{gg.path}: this transformers cannot build a '{layout.archs[arch]}' model "
+                               f"({first_line(exc)})") from None
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
 def load_for_decode(source, gg: GGUFFile | None = None):
     """A DecodeModel with only MLP, final norm and head materialised (the rest stays on 'meta')."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from .adapter import DecodeModel, adapter_for
 
     gg = gg or GGUFFile(source.path)
     info = describe(gg)
     family = by_gguf_arch(info["arch"])
-    f, arch = gg.fields, info["arch"]
-    heads = _field_int(gg, f"{arch}.attention.head_count")
-    eps = f.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
-    if not isinstance(eps, float) or not 0 < eps < 1:
-        raise gg._damaged(f"metadata {arch}.attention.layer_norm_rms_epsilon is {eps!r}")
-    config = LlamaConfig(
-        vocab_size=info["vocab"], hidden_size=info["hidden"], intermediate_size=info["neurons"],
-        num_hidden_layers=info["layers"], num_attention_heads=heads,
-        num_key_value_heads=_field_int(gg, f"{arch}.attention.head_count_kv", required=False) or heads,
-        rms_norm_eps=float(eps), tie_word_embeddings=info["tied"],
-    )
-    with torch.device("meta"):
-        model = LlamaForCausalLM(config)
+    if family is None or family.gguf is None:
+        raise UnsupportedModel(f"{gg.path}: no registry entry reads GGUF architecture '{info['arch']}'")
+    layout = family.gguf
+    model = skeleton(gg, info, layout)
 
-    def put(module: torch.nn.Module, name: str) -> None:
-        module.weight = torch.nn.Parameter(torch.from_numpy(gg.tensor(name).copy()), requires_grad=False)
+    def put(module: torch.nn.Module, name: str, shift: float = 0.0) -> None:
+        weight = torch.from_numpy(gg.tensor(name).copy())
+        module.weight = torch.nn.Parameter(weight - shift if shift else weight, requires_grad=False)
 
-    for i, layer in enumerate(model.model.layers):
-        for view, name in family.gguf_tensors.items():
-            put(getattr(layer.mlp, family.modules[view]), name.format(i=i))
-    put(model.model.norm, "output_norm.weight")
-    put(model.lm_head, "token_embd.weight" if info["tied"] else "output.weight")
+    base = getattr(model, family.base)
+    for i, block in enumerate(getattr(base, family.blocks)):
+        for view, name in layout.ffn.items():
+            put(getattr(getattr(block, family.mlp), family.modules[view]), name.format(i=i))
+    put(getattr(base, family.final_norm), layout.norm, layout.norm_shift)
+    put(getattr(model, family.head), layout.embed if info["tied"] else layout.head)
     model.eval()
     adapter = adapter_for(model)
     return DecodeModel(source, adapter, lambda: token_texts(gg, adapter.vocab))
