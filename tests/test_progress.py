@@ -42,11 +42,12 @@ def test_a_real_decode_writes_plain_lines_to_a_pipe(model_dirs, tmp_path):
     env = {**os.environ, "NEUROSCOPE_DATA_DIR": str(tmp_path / "data"), "TERM": "xterm-256color"}
     proc = subprocess.run([sys.executable, "-m", "neuroscope", "decode", str(model_dirs["llama"]), "--cache-dir",
                            str(tmp_path / "cache"), "--device", "cpu", "--dtype", "float32"],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
-    bars = [line for line in proc.stderr.splitlines() if line.startswith("decode ")]
-    assert bars and all(LINE.match(b) for b in bars), proc.stderr
+                          capture_output=True, env=env, timeout=300)    # bytes: text mode would turn \r into \n
+    err = proc.stderr.decode("utf-8")
+    assert proc.returncode == 0, err
+    assert "\r" not in err and "\x1b" not in err
+    bars = [line for line in err.split("\n") if line.startswith("decode ")]
+    assert bars and all(LINE.match(b) for b in bars), err
     assert LINE.match(bars[0]).group(2) == "0" and bars[-1].split()[2:4] == ["100.0%", "384/384"], bars
 
 
