@@ -3,7 +3,7 @@ LM head, found through the architecture registry (core.arch)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -32,7 +32,7 @@ class Adapter:
     softcap: float | None = None
     fetch: Callable[..., torch.Tensor] | None = None   # streamed checkpoints: (layer, view, pin) -> one matrix
     origin: str = ""                 # where the weights were read from (named in damaged-file errors)
-    family: Family | None = None     # the registry entry (core.arch)
+    family: Family = field(kw_only=True)   # the registry entry (core.arch)
 
     @property
     def views(self) -> list[str]:
