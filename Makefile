@@ -41,9 +41,10 @@ test-lowest: install
 	$(BIN)/uv pip list --python $(LOWEST)/bin/python | grep -iE "^(torch|transformers|textual|sqlite-utils|platformdirs|numpy|safetensors|gguf|hypothesis|pytest|triton|wordfreq|datasets) "
 	$(LOWEST)/bin/python -m pytest -q -m "not demo and not slow and not snapshot"
 
-# ruff, and import-linter's contracts (pyproject.toml) on the package as it installs: the source tree maps
-# neuroscope.core/.cache/.tui to top-level folders, which import-linter cannot follow, so the wheel is
-# unpacked and checked with `python -S` (no .pth files: the editable install stays out of the way).
+# ruff, import-linter's contracts and mypy (pyproject.toml) on the package as it installs: the source tree maps
+# neuroscope.core/.cache/.tui to top-level folders, which neither tool can follow, so the wheel is unpacked and
+# checked there; import-linter with `python -S` (no .pth files: the editable install stays out of the way),
+# mypy on the unpacked folder, which comes before site-packages in its search path (its cache outlives .lint).
 lint: install
 	$(BIN)/ruff check .
 	rm -rf .lint
@@ -51,9 +52,11 @@ lint: install
 	$(BIN)/python -m zipfile -e .lint/neuroscope-*.whl .lint/site
 	cd .lint/site && PYTHONPATH=.:$$($(CURDIR)/$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
 	    $(CURDIR)/$(BIN)/python -S -c "from importlinter.cli import lint_imports_command as run; run(['$(CURDIR)/pyproject.toml'])"
+	cd .lint/site && $(CURDIR)/$(BIN)/python -m mypy --config-file $(CURDIR)/pyproject.toml \
+	    --cache-dir $(CURDIR)/.mypy_cache neuroscope
 
 bench: install
 	$(BIN)/python bench/decode_bench.py
 
 clean:
-	rm -rf $(VENV) $(LOWEST) .lint build *.egg-info
+	rm -rf $(VENV) $(LOWEST) .lint .mypy_cache build *.egg-info

@@ -133,13 +133,13 @@ def trace(lm, ids: torch.Tensor, top: int = 10, refs: list[NeuronRef] | None = N
         for code in best[t].tolist():
             layer, neuron = divmod(code, n)
             firings.append(Firing(layer, neuron, float(act[layer, t, neuron]),
-                                  float(gate[layer, t, neuron]) if gated else None,
-                                  float(up[layer, t, neuron]) if gated else None))
+                                  float(gate[layer, t, neuron]) if gate is not None else None,
+                                  float(up[layer, t, neuron]) if up is not None else None))
         per_token.append(firings)
     neurons = None
     if refs is not None:
         neurons = [NeuronTrace(r, act[r.layer, :, r.neuron].tolist(),
-                               gate[r.layer, :, r.neuron].tolist() if gated else None,
-                               up[r.layer, :, r.neuron].tolist() if gated else None) for r in refs]
+                               gate[r.layer, :, r.neuron].tolist() if gate is not None else None,
+                               up[r.layer, :, r.neuron].tolist() if up is not None else None) for r in refs]
     texts = [lm.tokenizer.decode([i]) for i in ids[0].tolist()]
     return per_token, neurons, texts

@@ -118,9 +118,9 @@ def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: 
             for start in range(0, len(todo), world):
                 mine = todo[start + rank] if start + rank < len(todo) else None
                 result = (mine, decoder.decode_unit(*mine)) if mine is not None else None
-                gathered = [None] * world if rank == 0 else None
+                gathered: list | None = [None] * world if rank == 0 else None
                 dist.gather_object(result, gathered, dst=0)
-                if store is not None:
+                if store is not None and gathered is not None:       # rank 0, the one holding the store
                     for item in gathered:
                         if item is not None:
                             (layer, view), (pos, neg) = item

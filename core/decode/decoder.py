@@ -200,6 +200,7 @@ class Decoder:
             nxt = reader.submit(self.fetch, *units[0]) if units else None
             try:
                 for i, (layer, view) in enumerate(units):
+                    assert nxt is not None  # each unit's read was submitted before its turn
                     vectors = nxt.result()
                     if vectors.is_cuda:  # allocated on the copy stream, used on this one
                         vectors.record_stream(torch.cuda.current_stream(vectors.device))
