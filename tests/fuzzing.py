@@ -214,7 +214,7 @@ def split_usage(stderr: str) -> tuple[list[str], list[str]]:
 
 def run(args: list[str]) -> Outcome:
     """The real `neuroscope` entry point, in this process; `tui` runs every check up to the app's start."""
-    from neuroscope import commands
+    from neuroscope.cli import model as commands
     from neuroscope.cli import parse
 
     table = {**commands.handlers(), "tui": lambda parsed: commands.prepare_tui(parsed) and 0}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from . import api
-from .export import json_text
+from .. import api
+from ..export import json_text
 
 
 def note(message: str) -> None:
@@ -38,7 +38,7 @@ def fmt_ratio(r: float | None) -> str:
 def progress_bar(label: str):
     """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory: "decode …"
     counts neuron-views, "examples …" corpus tokens."""
-    from .progress import ProgressBar
+    from ..progress import ProgressBar
 
     what = label.split()[0]
     unit = {"examples": "tokens", "export": "neuron-directions", "clamp": "tokens"}.get(what, "neuron-views")

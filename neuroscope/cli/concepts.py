@@ -7,7 +7,7 @@ from .output import _emit_json, fmt_prob, note, open_model
 
 
 def _tok(text: str, width: int = 16) -> str:
-    from .cache.words import quoted
+    from ..cache.words import quoted
 
     shown = quoted(text)
     return shown if len(shown) <= width else shown[:width - 2] + "…\""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .core.clamp import check_preset_name, save_preset
+from ..core.clamp import check_preset_name, save_preset
 from .output import _emit_json, fmt_prob, fmt_ratio, note, open_model
 
 
@@ -38,7 +38,7 @@ def _split_note(t) -> str:
     """What p(target) measures when the tokenizer splits the word (only its first token is measured)."""
     if t.tokens <= 1:
         return ""
-    from .cache.words import stands_for
+    from ..cache.words import stands_for
 
     verdict = ("a leading piece that stands for the word" if stands_for(t.token, t.word) else
                "too short a piece to stand for the word: p(target) is that piece's probability")

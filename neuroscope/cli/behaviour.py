@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .core.refs import NeuronRef
+from ..core.refs import NeuronRef
 from .output import _emit_json, open_model
 
 SHOWN = 5          # examples per sign in the plain `show --examples` output
@@ -34,7 +34,7 @@ def cmd_trace(args) -> int:
 
 def cmd_examples(args) -> int:
     model = open_model(args)
-    from .core.corpus import label
+    from ..core.corpus import label
 
     result = model.examples(args.corpus, tokens=args.tokens, per_neuron=args.per_neuron, window=args.window,
                             batch=args.batch_size, rebuild=args.rebuild, text_column=args.text_column)

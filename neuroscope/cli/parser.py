@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .choices import DIRECTIONS, SEARCH_MATCHES, VIEWS
-from .concepts import BY, DEFAULT_BY, DEFAULT_MIN_MASS, DEFAULT_STRENGTH
+from ..choices import DIRECTIONS, SEARCH_MATCHES, VIEWS
+from ..concepts import BY, DEFAULT_BY, DEFAULT_MIN_MASS, DEFAULT_STRENGTH
 
 
 class UsageError(Exception):
@@ -19,7 +19,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         import re
 
-        from .errors import one_line
+        from ..errors import one_line
 
         hint = self.suggestion(message)
         command = re.match(r"argument COMMAND: invalid choice: ('.*?') \(choose from (.*)\)$", message)
@@ -283,8 +283,8 @@ def parse(argv: list[str]):
     check_text(argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["tui", *argv]            # no command: the app (neuroscope --cache-dir DIR works too)
-    from . import config
-    from .errors import UsageError, one_line
+    from .. import config
+    from ..errors import UsageError, one_line
 
     args = build_parser().parse_args(argv)
     try:
@@ -298,7 +298,7 @@ def parse(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(list(sys.argv[1:] if argv is None else argv))
-    from . import commands
+    from . import model as commands
 
     if args.command == "tui":
         return commands.dispatch(args)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from . import api
-from .core.compare import PAPER_SAME_TOP1, Comparison
-from .core.refs import NeuronRef
+from .. import api
+from ..core.compare import PAPER_SAME_TOP1, Comparison
+from ..core.refs import NeuronRef
 from .output import _emit_json, fmt_prob, open_model
 
 BAR = 30

@@ -13,12 +13,12 @@ import threading
 import time
 from contextlib import contextmanager
 
-from . import api
-from .cache.catalog import mark_used, most_recent
-from .cache.store import translate
-from .concepts import Label
-from .core.refs import NeuronRef
-from .errors import NeuroscopeError, UsageError, one_line
+from .. import api
+from ..cache.catalog import mark_used, most_recent
+from ..cache.store import translate
+from ..concepts import Label
+from ..core.refs import NeuronRef
+from ..errors import NeuroscopeError, UsageError, one_line
 from .output import _emit_json, fmt_prob, note, open_model
 
 
@@ -28,10 +28,10 @@ class CommandError(UsageError):
 
 def handlers() -> dict:
     return {"decode": cmd_decode, "show": cmd_show, "search": cmd_search, "models": cmd_models, "tui": cmd_tui,
-            "clamp": _lazy("clamp_cmd", "cmd_clamp"), "compare": _lazy("compare_cmd", "cmd_compare"),
-            "trace": _lazy("behaviour_cmd", "cmd_trace"), "examples": _lazy("behaviour_cmd", "cmd_examples"),
-            "agreement": _lazy("behaviour_cmd", "cmd_agreement"), "top": _lazy("concept_cmd", "cmd_top"),
-            "concept": _lazy("concept_cmd", "cmd_concept"), "export": _lazy("concept_cmd", "cmd_export")}
+            "clamp": _lazy("clamp", "cmd_clamp"), "compare": _lazy("compare", "cmd_compare"),
+            "trace": _lazy("behaviour", "cmd_trace"), "examples": _lazy("behaviour", "cmd_examples"),
+            "agreement": _lazy("behaviour", "cmd_agreement"), "top": _lazy("concepts", "cmd_top"),
+            "concept": _lazy("concepts", "cmd_concept"), "export": _lazy("concepts", "cmd_export")}
 
 
 RESUME = "interrupted; every finished layer is saved, run the same command again to resume"
@@ -128,14 +128,14 @@ def cmd_show(args) -> int:
     model = open_model(args)
     neuron = model.neuron(ref)              # out of range: one line, nothing loaded
     if args.examples:                       # none cached: one line before a decode that --examples cannot use
-        from .behaviour import require_examples
+        from ..behaviour import require_examples
 
         require_examples(model)
     top = neuron.top(args.view, args.direction)
     label = neuron.label(args.view, args.direction)
     shown = None
     if args.examples:
-        from .behaviour_cmd import examples_of
+        from .behaviour import examples_of
 
         shown = examples_of(neuron, args.context)
     if args.json:
@@ -145,8 +145,8 @@ def cmd_show(args) -> int:
                "top": [{"token_id": t.token_id, "token": t.token, "prob": t.prob} for t in top]}
         _emit_json(out if shown is None else {**out, "examples": shown}, model)
         return 0
-    from .cache.labels import LABEL_FLOOR
-    from .cache.words import quoted
+    from ..cache.labels import LABEL_FLOOR
+    from ..cache.words import quoted
 
     print(f"{model.name} {ref} {args.view} {args.direction}" + (
         f"  label: {label} (entropy {label.entropy:.2f})" if label else
@@ -155,7 +155,7 @@ def cmd_show(args) -> int:
         bar = "█" * max(1, round(t.prob * 30)) if t.prob >= 0.005 else "·"
         print(f"  {t.rank + 1:>3}  {quoted(t.token):<20} {fmt_prob(t.prob):>8}  {bar}")
     if shown is not None:
-        from .behaviour_cmd import print_examples
+        from .behaviour import print_examples
 
         print_examples(shown)
     return 0
@@ -179,7 +179,7 @@ def cmd_search(args) -> int:
               f"no neuron of {model.name} has a token matching '{args.text}' ({args.match}) "
               f"within its top {args.max_rank}")
         return 0
-    from .cache.words import quoted
+    from ..cache.words import quoted
 
     print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'rank':>4}  {'token':<18} {'prob':>8}  label")
     for h in hits:
@@ -208,8 +208,8 @@ def cmd_models(args) -> int:
 
 def prepare_tui(args):
     """Everything `neuroscope tui` checks before the app starts: (model, other model or None)."""
-    from .core.compare import precheck
-    from .tui.app import NeuroscopeApp
+    from ..core.compare import precheck
+    from ..tui.app import NeuroscopeApp
 
     config = getattr(args, "config", None)
     unknown = sorted(set(config.keymap) - set(NeuroscopeApp.bindings())) if config else []
@@ -225,8 +225,8 @@ def prepare_tui(args):
     elif not model.path.exists():
         _ = model.info                    # a damaged or unsupported model: one line, not an app that fails
     if model.path.exists():
-        from .concepts import ensure_labels
-        from .errors import CacheError
+        from ..concepts import ensure_labels
+        from ..errors import CacheError
 
         try:
             ensure_labels(model.path, note)   # a cache made before labels: labelled once, announced here
@@ -238,7 +238,7 @@ def prepare_tui(args):
 def cmd_tui(args) -> int:
     model, other = prepare_tui(args)
     mark_used(model.source.name, model.source.source, model.source.fingerprint, args.cache_dir)
-    from .tui.app import run_app
+    from ..tui.app import run_app
 
     return run_app(model.source, args, other.source if other else None) or 0
 

@@ -1,0 +1,3 @@
+from .parser import main, parse
+
+__all__ = ["main", "parse"]
