@@ -1,110 +1,64 @@
-"""The CLI's commands: thin layers over the notebook API (neuroscope.api), printing what it returns.
-Cache-only paths (search/show on a cached model, models) never import torch.
-
-Errors reach the user by type: a NeuroscopeError is one line and exit code 2; anything else is a bug and
-keeps its traceback.
-"""
+"""`neuroscope decode`, `show`, `search` and `models`: the neuron map itself, thin layers over the notebook API
+(neuroscope.api) printing what it returns. Cache-only paths (search/show on a cached model, models) never
+import torch."""
 from __future__ import annotations
 
-import signal
-import sqlite3
-import sys
-import threading
 import time
-from contextlib import contextmanager
 
 from .. import api
-from ..cache.catalog import mark_used, most_recent
-from ..cache.store import translate
+from ..behaviour import require_examples
+from ..cache.labels import LABEL_FLOOR
+from ..cache.words import quoted
+from ..choices import DEFAULT_TOP_K, DIRECTIONS, SEARCH_MATCHES, VIEWS
 from ..concepts import Label
 from ..core.refs import NeuronRef
-from ..errors import NeuroscopeError, UsageError, one_line
-from .output import _emit_json, fmt_prob, note, open_model
+from .arguments import devices, positive, top_k, views
+from .behaviour import examples_of, print_examples
+from .errors import CommandError
+from .output import emit_json, fmt_prob, note, open_model
 
 
-class CommandError(UsageError):
-    """A problem with the user's input: printed as one line, exit code 2."""
+def register(sub, common, engine) -> None:
+    p = sub.add_parser("decode", parents=[common, engine], help="decode every neuron into the cache")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--views", type=views, default=None, help="comma-separated views (default: all the model has)")
+    p.add_argument("--top-k", type=top_k, default=DEFAULT_TOP_K,
+                   help=f"tokens kept per neuron (default {DEFAULT_TOP_K})")
+    p.add_argument("--rebuild", action="store_true", help="discard this model's cache and decode again")
+    p.add_argument("--devices", type=devices, default=None,
+                   help="spread layers over several devices, one process each, e.g. cuda:0,cuda:1 "
+                        "(under torchrun the ranks are taken from the environment)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.set_defaults(run=cmd_decode)
 
+    p = sub.add_parser("show", parents=[common, engine], help="a neuron's top tokens")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("neuron", metavar="NEURON", help="L29:N808 or 29:808")
+    p.add_argument("--view", choices=VIEWS, default="up")
+    p.add_argument("--direction", choices=DIRECTIONS, default="pos")
+    p.add_argument("--examples", action="store_true", help="add its max-activating examples and GLU cases")
+    p.add_argument("--context", type=positive, default=24, help="with --examples: tokens shown per example")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_show)
 
-def handlers() -> dict:
-    return {"decode": cmd_decode, "show": cmd_show, "search": cmd_search, "models": cmd_models, "tui": cmd_tui,
-            "clamp": _lazy("clamp", "cmd_clamp"), "compare": _lazy("compare", "cmd_compare"),
-            "trace": _lazy("behaviour", "cmd_trace"), "examples": _lazy("behaviour", "cmd_examples"),
-            "agreement": _lazy("behaviour", "cmd_agreement"), "top": _lazy("concepts", "cmd_top"),
-            "concept": _lazy("concepts", "cmd_concept"), "export": _lazy("concepts", "cmd_export")}
+    p = sub.add_parser("search", parents=[common, engine], help="neurons whose top tokens match TEXT")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument("--view", choices=VIEWS, default=None, help="only this view (default: all)")
+    p.add_argument("--direction", choices=DIRECTIONS, default=None, help="only this direction (default: both)")
+    p.add_argument("--max-rank", type=positive, default=1, help="match within each neuron's top R tokens (default 1)")
+    p.add_argument("--match", choices=SEARCH_MATCHES, default="word",
+                   help="word (default): the word's tokens in any case, with or without a leading space, its "
+                        "plurals, and its leading pieces (\" Californ\" for California: a vocabulary token of 4+ "
+                        "letters spelling half the word or more, 10x rarer than it as a word); exact; prefix; "
+                        "contains; label: neurons whose concept label is TEXT (dogs, Dog and dog are one concept)")
+    p.add_argument("--limit", type=positive, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_search)
 
-
-RESUME = "interrupted; every finished layer is saved, run the same command again to resume"
-INTERRUPTED = {"examples": "interrupted; the examples up to the last commit (at most 30 s ago) are saved, run the same "
-                           "command again to resume",
-               "export": "interrupted; no file was written (any decode it started keeps its finished layers)",
-               "clamp": "interrupted; no result was measured (a --save-preset, if given, is already saved)"}
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a `kill`, a job scheduler, a closing SSH session's shell), raised in the main thread like
-    Ctrl-C so that the same clean-up runs: finished work kept, no partial file; exit code 143."""
-
-
-def _terminate(_signum, _frame) -> None:
-    raise Terminated()
-
-
-@contextmanager
-def sigterm_stops():
-    """While a CLI command runs, SIGTERM stops it the way Ctrl-C does (the app keeps Textual's handling);
-    the handler that was there before is put back after. Only the main thread can set handlers: elsewhere
-    (a program calling cli.main from a thread) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
-
-
-def dispatch(args, table: dict | None = None) -> int:
-    """Run one parsed command; ``table`` replaces the command handlers (the fuzz tests run `tui` up to the
-    point where the app would start)."""
-    handler = (table or handlers())[args.command]
-    try:
-        return handler(args) or 0
-    except KeyboardInterrupt as exc:
-        note(INTERRUPTED.get(args.command, RESUME))
-        return 143 if isinstance(exc, Terminated) else 130
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:
-        message = user_message(exc)
-        if message is None:
-            raise
-        sys.stderr.write(f"neuroscope {args.command}: error: {one_line(message)}\n")
-        return 2
-
-
-def _lazy(module: str, name: str):
-    """A command implemented in its own module, imported only when it runs."""
-    def run(args):
-        import importlib
-
-        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(args)
-    return run
-
-
-def user_message(exc: BaseException) -> str | None:
-    """The one line a user sees for an error they can act on, or None for a bug (which keeps its traceback)."""
-    if isinstance(exc, NeuroscopeError):
-        return str(exc)
-    if isinstance(exc, sqlite3.Error):
-        typed = translate(exc)
-        return None if typed is None else str(typed)
-    if isinstance(exc, MemoryError):
-        return "out of memory"
-    if isinstance(exc, OSError) and exc.errno is not None:   # the disk or the OS said no: not a bug of ours
-        return f"{exc.strerror or type(exc).__name__}{f': {exc.filename}' if exc.filename else ''}"
-    return None
+    p = sub.add_parser("models", parents=[common], help="list cached models and whether each decode is complete")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_models)
 
 
 def cmd_decode(args) -> int:
@@ -115,7 +69,7 @@ def cmd_decode(args) -> int:
     summary = {"model": model.name, "views": result.views, "neurons": result.neurons,
                "units_decoded": result.decoded_units, "seconds": round(result.seconds, 3)}
     if args.json:
-        _emit_json(summary, model)
+        emit_json(summary, model)
     else:
         what = "decoded" if result.decoded_units else "already cached"
         print(f"{model.name}: {result.neurons:,} neurons x {'/'.join(result.views)} {what} "
@@ -128,26 +82,19 @@ def cmd_show(args) -> int:
     model = open_model(args)
     neuron = model.neuron(ref)              # out of range: one line, nothing loaded
     if args.examples:                       # none cached: one line before a decode that --examples cannot use
-        from ..behaviour import require_examples
-
         require_examples(model)
     top = neuron.top(args.view, args.direction)
     label = neuron.label(args.view, args.direction)
     shown = None
     if args.examples:
-        from .behaviour import examples_of
-
         shown = examples_of(neuron, args.context)
     if args.json:
         out = {"model": model.name, "layer": ref.layer, "neuron": ref.neuron, "view": args.view,
                "direction": args.direction, "label": label.label if label else None,
                "label_mass": label.mass if label else None,
                "top": [{"token_id": t.token_id, "token": t.token, "prob": t.prob} for t in top]}
-        _emit_json(out if shown is None else {**out, "examples": shown}, model)
+        emit_json(out if shown is None else {**out, "examples": shown}, model)
         return 0
-    from ..cache.labels import LABEL_FLOOR
-    from ..cache.words import quoted
-
     print(f"{model.name} {ref} {args.view} {args.direction}" + (
         f"  label: {label} (entropy {label.entropy:.2f})" if label else
         f"  label: none (no word holds {LABEL_FLOOR:.0%} of its top-{len(top)} mass)"))
@@ -155,8 +102,6 @@ def cmd_show(args) -> int:
         bar = "█" * max(1, round(t.prob * 30)) if t.prob >= 0.005 else "·"
         print(f"  {t.rank + 1:>3}  {quoted(t.token):<20} {fmt_prob(t.prob):>8}  {bar}")
     if shown is not None:
-        from .behaviour import print_examples
-
         print_examples(shown)
     return 0
 
@@ -170,7 +115,7 @@ def cmd_search(args) -> int:
     matched = model.match_word(args.text) if args.match in ("word", "label") else None
     if args.json:
         out = {"model": model.name, "query": args.text, "hits": [h.as_dict() for h in hits]}
-        _emit_json(out if matched is None else {**out, "matched": matched.as_dict()}, model)
+        emit_json(out if matched is None else {**out, "matched": matched.as_dict()}, model)
         return 0
     if matched is not None:
         note(matched.describe())
@@ -179,8 +124,6 @@ def cmd_search(args) -> int:
               f"no neuron of {model.name} has a token matching '{args.text}' ({args.match}) "
               f"within its top {args.max_rank}")
         return 0
-    from ..cache.words import quoted
-
     print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'rank':>4}  {'token':<18} {'prob':>8}  label")
     for h in hits:
         ref = str(NeuronRef(h.layer, h.neuron))
@@ -193,7 +136,7 @@ def cmd_search(args) -> int:
 def cmd_models(args) -> int:
     rows = api.models(args.cache_dir, note=note)
     if args.json:
-        _emit_json(rows.as_dicts())
+        emit_json(rows.as_dicts())
         return 0
     if not rows:
         print("no decoded models yet: try `neuroscope decode demo`")
@@ -204,43 +147,3 @@ def cmd_models(args) -> int:
         shape = f"{r.layers} x {r.neurons_per_layer}"
         print(f"{r.model:<28} {shape:<18} {','.join(r.views) or '-':<14} {'yes' if r.complete else 'no':<9} {used}")
     return 0
-
-
-def prepare_tui(args):
-    """Everything `neuroscope tui` checks before the app starts: (model, other model or None)."""
-    from ..core.compare import precheck
-    from ..tui.app import NeuroscopeApp
-
-    config = getattr(args, "config", None)
-    unknown = sorted(set(config.keymap) - set(NeuroscopeApp.bindings())) if config else []
-    if unknown:
-        raise CommandError(f"{config.path}: [keymap] names no binding {unknown[0]!r}; the ids are in "
-                           f"`neuroscope tui`'s help (?) and README")
-    args.model = args.model or most_recent(args.cache_dir) or "demo"
-    model = open_model(args)              # a bad MODEL, --device or --dtype fails here, before the app starts
-    other = None
-    if getattr(args, "compare", None):
-        other = open_model(args, args.compare)
-        precheck(model.info, other.info)  # different shapes or vocabularies: one line, not an app that fails
-    elif not model.path.exists():
-        _ = model.info                    # a damaged or unsupported model: one line, not an app that fails
-    if model.path.exists():
-        from ..concepts import ensure_labels
-        from ..errors import CacheError
-
-        try:
-            ensure_labels(model.path, note)   # a cache made before labels: labelled once, announced here
-        except CacheError:
-            pass                              # a damaged or busy cache: the app says so and offers a rebuild
-    return model, other
-
-
-def cmd_tui(args) -> int:
-    model, other = prepare_tui(args)
-    mark_used(model.source.name, model.source.source, model.source.fingerprint, args.cache_dir)
-    from ..tui.app import run_app
-
-    return run_app(model.source, args, other.source if other else None) or 0
-
-
-__all__ = ["CommandError", "dispatch", "note", "open_model"]
