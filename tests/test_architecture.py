@@ -16,10 +16,10 @@ PACKAGES = {"neuroscope": ROOT / "neuroscope", "neuroscope.core": ROOT / "core",
 MAX_LINES = 400
 
 
-def modules() -> dict[str, Path]:
+def modules(packages: dict[str, Path] = PACKAGES) -> dict[str, Path]:
     """Module name -> file, for every source file of the package (as it installs)."""
     found = {}
-    for package, folder in PACKAGES.items():
+    for package, folder in packages.items():
         for path in folder.rglob("*.py"):
             parts = path.relative_to(folder).with_suffix("").parts
             if parts[-1] == "__init__":
@@ -29,27 +29,53 @@ def modules() -> dict[str, Path]:
 
 
 def imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """The project modules ``name`` imports anywhere in its file (top level, functions, conditionals)."""
+    """The project modules ``name`` depends on through the imports anywhere in its file (top level, functions,
+    conditionals): an edge is a module whose code must have run for the import to work.
+
+    - ``import a.b.c`` and ``from a.b import c`` (c a module): a.b.c, and the package __init__s a and a.b
+      above it, which Python runs first;
+    - ``from a.b import name`` (name not a module): a.b itself, whose code defines the name.
+
+    One edge is left out: to a package this module lies inside (its ancestor), when the import only passes
+    through it to a submodule (``from . import sibling``, ``from ..cache.store import Store``). Python has
+    already started that __init__ before this module runs and reads nothing from it: counting the edge would
+    make every package whose __init__ imports a submodule a cycle. Importing a NAME from an ancestor's
+    __init__ (``from . import Model`` in neuroscope/behaviour.py) does count: it needs the code of that
+    __init__, which imports api, which imports ... back to this module."""
     is_package = path.name == "__init__.py"
     here = name if is_package else name.rsplit(".", 1)[0]
+    parts = name.split(".")
+    started = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}     # this module and the packages above it
+
+    def project_module(target: str) -> str:
+        while target and target not in known:       # `from pkg import name` where name is not a module
+            target = target.rsplit(".", 1)[0] if "." in target else ""
+        return target
+
     out = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            through, named = [project_module(alias.name) for alias in node.names], set()
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = here.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            through = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known]
+            named = {project_module(base)} if len(through) < len(node.names) else set()
+            through += named
         else:
             continue
-        for target in targets:
-            while target and target not in known:       # `from pkg import name` where name is not a module
-                target = target.rsplit(".", 1)[0] if "." in target else ""
-            if target and target != name:
+        for target in filter(None, through):
+            if target in named or target not in started:
                 out.add(target)
+            above = target
+            while "." in above:                         # the packages Python runs on the way to the target
+                above = above.rsplit(".", 1)[0]
+                if above in known and above not in started:
+                    out.add(above)
+    out.discard(name)
     return out
 
 
@@ -86,12 +112,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def graph() -> dict[str, set[str]]:
-    found = modules()
-    graph = {name: imports(name, path, set(found)) for name, path in found.items()}
-    for name in found:       # a package's __init__ is imported by every module below it: that edge is no cycle
-        graph[name] = {t for t in graph[name] if not name.startswith(t + ".")}
-    return graph
+def graph(packages: dict[str, Path] = PACKAGES) -> dict[str, set[str]]:
+    found = modules(packages)
+    return {name: imports(name, path, set(found)) for name, path in found.items()}
 
 
 def test_no_import_cycles():
@@ -100,6 +123,40 @@ def test_no_import_cycles():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def write(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def test_a_name_imported_from_the_package_init_is_a_cycle(tmp_path):
+    """The root's shape: the package __init__ imports api, api imports the services; a service that takes a
+    name from the package (even inside a function) closes a cycle, one that imports a sibling module does
+    not, and neither does a package above it that it only passes through."""
+    write(tmp_path, {"pkg/__init__.py": "from .api import Model\n",
+                     "pkg/api.py": "from .sub.service import run\nclass Model: ...\n",
+                     "pkg/sub/__init__.py": "",
+                     "pkg/sub/service.py": "from .. import errors\nfrom ..errors import Oops\n\n"
+                                           "def run():\n    from .. import Model\n",
+                     "pkg/errors.py": "class Oops(Exception): ...\n"})
+    packages = {"pkg": tmp_path / "pkg"}
+    found = graph(packages)
+    assert found["pkg.sub.service"] == {"pkg", "pkg.errors"}      # the name Model, then errors by both routes
+    assert cycles(found) == [["pkg", "pkg.api", "pkg.sub.service"]]
+    write(tmp_path, {"pkg/sub/service.py": "from .. import errors\n\ndef run():\n    from ..errors import Oops\n"})
+    assert graph(packages)["pkg.sub.service"] == {"pkg.errors"} and cycles(graph(packages)) == []
+
+
+def test_a_package_init_on_the_way_to_a_module_counts(tmp_path):
+    """Importing lib.store from outside lib runs lib/__init__ first: if that __init__ imports the importer,
+    the two are a cycle even though neither names the other's module."""
+    write(tmp_path, {"pkg/__init__.py": "", "pkg/app.py": "from .lib.store import Store\n",
+                     "pkg/lib/__init__.py": "from ..app import App\n", "pkg/lib/store.py": "class Store: ...\n"})
+    found = graph({"pkg": tmp_path / "pkg"})
+    assert found["pkg.app"] == {"pkg.lib", "pkg.lib.store"}
+    assert cycles(found) == [["pkg.app", "pkg.lib"]]
 
 
 def test_no_source_file_over_400_lines():

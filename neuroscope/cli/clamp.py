@@ -6,11 +6,56 @@ template against the model's headers, the prompt's and target's tokens with the 
 costs milliseconds, not a model load."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
-from .core.clamp import check_preset_name, save_preset
-from .output import _emit_json, fmt_prob, fmt_ratio, note, open_model
+from ..cache.words import stands_for
+from ..concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
+from ..core.clamp import MODES, POSITIONS, check_preset_name, save_preset
+from .arguments import positive
+from .output import emit_json, fmt_prob, fmt_ratio, note, open_model
+
+
+def register(sub, common, engine) -> None:
+    p = sub.add_parser("clamp", parents=[common, engine], help="clamp neurons and generate: baseline vs clamped",
+                       epilog="--save-preset NAME keeps every setting of the run (clamps, mode, positions, prompt, "
+                              "chat, target, samples, max-new-tokens, temperature, top-p, seed, concept, strength, "
+                              "min-mass); --preset NAME re-runs it, and any of these options given with it "
+                              "overrides the saved value (--set adds clamps; --mode applies to the preset's too).")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NEURON=VALUE",
+                   help="a neuron and its value, e.g. L29:N808=8 (repeatable)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="set (default): replace the activation; add: add to it; scale: multiply it")
+    p.add_argument("--positions", choices=POSITIONS, default=None,
+                   help="clamp at every position (default) or only at generated ones")
+    p.add_argument("--prompt", default=None, help="the prompt text")
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="apply the model's chat template to the prompt (--no-chat: not, over a preset's)")
+    p.add_argument("--target", default=None, help="a word whose probability (first token) is measured")
+    p.add_argument("--max-new-tokens", type=positive, default=None, help="default 40")
+    p.add_argument("--samples", type=positive, default=None,
+                   help="sample N replies each way and report how many contain --target (a progress bar with "
+                        "ETA on stderr; Ctrl-C stops)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sample with this temperature (default: greedy; 0: greedy over a preset's)")
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="default 0")
+    p.add_argument("--concept", default=None, metavar="WORD",
+                   help="clamp every neuron labelled WORD, each with the sign that pushes it into the output")
+    p.add_argument("--strength", type=float, default=None,
+                   help=f"with --concept: the value is sign x strength x the neuron's peak activation "
+                        f"(default {DEFAULT_STRENGTH:g})")
+    p.add_argument("--min-mass", type=float, default=None,
+                   help=f"with --concept: only neurons whose label holds at least this mass "
+                        f"(default {DEFAULT_MIN_MASS:g})")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="re-run a saved experiment; options given with it override what it saved")
+    p.add_argument("--save-preset", default=None, metavar="NAME",
+                   help="save this run's clamps and every setting under NAME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_clamp)
 
 
 def _stream_printer():
@@ -38,8 +83,6 @@ def _split_note(t) -> str:
     """What p(target) measures when the tokenizer splits the word (only its first token is measured)."""
     if t.tokens <= 1:
         return ""
-    from .cache.words import stands_for
-
     verdict = ("a leading piece that stands for the word" if stands_for(t.token, t.word) else
                "too short a piece to stand for the word: p(target) is that piece's probability")
     return f" (the first of its {t.tokens} tokens; {verdict})"
@@ -62,7 +105,7 @@ def cmd_clamp(args) -> int:
     finish()
     result, clamps, target = report.result, exp.clamps, exp.target
     if args.json:
-        _emit_json(report.as_dict(), model)
+        emit_json(report.as_dict(), model)
         return 0
     print(f"{model.name}: {clamps.describe()}")
     for a in result.activation:
