@@ -24,7 +24,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS example_state (layer INTEGER PRIMARY KEY, vals BLOB NOT NULL, pos BLOB NOT NULL, "
     "codes BLOB NOT NULL, cases BLOB, positive BLOB NOT NULL)",
 )
-CASES = ("++", "+-", "-+", "--")
+CASES = ("++", "+-", "-+", "--")     # GLU cases (gate sign, up sign), indexed by the stored codes; "+" is > 0
 SIGNS = DIRECTIONS
 
 

@@ -1,9 +1,10 @@
-"""Checks of engine options that need no torch: what --dtype and --device may be."""
+"""Checks of engine options that need no torch: what --dtype, --device and --top-k may be."""
 from __future__ import annotations
 
 import os
 import re
 
+from ..choices import TOP_K_RANGE
 from ..errors import DeviceError, UsageError
 
 DTYPES = ("auto", "float32", "bfloat16")
@@ -14,6 +15,14 @@ def check_dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}; choose {', '.join(DTYPES)}")
     return dtype
+
+
+def check_top_k(top_k) -> int:
+    """Tokens kept per neuron-direction: the one check of the bound (the API calls it, the CLI's --top-k too)."""
+    low, high = TOP_K_RANGE
+    if not isinstance(top_k, int) or not low <= top_k <= high:
+        raise UsageError(f"top_k must be a whole number from {low} to {high}")
+    return top_k
 
 
 def check_device_name(name: str) -> str:

@@ -21,14 +21,14 @@ from typing import Callable, Sequence
 
 from .cache.catalog import cache_path, list_caches
 from .cache.store import Hit, Store, TopToken
-from .choices import DEFAULT_TOP_K, TOP_K_RANGE
+from .choices import DEFAULT_TOP_K, SEARCH_MATCHES
 from .concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
 from .core.clamp import MODES, ClampSet, load_preset
 from .core.experiment import Experiment, GenSettings, settings_from
 from .core.loading.modelinfo import ModelInfo, inspect_model
 from .core.loading.provenance import provenance
 from .core.loading.sources import Source, resolve
-from .core.options import check_device_name, check_dtype
+from .core.options import check_device_name, check_dtype, check_top_k
 from .errors import UsageError
 from .model_extras import TextAndConcepts
 from .neuron import Neuron
@@ -37,8 +37,6 @@ from .results import CachedModel, ClampReport, Records, as_clamps, as_ref, check
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
 ProgressFactory = Callable[[str], "tuple[Progress, Callable[[], None]]"]   # label -> (update, close)
-
-MIN_TOP_K, MAX_TOP_K = TOP_K_RANGE
 
 
 class Model(TextAndConcepts):
@@ -120,8 +118,7 @@ class Model(TextAndConcepts):
         from .core.options import under_torchrun
         from .core.pipeline import ensure_decoded
 
-        if not isinstance(top_k, int) or not MIN_TOP_K <= top_k <= MAX_TOP_K:
-            raise UsageError(f"top_k must be a whole number from {MIN_TOP_K} to {MAX_TOP_K}")
+        check_top_k(top_k)
         views = self.info.check_views(list(views) if views else None)
         if rebuild or not self.is_decoded(views):
             if not devices:
@@ -188,13 +185,12 @@ class Model(TextAndConcepts):
         leading spaces, plurals folded, and its leading pieces: " Californ" for "California"), exact,
         prefix, contains, or label (neurons whose concept label is ``text``'s concept, highest label mass
         first). Every hit carries its neuron's label."""
-        from .cache.postings import MATCH_MODES
         from .concepts import label_search, with_labels
 
         if not isinstance(text, str) or not text.strip():
             raise UsageError("TEXT is empty: give a token to search for, e.g. dog")
-        if match not in (*MATCH_MODES, "label"):
-            raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(MATCH_MODES)}, label")
+        if match not in SEARCH_MATCHES:
+            raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(SEARCH_MATCHES)}")
         check_view_direction(view, direction)
         if not isinstance(max_rank, int) or max_rank < 1 or (limit is not None and (not isinstance(limit, int)
                                                                                      or limit < 1)):

@@ -7,6 +7,7 @@ import threading
 
 from .cache.examples import Examples
 from .cache.store import Store
+from .choices import DIRECTIONS
 from .core.refs import NeuronRef
 from .errors import UsageError
 from .results import Records, as_ref
@@ -104,7 +105,7 @@ def require_examples(model) -> None:
 
 
 def neuron_examples(model, ref: NeuronRef, sign: str = "pos", limit: int | None = None, context: int = 24):
-    if sign not in ("pos", "neg"):
+    if sign not in DIRECTIONS:
         raise UsageError(f"unknown sign {sign!r}: choose pos or neg")
     with _examples_store(model) as store:
         ref.check(store.layers, store.neurons)

@@ -4,8 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .choices import DIRECTIONS, SEARCH_MATCHES, VIEWS
+from .choices import DEFAULT_TOP_K, DIRECTIONS, SEARCH_MATCHES, TOP_K_RANGE, VIEWS
 from .concepts import BY, DEFAULT_BY, DEFAULT_MIN_MASS, DEFAULT_STRENGTH
+from .core.clamp import MODES, POSITIONS
+from .core.options import DTYPES, check_top_k
+from .errors import NeuroscopeError as Error
 
 
 class UsageError(Exception):
@@ -62,9 +65,10 @@ def _top_k(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--top-k must be a whole number, not '{text}'") from None
-    if not 1 <= value <= 255:
-        raise argparse.ArgumentTypeError("--top-k must be between 1 and 255")
-    return value
+    try:
+        return check_top_k(value)                 # the API's check; argparse's message names the flag
+    except Error:
+        raise argparse.ArgumentTypeError(f"--top-k must be between {TOP_K_RANGE[0]} and {TOP_K_RANGE[1]}") from None
 
 
 def _at_least(minimum: int):
@@ -97,7 +101,7 @@ def build_parser() -> Parser:
                                              "else the platform cache dir)")
     engine = Parser(add_help=False)
     engine.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    engine.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+    engine.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="matmul dtype; auto = bfloat16 where the hardware is fast at it, with exact "
                              "float32 rescoring of the top-k")
     engine.add_argument("--trust-remote-code", action="store_true",
@@ -113,7 +117,8 @@ def build_parser() -> Parser:
     p = sub.add_parser("decode", parents=[common, engine], help="decode every neuron into the cache")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--views", type=_views, default=None, help="comma-separated views (default: all the model has)")
-    p.add_argument("--top-k", type=_top_k, default=10, help="tokens kept per neuron (default 10)")
+    p.add_argument("--top-k", type=_top_k, default=DEFAULT_TOP_K,
+                   help=f"tokens kept per neuron (default {DEFAULT_TOP_K})")
     p.add_argument("--rebuild", action="store_true", help="discard this model's cache and decode again")
     p.add_argument("--devices", type=lambda t: [d.strip() for d in t.split(",") if d.strip()], default=None,
                    help="spread layers over several devices, one process each, e.g. cuda:0,cuda:1 "
@@ -154,9 +159,9 @@ def build_parser() -> Parser:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NEURON=VALUE",
                    help="a neuron and its value, e.g. L29:N808=8 (repeatable)")
-    p.add_argument("--mode", choices=("set", "add", "scale"), default=None,
+    p.add_argument("--mode", choices=MODES, default=None,
                    help="set (default): replace the activation; add: add to it; scale: multiply it")
-    p.add_argument("--positions", choices=("all", "generated"), default=None,
+    p.add_argument("--positions", choices=POSITIONS, default=None,
                    help="clamp at every position (default) or only at generated ones")
     p.add_argument("--prompt", default=None, help="the prompt text")
     p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .cache.labels import Labels, concept_key
+from .choices import DIRECTIONS
 from .errors import UsageError
 from .results import Records
 
@@ -144,7 +145,7 @@ def top(store, by: str = DEFAULT_BY, view: str | None = None, layer: int | None 
     words = labels.words() if by == "score" else None
     layers = [layer] if layer is not None else range(store.layers)
     views = [view] if view else (["up"] if relation else readers if by == "cosine" else store.views)
-    directions = [direction] if direction else (["pos"] if relation or by == "cosine" else ["pos", "neg"])
+    directions = [direction] if direction else (["pos"] if relation or by == "cosine" else list(DIRECTIONS))
     rows = []
     for lay in layers:
         for v in views:

@@ -133,3 +133,65 @@ def test_every_module_is_in_the_wheel(tmp_path):
             for name, path in modules().items()}
     assert want - names == set()
     assert "neuroscope/tui/app.tcss" in names
+
+
+# Each choice list is declared once, in its domain module; every other module imports it. module -> names
+CHOICE_LISTS = {"neuroscope.choices": ("VIEWS", "DIRECTIONS", "MATCH_MODES", "SEARCH_MATCHES", "TOP_K_RANGE"),
+                "neuroscope.concepts": ("BY",), "neuroscope.core.clamp": ("MODES", "POSITIONS"),
+                "neuroscope.core.options": ("DTYPES",), "neuroscope.export": ("FORMATS",),
+                "neuroscope.cache.examples": ("CASES",)}
+
+
+def declared_choices(found: dict[str, Path]) -> dict[tuple[str, str], tuple]:
+    """(module, name) -> the list's values, read from each declaring module's source (nothing imported: a
+    starred name, ``(*MATCH_MODES, "label")``, is expanded from a list declared above it)."""
+    out: dict[tuple[str, str], tuple] = {}
+    for module, names in CHOICE_LISTS.items():
+        known: dict[str, tuple] = {}
+        for node in ast.parse(found[module].read_text()).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+            if not isinstance(target, ast.Name) or not isinstance(node.value, (ast.Tuple, ast.List)):
+                continue
+            values: list = []
+            for elt in node.value.elts:
+                values.extend(known[elt.value.id] if isinstance(elt, ast.Starred) else [ast.literal_eval(elt)])
+            known[target.id] = tuple(values)
+        for name in names:
+            out[module, name] = known[name]
+    return out
+
+
+def restated_choices(found: dict[str, Path]) -> list[str]:
+    """Every tuple, list or set literal of two or more constants that holds the same values as a declared
+    choice list (in any order), outside that list's own declaration. A docstring is no literal, and a
+    one-element default (``["up"]``) or a subset (the read views ``("up", "gate")``) is another fact."""
+    lists = declared_choices(found)
+    offenders = []
+    for module, path in found.items():
+        tree = ast.parse(path.read_text())
+        declarations = {id(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                        and any((module, getattr(t, "id", None)) in lists for t in node.targets)}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Tuple, ast.List, ast.Set)) or len(node.elts) < 2 or id(node) in declarations:
+                continue
+            if not all(isinstance(e, ast.Constant) for e in node.elts):
+                continue
+            values = sorted(repr(e.value) for e in node.elts)
+            for (home, name), want in lists.items():
+                if values == sorted(repr(v) for v in want):
+                    offenders.append(f"{module}:{node.lineno} restates {home}.{name} {tuple(want)}")
+    return offenders
+
+
+def test_each_choice_list_is_defined_once():
+    """Views, directions, match modes, sort keys, clamp modes and positions, dtypes, formats, GLU cases and
+    the top-k bounds: one declaration each; argparse, the app, the API and the engine import it."""
+    assert restated_choices(modules()) == []
+
+
+def test_a_restated_choice_list_is_found(tmp_path):
+    found = modules()
+    copy = tmp_path / "copy.py"
+    copy.write_text('"""up, gate, down"""\nWANTED = ["up"]\nfor view in ("down", "up", "gate"):\n    pass\n')
+    assert restated_choices({**found, "neuroscope.copy": copy}) == [
+        "neuroscope.copy:3 restates neuroscope.choices.VIEWS ('up', 'gate', 'down')"]

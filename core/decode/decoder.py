@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ...choices import DEFAULT_TOP_K
 from ...errors import Cancelled, DamagedModel, UsageError
 from ..loading.adapter import Adapter
 from . import kernels
@@ -24,8 +25,8 @@ _OOM = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
 
 @dataclass
 class DecodeRecipe:
-    top_k: int = 10
-    views: Sequence[str] = ("up", "gate", "down")
+    top_k: int = DEFAULT_TOP_K
+    views: Sequence[str] | None = None     # None: every view the model has (ModelInfo.check_views)
     device: str = "auto"
     dtype: str = "auto"
     budget_mb: int | None = None   # logits chunk memory; default: 128 MiB on CPU, 40% of free GPU memory
