@@ -28,7 +28,7 @@ from .core.experiment import Experiment, GenSettings, settings_from
 from .core.loading.modelinfo import ModelInfo, inspect_model
 from .core.loading.provenance import provenance
 from .core.loading.sources import Source, resolve
-from .core.options import check_device_name, check_dtype, check_top_k
+from .core.options import DecodeRecipe, check_device_name, check_dtype, check_top_k
 from .errors import UsageError
 from .model_extras import TextAndConcepts
 from .neuron import Neuron
@@ -118,8 +118,9 @@ class Model(TextAndConcepts):
         from .core.options import under_torchrun
         from .core.pipeline import ensure_decoded
 
-        check_top_k(top_k)
-        views = self.info.check_views(list(views) if views else None)
+        recipe = DecodeRecipe(top_k=check_top_k(top_k), views=self.info.check_views(list(views) if views else None),
+                              device=self.device, dtype=self.dtype)
+        views = recipe.views
         if rebuild or not self.is_decoded(views):
             if not devices:
                 from .core.decode import pick_device
@@ -132,12 +133,11 @@ class Model(TextAndConcepts):
             if devices or under_torchrun():
                 from .core.distributed import decode_distributed
 
-                return decode_distributed(self.source, devices, views=views, top_k=top_k, dtype=self.dtype,
-                                          cache_dir=self.cache_dir, rebuild=rebuild,
+                return decode_distributed(self.source, devices, recipe, cache_dir=self.cache_dir, rebuild=rebuild,
                                           trust_remote_code=self.trust_remote_code, progress=progress, note=self.note)
-            return ensure_decoded(self.source, views=views, top_k=top_k, device=self.device, dtype=self.dtype,
-                                  cache_dir=self.cache_dir, rebuild=rebuild, trust_remote_code=self.trust_remote_code,
-                                  progress=progress, note=self.note, cancel=cancel, on_unit=on_unit, info=self.info)
+            return ensure_decoded(self.source, recipe, info=self.info, cache_dir=self.cache_dir, rebuild=rebuild,
+                                  trust_remote_code=self.trust_remote_code, progress=progress, note=self.note,
+                                  cancel=cancel, on_unit=on_unit)
         finally:
             close()
 

@@ -78,12 +78,13 @@ def examples(model, corpus=None, tokens: int = 100_000, per_neuron: int = 20, wi
         raise UsageError(f"--window {window} exceeds {model.name}'s context of {context:,} tokens")
     text = open_corpus(corpus, text_column)          # missing, empty, binary, no column: before anything loads
     # torch is imported only after the checks (bad input answers in 0.3 s, not 1.5)
-    from .core.examples import ensure_examples
+    from .core.examples import ExamplesRecipe, ensure_examples
 
+    recipe = ExamplesRecipe(text, tokens, per_neuron, window, batch, commit_s)
     progress, close = model._progress("examples")
     try:
-        return ensure_examples(model.source, info, model.loaded, model.tokenizer(), text, tokens, per_neuron, window,
-                               batch, model.cache_dir, rebuild, progress, model.note, cancel, commit_s)
+        return ensure_examples(model.source, info, recipe, model.loaded, model.tokenizer(), cache_dir=model.cache_dir,
+                               rebuild=rebuild, progress=progress, note=model.note, cancel=cancel)
     finally:
         close()
 
