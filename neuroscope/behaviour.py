@@ -135,3 +135,18 @@ def agreement(model, seed: int = 0):
     model.store().close()                            # every view decoded (on demand)
     with _examples_store(model) as store:
         return compute(store, Examples(store), seed=seed)
+
+
+def activations(model, prompt: str, refs, chat: bool | None = None) -> Records:
+    """The natural (unclamped) activation of each neuron over the prompt's tokens: Activation(ref, min, max,
+    last). ``chat`` None: through the chat template when the model has one."""
+    from .core.generate import Tokenized, build_prompt, has_chat_template
+    from .core.measure import natural_activation
+
+    refs = [as_ref(r) for r in refs]
+    model.info.check_refs(refs)
+    tokens = Tokenized(model.source, model.tokenizer())
+    chat = has_chat_template(tokens.tokenizer) if chat is None else chat
+    built = build_prompt(tokens, prompt, chat)           # an empty prompt: before the model loads
+    lm = model.loaded()
+    return Records(natural_activation(lm, built, refs))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import sys
 
+from .clamping import experiment
 from .core.clamp import check_preset_name, save_preset
+from .core.experiment import ClampRequest
 from .output import _emit_json, fmt_prob, fmt_ratio, note, open_model
 
 
@@ -49,9 +51,7 @@ def cmd_clamp(args) -> int:
     if args.save_preset:
         check_preset_name(args.save_preset)
     model = open_model(args)
-    exp = model.experiment(args.sets, args.prompt, args.target, args.chat, args.samples, args.max_new_tokens,
-                           args.temperature, args.top_p, args.seed, args.mode, args.positions, args.preset,
-                           args.concept, args.strength, args.min_mass)
+    exp = experiment(model, ClampRequest.of(vars(args), clamps=args.sets))   # each option is a field of that name
     prepared = model.prepare(exp)                  # headers and tokenizer only: every check before the load
     if args.save_preset:                           # every setting, so that --preset NAME re-runs this experiment
         clamps, settings = exp.preset()

@@ -296,3 +296,17 @@ def _parquet(store, path, views, labels, progress, total) -> int:
             count += n
             progress(count, total)
     return count
+
+
+def export_model(model, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1) -> int:
+    """The API's export: ``out`` and ``views`` checked before any work, the model decoded when needed, a
+    progress bar while the rows are written."""
+    path = check_out(out, fmt)               # before any work
+    if views:
+        model.info.check_views(views)
+    with model.store() as store:
+        progress, close = model._progress("export")
+        try:
+            return export(store, fmt, path, views, progress=progress, workers=workers)
+        finally:
+            close()
