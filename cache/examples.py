@@ -24,7 +24,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS example_state (layer INTEGER PRIMARY KEY, vals BLOB NOT NULL, pos BLOB NOT NULL, "
     "codes BLOB NOT NULL, cases BLOB, positive BLOB NOT NULL)",
 )
-CASES = ("++", "+-", "-+", "--")
+CASES = ("++", "+-", "-+", "--")     # GLU cases (gate sign, up sign), indexed by the stored codes; "+" is > 0
 SIGNS = DIRECTIONS
 
 
@@ -212,3 +212,11 @@ class Examples:
 def _major(a: np.ndarray, dtype) -> bytes:
     """[2, N, n] -> neuron-major bytes ([2, n, N])."""
     return np.ascontiguousarray(np.asarray(a, dtype).transpose(0, 2, 1)).tobytes()
+
+
+def stored_spec(path) -> dict | None:
+    """The examples spec the cache file at ``path`` holds (read-only, lock-free), or None."""
+    if not path.exists():
+        return None
+    with Store(path, readonly=True) as store:
+        return store.meta.get("examples") if store.ready else None

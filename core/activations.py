@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..cache.examples import CASES
 from .clamp import FORWARD_LOCK, down_module
 from .refs import NeuronRef
-
-CASES = ("++", "+-", "-+", "--")     # (gate sign, up sign); "+" is > 0
 
 
 def case_codes(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

@@ -152,3 +152,18 @@ def test_compare_equals_the_cli_and_models_lists_the_caches(tmp_path_factory):
     listed = neuroscope.models(pair["cache"])
     assert {m.model for m in listed} >= {"base", "tuned"} and all(m.complete for m in listed)
     assert listed.as_dicts() == [m for m in cli_json("models", "--json", "--cache-dir", pair["cache"])]
+
+
+def test_experiment_and_clamp_take_the_request_fields_by_name():
+    """Model.experiment and Model.clamp build a ClampRequest from their keyword arguments (one relay):
+    every field is an argument of the same name, in the same order, so none can drift."""
+    import inspect
+    from dataclasses import fields
+
+    from neuroscope import Model
+    from neuroscope.core.experiment import ClampRequest
+
+    names = [f.name for f in fields(ClampRequest)]
+    assert list(inspect.signature(Model.experiment).parameters)[1:] == names
+    clamp = [p for p in inspect.signature(Model.clamp).parameters if p not in ("self", "on_text", "cancel")]
+    assert clamp == names

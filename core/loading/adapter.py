@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import nn
 
+from ...choices import VIEWS
 from ...errors import UnsupportedModel
 from ..arch import SUPPORTED, Family, by_model_type
 from .sources import Source
@@ -36,7 +37,7 @@ class Adapter:
 
     @property
     def views(self) -> list[str]:
-        return [v for v in ("up", "gate", "down") if v in self.names]
+        return [v for v in VIEWS if v in self.names]
 
     @property
     def num_layers(self) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..choices import TOP_K_RANGE, VIEWS
+from ..core.options import check_top_k
+from ..errors import NeuroscopeError
 
 
 def top_k(text: str) -> int:
@@ -12,10 +14,11 @@ def top_k(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--top-k must be a whole number, not '{text}'") from None
-    low, high = TOP_K_RANGE
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"--top-k must be between {low} and {high}")
-    return value
+    try:
+        return check_top_k(value)                 # the API's check; argparse's message names the flag
+    except NeuroscopeError:
+        low, high = TOP_K_RANGE
+        raise argparse.ArgumentTypeError(f"--top-k must be between {low} and {high}") from None
 
 
 def at_least(minimum: int):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..choices import DIRECTIONS
 from ..core.corpus import label
 from ..core.refs import NeuronRef
 from .arguments import positive
@@ -104,7 +105,7 @@ def _context(example: dict) -> str:
 
 
 def print_examples(shown: dict) -> None:
-    for sign in ("pos", "neg"):
+    for sign in DIRECTIONS:
         print(f"  {sign} examples (activation, context with [[the token]]):")
         for e in shown[sign][:SHOWN]:
             case = f" {e['case']}" if e["case"] else ""

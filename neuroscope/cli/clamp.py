@@ -11,8 +11,10 @@ import json
 import sys
 
 from ..cache.words import stands_for
+from ..clamping import experiment
 from ..concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
 from ..core.clamp import MODES, POSITIONS, check_preset_name, save_preset
+from ..core.experiment import ClampRequest
 from .arguments import positive
 from .output import emit_json, fmt_prob, fmt_ratio, note, open_model
 
@@ -92,9 +94,7 @@ def cmd_clamp(args) -> int:
     if args.save_preset:
         check_preset_name(args.save_preset)
     model = open_model(args)
-    exp = model.experiment(args.sets, args.prompt, args.target, args.chat, args.samples, args.max_new_tokens,
-                           args.temperature, args.top_p, args.seed, args.mode, args.positions, args.preset,
-                           args.concept, args.strength, args.min_mass)
+    exp = experiment(model, ClampRequest.of(vars(args), clamps=args.sets))   # each option is a field of that name
     prepared = model.prepare(exp)                  # headers and tokenizer only: every check before the load
     if args.save_preset:                           # every setting, so that --preset NAME re-runs this experiment
         clamps, settings = exp.preset()

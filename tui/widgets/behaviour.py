@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Static
 
 from ...cache.examples import CASES, Examples
+from ...choices import DIRECTIONS
 from ..format import show_token
 from ..messages import ProbeResult
 from .activity import begin, end
@@ -82,7 +83,7 @@ class BehaviourPane(Vertical):
                             "fire", style="dim"))
             return
         lines = Text(no_wrap=True, overflow="ellipsis")
-        for sign in ("pos", "neg"):
+        for sign in DIRECTIONS:
             for example in ex.neuron(ref.layer, ref.neuron, sign, SHOWN, CONTEXT):
                 lines.append_text(example_line(example))
                 lines.append("\n")
