@@ -146,8 +146,8 @@ def test_every_command_example_parses_as_shown(page, capsys):
         except SystemExit:
             ok = False
         if ok == refused:
-            wrong.append(f"neuroscope {shlex.join(argv)}: " + ("parses, but the page shows a usage error"
-                                                               if refused else capsys.readouterr().err.strip()))
+            said = "parses, but the page shows a usage error" if refused else capsys.readouterr().err.strip()
+            wrong.append(f"neuroscope {shlex.join(argv)}: {said.splitlines()[-1]}")
     assert not wrong, f"{page.name}:\n" + "\n".join(wrong)
 
 
