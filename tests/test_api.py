@@ -193,7 +193,6 @@ def test_compare_equals_the_cli_and_models_lists_the_caches(tmp_path_factory):
             "neurons_per_layer": m.neurons_per_layer, "views": list(m.views), "complete": m.complete} for m in listed])
 
 
-
 def test_experiment_and_clamp_take_the_request_fields_by_name():
     """Model.experiment and Model.clamp build a ClampRequest from their keyword arguments (one relay):
     every field is an argument of the same name, in the same order, so none can drift."""

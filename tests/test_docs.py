@@ -16,9 +16,6 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
-# Folders being built on another branch of issue 19 (the CLI package): a path under one is checked once the
-# folder exists.
-PENDING = ("neuroscope/cli/",)
 
 
 def slug(heading: str) -> str:
@@ -98,9 +95,6 @@ def test_every_path_a_page_names_exists(page):
     for name in sorted(named_paths(page)):
         if (ROOT / name).exists() or (ROOT / "neuroscope" / name).exists():   # `cli/model.py`: neuroscope/cli/…
             continue
-        full = name if name.startswith("neuroscope/") else f"neuroscope/{name}"
-        if any(full.startswith(p) and not (ROOT / p).is_dir() for p in PENDING):
-            continue
         missing.append(name)
     assert not missing, f"{page.name} names paths that do not exist: {missing}"
 
@@ -152,11 +146,8 @@ def test_every_command_example_parses_as_shown(page, capsys):
 
 
 def subparsers() -> dict:
-    # the CLI package (issue 19) keeps the parser in neuroscope/cli/parser.py; before it, neuroscope/cli.py
-    try:
-        from neuroscope.cli.parser import build_parser
-    except ImportError:
-        from neuroscope.cli import build_parser
+    from neuroscope.cli.parser import build_parser
+
     actions = build_parser()._actions
     return next(a for a in actions if isinstance(a, argparse._SubParsersAction)).choices
 
