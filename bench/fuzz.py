@@ -33,6 +33,7 @@ def main() -> int:
     from hypothesis import HealthCheck, Phase, given, seed, settings
 
     from neuroscope.core.loading.sources import resolve
+    from neuroscope.core.options import DecodeRecipe
     from neuroscope.core.pipeline import ensure_decoded
     from tests.fuzzing import argv, run, snapshot, writes_by_design
     from tests.models import build
@@ -41,7 +42,7 @@ def main() -> int:
     cache = root / "cache"
     dirs = [build(kind, root / kind) for kind in ("llama", "gpt2", "neox")]
     for folder in dirs:
-        ensure_decoded(resolve(str(folder)), cache_dir=cache, device="cpu", dtype="float32")
+        ensure_decoded(resolve(str(folder)), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache)
     (root / "not-a-model").mkdir()
     (root / "notes.txt").write_text("hello")
     (root / "notes.bin").write_bytes(b"\0\1\2" * 50)

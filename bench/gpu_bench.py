@@ -156,7 +156,7 @@ def main() -> None:
             torch.cuda.empty_cache()
         cache = Path(tempfile.mkdtemp(prefix="cache-", dir=work))
         t = time.perf_counter()
-        ensure_decoded(source, views=[view], device=str(device), dtype="bfloat16", cache_dir=cache)
+        ensure_decoded(source, DecodeRecipe(views=[view], device=str(device), dtype="bfloat16"), cache_dir=cache)
         total = time.perf_counter() - t
         row = {"floor_s": round(floor, 3), "engine_s": round(engine, 3), "end_to_end_s": round(total, 3),
                "engine_x_floor": round(engine / floor, 3), "end_to_end_x_floor": round(total / floor, 3)}

@@ -39,7 +39,7 @@ def filter_times(model: str, cache_dir: str, queries: list[str]) -> None:
     from neuroscope.cache.catalog import cache_path
     from neuroscope.cache.store import Store
     from neuroscope.core.loading.sources import resolve
-    from neuroscope.tui.screens.main import MAX_RANK, RESULT_LIMIT
+    from neuroscope.tui.widgets.filter import MAX_RANK, RESULT_LIMIT
 
     source = resolve(model)
     with Store(cache_path(source.name, source.source, source.fingerprint, cache_dir), readonly=True) as store:

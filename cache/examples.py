@@ -24,7 +24,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS example_state (layer INTEGER PRIMARY KEY, vals BLOB NOT NULL, pos BLOB NOT NULL, "
     "codes BLOB NOT NULL, cases BLOB, positive BLOB NOT NULL)",
 )
-CASES = ("++", "+-", "-+", "--")
+CASES = ("++", "+-", "-+", "--")     # GLU cases (gate sign, up sign), indexed by the stored codes; "+" is > 0
 SIGNS = DIRECTIONS
 
 
@@ -60,6 +60,13 @@ class Examples:
     def spec(self) -> dict | None:
         return self.store.meta.get("examples")
 
+    @property
+    def run_spec(self) -> dict:
+        """The spec of the run this file holds, for what comes after ``start()`` (commit, the readers)."""
+        spec = self.spec
+        assert spec is not None, "no examples run in this cache: start() one first"
+        return spec
+
     def has_tables(self) -> bool:
         return self.conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'example_state'").fetchone()[0] > 0
 
@@ -84,7 +91,7 @@ class Examples:
     @guarded
     def commit(self, states: dict[int, dict], windows_done: int, seconds: float) -> None:
         """Every layer's state and the progress, in one transaction."""
-        spec = dict(self.spec)
+        spec = dict(self.run_spec)
         spec.update(windows_done=int(windows_done), complete=windows_done >= spec["windows"],
                     seconds=round(float(spec.get("seconds", 0.0)) + seconds, 3))
         with self.store.db.atomic():
@@ -106,7 +113,7 @@ class Examples:
     @guarded
     def states(self, neurons: int) -> dict[int, dict]:
         """Every layer's state in the engine's layout ([2, N, n]; core.examples.LayerState.from_numpy)."""
-        per = int(self.spec["per_neuron"])
+        per = int(self.run_spec["per_neuron"])
         out = {}
         for layer, vals, pos, codes, cases, positive in self.conn.execute("SELECT * FROM example_state"):
             def back(blob, dtype):
@@ -123,7 +130,7 @@ class Examples:
                                 (layer,)).fetchone()
         if row is None:
             return None
-        n, per = self.store.neurons, int(self.spec["per_neuron"])
+        n, per = self.store.neurons, int(self.run_spec["per_neuron"])
 
         def back(blob, dtype):
             return np.frombuffer(blob, dtype).reshape(2, n, per).transpose(0, 2, 1)
@@ -143,7 +150,7 @@ class Examples:
     def neuron(self, layer: int, neuron: int, sign: str, limit: int | None = None,
                context: int = 24) -> list[Example]:
         """A neuron's top examples for one sign (highest |activation| first), each with its context."""
-        spec = self.spec
+        spec = self.run_spec
         n, per, window = self.store.neurons, int(spec["per_neuron"]), int(spec["window"])
         at = (SIGNS.index(sign) * n + neuron) * per
         vals = self._slice(layer, "vals", np.float32, at, per)
@@ -151,6 +158,7 @@ class Examples:
             return []
         pos = self._slice(layer, "pos", np.int64, at, per)
         codes = self._slice(layer, "codes", np.int8, at, per)
+        assert pos is not None and codes is not None    # the row that holds vals holds them too
         gated = self.conn.execute("SELECT cases IS NOT NULL FROM example_state WHERE layer = ?", (layer,)).fetchone()[0]
         out = []
         for value, p, code in zip(vals.tolist(), pos.tolist(), codes.tolist()):
@@ -176,7 +184,7 @@ class Examples:
     @guarded
     def next_token(self, position: int) -> int | None:
         """The token after ``position`` in its window (None at a window's end)."""
-        window = int(self.spec["window"])
+        window = int(self.run_spec["window"])
         w, t = divmod(position, window)
         if t + 1 >= window:
             return None
@@ -185,7 +193,7 @@ class Examples:
 
     @guarded
     def token_at(self, position: int) -> int:
-        window = int(self.spec["window"])
+        window = int(self.run_spec["window"])
         w, t = divmod(position, window)
         row = self.conn.execute("SELECT ids FROM corpus_windows WHERE window = ?", (w,)).fetchone()
         return int(np.frombuffer(row[0], np.int32)[t])
@@ -204,3 +212,11 @@ class Examples:
 def _major(a: np.ndarray, dtype) -> bytes:
     """[2, N, n] -> neuron-major bytes ([2, n, N])."""
     return np.ascontiguousarray(np.asarray(a, dtype).transpose(0, 2, 1)).tobytes()
+
+
+def stored_spec(path) -> dict | None:
+    """The examples spec the cache file at ``path`` holds (read-only, lock-free), or None."""
+    if not path.exists():
+        return None
+    with Store(path, readonly=True) as store:
+        return store.meta.get("examples") if store.ready else None

@@ -214,6 +214,7 @@ class Labels:
 
     def _label(self, layer: int, view: str, pos, neg) -> None:
         token_keys = self.token_keys()
+        assert token_keys is not None          # write_unit() and upgrade() write the keys first
         labelled = [label_unit(ids, probs, token_keys) for ids, probs in (pos, neg)]
         self.conn.executemany(
             "INSERT OR REPLACE INTO labels (layer, view, direction, label, mass, count, entropy) "
@@ -328,7 +329,7 @@ class Labels:
         concept = self.key_id(word)
         if concept is None:
             return []
-        out = []
+        out: list[tuple[int, int, str, str, float]] = []
         for layer, view, blob in self.conn.execute("SELECT layer, view, entries FROM concept_index WHERE concept = ?",
                                                    (concept,)):
             if views and view not in views:

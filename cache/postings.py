@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def match_clause(query: str, match: str) -> tuple[str, tuple]:
 
 def search(conn: sqlite3.Connection, texts: Callable, query: str, match: str = "word",
            views: Sequence[str] | None = None, directions: Sequence[str] | None = None, max_rank: int = 1,
-           limit: int | None = 50, token_ids: Sequence[int] | None = None) -> list[Hit]:
+           limit: int | None = 50, token_ids: Iterable[int] | None = None) -> list[Hit]:
     """Neurons whose top ``max_rank`` tokens include a token matching ``query`` (or, given ``token_ids``,
     one of those tokens), by prob, highest first.
 

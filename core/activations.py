@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..cache.examples import CASES
 from .clamp import FORWARD_LOCK, down_module
 from .refs import NeuronRef
-
-CASES = ("++", "+-", "-+", "--")     # (gate sign, up sign); "+" is > 0
 
 
 def case_codes(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
@@ -133,13 +132,13 @@ def trace(lm, ids: torch.Tensor, top: int = 10, refs: list[NeuronRef] | None = N
         for code in best[t].tolist():
             layer, neuron = divmod(code, n)
             firings.append(Firing(layer, neuron, float(act[layer, t, neuron]),
-                                  float(gate[layer, t, neuron]) if gated else None,
-                                  float(up[layer, t, neuron]) if gated else None))
+                                  float(gate[layer, t, neuron]) if gate is not None else None,
+                                  float(up[layer, t, neuron]) if up is not None else None))
         per_token.append(firings)
     neurons = None
     if refs is not None:
         neurons = [NeuronTrace(r, act[r.layer, :, r.neuron].tolist(),
-                               gate[r.layer, :, r.neuron].tolist() if gated else None,
-                               up[r.layer, :, r.neuron].tolist() if gated else None) for r in refs]
+                               gate[r.layer, :, r.neuron].tolist() if gate is not None else None,
+                               up[r.layer, :, r.neuron].tolist() if up is not None else None) for r in refs]
     texts = [lm.tokenizer.decode([i]) for i in ids[0].tolist()]
     return per_token, neurons, texts

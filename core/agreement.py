@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..choices import DIRECTIONS
 from ..errors import UsageError
 
 UP_POSITIVE = np.array([True, False, True, False])     # by case code: "++", "+-", "-+", "--" -> up > 0
@@ -72,7 +73,7 @@ def _layer(store, examples, layer: int, windows: np.ndarray, views, rng) -> dict
     sign = np.broadcast_to(np.array([True, False])[:, None, None], vals.shape)      # pos examples, neg examples
     out = {}
     for view in views:
-        tops = [store.tops(layer, view, d) for d in ("pos", "neg")]
+        tops = [store.tops(layer, view, d) for d in DIRECTIONS]
         if any(x is None for x in tops):
             continue
         decoded = np.stack([tops[0][0], tops[1][0]])         # [2 directions, n, k]

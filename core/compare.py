@@ -112,7 +112,7 @@ def check_compatible(base, other, base_name: str = "BASE", other_name: str = "OT
             if ta[i] != to[i]:
                 differ += 1
                 first = first if first is not None else (i, ta[i], to[i])
-    if differ:
+    if first is not None:                  # some id differs
         i, a, b = first
         ids_have = "token id has" if differ == 1 else "token ids have"
         raise Incompatible(f"tokenizer vocabularies differ: {differ:,} of {vb:,} {ids_have} different text "
@@ -197,7 +197,7 @@ class SafetensorsWeights:
 
     def vectors(self, layer: int, view: str, neurons: Sequence[int], n: int, hidden: int) -> np.ndarray | None:
         """[len(neurons), hidden] float64 vectors, or None when the tensor is not found or not readable."""
-        if self.family is None or view not in self.family.modules:
+        if self.index is None or self.family is None or view not in self.family.modules:
             return None
         return self.index.rows(self.family.weight_name(layer, view), neurons, self.family.layouts[view])
 

@@ -56,10 +56,13 @@ class Corpus:
 
     def pieces(self) -> Iterator[tuple[str, bool]]:
         """The text in order as (piece, ends a document): a document is one piece but for a big text file."""
+        if self.kind in ("saved", "hub"):
+            assert self.column is not None           # resolve() names the column a dataset is read by
+            yield from ((doc, True) for doc in formats.read_rows(self.data, self.column))
+            return
+        assert self.path is not None                 # only a hub dataset has no path
         if self.kind == "kjv":
             yield from ((doc, True) for doc in _kjv_chapters(self.path))
-        elif self.kind in ("saved", "hub"):
-            yield from ((doc, True) for doc in formats.read_rows(self.data, self.column))
         elif self.kind == "folder":
             for file in _folder_files(self.path):
                 yield from _file_pieces(file, self.column)
@@ -158,7 +161,8 @@ def _kjv_chapters(path: Path) -> Iterator[str]:
     try:
         rows = conn.execute("SELECT BookID, ChapterID, Passage1 FROM Bible ORDER BY TestamentID, BookID, ChapterID, "
                             "VerseID")
-        chapter, verses = None, []
+        chapter: tuple[int, int] | None = None
+        verses: list[str] = []
         for book, number, text in rows:
             if (book, number) != chapter and verses:
                 yield " ".join(verses)

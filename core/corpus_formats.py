@@ -18,7 +18,7 @@ import socket
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Iterator
+from typing import Generator, Iterator
 
 from ..errors import UsageError, first_line
 
@@ -111,7 +111,7 @@ def read_parquet(path: Path, column: str) -> Iterator[str]:
 
 
 # -- csv ---------------------------------------------------------------------------------------------------
-def _csv_rows(path: Path) -> Iterator[list[str]]:
+def _csv_rows(path: Path) -> Generator[list[str], None, None]:   # a generator: check_csv closes it
     csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))   # a document is one field
     try:
         with open(path, encoding="utf-8", newline="") as handle:

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import torch
@@ -21,7 +22,7 @@ import torch.distributed as dist
 from ..errors import DeviceError
 from .decode import pick_device
 from .loading.sources import Source
-from .options import under_torchrun
+from .options import DecodeRecipe, under_torchrun
 
 
 def _free_port() -> int:
@@ -30,13 +31,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def decode_distributed(source: Source, devices: Sequence[str] | None, views=None, top_k: int = 10,
-                       dtype: str = "auto", cache_dir=None, rebuild: bool = False, trust_remote_code: bool = False,
+def decode_distributed(source: Source, devices: Sequence[str] | None, recipe: DecodeRecipe | None = None, *,
+                       cache_dir=None, rebuild: bool = False, trust_remote_code: bool = False,
                        progress: Callable[[int, int], None] | None = None,
                        note: Callable[[str], None] | None = None):
-    """Decode with one process per device (spawned), or as this torchrun rank. Returns rank 0's result
-    (other torchrun ranks return None)."""
-    args = (source, views, top_k, dtype, str(cache_dir) if cache_dir else None, rebuild, trust_remote_code)
+    """Decode the recipe (its device aside: each rank has its own) with one process per device (spawned), or
+    as this torchrun rank. Returns rank 0's result (other torchrun ranks return None)."""
+    args = (source, recipe or DecodeRecipe(), str(cache_dir) if cache_dir else None, rebuild, trust_remote_code)
     if under_torchrun():
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         local = int(os.environ.get("LOCAL_RANK", rank))
@@ -76,18 +77,19 @@ def _worker(rank, world, device, *args) -> None:
     _run_rank(rank, world, device, *args)
 
 
-def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: int, dtype: str, cache_dir,
-              rebuild: bool, trust_remote_code: bool, progress=None, note=None):
+def _run_rank(rank: int, world: int, device: str, source: Source, recipe: DecodeRecipe, cache_dir, rebuild: bool,
+              trust_remote_code: bool, progress=None, note=None):
     from ..cache.catalog import cache_path, decode_lock
-    from .decode import Decoder, DecodeRecipe, dtype_name, pick_dtype
+    from .decode import Decoder, dtype_name, pick_dtype
     from .loading.modelinfo import inspect_model
     from .loading.models import load_for_decode
     from .options import check_dtype
     from .pipeline import DecodeResult, discard_if_empty, open_for_decode
 
-    check_dtype(dtype)
+    check_dtype(recipe.dtype)
     info = inspect_model(source)
-    views = info.check_views(views)
+    views = info.check_views(recipe.views)
+    recipe = replace(recipe, views=views)
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
@@ -103,13 +105,13 @@ def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: 
         if rank == 0:  # the only process that touches the cache
             lock = stack.enter_context(decode_lock(path, note))
             auto = dtype_name(pick_dtype("auto", pick_device(device)))
-            store, todo, precision, created = open_for_decode(source, lm, info, views, top_k, dtype, auto, cache_dir,
-                                                              rebuild, note)
+            store, todo, precision, created = open_for_decode(source, lm, info, recipe, auto, cache_dir, rebuild,
+                                                              note)
             stack.callback(store.close)
             plan = [(todo, store.top_k, precision)]
         dist.broadcast_object_list(plan, src=0)
         todo, k, precision = plan[0]
-        decoder = Decoder(lm.adapter, DecodeRecipe(top_k=k, views=views, device=device, dtype=precision))
+        decoder = Decoder(lm.adapter, replace(recipe, top_k=k, device=device, dtype=precision))
         described = f"{world} x {decoder.describe()}"
         neurons = lm.adapter.neurons
         if store is not None:
@@ -118,9 +120,9 @@ def _run_rank(rank: int, world: int, device: str, source: Source, views, top_k: 
             for start in range(0, len(todo), world):
                 mine = todo[start + rank] if start + rank < len(todo) else None
                 result = (mine, decoder.decode_unit(*mine)) if mine is not None else None
-                gathered = [None] * world if rank == 0 else None
+                gathered: list | None = [None] * world if rank == 0 else None
                 dist.gather_object(result, gathered, dst=0)
-                if store is not None:
+                if store is not None and gathered is not None:       # rank 0, the one holding the store
                     for item in gathered:
                         if item is not None:
                             (layer, view), (pos, neg) = item

@@ -17,13 +17,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..choices import DIRECTIONS
+from ..choices import DEFAULT_TOP_K
 from ..errors import Cancelled
 from .activations import case_codes
 from .clamp import FORWARD_LOCK, down_module
-
-SIGNS = DIRECTIONS
-
 
 BUFFER = 1 << 16        # candidates held back before a merge (amortises its fixed costs over batches)
 
@@ -289,6 +286,24 @@ def stream(lm, windows: np.ndarray, start: int, states: dict[int, LayerState], b
 
 
 @dataclass
+class ExamplesRecipe:
+    """Every neuron's top ``per_neuron`` examples per sign over ``tokens`` tokens of ``corpus`` (a core.corpus.Corpus)
+    in windows of ``window``; ``batch`` (windows a pass) and ``commit_s`` (what a stop can lose) change only the run."""
+
+    corpus: object
+    tokens: int
+    per_neuron: int
+    window: int
+    batch: int = 8
+    commit_s: float = 30.0
+
+    def spec(self) -> dict:
+        """What the cache records and compares: a run with another spec starts again."""
+        return {"corpus": self.corpus.name, "corpus_key": self.corpus.key, "tokens": int(self.tokens),
+                "window": int(self.window), "per_neuron": int(self.per_neuron)}
+
+
+@dataclass
 class ExamplesResult:
     path: object
     corpus: str
@@ -299,24 +314,23 @@ class ExamplesResult:
     source: dict | None = None      # what the corpus is (core.corpus.Corpus.source: kind, path, column, …)
 
 
-def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int = 100_000, per_neuron: int = 20,
-                    window: int = 128, batch: int = 8, cache_dir=None, rebuild: bool = False,
-                    progress: Callable[[int, int], None] | None = None, note: Callable[[str], None] | None = None,
-                    cancel: threading.Event | None = None, commit_s: float = 30.0) -> ExamplesResult:
-    """Compute (or resume, or find cached) the examples of every neuron over ``corpus``. The corpus is
-    tokenized (``tokenizer``) before anything is written, so a corpus too short for one window costs nothing;
+def ensure_examples(source, info, recipe: ExamplesRecipe, load: Callable, tokenizer, *, cache_dir=None,
+                    rebuild: bool = False, progress: Callable[[int, int], None] | None = None,
+                    note: Callable[[str], None] | None = None, cancel: threading.Event | None = None) -> ExamplesResult:
+    """Compute (or resume, or find cached) the recipe's examples of every neuron. The corpus is tokenized
+    (``tokenizer``) before anything is written, so a corpus too short for one window costs nothing;
     ``load()`` gives the whole model (a LoadedModel), called only when work remains. The state is committed
-    every ``commit_s`` seconds (and when the run ends or is cancelled): what an interruption can lose."""
+    every ``recipe.commit_s`` seconds (and when the run ends or is cancelled)."""
     from ..cache.catalog import cache_path, decode_lock
-    from ..cache.examples import Examples
+    from ..cache.examples import Examples, stored_spec
     from ..cache.store import Store
     from .loading.adapter import token_texts
     from .pipeline import cache_meta
 
     note = note or (lambda _msg: None)
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
-    spec = {"corpus": corpus.name, "corpus_key": corpus.key, "tokens": int(tokens), "window": int(window),
-            "per_neuron": int(per_neuron)}
+    corpus, tokens, window = recipe.corpus, recipe.tokens, recipe.window
+    spec = recipe.spec()
     started = time.perf_counter()
 
     def result(ex: Examples, processed: int) -> ExamplesResult:
@@ -328,13 +342,14 @@ def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int
         return not rebuild and bool(old) and all(old.get(k) == v for k, v in spec.items())
 
     fresh = None
-    if not same(_spec(path)):                 # a new run: tokenize first (a bad corpus writes nothing)
+    if not same(stored_spec(path)):                 # a new run: tokenize first (a bad corpus writes nothing)
         fresh = _corpus_windows(corpus, tokenizer, tokens, window)
     with decode_lock(path, note):
         store = Store(path)
         try:
             if not store.ready:
-                store.initialize(cache_meta(source, info, 10, None), token_texts(tokenizer, info.shape.vocab))
+                store.initialize(cache_meta(source, info, DEFAULT_TOP_K, None),
+                                 token_texts(tokenizer, info.shape.vocab))
             ex = Examples(store)
             ex.create()
             old = ex.spec
@@ -354,7 +369,7 @@ def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int
                     note("starting the examples again: the corpus or its settings changed")
                 windows_ = fresh if fresh is not None else _corpus_windows(corpus, tokenizer, tokens, window)
                 ex.start({**spec, "corpus_source": corpus.source}, windows_)     # recorded, not compared
-                states = {layer: LayerState.empty(n, per_neuron, gated, device)
+                states = {layer: LayerState.empty(n, recipe.per_neuron, gated, device)
                           for layer in range(lm.adapter.num_layers)}
                 start = 0
             last = [time.perf_counter()]
@@ -364,20 +379,10 @@ def ensure_examples(source, info, load: Callable, tokenizer, corpus, tokens: int
                 ex.commit({layer: s.to_numpy() for layer, s in states.items()}, done, now - last[0])
                 last[0] = now
 
-            stream(lm, windows_, start, states, batch, progress, cancel, commit, commit_s)
+            stream(lm, windows_, start, states, recipe.batch, progress, cancel, commit, recipe.commit_s)
             return result(ex, (len(windows_) - start) * window)
         finally:
             store.close()
-
-
-def _spec(path) -> dict | None:
-    """The examples spec a cache holds (read-only, lock-free), or None."""
-    from ..cache.store import Store
-
-    if not path.exists():
-        return None
-    with Store(path, readonly=True) as store:
-        return store.meta.get("examples") if store.ready else None
 
 
 def _corpus_windows(corpus, tokenizer, tokens: int, window: int) -> np.ndarray:

@@ -6,7 +6,7 @@ context length, the chat template).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..errors import GenerationError
 from .clamp import PRESET_SETTINGS, ClampSet
@@ -40,6 +40,39 @@ class GenSettings:
         if not 0 <= self.seed < 2 ** 63:
             raise GenerationError("--seed must be a whole number from 0 to 2**63 - 1")
         return self
+
+
+@dataclass
+class ClampRequest:
+    """What the user asked for, as typed: the clamps and every setting, each None for the preset's (when
+    ``preset`` names one) or else the default. neuroscope.clamping.experiment makes a checked Experiment of it;
+    ``Model.experiment`` and ``Model.clamp`` take the same names as keyword arguments."""
+
+    clamps: object = None               # {"L29:N808": 20}, "L29:N808=20" strings or Clamps (neuroscope.results)
+    prompt: str | None = None
+    target: str | None = None
+    chat: bool | None = None
+    samples: int | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    mode: str | None = None             # core.clamp.MODES; given with a preset it applies to its clamps too
+    positions: str | None = None        # core.clamp.POSITIONS
+    preset: str | None = None
+    concept: str | None = None          # adds a clamp for every neuron labelled with it
+    strength: float | None = None
+    min_mass: float | None = None
+
+    @classmethod
+    def of(cls, values, **overrides) -> "ClampRequest":
+        """The request from a mapping that holds every field by name: a function's ``locals()`` (the API's
+        keyword arguments) or ``vars(args)`` (the CLI's options); ``overrides`` replace some."""
+        return cls(**{f.name: overrides[f.name] if f.name in overrides else values[f.name] for f in fields(cls)})
+
+    def settings(self) -> dict:
+        """The settings a preset keeps (core.clamp.PRESET_SETTINGS), as given."""
+        return {key: getattr(self, key) for key in PRESET_SETTINGS}
 
 
 @dataclass

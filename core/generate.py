@@ -135,6 +135,7 @@ def generation_config(lm, settings: GenSettings, num: int = 1) -> GenerationConf
     kwargs = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
                   num_return_sequences=num, use_cache=True)
     if settings.sampling:
+        assert settings.temperature is not None        # sampling: a temperature above 0
         kwargs.update(do_sample=True, temperature=float(settings.temperature), top_k=0,
                       top_p=float(settings.top_p) if settings.top_p is not None else 1.0)
     else:

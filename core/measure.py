@@ -131,11 +131,13 @@ def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel:
                 break
             start = 2 * i * n * length
 
-            def on_step(steps: int, start: int = start) -> None:
-                progress(start + min(steps, length) * n, total)
+            def on_step(steps: int, start: int = start) -> None:      # given only with a progress callback
+                if progress is not None:
+                    progress(start + min(steps, length) * n, total)
 
             def on_reply(scored: int, start: int = start) -> None:
-                progress(start + n * length + scored * length, total)
+                if progress is not None:
+                    progress(start + n * length + scored * length, total)
 
             if progress is not None:
                 progress(start, total)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,7 +22,7 @@ from ..errors import CorruptCache
 from .loading.modelinfo import ModelInfo, inspect_model
 from .loading.provenance import provenance
 from .loading.sources import Source
-from .options import check_dtype
+from .options import DecodeRecipe, check_dtype
 
 Note = Callable[[str], None]
 
@@ -76,11 +76,12 @@ def cache_meta(source: Source, info: ModelInfo, top_k: int, precision: str | Non
                 precision=precision, created=time.time())
 
 
-def open_for_decode(source: Source, lm, info: ModelInfo, views: Sequence[str], top_k: int, dtype: str,
-                    auto_dtype: str, cache_dir, rebuild: bool, note: Note):
+def open_for_decode(source: Source, lm, info: ModelInfo, recipe: DecodeRecipe, auto_dtype: str, cache_dir,
+                    rebuild: bool, note: Note):
     """Under the decode lock: drop stale, corrupt or too-small caches (announced), create meta and
-    vocabulary, settle the precision and list the (layer, view) units still to decode.
-    Returns (store, todo, precision, created)."""
+    vocabulary, settle the precision and list the (layer, view) units of ``recipe.views`` (checked) still to
+    decode. Returns (store, todo, precision, created)."""
+    views, top_k, dtype = recipe.views, recipe.top_k, recipe.dtype
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     remove_stale(source.source, path, cache_dir, note)
     if path.exists():
@@ -131,16 +132,20 @@ def discard_if_empty(store: Store, lock: Lock, created: bool) -> None:
         lock.discard()
 
 
-def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: int = 10, device: str = "auto",
-                   dtype: str = "auto", cache_dir=None, rebuild: bool = False, trust_remote_code: bool = False,
+def ensure_decoded(source: Source, recipe: DecodeRecipe | None = None, *, info: ModelInfo | None = None,
+                   cache_dir=None, rebuild: bool = False, trust_remote_code: bool = False, loaded=None,
                    progress: Callable[[int, int], None] | None = None, note: Note | None = None,
-                   cancel: threading.Event | None = None, on_unit: Callable[[int, str], None] | None = None,
-                   loaded=None, info: ModelInfo | None = None) -> DecodeResult:
-    """Make sure ``views`` (default: all the architecture has) are decoded; return where they are."""
+                   cancel: threading.Event | None = None,
+                   on_unit: Callable[[int, str], None] | None = None) -> DecodeResult:
+    """Make sure the recipe's views (None: all the architecture has) are decoded with its top-k, on its
+    device in its dtype; return where they are. ``info``: the model's headers when the caller has read them;
+    ``loaded``: the model when it is loaded already."""
     note = note or (lambda _msg: None)
-    check_dtype(dtype)
+    recipe = recipe or DecodeRecipe()
+    top_k, dtype = recipe.top_k, check_dtype(recipe.dtype)
     info = info or inspect_model(source)
-    views = info.check_views(views)
+    views = info.check_views(recipe.views)
+    recipe = replace(recipe, views=views)
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     started = time.perf_counter()
 
@@ -151,10 +156,10 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
     cached = None if rebuild else cached_views(path, views, top_k, dtype)
     if cached is not None:  # nothing to do: no lock, no model load
         return result(cached)
-    from .decode import Decoder, DecodeRecipe, dtype_name, pick_device, pick_dtype
+    from .decode import Decoder, dtype_name, pick_device, pick_dtype
     from .loading.models import load_for_decode
 
-    dev = pick_device(device)            # a missing GPU is reported before any file is created
+    dev = pick_device(recipe.device)            # a missing GPU is reported before any file is created
     auto = dtype_name(pick_dtype("auto", dev))
     with decode_lock(path, note) as lock:
         cached = None if rebuild else cached_views(path, views, top_k, dtype)
@@ -166,13 +171,11 @@ def ensure_decoded(source: Source, views: Sequence[str] | None = None, top_k: in
             if not path.exists():        # nothing was made: leave no lock file behind either
                 lock.discard()
             raise
-        store, todo, precision, created = open_for_decode(source, lm, info, views, top_k, dtype, auto, cache_dir,
-                                                          rebuild, note)
+        store, todo, precision, created = open_for_decode(source, lm, info, recipe, auto, cache_dir, rebuild, note)
         device_desc = ""
         try:
             if todo:
-                decoder = Decoder(lm.adapter, DecodeRecipe(top_k=store.top_k, views=views, device=str(dev),
-                                                           dtype=precision))
+                decoder = Decoder(lm.adapter, replace(recipe, top_k=store.top_k, device=str(dev), dtype=precision))
                 device_desc = decoder.describe()
                 store.set_meta(decoded_with=_joined(store.meta.get("decoded_with"), device_desc))
 

@@ -14,35 +14,33 @@ is a :class:`neuroscope.NeuroscopeError` with a one-line message; any other exce
 """
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import replace
 from typing import Callable, Sequence
 
+from . import clamping
 from .cache.catalog import cache_path, list_caches
 from .cache.store import Hit, Store, TopToken
-from .choices import DEFAULT_TOP_K, TOP_K_RANGE
-from .concepts import DEFAULT_MIN_MASS, DEFAULT_STRENGTH
-from .core.clamp import MODES, ClampSet, load_preset
-from .core.experiment import Experiment, GenSettings, settings_from
+from .choices import DEFAULT_TOP_K
+from .concepts import DEFAULT_BY
+from .core.experiment import ClampRequest, Experiment
 from .core.loading.modelinfo import ModelInfo, inspect_model
 from .core.loading.provenance import provenance
 from .core.loading.sources import Source, resolve
-from .core.options import check_device_name, check_dtype
+from .core.options import DecodeRecipe, check_device_name, check_dtype, check_top_k
 from .errors import UsageError
-from .model_extras import TextAndConcepts
 from .neuron import Neuron
-from .results import CachedModel, ClampReport, Records, as_clamps, as_ref, check_view_direction, tqdm_progress
+from .results import CachedModel, ClampReport, Records, as_ref, check_view_direction, tqdm_progress
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
 ProgressFactory = Callable[[str], "tuple[Progress, Callable[[], None]]"]   # label -> (update, close)
 
-MIN_TOP_K, MAX_TOP_K = TOP_K_RANGE
 
+class Model:
+    """A model and its decode cache. ``neuroscope.open(MODEL)`` makes one; nothing is loaded until needed.
+    Long methods are plain functions of neuroscope.concepts, .behaviour, .clamping and .export."""
 
-class Model(TextAndConcepts):
-    """A model and its decode cache. ``neuroscope.open(MODEL)`` makes one; nothing is loaded until needed."""
+    typed: str | None = None            # the MODEL as the user typed it (neuroscope.open sets it), for hints
 
     def __init__(self, source: Source, cache_dir=None, device: str = "auto", dtype: str = "auto",
                  trust_remote_code: bool = False, progress: bool | ProgressFactory = True,
@@ -105,6 +103,24 @@ class Model(TextAndConcepts):
         store.close()
         return None
 
+    @property
+    def typed_arg(self) -> str:
+        """The MODEL argument a hint repeats: as the user typed it (``demo``, not the GGUF's path), quoted for
+        a shell where it needs to be."""
+        import shlex
+
+        return shlex.quote(self.typed or self.source.source)
+
+    def check_shape(self, check) -> None:
+        """``check(layers, neurons)`` against the cache when it is there, else the model's headers: what the
+        user asked for is checked before any weight loads or decode starts."""
+        cached = self._cached_store()
+        if cached is None:
+            check(self.info.layers, self.info.neurons)
+            return
+        with cached:
+            check(cached.layers, cached.neurons)
+
     def is_decoded(self, views: Sequence[str] | None = None) -> bool:
         from .core.pipeline import cached_views
 
@@ -120,9 +136,9 @@ class Model(TextAndConcepts):
         from .core.options import under_torchrun
         from .core.pipeline import ensure_decoded
 
-        if not isinstance(top_k, int) or not MIN_TOP_K <= top_k <= MAX_TOP_K:
-            raise UsageError(f"top_k must be a whole number from {MIN_TOP_K} to {MAX_TOP_K}")
-        views = self.info.check_views(list(views) if views else None)
+        recipe = DecodeRecipe(top_k=check_top_k(top_k), views=self.info.check_views(list(views) if views else None),
+                              device=self.device, dtype=self.dtype)
+        views = recipe.views
         if rebuild or not self.is_decoded(views):
             if not devices:
                 from .core.decode import pick_device
@@ -135,12 +151,11 @@ class Model(TextAndConcepts):
             if devices or under_torchrun():
                 from .core.distributed import decode_distributed
 
-                return decode_distributed(self.source, devices, views=views, top_k=top_k, dtype=self.dtype,
-                                          cache_dir=self.cache_dir, rebuild=rebuild,
+                return decode_distributed(self.source, devices, recipe, cache_dir=self.cache_dir, rebuild=rebuild,
                                           trust_remote_code=self.trust_remote_code, progress=progress, note=self.note)
-            return ensure_decoded(self.source, views=views, top_k=top_k, device=self.device, dtype=self.dtype,
-                                  cache_dir=self.cache_dir, rebuild=rebuild, trust_remote_code=self.trust_remote_code,
-                                  progress=progress, note=self.note, cancel=cancel, on_unit=on_unit, info=self.info)
+            return ensure_decoded(self.source, recipe, info=self.info, cache_dir=self.cache_dir, rebuild=rebuild,
+                                  trust_remote_code=self.trust_remote_code, progress=progress, note=self.note,
+                                  cancel=cancel, on_unit=on_unit)
         finally:
             close()
 
@@ -188,31 +203,9 @@ class Model(TextAndConcepts):
         leading spaces, plurals folded, and its leading pieces: " Californ" for "California"), exact,
         prefix, contains, or label (neurons whose concept label is ``text``'s concept, highest label mass
         first). Every hit carries its neuron's label."""
-        from .cache.postings import MATCH_MODES
-        from .concepts import label_search, with_labels
+        from .concepts import search_neurons
 
-        if not isinstance(text, str) or not text.strip():
-            raise UsageError("TEXT is empty: give a token to search for, e.g. dog")
-        if match not in (*MATCH_MODES, "label"):
-            raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(MATCH_MODES)}, label")
-        check_view_direction(view, direction)
-        if not isinstance(max_rank, int) or max_rank < 1 or (limit is not None and (not isinstance(limit, int)
-                                                                                     or limit < 1)):
-            raise UsageError("max_rank and limit must be whole numbers of at least 1")
-        cached = self._cached_store()
-        k = DEFAULT_TOP_K
-        if cached is not None:
-            with cached:
-                k = cached.top_k
-        if max_rank > k:
-            raise UsageError(f"--max-rank {max_rank} exceeds the cached top-{k}; decode again with --top-k "
-                             f"{max_rank} --rebuild")
-        views, directions = [view] if view else None, [direction] if direction else None
-        with self.store(view) as store:
-            if match == "label":
-                return Records(label_search(store, text, views, directions, limit))
-            return Records(with_labels(store, store.search(text, match=match, views=views, directions=directions,
-                                                           max_rank=max_rank, limit=limit)))
+        return search_neurons(self, text, view, direction, max_rank, match, limit)
 
     def match_word(self, text: str):
         """Which tokens of the vocabulary stand for the word ``text`` (its forms and leading pieces, the rule
@@ -260,36 +253,7 @@ class Model(TextAndConcepts):
         adds a clamp for every neuron labelled with it (concepts.concept_clamps). A setting left None is the
         preset's when ``preset`` names one, else the default (40 new tokens, greedy, seed 0, mode set, all
         positions); ``mode`` given with a preset applies to its clamps too."""
-        clamp_set, saved = (load_preset(preset) if preset else (ClampSet(), {}))
-        s = settings_from(dict(prompt=prompt, target=target, chat=chat, samples=samples, max_new_tokens=max_new_tokens,
-                               temperature=temperature, top_p=top_p, seed=seed, concept=concept, strength=strength,
-                               min_mass=min_mass), saved, {"chat": False, "max_new_tokens": 40, "seed": 0,
-                                                           "strength": DEFAULT_STRENGTH, "min_mass": DEFAULT_MIN_MASS})
-        if mode is not None and mode not in MODES:
-            raise UsageError(f"unknown mode '{mode}': choose from {', '.join(MODES)}")
-        if mode is not None:
-            clamp_set.clamps = [replace(c, mode=mode) for c in clamp_set.clamps]
-        clamp_set.clamps.extend(as_clamps(clamps, mode or "set"))
-        if positions is not None:
-            clamp_set.positions = positions
-        given = ClampSet(list(clamp_set.clamps), clamp_set.positions)
-        settings = GenSettings(s["max_new_tokens"], s["temperature"], s["top_p"], s["seed"], s["chat"])
-        exp = Experiment(s["prompt"], clamp_set, settings, s["target"], s["samples"], given, s)
-        exp.check().check_model(self.info)          # all of it before a concept's look-up (which may decode)
-        if s["concept"] is not None:
-            from .concepts import concept_clamps
-
-            strength, min_mass = s["strength"], s["min_mass"]
-            if not (isinstance(strength, (int, float)) and abs(strength) <= 1000 and strength == strength):
-                raise UsageError("--strength must be a number from -1,000 to 1,000")
-            if not (isinstance(min_mass, (int, float)) and 0 <= min_mass <= 1):
-                raise UsageError("--min-mass must be a number from 0 to 1")
-            clamp_set.clamps.extend(concept_clamps(self, s["concept"], float(strength), float(min_mass)))
-        else:
-            s.pop("strength"), s.pop("min_mass")
-        if not clamp_set:
-            raise UsageError("no clamps: give --set NEURON=VALUE (e.g. --set L29:N808=8) or --preset NAME")
-        return exp
+        return clamping.experiment(self, ClampRequest.of(locals()))     # the arguments are its fields
 
     def clamp(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool | None = None,
               samples: int | None = None, max_new_tokens: int | None = None, temperature: float | None = None,
@@ -300,39 +264,77 @@ class Model(TextAndConcepts):
         """Generate baseline and clamped replies to ``prompt`` and measure p(target). ``clamps``:
         {"L29:N808": 20, ...}, a list of "L29:N808=20" strings or Clamp objects; ``concept`` adds every neuron
         labelled with it. Returns a ClampReport (``as_dict()`` is the CLI's --json)."""
-        exp = self.experiment(clamps, prompt, target, chat, samples, max_new_tokens, temperature, top_p, seed,
-                              mode, positions, preset, concept, strength, min_mass)
+        exp = clamping.experiment(self, ClampRequest.of(locals()))      # Model.experiment's, on_text aside
         return self.run(exp, self.prepare(exp), on_text, cancel)
 
     def prepare(self, exp: Experiment):
         """The experiment's prompt, tokenized with the tokenizer alone and checked against the context
         (the model is not loaded yet)."""
-        from .core.generate import Tokenized, build_prompt
-        from .core.measure import target_token
-
-        tokens = Tokenized(self.source, self.tokenizer())
-        built = build_prompt(tokens, exp.prompt, exp.settings.chat)
-        self.info.check_new_tokens(built.length + exp.settings.max_new_tokens)
-        if exp.target is not None:
-            tgt = target_token(tokens, built, exp.target)
-            if tgt.tokens > 1:
-                self.note(f"target '{exp.target}' is {tgt.tokens} tokens; measuring p of its first token "
-                          f"{json.dumps(tgt.token, ensure_ascii=False)}")
-        return built
+        return clamping.prepare(self, exp)
 
     def run(self, exp: Experiment, prepared, on_text: Callable[[str, str], None] | None = None,
-            cancel: threading.Event | None = None) -> "ClampReport":
+            cancel: threading.Event | None = None) -> ClampReport:
         """Run a checked experiment on its prepared prompt (loads the model on first use)."""
-        from .core.measure import run_experiment
+        return clamping.run(self, exp, prepared, on_text, cancel)
 
-        lm = self.loaded()
-        self.note(f"clamping {exp.clamps.describe()}")
-        progress, close = self._progress("clamp") if exp.samples else (None, lambda: None)
-        try:                                        # with samples: a bar (tokens sampled, ETA) while they run
-            result = run_experiment(lm, exp, on_text=on_text, cancel=cancel, prepared=prepared, progress=progress)
-        finally:
-            close()
-        return ClampReport(self.name, exp, result)
+    def activations(self, prompt: str, refs, chat: bool | None = None) -> Records:
+        """The natural (unclamped) activation of each neuron over the prompt's tokens: Activation(ref, min,
+        max, last). ``chat`` None: through the chat template when the model has one."""
+        from .behaviour import activations
+
+        return activations(self, prompt, refs, chat)
+
+    # -- behaviour (neuroscope.behaviour) -----------------------------------------------------------
+    def trace(self, prompt: str, chat: bool = False, top: int = 10, neurons=None):
+        """One forward pass with hooks: each token's top neurons by |activation| (labelled, with GLU cases),
+        and ``neurons``' activation at every token (a core.activations.Trace)."""
+        from .behaviour import trace
+
+        return trace(self, prompt, chat, top, neurons)
+
+    def examples(self, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int | None = None,
+                 batch: int = 8, rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0,
+                 text_column: str | None = None):
+        """Every neuron's top ``per_neuron`` examples by activation, each sign, over the first ``tokens`` tokens
+        of ``corpus`` (default: the King James Bible; or a .txt file, a folder of text files, a .jsonl/
+        .parquet/.csv file's ``text_column`` (default "text"), a ``save_to_disk`` folder, a Hugging Face
+        dataset "name[:config][@split]") in rows of ``window`` tokens (default 128, or the model's context
+        where shorter); committed every ``commit_s`` seconds, so resumable; cached (an ExamplesResult)."""
+        from .behaviour import examples
+
+        return examples(self, corpus, tokens, per_neuron, window, batch, rebuild, cancel, commit_s, text_column)
+
+    def agreement(self, seed: int = 0):
+        """How often the decode names what neurons respond to, per view and layer (core.agreement)."""
+        from .behaviour import agreement
+
+        return agreement(self, seed)
+
+    # -- concepts (neuroscope.concepts, neuroscope.export) -------------------------------------------
+    def top(self, by: str = DEFAULT_BY, view: str | None = None, layer: int | None = None, limit: int = 20,
+            direction: str | None = None, min_mass: float = 0.0) -> Records:
+        """The most specialised neurons: by score (default: label mass x the specificity of the label's word,
+        so content words come first), label mass, top-1 prob, entropy (lowest), copy, suppression, or cosine
+        (read row against down column; measured from the weights on first use); ``min_mass``: only labels
+        holding at least this much of their neuron's top-k mass."""
+        from .concepts import top_neurons
+
+        return top_neurons(self, by, view, layer, limit, direction, min_mass)
+
+    def concept(self, word: str, views=None) -> Records:
+        """Every neuron labelled ``word`` in any view and direction, with the sign that pushes it out."""
+        from .concepts import concept_neurons
+
+        return concept_neurons(self, word, views)
+
+    def export(self, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1) -> int:
+        """Every neuron-direction's top-k with its label, as jsonl, csv or parquet, to ``out`` (a path; None:
+        stdout for jsonl and csv). Returns the row count; a failed export leaves no partial file.
+        ``workers``: processes formatting jsonl/csv (None: one per core for large exports, as the CLI does;
+        they are spawned, so a plain script needs the usual ``if __name__ == "__main__":`` guard)."""
+        from .export import export_model
+
+        return export_model(self, fmt, out, views, workers)
 
     def compare(self, other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50):
         return compare(self, other, view=view, direction=direction, top=top)

@@ -7,6 +7,7 @@ import threading
 
 from .cache.examples import Examples
 from .cache.store import Store
+from .choices import DIRECTIONS
 from .core.refs import NeuronRef
 from .errors import UsageError
 from .results import Records, as_ref
@@ -77,12 +78,13 @@ def examples(model, corpus=None, tokens: int = 100_000, per_neuron: int = 20, wi
         raise UsageError(f"--window {window} exceeds {model.name}'s context of {context:,} tokens")
     text = open_corpus(corpus, text_column)          # missing, empty, binary, no column: before anything loads
     # torch is imported only after the checks (bad input answers in 0.3 s, not 1.5)
-    from .core.examples import ensure_examples
+    from .core.examples import ExamplesRecipe, ensure_examples
 
+    recipe = ExamplesRecipe(text, tokens, per_neuron, window, batch, commit_s)
     progress, close = model._progress("examples")
     try:
-        return ensure_examples(model.source, info, model.loaded, model.tokenizer(), text, tokens, per_neuron, window,
-                               batch, model.cache_dir, rebuild, progress, model.note, cancel, commit_s)
+        return ensure_examples(model.source, info, recipe, model.loaded, model.tokenizer(), cache_dir=model.cache_dir,
+                               rebuild=rebuild, progress=progress, note=model.note, cancel=cancel)
     finally:
         close()
 
@@ -104,7 +106,7 @@ def require_examples(model) -> None:
 
 
 def neuron_examples(model, ref: NeuronRef, sign: str = "pos", limit: int | None = None, context: int = 24):
-    if sign not in ("pos", "neg"):
+    if sign not in DIRECTIONS:
         raise UsageError(f"unknown sign {sign!r}: choose pos or neg")
     with _examples_store(model) as store:
         ref.check(store.layers, store.neurons)
@@ -133,3 +135,18 @@ def agreement(model, seed: int = 0):
     model.store().close()                            # every view decoded (on demand)
     with _examples_store(model) as store:
         return compute(store, Examples(store), seed=seed)
+
+
+def activations(model, prompt: str, refs, chat: bool | None = None) -> Records:
+    """The natural (unclamped) activation of each neuron over the prompt's tokens: Activation(ref, min, max,
+    last). ``chat`` None: through the chat template when the model has one."""
+    from .core.generate import Tokenized, build_prompt, has_chat_template
+    from .core.measure import natural_activation
+
+    refs = [as_ref(r) for r in refs]
+    model.info.check_refs(refs)
+    tokens = Tokenized(model.source, model.tokenizer())
+    chat = has_chat_template(tokens.tokenizer) if chat is None else chat
+    built = build_prompt(tokens, prompt, chat)           # an empty prompt: before the model loads
+    lm = model.loaded()
+    return Records(natural_activation(lm, built, refs))

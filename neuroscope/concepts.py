@@ -1,5 +1,6 @@
 """From tokens to concepts, for the API: a neuron's label, the most specialised neurons, every neuron of a
-concept (with the sign that pushes it into the output), the clamps of a whole concept, and export."""
+concept (with the sign that pushes it into the output), the clamps of a whole concept, and search (by token
+or by label). The ``*_neurons`` functions are what neuroscope.api's Model methods of those names call."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -7,8 +8,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .cache.labels import Labels, concept_key
+from .choices import DEFAULT_TOP_K, DIRECTIONS, SEARCH_MATCHES
 from .errors import UsageError
-from .results import Records
+from .results import Records, check_view_direction
 
 BY = ("score", "mass", "prob", "entropy", "copy", "suppression", "cosine")
 DEFAULT_BY = "score"        # top: content concepts first (label mass x the label word's specificity, cache.words)
@@ -144,7 +146,7 @@ def top(store, by: str = DEFAULT_BY, view: str | None = None, layer: int | None 
     words = labels.words() if by == "score" else None
     layers = [layer] if layer is not None else range(store.layers)
     views = [view] if view else (["up"] if relation else readers if by == "cosine" else store.views)
-    directions = [direction] if direction else (["pos"] if relation or by == "cosine" else ["pos", "neg"])
+    directions = [direction] if direction else (["pos"] if relation or by == "cosine" else list(DIRECTIONS))
     rows = []
     for lay in layers:
         for v in views:
@@ -315,3 +317,64 @@ def concept_clamps(model, word: str, strength: float, min_mass: float, views=Non
                    f"`neuroscope examples {model.typed_arg}` to scale each by its neuron's peak activation")
     return [Clamp(NeuronRef(layer, neuron), max(-MAX_VALUE, min(MAX_VALUE, c.sign * strength * peaks.get(
         (layer, neuron), 1.0)))) for (layer, neuron), c in sorted(chosen.items())]
+
+
+def top_neurons(model, by: str = DEFAULT_BY, view: str | None = None, layer: int | None = None, limit: int = 20,
+                direction: str | None = None, min_mass: float = 0.0) -> Records:
+    """Model.top: the arguments checked (against the cache, else the headers) before any decode."""
+    check_view_direction(view, direction)
+    if by not in BY:
+        raise UsageError(f"unknown --by {by!r}: choose {', '.join(BY)}")
+    if by == "cosine" and view == "down":
+        raise UsageError("--by cosine relates a read view (up, gate) to the down view: choose --view up or gate")
+    if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool)):
+        raise UsageError(f"layer must be a whole number, not {layer!r}")
+
+    def check(layers: int, _neurons: int) -> None:
+        if layer is not None and not 0 <= layer < layers:
+            raise UsageError(f"layer {layer} is out of range: the model has layers 0-{layers - 1}")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise UsageError("--limit must be a whole number of at least 1")
+
+    with model.store(view, check=check):
+        pass                                    # decoded (and labelled) first, once the input is checked
+    if by == "cosine":
+        ensure_cosines(model)
+    with model.store(view) as store:
+        return top(store, by, view, layer, limit, direction, min_mass)
+
+
+def concept_neurons(model, word: str, views=None) -> Records:
+    """Model.concept: the views and the word checked before any decode."""
+    if views:
+        model.info.check_views([views] if isinstance(views, str) else list(views))
+    check_concept_word(model, word)             # a word no token has fails before any decode
+    with model.store() as store:
+        return concept(store, word, views, model.name)
+
+
+def search_neurons(model, text: str, view: str | None = None, direction: str | None = None, max_rank: int = 1,
+                   match: str = "word", limit: int | None = 50) -> Records:
+    """Model.search: every argument checked (``max_rank`` against the cached top-k) before any decode."""
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError("TEXT is empty: give a token to search for, e.g. dog")
+    if match not in SEARCH_MATCHES:
+        raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(SEARCH_MATCHES)}")
+    check_view_direction(view, direction)
+    if not isinstance(max_rank, int) or max_rank < 1 or (limit is not None and (not isinstance(limit, int)
+                                                                                 or limit < 1)):
+        raise UsageError("max_rank and limit must be whole numbers of at least 1")
+    cached = model._cached_store()
+    k = DEFAULT_TOP_K
+    if cached is not None:
+        with cached:
+            k = cached.top_k
+    if max_rank > k:
+        raise UsageError(f"--max-rank {max_rank} exceeds the cached top-{k}; decode again with --top-k "
+                         f"{max_rank} --rebuild")
+    views, directions = [view] if view else None, [direction] if direction else None
+    with model.store(view) as store:
+        if match == "label":
+            return Records(label_search(store, text, views, directions, limit))
+        return Records(with_labels(store, store.search(text, match=match, views=views, directions=directions,
+                                                       max_rank=max_rank, limit=limit)))

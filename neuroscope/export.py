@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache.labels import Labels
+from .choices import DIRECTIONS
 from .errors import UsageError
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -56,7 +57,7 @@ def units(store, views):
     labels = Labels(store)
     for layer in range(store.layers):
         for view in views:
-            for direction in ("pos", "neg"):
+            for direction in DIRECTIONS:
                 tops, lab = store.tops(layer, view, direction), labels.unit(layer, view, direction)
                 if tops is not None and lab is not None:
                     yield layer, view, direction, tops, lab
@@ -211,7 +212,7 @@ def _signals_held():
 
 def _rendered(store, fmt: str, views, workers: int):
     """(UTF-8 text, rows) of every unit's direction, in order; by a pool of processes when ``workers`` > 1."""
-    todo = [(layer, view, d) for layer in range(store.layers) for view in views for d in ("pos", "neg")]
+    todo = [(layer, view, d) for layer in range(store.layers) for view in views for d in DIRECTIONS]
     if workers <= 1:
         state = _state(store, fmt)
         yield from (_render(unit, state) for unit in todo)
@@ -295,3 +296,17 @@ def _parquet(store, path, views, labels, progress, total) -> int:
             count += n
             progress(count, total)
     return count
+
+
+def export_model(model, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1) -> int:
+    """The API's export: ``out`` and ``views`` checked before any work, the model decoded when needed, a
+    progress bar while the rows are written."""
+    path = check_out(out, fmt)               # before any work
+    if views:
+        model.info.check_views(views)
+    with model.store() as store:
+        progress, close = model._progress("export")
+        try:
+            return export(store, fmt, path, views, progress=progress, workers=workers)
+        finally:
+            close()

@@ -214,15 +214,18 @@ def split_usage(stderr: str) -> tuple[list[str], list[str]]:
 
 def run(args: list[str]) -> Outcome:
     """The real `neuroscope` entry point, in this process; `tui` runs every check up to the app's start."""
-    from neuroscope import commands
     from neuroscope.cli import parse
+    from neuroscope.cli.app import prepare_tui
+    from neuroscope.cli.errors import dispatch
 
-    table = {**commands.handlers(), "tui": lambda parsed: commands.prepare_tui(parsed) and 0}
     out, err = io.StringIO(), io.StringIO()
     code, tb = None, None
     with redirect_stdout(out), redirect_stderr(err):
         try:
-            code = commands.dispatch(parse(list(args)), table)
+            parsed = parse(list(args))
+            if parsed.command == "tui":
+                parsed.run = lambda parsed: prepare_tui(parsed) and 0
+            code = dispatch(parsed)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:

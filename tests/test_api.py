@@ -2,17 +2,16 @@
 models. Results are checked against the float64 references the CLI tests use, and against the CLI's JSON."""
 from __future__ import annotations
 
-import io
 import json
+import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import neuroscope
-from neuroscope.cli import main
 
 from . import reference
 from .core.test_compare import build_pair
@@ -20,11 +19,29 @@ from .models import CLAMP_PLANTED, PLANTED, PLANTED_TOKEN, build_clamp_llama, vo
 
 
 def cli_json(*args) -> dict | list:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main([str(a) for a in args])
-    assert code == 0, err.getvalue()
-    return json.loads(out.getvalue())
+    """The real `neuroscope` command's JSON, run as a user runs it (this environment's console script, in a
+    process of its own), so the API is held against the CLI's output and not against its own as_dict()."""
+    script = Path(sys.executable).with_name("neuroscope")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "neuroscope"]
+    done = subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def close(got, want):
+    """Equal, numbers within float32 rounding (the CLI ran in another process)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), (got, want)
+        for k in want:
+            close(got[k], want[k])
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), (got, want)
+        for a, b in zip(got, want):
+            close(a, b)
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-7)
+    else:
+        assert got == want and type(got) is type(want), (got, want)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +151,19 @@ def test_clamp_equals_the_cli(clamp_model, tmp_path, monkeypatch):
     cli = cli_json("clamp", folder, "--set", f"{dog}=20", "--prompt", "t5 t9 t12 cat t40", "--target", "dog",
                    "--max-new-tokens", 6, "--device", "cpu", "--json")
     assert {k: cli.pop(k) for k in ("hub_id", "revision")} == model.provenance      # what the CLI adds
-    assert cli == report.as_dict()
+    s = report.experiment.settings                             # the JSON contract, from the report's attributes
+
+    def side(run):
+        return {"text": run.text, "target_prob": run.target_prob, "target_rate": run.target_rate}
+
+    close(cli, {"model": report.model, "clamps": [{"layer": 1, "neuron": 5, "value": 20.0, "mode": "set"}],
+                "prompt": "t5 t9 t12 cat t40", "target": "dog", "baseline": side(report.baseline),
+                "clamped": side(report.clamped), "settings": {"positions": "all", "chat": s.chat, "samples": None,
+                                                              "max_new_tokens": 6, "temperature": s.temperature,
+                                                              "top_p": s.top_p, "seed": s.seed},
+                "activation": [{"layer": a.ref.layer, "neuron": a.ref.neuron, "min": a.min, "max": a.max,
+                                "last": a.last} for a in report.activation]})
+    assert [a.ref for a in report.activation] == [neuroscope.NeuronRef(*CLAMP_PLANTED)] and report.model == folder.name
     with pytest.raises(neuroscope.UsageError, match="out of range"):
         model.clamp({"L1:N64": 3}, prompt="hi")
     with pytest.raises(neuroscope.UsageError, match="no clamps"):
@@ -148,7 +177,32 @@ def test_compare_equals_the_cli_and_models_lists_the_caches(tmp_path_factory):
     assert result.per_layer[0].same_top1 == 1.0 and result.per_layer[1].same_top1 < 0.9
     cli = cli_json("compare", pair["base"], pair["tuned"], "--top", 5, "--json", "--cache-dir", pair["cache"])
     assert [cli.pop(f"{side}_{k}") for side in ("base", "other") for k in ("hub_id", "revision")] == [None] * 4
-    assert cli == json.loads(json.dumps(result.as_dict()))
+    assert len(result.most_changed) == 5 and (result.base, result.other) == ("base", "tuned")
+    close(cli, {"base": result.base, "other": result.other, "view": result.view, "direction": result.direction,
+                "same_top1": result.same_top1, "mean_topk_jaccard": result.mean_topk_jaccard,
+                "per_layer": [{"layer": p.layer, "same_top1": p.same_top1, "neurons": p.neurons}
+                              for p in result.per_layer],
+                "most_changed": [{"layer": c.layer, "neuron": c.neuron, "base_top": c.base_top,
+                                  "other_top": c.other_top, "jaccard": c.jaccard, "prob_change": c.prob_change,
+                                  "cosine": c.cosine}
+                                 for c in result.most_changed]})
     listed = neuroscope.models(pair["cache"])
     assert {m.model for m in listed} >= {"base", "tuned"} and all(m.complete for m in listed)
-    assert listed.as_dicts() == [m for m in cli_json("models", "--json", "--cache-dir", pair["cache"])]
+    close(cli_json("models", "--json", "--cache-dir", pair["cache"]),
+          [{"model": m.model, "hub_id": m.hub_id, "revision": m.revision, "source": m.source, "layers": m.layers,
+            "neurons_per_layer": m.neurons_per_layer, "views": list(m.views), "complete": m.complete} for m in listed])
+
+
+def test_experiment_and_clamp_take_the_request_fields_by_name():
+    """Model.experiment and Model.clamp build a ClampRequest from their keyword arguments (one relay):
+    every field is an argument of the same name, in the same order, so none can drift."""
+    import inspect
+    from dataclasses import fields
+
+    from neuroscope import Model
+    from neuroscope.core.experiment import ClampRequest
+
+    names = [f.name for f in fields(ClampRequest)]
+    assert list(inspect.signature(Model.experiment).parameters)[1:] == names
+    clamp = [p for p in inspect.signature(Model.clamp).parameters if p not in ("self", "on_text", "cancel")]
+    assert clamp == names

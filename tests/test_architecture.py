@@ -3,6 +3,7 @@ no source file over 400 lines, every module inside the wheel, and no error recog
 from __future__ import annotations
 
 import ast
+import builtins
 import subprocess
 import sys
 import zipfile
@@ -16,10 +17,10 @@ PACKAGES = {"neuroscope": ROOT / "neuroscope", "neuroscope.core": ROOT / "core",
 MAX_LINES = 400
 
 
-def modules() -> dict[str, Path]:
+def modules(packages: dict[str, Path] = PACKAGES) -> dict[str, Path]:
     """Module name -> file, for every source file of the package (as it installs)."""
     found = {}
-    for package, folder in PACKAGES.items():
+    for package, folder in packages.items():
         for path in folder.rglob("*.py"):
             parts = path.relative_to(folder).with_suffix("").parts
             if parts[-1] == "__init__":
@@ -29,27 +30,53 @@ def modules() -> dict[str, Path]:
 
 
 def imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """The project modules ``name`` imports anywhere in its file (top level, functions, conditionals)."""
+    """The project modules ``name`` depends on through the imports anywhere in its file (top level, functions,
+    conditionals): an edge is a module whose code must have run for the import to work.
+
+    - ``import a.b.c`` and ``from a.b import c`` (c a module): a.b.c, and the package __init__s a and a.b
+      above it, which Python runs first;
+    - ``from a.b import name`` (name not a module): a.b itself, whose code defines the name.
+
+    One edge is left out: to a package this module lies inside (its ancestor), when the import only passes
+    through it to a submodule (``from . import sibling``, ``from ..cache.store import Store``). Python has
+    already started that __init__ before this module runs and reads nothing from it: counting the edge would
+    make every package whose __init__ imports a submodule a cycle. Importing a NAME from an ancestor's
+    __init__ (``from . import Model`` in neuroscope/behaviour.py) does count: it needs the code of that
+    __init__, which imports api, which imports ... back to this module."""
     is_package = path.name == "__init__.py"
     here = name if is_package else name.rsplit(".", 1)[0]
+    parts = name.split(".")
+    started = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}     # this module and the packages above it
+
+    def project_module(target: str) -> str:
+        while target and target not in known:       # `from pkg import name` where name is not a module
+            target = target.rsplit(".", 1)[0] if "." in target else ""
+        return target
+
     out = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            through, named = [project_module(alias.name) for alias in node.names], set()
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = here.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            through = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known]
+            named = {project_module(base)} if len(through) < len(node.names) else set()
+            through += named
         else:
             continue
-        for target in targets:
-            while target and target not in known:       # `from pkg import name` where name is not a module
-                target = target.rsplit(".", 1)[0] if "." in target else ""
-            if target and target != name:
+        for target in filter(None, through):
+            if target in named or target not in started:
                 out.add(target)
+            above = target
+            while "." in above:                         # the packages Python runs on the way to the target
+                above = above.rsplit(".", 1)[0]
+                if above in known and above not in started:
+                    out.add(above)
+    out.discard(name)
     return out
 
 
@@ -86,12 +113,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def graph() -> dict[str, set[str]]:
-    found = modules()
-    graph = {name: imports(name, path, set(found)) for name, path in found.items()}
-    for name in found:       # a package's __init__ is imported by every module below it: that edge is no cycle
-        graph[name] = {t for t in graph[name] if not name.startswith(t + ".")}
-    return graph
+def graph(packages: dict[str, Path] = PACKAGES) -> dict[str, set[str]]:
+    found = modules(packages)
+    return {name: imports(name, path, set(found)) for name, path in found.items()}
 
 
 def test_no_import_cycles():
@@ -100,6 +124,40 @@ def test_no_import_cycles():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def write(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def test_a_name_imported_from_the_package_init_is_a_cycle(tmp_path):
+    """The root's shape: the package __init__ imports api, api imports the services; a service that takes a
+    name from the package (even inside a function) closes a cycle, one that imports a sibling module does
+    not, and neither does a package above it that it only passes through."""
+    write(tmp_path, {"pkg/__init__.py": "from .api import Model\n",
+                     "pkg/api.py": "from .sub.service import run\nclass Model: ...\n",
+                     "pkg/sub/__init__.py": "",
+                     "pkg/sub/service.py": "from .. import errors\nfrom ..errors import Oops\n\n"
+                                           "def run():\n    from .. import Model\n",
+                     "pkg/errors.py": "class Oops(Exception): ...\n"})
+    packages = {"pkg": tmp_path / "pkg"}
+    found = graph(packages)
+    assert found["pkg.sub.service"] == {"pkg", "pkg.errors"}      # the name Model, then errors by both routes
+    assert cycles(found) == [["pkg", "pkg.api", "pkg.sub.service"]]
+    write(tmp_path, {"pkg/sub/service.py": "from .. import errors\n\ndef run():\n    from ..errors import Oops\n"})
+    assert graph(packages)["pkg.sub.service"] == {"pkg.errors"} and cycles(graph(packages)) == []
+
+
+def test_a_package_init_on_the_way_to_a_module_counts(tmp_path):
+    """Importing lib.store from outside lib runs lib/__init__ first: if that __init__ imports the importer,
+    the two are a cycle even though neither names the other's module."""
+    write(tmp_path, {"pkg/__init__.py": "", "pkg/app.py": "from .lib.store import Store\n",
+                     "pkg/lib/__init__.py": "from ..app import App\n", "pkg/lib/store.py": "class Store: ...\n"})
+    found = graph({"pkg": tmp_path / "pkg"})
+    assert found["pkg.app"] == {"pkg.lib", "pkg.lib.store"}
+    assert cycles(found) == [["pkg.app", "pkg.lib"]]
 
 
 def test_no_source_file_over_400_lines():
@@ -133,3 +191,154 @@ def test_every_module_is_in_the_wheel(tmp_path):
             for name, path in modules().items()}
     assert want - names == set()
     assert "neuroscope/tui/app.tcss" in names
+
+
+# Each choice list is declared once, in its domain module; every other module imports it. module -> names
+CHOICE_LISTS = {"neuroscope.choices": ("VIEWS", "DIRECTIONS", "MATCH_MODES", "SEARCH_MATCHES", "TOP_K_RANGE"),
+                "neuroscope.concepts": ("BY",), "neuroscope.core.clamp": ("MODES", "POSITIONS"),
+                "neuroscope.core.options": ("DTYPES",), "neuroscope.export": ("FORMATS",),
+                "neuroscope.cache.examples": ("CASES",)}
+
+
+def declared_choices(found: dict[str, Path]) -> dict[tuple[str, str], tuple]:
+    """(module, name) -> the list's values, read from each declaring module's source (nothing imported: a
+    starred name, ``(*MATCH_MODES, "label")``, is expanded from a list declared above it)."""
+    out: dict[tuple[str, str], tuple] = {}
+    for module, names in CHOICE_LISTS.items():
+        known: dict[str, tuple] = {}
+        for node in ast.parse(found[module].read_text()).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+            if not isinstance(target, ast.Name) or not isinstance(node.value, (ast.Tuple, ast.List)):
+                continue
+            values: list = []
+            for elt in node.value.elts:
+                values.extend(known[elt.value.id] if isinstance(elt, ast.Starred) else [ast.literal_eval(elt)])
+            known[target.id] = tuple(values)
+        for name in names:
+            out[module, name] = known[name]
+    return out
+
+
+def restated_choices(found: dict[str, Path]) -> list[str]:
+    """Every tuple, list or set literal of two or more constants that holds the same values as a declared
+    choice list (in any order), outside that list's own declaration. A docstring is no literal, and a
+    one-element default (``["up"]``) or a subset (the read views ``("up", "gate")``) is another fact."""
+    lists = declared_choices(found)
+    offenders = []
+    for module, path in found.items():
+        tree = ast.parse(path.read_text())
+        declarations = {id(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                        and any((module, getattr(t, "id", None)) in lists for t in node.targets)}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Tuple, ast.List, ast.Set)) or len(node.elts) < 2 or id(node) in declarations:
+                continue
+            if not all(isinstance(e, ast.Constant) for e in node.elts):
+                continue
+            values = sorted(repr(e.value) for e in node.elts)
+            for (home, name), want in lists.items():
+                if values == sorted(repr(v) for v in want):
+                    offenders.append(f"{module}:{node.lineno} restates {home}.{name} {tuple(want)}")
+    return offenders
+
+
+def test_each_choice_list_is_defined_once():
+    """Views, directions, match modes, sort keys, clamp modes and positions, dtypes, formats, GLU cases and
+    the top-k bounds: one declaration each; argparse, the app, the API and the engine import it."""
+    assert restated_choices(modules()) == []
+
+
+def test_a_restated_choice_list_is_found(tmp_path):
+    found = modules()
+    copy = tmp_path / "copy.py"
+    copy.write_text('"""up, gate, down"""\nWANTED = ["up"]\nfor view in ("down", "up", "gate"):\n    pass\n')
+    assert restated_choices({**found, "neuroscope.copy": copy}) == [
+        "neuroscope.copy:3 restates neuroscope.choices.VIEWS ('up', 'gate', 'down')"]
+
+
+def project_classes(found: dict[str, Path]) -> dict[tuple[str, str], tuple[ast.ClassDef, list]]:
+    """(module, class) -> (its ClassDef, its bases): each base a project (module, class) when it names one
+    (defined in the module or imported from another project module), else the base's name as written."""
+    trees = {m: ast.parse(p.read_text()) for m, p in found.items()}
+    defined = {(m, n.name): n for m, t in trees.items() for n in ast.walk(t) if isinstance(n, ast.ClassDef)}
+    out = {}
+    for (module, name), node in defined.items():
+        here = module if found[module].name == "__init__.py" else module.rsplit(".", 1)[0]
+        names = {}                                     # a name imported from a project module -> (module, name)
+        for imp in ast.walk(trees[module]):
+            if isinstance(imp, ast.ImportFrom):
+                base = imp.module or ""
+                if imp.level:
+                    anchor = here.split(".")[: len(here.split(".")) - (imp.level - 1)]
+                    base = ".".join([*anchor, base] if base else anchor)
+                names.update({alias.asname or alias.name: (base, alias.name) for alias in imp.names})
+        bases = []
+        for b in node.bases:
+            b = b.value if isinstance(b, ast.Subscript) else b        # ModalScreen[None]
+            written = ast.unparse(b)
+            target = (module, written) if (module, written) in defined else names.get(written)
+            bases.append(target if target in defined else written)
+        out[module, name] = (node, bases)
+    return out
+
+
+def cross_module_inheritance(found: dict[str, Path]) -> list[str]:
+    """Classes whose methods live in another module's class, as a mixin or by overriding it.
+
+    A project class may extend a framework's or the standard library's (textual's Screen, Widget and
+    DataTable, argparse.ArgumentParser, Exception, Protocol...), and a project class of the same module.
+    A base defined in another project module is allowed when it is an exception (the errors), and otherwise
+    only for extension: it must not be a mixin (a class with no base outside the project: it only brings
+    methods) and the subclass must not override its methods (subclass-and-intercept), unless the base
+    is declared abstract (ABC, Protocol or an @abstractmethod of that name). ``__init__`` may be extended."""
+    classes = project_classes(found)
+
+    def external(key) -> list[str]:         # every non-project base up the project chain
+        return [x for b in classes[key][1] for x in (external(b) if isinstance(b, tuple) else [b])]
+
+    def methods(key) -> dict[str, bool]:    # name -> abstract, over the project chain
+        node, bases = classes[key]
+        out = {n: False for b in bases if isinstance(b, tuple) for n in methods(b)}
+        for f in node.body:
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out[f.name] = any(ast.unparse(d).endswith("abstractmethod") for d in f.decorator_list)
+        return out
+
+    def exception(key) -> bool:
+        return any(isinstance(getattr(builtins, b, None), type) and issubclass(getattr(builtins, b), BaseException)
+                   for b in external(key))
+
+    offenders = []
+    for key, (node, bases) in classes.items():
+        own = {f.name for f in node.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))} - {"__init__"}
+        for base in bases:
+            if not isinstance(base, tuple) or base[0] == key[0] or exception(base):
+                continue
+            where = f"{key[0]}.{key[1]} (line {node.lineno}) inherits {base[0]}.{base[1]}"
+            abstract = {"ABC", "Protocol"} & {b.rsplit(".", 1)[-1] for b in external(base)}
+            if not [b for b in external(base) if b != "object"]:
+                offenders.append(f"{where}, a mixin")
+            intercepted = sorted(n for n, is_abstract in methods(base).items()
+                                 if n in own and not (abstract or is_abstract))
+            if intercepted:
+                offenders.append(f"{where} and overrides {', '.join(intercepted)}")
+    return offenders
+
+
+@pytest.mark.xfail(strict=True, reason="issue #19, left: CompareScreen still inherits BrowserScreen and overrides "
+                   "its methods; compose it from the browser's widgets instead")
+def test_no_cross_module_mixins():
+    """One class, one module: compose widgets and call plain functions instead (docs/architecture.md)."""
+    assert cross_module_inheritance(modules()) == []
+
+
+def test_a_cross_module_mixin_is_found(tmp_path):
+    (tmp_path / "a.py").write_text("class Actions:\n    def act(self): ...\n\n\nclass Screen(Base):\n"
+                                   "    def compose(self): ...\n\n\nclass Failure(Exception):\n    pass\n")
+    (tmp_path / "b.py").write_text("from .a import Actions, Failure, Screen\n\n\nclass Main(Actions, Base):\n"
+                                   "    pass\n\n\nclass Other(Screen):\n    def compose(self): ...\n\n\n"
+                                   "class Extended(Screen):\n    def __init__(self): ...\n\n\n"
+                                   "class Worse(Failure):\n    pass\n")
+    found = {"neuroscope.x.a": tmp_path / "a.py", "neuroscope.x.b": tmp_path / "b.py"}
+    assert cross_module_inheritance(found) == [
+        "neuroscope.x.b.Main (line 4) inherits neuroscope.x.a.Actions, a mixin",
+        "neuroscope.x.b.Other (line 8) inherits neuroscope.x.a.Screen and overrides compose"]

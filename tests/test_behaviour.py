@@ -130,6 +130,8 @@ def test_an_interrupted_run_resumes_to_the_same_examples(firing, tmp_path):
 
 
 def test_agreement_against_a_count_made_here(firing):
+    """agree pairs each neuron's examples with its own decode; chance with the decode of another neuron of the
+    layer: a permutation per layer, drawn in layer order from default_rng(seed=0), as core/agreement.py says."""
     from neuroscope.cache.examples import Examples
 
     folder, corpus, root = firing
@@ -138,25 +140,34 @@ def test_agreement_against_a_count_made_here(firing):
     result = model.agreement()
     with model.store() as store:
         ex = Examples(store)
+        rng = np.random.default_rng(0)
+        perms = [rng.permutation(store.neurons) for _ in range(2)]
+        assert all((p != np.arange(store.neurons)).sum() > store.neurons // 2 for p in perms)
+
+        def hit(layer, neuron, decoder, view):        # any example of neuron in the decode of decoder?
+            found = False
+            for sign in ("pos", "neg"):
+                for e in ex.neuron(layer, neuron, sign, context=4):
+                    if view == "down":
+                        token, direction = ex.next_token(e.position), sign
+                    else:
+                        token = ex.token_at(e.position)
+                        part = e.case[0] if view == "gate" else e.case[1]
+                        direction = "pos" if part == "+" else "neg"
+                    ids = store.top(layer, decoder, view, direction)
+                    found = found or (token is not None and token in {t.token_id for t in ids})
+            return found
+
+        chances = 0
         for view in ("up", "gate", "down"):
             for layer in range(2):
-                agree = 0
-                for neuron in range(store.neurons):
-                    found = False
-                    for sign in ("pos", "neg"):
-                        for e in ex.neuron(layer, neuron, sign, context=4):
-                            if view == "down":
-                                token, direction = ex.next_token(e.position), sign
-                            else:
-                                token = ex.token_at(e.position)
-                                part = e.case[0] if view == "gate" else e.case[1]
-                                direction = "pos" if part == "+" else "neg"
-                            ids = store.top(layer, neuron, view, direction)
-                            found = found or (token is not None and token in {t.token_id for t in ids})
-                    agree += found
-                assert result.views[view].per_layer[layer].agree == pytest.approx(agree / store.neurons)
-    assert 0 <= result.chance <= 1 and set(result.as_dict()) == {"model", "top_k", "per_neuron", "agree", "chance",
-                                                                  "views"}
+                agree = sum(hit(layer, i, i, view) for i in range(store.neurons))
+                chance = sum(hit(layer, i, int(perms[layer][i]), view) for i in range(store.neurons))
+                chances += chance
+                got = result.views[view].per_layer[layer]
+                assert (got.agree, got.chance) == pytest.approx((agree / store.neurons, chance / store.neurons))
+        assert result.chance == pytest.approx(chances / (3 * 2 * store.neurons)) and result.chance < result.agree
+    assert set(result.as_dict()) == {"model", "top_k", "per_neuron", "agree", "chance", "views"}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -207,7 +207,7 @@ def test_samples_can_be_stopped(model, tmp_path, sig, code):
 
 
 def test_number_formats():
-    from neuroscope.output import fmt_prob, fmt_ratio
+    from neuroscope.cli.output import fmt_prob, fmt_ratio
 
     assert [fmt_prob(p) for p in (3.0624e-07, 1.2141e-05, 0.00099, 0.001, 0.5, 0.0, None)] == [
         "3.06e-07", "1.21e-05", "9.90e-04", "0.0010", "0.5000", "0.0000", "-"]

@@ -162,3 +162,18 @@ def test_show_prints_tiny_probabilities_in_scientific_notation(decoded):
     shown = [float(row.split()[-2]) for row in rows]             # rank, token, prob, bar
     assert shown == pytest.approx([t["prob"] for t in got], rel=5e-3, abs=5e-5)
     assert all("e-" in row.split()[-2] for row, t in zip(rows, got) if 0 < t["prob"] < 1e-3)
+
+
+def test_every_command_is_run_by_a_function_of_a_registered_group():
+    """The commands are registered in one place (cli/parser.py's GROUPS): each subcommand names the function
+    that runs it, defined in the group module that added it, and every group adds at least one."""
+    import argparse
+
+    from neuroscope.cli.parser import GROUPS, build_parser
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    runs = {name: parser.get_default("run") for name, parser in sub.choices.items()}
+    assert [name for name, run in runs.items() if not callable(run)] == []
+    assert {run.__module__ for run in runs.values()} == {group.__name__ for group in GROUPS}
+    assert set(runs) == {"decode", "show", "search", "models", "clamp", "compare", "trace", "examples", "agreement",
+                         "top", "concept", "export", "tui"}

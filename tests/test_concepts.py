@@ -178,12 +178,14 @@ def test_top_against_a_count_made_here(concept_model):
                                for i, (k, m, c) in enumerate(zip(key, mass, count))]
         scores.sort(key=lambda r: (-(r[0] + min(r[1], 10) * 1e-4), r[2], r[3], r[4], r[5]))
         relations = (("copy", overlaps("pos")), ("suppression", overlaps("neg")))
-    for by, want in relations:
-        got = model.top(by, limit=3)
-        assert [(r.layer, r.neuron) for r in got] == [w[1:] for w in want[:3]], by
-        assert [getattr(r, by) for r in got] == pytest.approx([w[0] for w in want[:3]], rel=1e-5), by
-    got = model.top("entropy", limit=4)
-    assert [(r.layer, r.neuron, r.view, r.direction) for r in got] == [e[1:] for e in entropies[:4]]
+    assert [w[1:] for w in relations[0][1]] != [w[1:] for w in relations[1][1]]   # neg is not the pos decode here
+    for by, want in relations:                           # the whole ranking, highest first, not just its head
+        got = model.top(by, limit=len(want))
+        assert len(got) == len(want) == 128 and want[0][0] > want[-1][0], by
+        assert [(r.layer, r.neuron) for r in got] == [w[1:] for w in want], by
+        assert [getattr(r, by) for r in got] == pytest.approx([w[0] for w in want], rel=1e-5, abs=1e-9), by
+    got = model.top("entropy", limit=len(entropies))     # every unit's every neuron, lowest entropy first
+    assert [(r.layer, r.neuron, r.view, r.direction, r.entropy) for r in got] == [e[1:] + e[:1] for e in entropies]
     got = model.top(limit=6)                                # the default: content score
     assert [(r.layer, r.neuron, r.view, r.direction) for r in got] == [s[2:] for s in scores[:6]]
     assert [r.score for r in got] == pytest.approx([s[0] for s in scores[:6]])

@@ -155,10 +155,12 @@ def test_nan_weights_are_named(originals, tmp_path):
 def test_gguf_decodes_like_its_safetensors(originals, tmp_path):
     from neuroscope.cache.store import Store
     from neuroscope.core.loading.sources import resolve
+    from neuroscope.core.options import DecodeRecipe
     from neuroscope.core.pipeline import ensure_decoded
 
-    a = ensure_decoded(resolve(str(originals["gguf"])), cache_dir=tmp_path, device="cpu", dtype="float32")
-    b = ensure_decoded(resolve(str(originals["folder"])), cache_dir=tmp_path, device="cpu", dtype="float32")
+    a = ensure_decoded(resolve(str(originals["gguf"])), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=tmp_path)
+    b = ensure_decoded(resolve(str(originals["folder"])), DecodeRecipe(device="cpu", dtype="float32"),
+                       cache_dir=tmp_path)
     with Store(a.path, readonly=True) as x, Store(b.path, readonly=True) as y:
         for layer in range(2):
             for view in ("up", "gate", "down"):

@@ -16,12 +16,13 @@ def world(model_dirs, tmp_path_factory):
     """Decoded tiny models in a cache folder of their own, and a sandbox to run in (relative paths that the
     fuzzer types land there; presets are saved there)."""
     from neuroscope.core.loading.sources import resolve
+    from neuroscope.core.options import DecodeRecipe
     from neuroscope.core.pipeline import ensure_decoded
 
     root = tmp_path_factory.mktemp("fuzz")
     cache = root / "cache"
     for folder in model_dirs.values():
-        ensure_decoded(resolve(str(folder)), cache_dir=cache, device="cpu", dtype="float32")
+        ensure_decoded(resolve(str(folder)), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache)
     junk_dir = root / "not-a-model"
     junk_dir.mkdir()
     (root / "notes.txt").write_text("hello")

@@ -60,9 +60,9 @@ def test_compare_names_both_sides(places, tmp_path):
 def test_json_lines_stay_one_line_whatever_the_token_texts(capsys):
     """Every --json output is one line: the line breaks JSON leaves raw (U+0085, U+2028, U+2029) are escaped,
     and the text reads back exactly."""
-    from neuroscope.output import _emit_json
+    from neuroscope.cli.output import emit_json
 
     value = {"token": "a\u2028b\u2029c\x85d\ne", "top": [{"token": "\u2028"}]}
-    _emit_json(value)
+    emit_json(value)
     out = capsys.readouterr().out
     assert len(out.splitlines()) == 1 and json.loads(out) == value

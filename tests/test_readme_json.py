@@ -1,5 +1,6 @@
-"""The JSON shapes README documents (`- show → {"model",…}`) are the keys the commands really print, on a tiny
-model: a field added or renamed without README, or a README field that no command prints, fails here."""
+"""The JSON shapes docs/commands.md documents (`- show → {"model",…}`) are the keys the commands really print,
+on a tiny model: a field added or renamed without the docs, or a documented field that no command prints, fails
+here."""
 from __future__ import annotations
 
 import json
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROVENANCE = {"hub_id", "revision"}     # README: named right after "model" when known, in every command
+PROVENANCE = {"hub_id", "revision"}     # docs: named right after "model" when known, in every command
+PAGES = (ROOT / "docs" / "commands.md",)   # where the JSON contracts live (README links there)
 
 
 def parse(text: str):
-    """README's shape notation -> {key: subshape or None}; a list shape -> [subshape]; `…` -> None."""
+    """The docs' shape notation -> {key: subshape or None}; a list shape -> [subshape]; `…` -> None."""
     pos = 0
 
     def value():
@@ -50,9 +52,9 @@ def parse(text: str):
 
 
 def documented() -> dict[str, object]:
-    """command -> its documented shape, from README.md and docs/*.md (first shape of each command)."""
+    """command -> its documented shape, from PAGES (first shape of each command)."""
     shapes = {}
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for page in PAGES:
         text = page.read_text()
         for m in re.finditer(r"^- (\w+)[^\n`]*?(?:`--json`)? → `([\[{][^`]*)`", text, re.M):
             shapes.setdefault(m.group(1), parse(m.group(2)))
@@ -76,10 +78,10 @@ def compare(shape, real, where: str, problems: list) -> None:
         if "…" in shape:
             got &= want
         if want != got:
-            problems.append(f"{where}: README lacks {sorted(got - want)}, prints none of {sorted(want - got)}")
+            problems.append(f"{where}: the docs lack {sorted(got - want)}, it prints none of {sorted(want - got)}")
         order = [k for k in shape if k in got]
         if order != [k for k in real if k in order]:
-            problems.append(f"{where}: README's order {order}, printed {[k for k in real if k in order]}")
+            problems.append(f"{where}: the docs' order {order}, printed {[k for k in real if k in order]}")
         if set(real) & PROVENANCE and list(real)[:3] != ["model", "hub_id", "revision"]:
             problems.append(f"{where}: hub_id and revision do not follow model: {list(real)[:4]}")
         for key, sub in shape.items():
@@ -125,7 +127,7 @@ def outputs(model_dirs, tmp_path_factory):
 def test_readme_json_fields_equal_the_real_output(outputs):
     shapes = documented()
     missing = sorted(set(outputs) - set(shapes))
-    assert not missing, f"README documents no JSON shape for {missing}"
+    assert not missing, f"docs/commands.md documents no JSON shape for {missing}"
     problems: list[str] = []
     for name, real in outputs.items():
         compare(shapes[name], real, name, problems)

@@ -1,4 +1,5 @@
-"""The neuroscope browser app: bindings, screens and error routing. The work lives in screens/main.py."""
+"""The neuroscope browser app: bindings, screens and error routing. The work lives in screens/browser.py and
+the widgets its screens are composed of."""
 from __future__ import annotations
 
 from textual.app import App
@@ -11,12 +12,14 @@ from ..errors import BadNeuronRef, ModelNotFound, NeuroscopeError
 from . import keys
 from .commands import NeuroscopeCommands
 from .options import Options
+from .screens.browser import BrowserScreen
 from .screens.compare import CompareScreen
 from .screens.error import ErrorScreen
 from .screens.goto import GotoScreen
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
 from .screens.view_picker import ViewScreen
+from .widgets.behaviour import BehaviourPane
 from .widgets.chat_pane import ChatPane
 from .widgets.clamp_panel import ClampPanel
 from .widgets.filter import FilterInput
@@ -45,8 +48,8 @@ class NeuroscopeApp(App[int]):
     def bindings(cls) -> dict:
         """Every binding of the app, its screens and widgets, by id (what the help table and the keymap
         name)."""
-        return keys.collect([cls, MainScreen, CompareScreen, NeuronTree, VimTable, FilterInput, ClampPanel,
-                             ChatPane, HelpScreen, ViewScreen])
+        return keys.collect([cls, MainScreen, CompareScreen, BehaviourPane, NeuronTree, VimTable, FilterInput,
+                             ClampPanel, ChatPane, HelpScreen, ViewScreen])
 
     def on_mount(self) -> None:
         if self.compare is not None:
@@ -55,8 +58,9 @@ class NeuroscopeApp(App[int]):
             self.push_screen(MainScreen(self.source, self.options))
 
     @property
-    def main_screen(self) -> MainScreen | None:
-        return next((s for s in reversed(self.screen_stack) if isinstance(s, MainScreen)), None)
+    def main_screen(self) -> BrowserScreen | None:
+        """The browser (or compare) screen under any modals."""
+        return next((s for s in reversed(self.screen_stack) if isinstance(s, BrowserScreen)), None)
 
     # -- actions (also used by the command palette) ---------------------------------------
     def action_help(self) -> None:

@@ -8,6 +8,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from ..cache.catalog import list_caches
+from ..choices import VIEWS
 from ..core.refs import BadNeuronRef, NeuronRef
 
 _GOTO_PREFIX = re.compile(r"^\s*(go\s*to|goto|neuron|go)\s*(neuron)?\s*", re.I)
@@ -17,7 +18,7 @@ class NeuroscopeCommands(Provider):
     def _static(self) -> list[tuple[str, object, str]]:
         app = self.app
         cmds = [("Go to neuron…", app.action_goto_prompt, "type L29:N808 or 29:808")]
-        for view in ("up", "gate", "down"):
+        for view in VIEWS:
             cmds.append((f"Switch view: {view}", partial(app.action_main, f"set_view('{view}')"),
                          f"show each neuron's {view} view"))
         cmds.append(("Toggle direction (pos/neg)", partial(app.action_main, "toggle_direction"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from textual.binding import Binding
 from textual.keys import key_to_character
@@ -95,6 +96,14 @@ def collect(classes: Iterable[type]) -> dict[str, Binding]:
                 if isinstance(binding, Binding) and binding.id:
                     found[binding.id] = binding
     return found
+
+
+def screen_wide(bindings: Iterable[Binding], pane: str) -> list[Binding]:
+    """A pane's bindings made to work wherever the focus is on its screen: the same keys and ids (a keymap
+    remaps them), each running the pane's action through the screen's ``pane`` action. Textual looks for a
+    key's binding only along the focused widget and its ancestors, and the behaviour keys (E, F, M, A) must
+    work from the tree and the tables, which are not inside the pane."""
+    return [replace(b, action=f"pane({pane!r}, {b.action!r})") for b in bindings]
 
 
 def rows(bindings: dict[str, Binding], keymap: dict[str, str] | None = None) -> list[tuple[str, str, str]]:

@@ -52,11 +52,13 @@ class DecodeNote(Message):
 
 @dataclass
 class SearchResults(Message):
-    """Hits for a filter query (already debounced)."""
+    """Hits for a filter query (already debounced; an empty query clears the results). In compare mode
+    ``where[i]`` is "both", "base" or "other": which model hit i came from (None in the browser)."""
 
     query: str
     match: str
     hits: list[Hit]
+    where: list[str] | None = None
 
 
 @dataclass
@@ -113,16 +115,6 @@ class CompareFailed(Message):
     """Compare mode: the models cannot be compared (different vocabularies or shapes)."""
 
     text: str
-
-
-@dataclass
-class CompareSearchResults(Message):
-    """Filter hits from both models, merged; ``where[i]`` is "both", "base" or "other"."""
-
-    query: str
-    match: str
-    hits: list[Hit]
-    where: list[str]
 
 
 @dataclass

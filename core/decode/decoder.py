@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 
 from ...errors import Cancelled, DamagedModel, UsageError
 from ..loading.adapter import Adapter
+from ..options import DecodeRecipe
 from . import kernels
 from .device import pick_device, pick_dtype
 from .head import Head
@@ -20,19 +20,6 @@ from .scorer import Scorer
 
 # torch < 2.5 names it only under torch.cuda
 _OOM = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-
-
-@dataclass
-class DecodeRecipe:
-    top_k: int = 10
-    views: Sequence[str] = ("up", "gate", "down")
-    device: str = "auto"
-    dtype: str = "auto"
-    budget_mb: int | None = None   # logits chunk memory; default: 128 MiB on CPU, 40% of free GPU memory
-    # "auto": the blockwise scorer with the fused Triton kernels where they pass their self-check on the
-    # device (CUDA), else the classic torch passes; "blockwise" forces the blockwise scorer (with the
-    # kernels' torch twins where the kernels cannot run); "classic" forces the torch passes
-    engine: str = "auto"
 
 
 def _large_allocations_use_mmap(threshold: int = 1 << 20) -> None:
@@ -200,6 +187,7 @@ class Decoder:
             nxt = reader.submit(self.fetch, *units[0]) if units else None
             try:
                 for i, (layer, view) in enumerate(units):
+                    assert nxt is not None  # each unit's read was submitted before its turn
                     vectors = nxt.result()
                     if vectors.is_cuda:  # allocated on the copy stream, used on this one
                         vectors.record_stream(torch.cuda.current_stream(vectors.device))

@@ -18,15 +18,15 @@ def _block_candidates(f: torch.Tensor, blk: torch.Tensor | None, kc: int, larges
     """Column indices [R, kc] that hold each row's top-kc (largest or smallest) values of f [R, V]."""
     rows, vocab = f.shape
     main = 0 if blk is None else blk.shape[1] * BLOCK
-    cols = []
+    parts = []
     if blk is not None and main:
         kb = min(kc, blk.shape[1])
         bidx = blk.topk(kb, dim=1, largest=largest).indices
         offs = torch.arange(BLOCK, device=f.device)
-        cols.append((bidx.unsqueeze(-1) * BLOCK + offs).reshape(rows, -1))
+        parts.append((bidx.unsqueeze(-1) * BLOCK + offs).reshape(rows, -1))
     if main < vocab:
-        cols.append(torch.arange(main, vocab, device=f.device).expand(rows, -1))
-    cols = torch.cat(cols, dim=1) if len(cols) > 1 else cols[0]
+        parts.append(torch.arange(main, vocab, device=f.device).expand(rows, -1))
+    cols = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
     sel = f.gather(1, cols).topk(min(kc, cols.shape[1]), dim=1, largest=largest).indices
     return cols.gather(1, sel)
 
@@ -63,7 +63,7 @@ class Scorer:
     def score(self, x: torch.Tensor, both: bool):
         """x: [R, H] float32 normalised vectors. Returns [(ids, probs) for pos] (+ neg when ``both``)."""
         if self.stats is not None:
-            return self._score_blockwise(x, both)
+            return self._score_blockwise(x, both, self.stats)
         h = self.head
         rows = x.shape[0]
         f = self._buffer("f", rows, torch.float32, x.device)
@@ -85,11 +85,11 @@ class Scorer:
             f.div_(h.softcap).tanh_().mul_(h.softcap)
         nb = h.vocab // BLOCK
         blocks = f[:, : nb * BLOCK].view(rows, nb, BLOCK) if nb else None
-        bmax = blocks.amax(-1) if nb else None
+        bmax = blocks.amax(-1) if blocks is not None else None
         rmax = _row_extreme(f, bmax, nb, True)
         cand = [_block_candidates(f, bmax, self.kc, True)]
         if both:
-            bmin = blocks.amin(-1) if nb else None
+            bmin = blocks.amin(-1) if blocks is not None else None
             rmin = _row_extreme(f, bmin, nb, False)
             cand.append(_block_candidates(f, bmin, self.kc, False))
             centre = (rmax + rmin) / 2
@@ -112,14 +112,14 @@ class Scorer:
                 sums.append(f.reciprocal_().sum(1).double())
         return self._finish(x, cand, approx, sums, [centre, -centre])
 
-    def _score_blockwise(self, x: torch.Tensor, both: bool):
+    def _score_blockwise(self, x: torch.Tensor, both: bool, stats: Callable):
         """One matmul into a logits buffer in the matmul dtype, one pass for the block statistics, then
         candidates from the block maxima/minima and the same exact rescoring as the torch path."""
         h = self.head
         rows = x.shape[0]
         y = self._buffer("y", rows, h.mm_dtype, x.device)
         torch.mm(x.to(h.mm_dtype), h.w_mm.t(), out=y)
-        bmax, bmin, spos, sneg = self.stats(y)
+        bmax, bmin, spos, sneg = stats(y)
         full = h.vocab // BLOCK  # the candidate search takes a partial last block as loose columns
         rmax = bmax.amax(1)
         cand = [_block_candidates(y, bmax[:, :full] if full else None, self.kc, True)]

@@ -3,15 +3,19 @@ LM head, found through the architecture registry (core.arch)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 
+from ...choices import VIEWS
 from ...errors import UnsupportedModel
 from ..arch import SUPPORTED, Family, by_model_type
 from .sources import Source
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass
@@ -24,16 +28,16 @@ class Adapter:
     names: dict[str, str]            # view -> attribute of the MLP module
     layouts: dict[str, str]          # view -> "rows" (weight[i] is neuron i) or "cols" (weight[:, i])
     final_norm: nn.Module
-    head: nn.Module
+    head: nn.Linear                  # every family's LM head (a quantized one subclasses it)
     down_name: str                   # the module whose input is the neuron activation (for clamping)
     softcap: float | None = None
     fetch: Callable[..., torch.Tensor] | None = None   # streamed checkpoints: (layer, view, pin) -> one matrix
     origin: str = ""                 # where the weights were read from (named in damaged-file errors)
-    family: Family | None = None     # the registry entry (core.arch)
+    family: Family = field(kw_only=True)   # the registry entry (core.arch)
 
     @property
     def views(self) -> list[str]:
-        return [v for v in ("up", "gate", "down") if v in self.names]
+        return [v for v in VIEWS if v in self.names]
 
     @property
     def num_layers(self) -> int:
@@ -67,7 +71,7 @@ class Adapter:
         return weight if self.layouts[view] == "rows" else weight.t()
 
 
-def adapter_for(model: nn.Module) -> Adapter:
+def adapter_for(model: PreTrainedModel) -> Adapter:
     """The registry entry's view of a transformers causal LM (core.arch says where everything is)."""
     config = model.config
     arch = getattr(config, "model_type", None) or type(model).__name__
@@ -76,9 +80,10 @@ def adapter_for(model: nn.Module) -> Adapter:
     blocks = getattr(base, family.blocks, None)
     head = model.get_output_embeddings()
     norm = getattr(base, family.final_norm, None)
-    mlps = [getattr(block, family.mlp, None) for block in blocks or ()]
-    if head is None or norm is None or not mlps or not all(
-            m is not None and all(hasattr(m, attr) for attr in family.modules.values()) for m in mlps):
+    found = [getattr(block, family.mlp, None) for block in blocks or ()]
+    mlps = [m for m in found if m is not None]
+    if head is None or norm is None or not mlps or len(mlps) < len(found) or not all(
+            all(hasattr(m, attr) for attr in family.modules.values()) for m in mlps):
         raise UnsupportedModel(f"{arch}: its modules are not where neuroscope's '{family.name}' entry expects "
                                f"them; supported: {SUPPORTED}")
     softcap = getattr(config, "final_logit_softcapping", None) or None
@@ -120,7 +125,7 @@ class DecodeModel:
 
     source: Source
     adapter: Adapter
-    texts: object  # () -> list[str]
+    texts: Callable[[], list[str]]
 
     def token_texts(self) -> list[str]:
         return self.texts()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -12,6 +13,9 @@ from ..arch import SUPPORTED
 from .adapter import Adapter, DecodeModel, LoadedModel, adapter_for, fp32_norm
 from .reading import load_tokenizer, quiet, reading
 from .sources import Source
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["SUPPORTED", "Adapter", "DecodeModel", "LoadedModel", "adapter_for", "fp32_norm", "load",
            "load_for_decode", "load_tokenizer", "reading"]
@@ -26,7 +30,8 @@ def load_for_decode(source: Source, trust_remote_code: bool = False):
         from . import gguf_fast
 
         gg = gguf_fast.GGUFFile(source.path)
-        if by_gguf_arch(gg.fields.get("general.architecture")) is not None:
+        arch = gg.fields.get("general.architecture")       # a string in every GGUF file that names one
+        if by_gguf_arch(arch if isinstance(arch, str) else None) is not None:
             quiet()
             loaded = gguf_fast.load_for_decode(source, gg)
             loaded.adapter.origin = str(source.path)
@@ -59,8 +64,9 @@ def load(source: Source, trust_remote_code: bool = False, dtype: torch.dtype | s
     # transformers' GGUF conversion draws a tqdm bar of its own that no setting turns off: it goes nowhere
     hush = contextlib.redirect_stderr(io.StringIO()) if source.kind == "gguf" else contextlib.nullcontext()
     with reading(source.name), hush:
-        model, info = AutoModelForCausalLM.from_pretrained(str(source.load_dir), dtype=dtype,
-                                                           output_loading_info=True, **kwargs)
+        # with output_loading_info transformers returns (model, info); its annotation names only the model
+        model, info = cast("tuple[PreTrainedModel, dict]", AutoModelForCausalLM.from_pretrained(
+            str(source.load_dir), dtype=dtype, output_loading_info=True, **kwargs))
     missing = sorted(info.get("missing_keys") or ())
     if missing:
         raise DamagedModel(f"{source.name}: {len(missing)} weight(s) missing from the checkpoint "

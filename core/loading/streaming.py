@@ -57,7 +57,8 @@ class Checkpoint:
         if entry.dtype not in _DTYPES:
             raise DamagedModel(f"{entry.path.name}: {name} has dtype {entry.dtype}, which neuroscope cannot read")
         out = torch.empty(entry.shape, dtype=_DTYPES[entry.dtype], pin_memory=pin)
-        view = memoryview(out.view(-1).view(torch.uint8).numpy())
+        # numpy's stubs give ndarray the buffer protocol (__buffer__) only from Python 3.12 on
+        view = memoryview(out.view(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
         pieces = [(a, min(a + PIECE, len(view))) for a in range(0, len(view), PIECE)] or [(0, 0)]
         fd = os.open(entry.path, os.O_RDONLY)
         try:
@@ -81,7 +82,7 @@ def _readers() -> ThreadPoolExecutor:
         return _pool
 
 
-def _materialize(module: nn.Module, prefix: str, ckpt: Checkpoint, fallback: dict[str, str]) -> None:
+def _materialize(module: nn.Module, prefix: str, ckpt: Checkpoint, fallback: dict[str, str | None]) -> None:
     """Give ``module`` its real parameters from the checkpoint (buffers are recomputed by to_empty)."""
     module.to_empty(device="cpu")
     for name, param in list(module.named_parameters(recurse=False)):

@@ -20,6 +20,7 @@ from neuroscope.core.compare import (
     precheck,
 )
 from neuroscope.core.loading.sources import resolve
+from neuroscope.core.options import DecodeRecipe
 from neuroscope.core.pipeline import ensure_decoded
 from neuroscope.core.refs import NeuronRef
 
@@ -64,7 +65,7 @@ def build_pair(root: Path) -> dict:
         tuned = perturbed_copy(base, root / "tuned", layers=(1,))
         cache = root / "cache"
         for folder in (base, tuned):
-            ensure_decoded(resolve(str(folder)), dtype="float32", device="cpu", cache_dir=cache)
+            ensure_decoded(resolve(str(folder)), DecodeRecipe(dtype="float32", device="cpu"), cache_dir=cache)
         _BUILT[key] = {"base": base, "tuned": tuned, "cache": cache, "root": root}
     return _BUILT[key]
 
@@ -139,7 +140,7 @@ def test_different_tokenizer_is_refused(pair):
     sources, (a, b) = _stores(pair, "base", "base")
     b.close()
     precheck(sources[0], resolve(str(odd)))   # same sizes: only the cached vocab tables can tell
-    with a, Store(ensure_decoded(resolve(str(odd)), dtype="float32", device="cpu",
+    with a, Store(ensure_decoded(resolve(str(odd)), DecodeRecipe(dtype="float32", device="cpu"),
                                  cache_dir=pair["cache"]).path, readonly=True) as b:
         with pytest.raises(Incompatible, match=r'tokenizer vocabularies differ: 1 of 384 token id has different '
                                                r'text \(first: id 2 is "dog" in BASE, "wolf" in OTHER\)'):

@@ -4,6 +4,7 @@ import pytest
 
 from neuroscope.cache.store import Store
 from neuroscope.core.loading.sources import resolve
+from neuroscope.core.options import DecodeRecipe
 from neuroscope.core.pipeline import ensure_decoded
 
 from .. import reference
@@ -13,7 +14,7 @@ VIEWS = {"llama": ["up", "gate", "down"], "gpt2": ["up", "down"], "neox": ["up",
 
 
 def _decode(model_dirs, cache_dir, kind, dtype="float32", top_k=10):
-    result = ensure_decoded(resolve(str(model_dirs[kind])), top_k=top_k, dtype=dtype, device="cpu",
+    result = ensure_decoded(resolve(str(model_dirs[kind])), DecodeRecipe(top_k=top_k, dtype=dtype, device="cpu"),
                             cache_dir=cache_dir)
     return result, Store(result.path, readonly=True)
 
@@ -70,4 +71,5 @@ def test_top_k_option_and_narrow_views(model_dirs, cache_dir):
 
 def test_missing_view_is_refused(model_dirs, cache_dir):
     with pytest.raises(ValueError, match="has no 'gate' view"):
-        ensure_decoded(resolve(str(model_dirs["gpt2"])), views=["gate"], cache_dir=cache_dir, device="cpu")
+        ensure_decoded(resolve(str(model_dirs["gpt2"])), DecodeRecipe(views=["gate"], device="cpu"),
+                       cache_dir=cache_dir)

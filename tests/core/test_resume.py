@@ -12,6 +12,7 @@ from neuroscope.cache.catalog import cache_path
 from neuroscope.cache.store import Store
 from neuroscope.core.decode import Cancelled
 from neuroscope.core.loading.sources import resolve
+from neuroscope.core.options import DecodeRecipe
 from neuroscope.core.pipeline import ensure_decoded
 
 from ..models import build
@@ -28,15 +29,16 @@ def test_cancel_keeps_finished_units_and_resumes(model_dirs, cache_dir):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32", cancel=cancel, on_unit=on_unit)
+        ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32"),
+                       cache_dir=cache_dir, cancel=cancel, on_unit=on_unit)
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     with Store(path, readonly=True) as store:
         assert store.done_units() == set(seen)          # finished units committed, nothing partial
         assert not store.status()["complete"]
-    result = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32")
+    result = ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir)
     assert 2 <= len(seen) < 6
     assert result.decoded_units == 6 - len(seen)        # resumed, did not redo the finished units
-    fresh = ensure_decoded(source, cache_dir=cache_dir.parent / "fresh", device="cpu", dtype="float32")
+    fresh = ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir.parent / "fresh")
     with Store(result.path, readonly=True) as a, Store(fresh.path, readonly=True) as b:
         for layer in range(2):
             for view in ("up", "gate", "down"):
@@ -45,9 +47,9 @@ def test_cancel_keeps_finished_units_and_resumes(model_dirs, cache_dir):
 
 def test_rebuilt_weights_get_a_new_cache(tmp_path, cache_dir):
     path = build("neox", tmp_path / "m", seed=1)
-    first = ensure_decoded(resolve(str(path)), cache_dir=cache_dir, device="cpu", dtype="float32")
+    first = ensure_decoded(resolve(str(path)), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir)
     build("neox", tmp_path / "m", seed=2)               # same path, new weights
-    second = ensure_decoded(resolve(str(path)), cache_dir=cache_dir, device="cpu", dtype="float32")
+    second = ensure_decoded(resolve(str(path)), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir)
     assert second.path != first.path and second.decoded_units == 4
     assert not first.path.exists(), "the stale cache must be removed"
     from safetensors.torch import load_file
@@ -80,8 +82,8 @@ def test_two_processes_decoding_the_same_model(model_dirs, cache_dir):
 
 def test_two_process_gloo_decode_fills_the_same_cache(model_dirs, tmp_path):
     """--devices cpu,cpu spawns two ranks (gloo); rank 0 writes every unit, identical to one process."""
-    single = ensure_decoded(resolve(str(model_dirs["llama"])), cache_dir=tmp_path / "one", device="cpu",
-                            dtype="float32")
+    single = ensure_decoded(resolve(str(model_dirs["llama"])), DecodeRecipe(device="cpu", dtype="float32"),
+                            cache_dir=tmp_path / "one")
     cmd = [sys.executable, "-m", "neuroscope", "decode", str(model_dirs["llama"]), "--devices", "cpu,cpu",
            "--dtype", "float32", "--json", "--cache-dir", str(tmp_path / "two")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -113,14 +115,15 @@ def test_one_cache_one_precision(model_dirs, cache_dir):
         cancel.set()
 
     with pytest.raises(Cancelled):
-        ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype=first, cancel=cancel, on_unit=on_unit)
-    result = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="auto")
+        ensure_decoded(source, DecodeRecipe(device="cpu", dtype=first),
+                       cache_dir=cache_dir, cancel=cancel, on_unit=on_unit)
+    result = ensure_decoded(source, DecodeRecipe(device="cpu", dtype="auto"), cache_dir=cache_dir)
     with Store(result.path, readonly=True) as store:
         assert store.precision == first and store.status()["complete"]
         assert {with_ for _, _, with_ in store.unit_log()} == {f"cpu {first}"}     # no unit in another precision
     assert cached_views(result.path, [], 1, first) is not None and cached_views(result.path, [], 1, auto) is None
     notes = []
-    again = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype=auto, note=notes.append)
+    again = ensure_decoded(source, DecodeRecipe(device="cpu", dtype=auto), cache_dir=cache_dir, note=notes.append)
     assert again.path == result.path and again.decoded_units == 6
     assert any(f"the cache holds {first} decodes" in n for n in notes)
     with Store(result.path, readonly=True) as store:
@@ -136,7 +139,7 @@ def test_a_locked_cache_is_reported_never_rebuilt(model_dirs, cache_dir, monkeyp
     from neuroscope.errors import CacheBusy
 
     source = resolve(str(model_dirs["neox"]))
-    path = ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32").path
+    path = ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir).path
     before = path.read_bytes()
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
     holder = sqlite3.connect(path)
@@ -144,7 +147,7 @@ def test_a_locked_cache_is_reported_never_rebuilt(model_dirs, cache_dir, monkeyp
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(CacheBusy, match="locked by another process"):
-            ensure_decoded(source, cache_dir=cache_dir, device="cpu", dtype="float32", top_k=20)
+            ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32", top_k=20), cache_dir=cache_dir)
     finally:
         holder.rollback()
         holder.close()

@@ -8,6 +8,7 @@ import torch
 from neuroscope.cache.store import Store
 from neuroscope.core.loading.models import load, load_for_decode
 from neuroscope.core.loading.sources import resolve
+from neuroscope.core.options import DecodeRecipe
 from neuroscope.core.pipeline import ensure_decoded
 from neuroscope.errors import DamagedModel
 
@@ -33,8 +34,8 @@ def test_streamed_model_reads_the_same_weights(model_dirs, kind):
 def test_streaming_and_loaded_decodes_are_identical(model_dirs, tmp_path, kind):
     source = resolve(str(model_dirs[kind]))
     full = load(source)
-    a = ensure_decoded(source, cache_dir=tmp_path / "a", device="cpu", dtype="float32")
-    b = ensure_decoded(source, cache_dir=tmp_path / "b", device="cpu", dtype="float32", loaded=full)
+    a = ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32"), cache_dir=tmp_path / "a")
+    b = ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32"), cache_dir=tmp_path / "b", loaded=full)
     with Store(a.path, readonly=True) as sa, Store(b.path, readonly=True) as sb:
         for layer in range(2):
             for view in full.adapter.views:

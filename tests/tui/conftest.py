@@ -36,12 +36,13 @@ class TinyModel:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> TinyModel:
     from neuroscope.core.loading.sources import resolve
+    from neuroscope.core.options import DecodeRecipe
     from neuroscope.core.pipeline import ensure_decoded
 
     root = tmp_path_factory.mktemp("tui")
     folder = build_tiny_llama(root / "tiny-llama")
     cache_dir = root / "cache"
-    result = ensure_decoded(resolve(str(folder)), cache_dir=cache_dir, dtype="float32", device="cpu")
+    result = ensure_decoded(resolve(str(folder)), DecodeRecipe(dtype="float32", device="cpu"), cache_dir=cache_dir)
     return TinyModel(folder, cache_dir, result.path)
 
 

@@ -89,7 +89,7 @@ async def test_examples_probe_sort_and_agreement(firing_app):
         chart = screen.query_one("#behaviour-agreement")
         await wait_for(pilot, lambda: chart.fractions, timeout=30)
         assert len(chart.fractions) == 2 and "of neurons agree" in chart.title
-        agreement = screen.agreement.views[screen.view]
+        agreement = screen.query_one("#behaviour").agreement.views[screen.view]   # the pane owns it
         assert chart.chance == agreement.chance
         await pilot.pause()
         shown = chart.render().plain

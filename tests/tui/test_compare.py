@@ -24,6 +24,7 @@ SIZE = (100, 30)
 @pytest.fixture(scope="session")
 def tuned(tiny_model, tmp_path_factory) -> dict:
     """A copy of the tiny Llama with noise in layer 1's MLP, decoded next to the base in one cache folder."""
+    from neuroscope.core.options import DecodeRecipe
     from neuroscope.core.pipeline import ensure_decoded
 
     root = tmp_path_factory.mktemp("tui-compare")
@@ -31,7 +32,7 @@ def tuned(tiny_model, tmp_path_factory) -> dict:
     cache = root / "cache"
     cache.mkdir()
     shutil.copy(tiny_model.cache_file, cache / tiny_model.cache_file.name)
-    result = ensure_decoded(resolve(str(folder)), cache_dir=cache, dtype="float32", device="cpu")
+    result = ensure_decoded(resolve(str(folder)), DecodeRecipe(dtype="float32", device="cpu"), cache_dir=cache)
     return {"folder": folder, "cache": cache, "cache_file": result.path}
 
 

@@ -6,10 +6,10 @@ The other model is decoded in its own worker when its cache is incomplete; the s
 in a worker from the two caches (core.compare) whenever the view or direction changes."""
 from __future__ import annotations
 
-import asyncio
 import time
 
 from textual import work
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input
 from textual.worker import Worker, WorkerState
@@ -19,13 +19,15 @@ from ...core.compare import SafetensorsWeights, compare_stores
 from ...core.loading.sources import Source
 from ...core.refs import NeuronRef
 from ...errors import CorruptCache, Incompatible
-from ..messages import CompareFailed, CompareReady, CompareSearchResults, CompareStatus
-from ..options import Options
+from ..messages import CompareFailed, CompareReady, CompareStatus, SearchResults
+from ..options import Options, model_for
 from ..widgets.agreement_chart import AgreementChart
+from ..widgets.behaviour import BehaviourPane
 from ..widgets.compare_panes import ChangedTable, ComparePanes
 from ..widgets.detail import NeuronDetail
+from ..widgets.filter import RESULT_LIMIT, search_cache
+from .browser import BrowserScreen, browser_layout, neuron_tree
 from .error import ErrorScreen
-from .main import DEBOUNCE_S, MAX_RANK, RESULT_LIMIT, MainScreen, model_for, search_cache
 
 CHANGED = 200   # most-changed neurons listed
 
@@ -55,7 +57,7 @@ def merge_hits(base_hits, other_hits):
     return [h for h, _ in rows][:RESULT_LIMIT], [w for _, w in rows][:RESULT_LIMIT]
 
 
-class CompareScreen(MainScreen):
+class CompareScreen(BrowserScreen):
     BINDINGS = [
         Binding("o", "changed_only", "Changed", id="compare.changed"),
         Binding("right_square_bracket", "walk_changed(1)", "Next changed", show=False, id="compare.next"),
@@ -72,14 +74,16 @@ class CompareScreen(MainScreen):
         self.other_ready = False
         self.comparison = None
         self.readers: tuple | None = None
-        self.where: list[str] = []
 
-    def compose_detail(self):
-        """Both models' panes where the browser has its one detail pane (which stays, hidden)."""
-        yield AgreementChart(id="agreement")
-        yield ChangedTable(id="changed")
-        yield NeuronDetail(id="detail")
-        yield ComparePanes(id="compare")
+    def compose(self) -> ComposeResult:
+        """Both models' panes where the browser has its detail pane. The detail and behaviour panes are
+        there too, hidden: the behaviour keys (E, F, M) work here as in the browser."""
+        tree = neuron_tree(self.browsing)
+        detail, behaviour = NeuronDetail(id="detail"), BehaviourPane(self.browsing, tree, None, id="behaviour")
+        detail.display = behaviour.display = False
+        panes = [AgreementChart(id="agreement"), ChangedTable(id="changed"), detail, ComparePanes(id="compare"),
+                 behaviour]
+        yield from browser_layout(self.browsing, tree, panes, self.search)
 
     @property
     def chart(self) -> AgreementChart:
@@ -89,11 +93,8 @@ class CompareScreen(MainScreen):
     def changed_table(self) -> ChangedTable:
         return self.query_one("#changed", ChangedTable)
 
-    def on_mount(self) -> None:   # runs before MainScreen.on_mount (Textual calls both)
-        self.query_one("#detail").display = False
+    def on_mount(self) -> None:   # runs before BrowserScreen.on_mount (Textual calls both)
         self.changed_table.display = False
-        self.watch(self, "view", lambda: self.start_compare(), init=False)
-        self.watch(self, "direction", lambda: self.start_compare(), init=False)
         if self.same_model:
             self.notify(f"BASE and OTHER are the same model ({self.source.name}): every neuron agrees with "
                         f"itself, agreement 1.0", title="compare", timeout=6)
@@ -121,7 +122,7 @@ class CompareScreen(MainScreen):
         self.other_model.decode(cancel=self.cancel, announce=False)   # imports torch: only in this thread
         return "ready"
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:   # MainScreen's handler runs too
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:   # BrowserScreen's handler runs too
         if event.worker.group == "decode-other" and event.state == WorkerState.ERROR:
             self.chart.set_status(f"could not decode {self.other.name}: {event.worker.error}")
         if event.state != WorkerState.SUCCESS:
@@ -144,6 +145,11 @@ class CompareScreen(MainScreen):
     def start_compare(self) -> None:
         if self.other_ready:
             self.compare_worker(self.view, self.direction)
+
+    def refresh_view(self) -> None:
+        """A view or direction switch: the statistics are made again for it."""
+        super().refresh_view()
+        self.start_compare()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare", name="compare")
     def compare_worker(self, view: str, direction: str) -> None:
@@ -247,26 +253,15 @@ class CompareScreen(MainScreen):
             self.walk_to(event.cursor_row)
 
     # -- the filter searches both models ---------------------------------------------------------
-    @work(exclusive=True, group="filter", exit_on_error=False)
-    async def run_filter(self, query: str, match: str) -> None:
-        await asyncio.sleep(DEBOUNCE_S)  # the next keystroke cancels this worker
-        base = await asyncio.to_thread(search_cache, self.path, query, match)
-        other = [] if self.same_model else await asyncio.to_thread(search_cache, self.other_path, query, match)
-        hits, where = merge_hits(base, other)
-        self.post_message(CompareSearchResults(query, match, hits, where))
+    def search(self, query: str, match: str):
+        """The filter's query on both caches, merged (in the filter's worker thread)."""
+        base = search_cache(self.path, query, match)
+        other = [] if self.same_model else search_cache(self.other_path, query, match)
+        return merge_hits(base, other)
 
-    def on_compare_search_results(self, message: CompareSearchResults) -> None:
-        bar = self.query_one("#filter")
-        if message.query != bar.query_text.strip() or message.match != bar.match:
-            return  # stale
-        self.changed_table.display = False
-        results = self.results
-        results.fill(message.hits, message.where)
-        results.display = True
-        n = len(message.hits)
-        results.border_title = (
-            f"{n}{'+' if n >= RESULT_LIMIT else ''} match '{message.query}' in either model ({message.match}, "
-            f"top {MAX_RANK})" if n else f"no neuron's top {MAX_RANK} matches '{message.query}' in either model")
+    def on_search_results(self, message: SearchResults) -> None:   # BrowserScreen's handler shows them
+        if message.query:
+            self.changed_table.display = False
 
     def action_focus_filter(self) -> None:
         self.changed_table.display = False

@@ -1,11 +1,17 @@
-"""The filter bar (a query input plus the match mode) and its results table."""
+"""The filter bar (a query input plus the match mode, and the worker that runs the query) and its results
+table."""
 from __future__ import annotations
 
+import asyncio
+from typing import Callable
+
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Input, Select
+from textual.worker import Worker
 
 from ...cache.labels import LABEL_FLOOR
 from ...cache.store import Hit, Store
@@ -13,10 +19,12 @@ from ...choices import SEARCH_MATCHES
 from ...concepts import Label, label_search, with_labels
 from ...core.refs import NeuronRef
 from ..format import prob_text, show_token
+from ..messages import SearchResults
 from .tables import VimTable
 
 RESULT_LIMIT = 200
 MAX_RANK = 3
+DEBOUNCE_S = 0.15
 MATCH_MODES = SEARCH_MATCHES      # label: neurons whose concept label is the query's concept key
 
 
@@ -41,7 +49,19 @@ class FilterInput(Input):
         select.value = MATCH_MODES[(MATCH_MODES.index(select.value) + 1) % len(MATCH_MODES)]
 
 
+# (query, match) -> (hits, where): where[i] names the model hit i came from, or None with one model
+Search = Callable[[str, str], "tuple[list[Hit], list[str] | None]"]
+
+
 class FilterBar(Horizontal):
+    """Each change of the query or the match mode runs ``search`` in a worker (after a pause: the next
+    keystroke cancels it) and posts SearchResults for the screen, which shows them in its ResultsTable;
+    results of a query that has changed since are dropped here."""
+
+    def __init__(self, search: Search, **kwargs):
+        super().__init__(**kwargs)
+        self.search = search
+
     def compose(self) -> ComposeResult:
         yield FilterInput(placeholder="/ filter by token, e.g. dog", id="query", compact=True)
         yield Select([(m, m) for m in MATCH_MODES], value="word", allow_blank=False, id="match", compact=True)
@@ -53,6 +73,35 @@ class FilterBar(Horizontal):
     @property
     def match(self) -> str:
         return str(self.query_one("#match", Select).value)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "query":
+            self.refilter()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "match":
+            self.refilter()
+
+    def refilter(self) -> None:
+        query = self.query_text.strip()
+        if not query:
+            self.workers.cancel_group(self, "filter")
+            self.post_message(SearchResults("", self.match, []))
+            return
+        self.run_filter(query, self.match)
+
+    @work(exclusive=True, group="filter", exit_on_error=False)
+    async def run_filter(self, query: str, match: str) -> None:
+        await asyncio.sleep(DEBOUNCE_S)  # the next keystroke cancels this worker
+        hits, where = await asyncio.to_thread(self.search, query, match)
+        self.post_message(SearchResults(query, match, hits, where))
+
+    def on_search_results(self, message: SearchResults) -> None:
+        if message.query != self.query_text.strip() or message.match != self.match:
+            message.stop()  # stale
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.route_worker_state(event)      # a failed query becomes a notification
 
 
 class ResultsTable(VimTable):
@@ -93,6 +142,23 @@ class ResultsTable(VimTable):
         self.clear(columns=True)
         for label, key, width in (*self.COLUMNS, *((self.LABEL,) if wide else ()), *self._where_column):
             self.add_column(label, key=key, width=width)
+
+    def show_results(self, message: SearchResults) -> None:
+        """Show a query's hits (an empty query hides the table), titled with what was searched."""
+        if not message.query:
+            self.fill([])
+            self.display = False
+            return
+        self.fill(message.hits, message.where)
+        self.display = True
+        n, query, match = len(message.hits), message.query, message.match
+        more = "+" if n >= RESULT_LIMIT else ""
+        if message.where is None:
+            self.border_title = (f"{n}{more} match '{query}' ({match}, top {MAX_RANK})" if n else
+                                 f"no neuron's top {MAX_RANK} matches '{query}' ({match})")
+        else:
+            self.border_title = (f"{n}{more} match '{query}' in either model ({match}, top {MAX_RANK})" if n else
+                                 f"no neuron's top {MAX_RANK} matches '{query}' in either model")
 
     def fill(self, hits: list[Hit], where: list[str] | None = None) -> None:
         """Show ``hits``; ``where[i]`` (compare only) names the model hit i came from."""

@@ -3,12 +3,25 @@ from __future__ import annotations
 
 import json
 
-from . import api
-from .core.compare import PAPER_SAME_TOP1, Comparison
-from .core.refs import NeuronRef
-from .output import _emit_json, fmt_prob, open_model
+from .. import api
+from ..choices import DIRECTIONS, VIEWS
+from ..core.compare import PAPER_SAME_TOP1, Comparison
+from ..core.refs import NeuronRef
+from .arguments import positive
+from .output import emit_json, fmt_prob, open_model
 
 BAR = 30
+
+
+def register(sub, common, engine) -> None:
+    p = sub.add_parser("compare", parents=[common, engine], help="compare two models' neuron maps (base vs fine-tune)")
+    p.add_argument("base", metavar="BASE")
+    p.add_argument("other", metavar="OTHER")
+    p.add_argument("--view", choices=VIEWS, default="up")
+    p.add_argument("--direction", choices=DIRECTIONS, default="pos")
+    p.add_argument("--top", type=positive, default=50, help="how many most-changed neurons to list (default 50)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_compare)
 
 
 def _bar(fraction: float, width: int = BAR) -> str:
@@ -26,7 +39,7 @@ def cmd_compare(args) -> int:
     base, other = open_model(args, args.base), open_model(args, args.other)
     result = api.compare(base, other, view=args.view, direction=args.direction, top=args.top)
     if args.json:
-        _emit_json(result.as_dict(), base, other)
+        emit_json(result.as_dict(), base, other)
     else:
         print_plain(result)
     return 0

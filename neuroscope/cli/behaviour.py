@@ -4,10 +4,51 @@ from __future__ import annotations
 
 import json
 
-from .core.refs import NeuronRef
-from .output import _emit_json, open_model
+from ..choices import DIRECTIONS
+from ..core.corpus import label
+from ..core.refs import NeuronRef
+from .arguments import positive
+from .output import emit_json, open_model
 
 SHOWN = 5          # examples per sign in the plain `show --examples` output
+
+
+def register(sub, common, engine) -> None:
+    p = sub.add_parser("trace", parents=[common, engine], help="which neurons fire on each token of a prompt")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--prompt", required=True, help="the text to run")
+    p.add_argument("--chat", action="store_true", help="apply the model's chat template to the prompt")
+    p.add_argument("--top", type=positive, default=10, help="neurons listed per token, by |activation| (default 10)")
+    p.add_argument("--neuron", dest="neurons", action="append", default=[], metavar="NEURON",
+                   help="also give this neuron's activation at every token (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_trace)
+
+    p = sub.add_parser("examples", parents=[common, engine],
+                       help="max-activating examples of every neuron over a corpus (cached, resumable)")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--corpus", default=None,
+                   help="a .txt file, a folder of .txt/.md files, a .jsonl/.parquet/.csv file, a folder saved by "
+                        "datasets' save_to_disk (FOLDER@SPLIT), or a Hugging Face dataset name[:config][@split] "
+                        "(default split train; needs neuroscope[corpora]) (default: the King James Bible)")
+    p.add_argument("--text-column", default=None, metavar="COLUMN",
+                   help="the column (or JSON field) holding the text in a .jsonl/.parquet/.csv file or a dataset "
+                        "(default text)")
+    p.add_argument("--tokens", type=positive, default=100_000, help="corpus tokens to run (default 100,000)")
+    p.add_argument("--per-neuron", type=positive, default=20, help="examples kept per neuron and sign (default 20)")
+    p.add_argument("--context", type=positive, default=24, help="tokens shown around an example (default 24)")
+    p.add_argument("--window", type=positive, default=None,
+                   help="tokens per forward pass row (default 128, or the model's context where shorter)")
+    p.add_argument("--batch-size", type=positive, default=8, help="rows per forward pass (default 8)")
+    p.add_argument("--rebuild", action="store_true", help="discard the cached examples and run again")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_examples)
+
+    p = sub.add_parser("agreement", parents=[common, engine],
+                       help="how often the weight decode names what neurons respond to, per layer")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_agreement)
 
 
 def _tok(text: str, width: int = 14) -> str:
@@ -19,7 +60,7 @@ def cmd_trace(args) -> int:
     model = open_model(args)
     result = model.trace(args.prompt, chat=args.chat, top=args.top, neurons=args.neurons or None)
     if args.json:
-        _emit_json(result.as_dict(), model)
+        emit_json(result.as_dict(), model)
         return 0
     print(f"{model.name}: the top {args.top} neurons of each token by |activation| (label: what it writes there)")
     for token in result.tokens:
@@ -34,15 +75,13 @@ def cmd_trace(args) -> int:
 
 def cmd_examples(args) -> int:
     model = open_model(args)
-    from .core.corpus import label
-
     result = model.examples(args.corpus, tokens=args.tokens, per_neuron=args.per_neuron, window=args.window,
                             batch=args.batch_size, rebuild=args.rebuild, text_column=args.text_column)
     summary = {"model": model.name, "corpus": result.corpus, "corpus_source": result.source, "tokens": result.tokens,
                "processed": result.processed, "per_neuron": args.per_neuron, "seconds": round(result.seconds, 3),
                "complete": result.complete}
     if args.json:
-        _emit_json(summary, model)
+        emit_json(summary, model)
         return 0
     what = "computed" if result.processed else "already cached"
     print(f"{model.name}: top-{args.per_neuron} examples of every neuron, both signs, over {result.tokens:,} tokens "
@@ -66,7 +105,7 @@ def _context(example: dict) -> str:
 
 
 def print_examples(shown: dict) -> None:
-    for sign in ("pos", "neg"):
+    for sign in DIRECTIONS:
         print(f"  {sign} examples (activation, context with [[the token]]):")
         for e in shown[sign][:SHOWN]:
             case = f" {e['case']}" if e["case"] else ""
@@ -82,7 +121,7 @@ def cmd_agreement(args) -> int:
     model = open_model(args)
     result = model.agreement()
     if args.json:
-        _emit_json(result.as_dict(), model)
+        emit_json(result.as_dict(), model)
         return 0
     print(f"{model.name}: a neuron agrees when a token of its decoded top-{result.top_k} is among the tokens at its "
           f"top-{result.per_neuron} examples (up/gate: the token; down: the next token)")

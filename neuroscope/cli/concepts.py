@@ -3,12 +3,49 @@ from __future__ import annotations
 
 import sys
 
-from .output import _emit_json, fmt_prob, note, open_model
+from ..cache.words import quoted
+from ..choices import DIRECTIONS, VIEWS
+from ..concepts import BY, DEFAULT_BY
+from .arguments import natural, positive, views
+from .output import emit_json, fmt_prob, note, open_model
+
+
+def register(sub, common, engine) -> None:
+    p = sub.add_parser("top", parents=[common, engine], help="the most specialised neurons (content concepts first)")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--by", choices=BY, default=DEFAULT_BY,
+                   help="score (default): label mass x how specific its word is (function words, numbers, single "
+                        "characters and special tokens last); mass: of the label's tokens; prob: of the top-1 "
+                        "token; entropy: lowest first; copy / suppression: what it reads (up) it writes (down) / "
+                        "writes against; cosine: between its read row (up, gate) and its down column (from the "
+                        "weights, once)")
+    p.add_argument("--all", action="store_true", help="rank every label by its mass alone (same as --by mass)")
+    p.add_argument("--min-mass", type=float, default=0.0, metavar="M",
+                   help="only neurons whose label holds at least M of their top-k mass (0-1, default 0)")
+    p.add_argument("--view", choices=VIEWS, default=None)
+    p.add_argument("--direction", choices=DIRECTIONS, default=None)
+    p.add_argument("--layer", type=natural, default=None)
+    p.add_argument("--limit", type=positive, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_top)
+
+    p = sub.add_parser("concept", parents=[common, engine], help="every neuron labelled with a concept")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("word", metavar="WORD")
+    p.add_argument("--view", choices=VIEWS, default=None)
+    p.add_argument("--limit", type=positive, default=50, help="rows printed (JSON lists all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_concept)
+
+    p = sub.add_parser("export", parents=[common, engine], help="every neuron's top-k and label: jsonl, csv, parquet")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--format", default="jsonl", help="jsonl (default), csv or parquet (needs pyarrow)")
+    p.add_argument("--views", type=views, default=None)
+    p.add_argument("--out", default=None, help="the file (default: stdout for jsonl and csv)")
+    p.set_defaults(run=cmd_export)
 
 
 def _tok(text: str, width: int = 16) -> str:
-    from .cache.words import quoted
-
     shown = quoted(text)
     return shown if len(shown) <= width else shown[:width - 2] + "…\""
 
@@ -24,7 +61,7 @@ def cmd_top(args) -> int:
     rows = model.top(by, view=args.view, layer=args.layer, limit=args.limit, direction=args.direction,
                      min_mass=args.min_mass)
     if args.json:
-        _emit_json({"model": model.name, "by": by, "neurons": rows.as_dicts()}, model)
+        emit_json({"model": model.name, "by": by, "neurons": rows.as_dicts()}, model)
         return 0
     extra = {"copy": "copy", "suppression": "suppr.", "cosine": "cosine", "score": "score"}.get(by)
     what = "content score (label mass x word specificity)" if by == "score" else by
@@ -45,7 +82,7 @@ def cmd_concept(args) -> int:
     matched = model.match_word(args.word)
     name = matched.concept
     if args.json:
-        _emit_json({"model": model.name, "concept": name, "neurons": rows.as_dicts(),
+        emit_json({"model": model.name, "concept": name, "neurons": rows.as_dicts(),
                     "matched": matched.as_dict()}, model)
         return 0
     note(matched.describe())

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import api
-from .export import json_text
+from .. import api
+from ..export import json_text
+from ..progress import ProgressBar
 
 
 def note(message: str) -> None:
@@ -38,15 +39,13 @@ def fmt_ratio(r: float | None) -> str:
 def progress_bar(label: str):
     """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory: "decode …"
     counts neuron-views, "examples …" corpus tokens."""
-    from .progress import ProgressBar
-
     what = label.split()[0]
     unit = {"examples": "tokens", "export": "neuron-directions", "clamp": "tokens"}.get(what, "neuron-views")
     bar = ProgressBar(what, unit=unit)
     return bar, bar.close
 
 
-def _emit_json(value, *models) -> None:
+def emit_json(value, *models) -> None:
     """One JSON line on stdout; an object gains its model's ``hub_id`` and ``revision`` after its ``model``
     key (compare, with two models: ``base_hub_id`` … after ``base``, ``other_hub_id`` … after ``other``)."""
     if models and isinstance(value, dict):
