@@ -12,8 +12,11 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
+from neuroscope.core.options import DecodeRecipe
+
 from ..models import GGUF_KINDS, PLANTED, build_family, write_gguf
 
+CPU32 = DecodeRecipe(device="cpu", dtype="float32")
 FAMILY = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen2", "gemma": "gemma", "gemma2": "gemma"}
 
 
@@ -58,8 +61,8 @@ def test_gguf_decodes_like_its_float64_reference_and_its_safetensors(files, tmp_
     source = resolve(str(gguf))
     info = inspect_model(source)
     assert (info.family.name, info.arch, info.layers, info.neurons) == (FAMILY[kind], kind, 2, 64)
-    a = ensure_decoded(source, cache_dir=tmp_path, device="cpu", dtype="float32")
-    b = ensure_decoded(resolve(str(folder)), cache_dir=tmp_path, device="cpu", dtype="float32")
+    a = ensure_decoded(source, CPU32, cache_dir=tmp_path)
+    b = ensure_decoded(resolve(str(folder)), CPU32, cache_dir=tmp_path)
     with Store(a.path, readonly=True) as x, Store(b.path, readonly=True) as y:
         assert x.status()["complete"] and y.status()["complete"]
         for layer in range(2):
