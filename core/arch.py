@@ -34,6 +34,7 @@ class GGUFLayout:
     # skeleton's own norm module (which adds the 1 back), exactly as transformers' Gemma2TensorProcessor
     # does when it loads a Gemma GGUF (transformers/modeling_gguf_pytorch_utils.py).
     norm_shift: float = 0.0
+    mlp_norm: str = "blk.{i}.ffn_norm.weight"   # the gain of the norm in front of layer {i}'s MLP (circuits)
     metadata: dict[str, str] = field(default_factory=dict)   # more "<arch>.KEY" metadata -> config key
 
 
@@ -59,6 +60,13 @@ class Family:
     head_aliases: dict[str, str] = field(default_factory=dict)   # legacy checkpoint names of the head
     gguf: GGUFLayout | None = None          # GGUF files the decode-only reader takes (None: transformers loads them)
     description: str = ""                   # its part of the supported list (entries sharing a layout share one)
+    # the norm in front of each layer's MLP (what the virtual weights of core.circuits read through): the first
+    # of these attributes a layer has (Gemma2's pre_feedforward_layernorm; Gemma1 has only the second), its kind
+    # ("rms", or "layer": a LayerNorm, whose centring the source vector takes first) and what the norm module
+    # adds to its weight (Gemma's RMSNorm scales by 1 + w)
+    mlp_norms: tuple[str, ...] = ("post_attention_layernorm",)
+    mlp_norm_kind: str = "rms"
+    norm_shift: float = 0.0
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -81,6 +89,10 @@ class Family:
         """The parameter (and safetensors) name of one layer's view matrix."""
         return f"{self.mlp_path(layer)}.{self.modules[view]}.weight"
 
+    def mlp_norm_attr(self, block) -> str | None:
+        """The attribute of ``block`` (one decoder layer) holding the norm in front of its MLP, or None."""
+        return next((a for a in self.mlp_norms if getattr(block, a, None) is not None), None)
+
     def final_norm_path(self) -> str:
         return f"{self.base}.{self.final_norm}"
 
@@ -99,6 +111,7 @@ LLAMA = Family(name="llama", model_types=("llama", "mistral"), base="model", blo
 QWEN2 = replace(LLAMA, name="qwen2", model_types=("qwen2", "qwen3"),
                 gguf=GGUFLayout(archs={"qwen2": "qwen2", "qwen3": "qwen3"}))
 GEMMA = replace(LLAMA, name="gemma", model_types=("gemma", "gemma2"), activation_key="hidden_activation",
+                mlp_norms=("pre_feedforward_layernorm", "post_attention_layernorm"), norm_shift=1.0,
                 gguf=GGUFLayout(archs={"gemma": "gemma", "gemma2": "gemma2"}, norm_shift=1.0,
                                 metadata={"attention.key_length": "head_dim",
                                           "final_logit_softcapping": "final_logit_softcapping"}))
@@ -108,17 +121,19 @@ FAMILIES: tuple[Family, ...] = (
     QWEN2,
     GEMMA,
     Family(name="olmo", model_types=("olmo",), base="model", blocks="layers", modules=GATED, layouts=GATED_LAYOUTS,
-           final_norm="norm", norm_kind="layer", activation_key="hidden_act",
+           final_norm="norm", norm_kind="layer", activation_key="hidden_act", mlp_norm_kind="layer",
            description="OLMo (gate/up/down; a final LayerNorm without parameters)"),
     Family(name="gpt2", model_types=("gpt2",), base="transformer", blocks="h", modules={"up": "c_fc", "down": "c_proj"},
            layouts={"up": "cols", "down": "rows"}, final_norm="ln_f", norm_kind="layer",
            activation_key="activation_function", embed="wte", layer_keys=("n_layer",), neuron_keys=("n_inner",),
            hidden_keys=("n_embd",), context_keys=("n_positions",), default_neurons_per_hidden=4,
+           mlp_norms=("ln_2",), mlp_norm_kind="layer",
            description="GPT-2 (up/down)"),
     Family(name="neox", model_types=("gpt_neox",), base="gpt_neox", blocks="layers",
            modules={"up": "dense_h_to_4h", "down": "dense_4h_to_h"}, layouts={"up": "rows", "down": "cols"},
            final_norm="final_layer_norm", norm_kind="layer", activation_key="hidden_act", embed="embed_in",
-           head_aliases={"lm_head.weight": "embed_out.weight"}, description="GPT-NeoX/Pythia (up/down)"),
+           head_aliases={"lm_head.weight": "embed_out.weight"}, mlp_norm_kind="layer",
+           description="GPT-NeoX/Pythia (up/down)"),
 )
 
 SUPPORTED = ", ".join(dict.fromkeys(f.description for f in FAMILIES))

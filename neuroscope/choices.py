@@ -9,3 +9,5 @@ MATCH_MODES = ("word", "exact", "prefix", "contains")   # how a search text matc
 SEARCH_MATCHES = (*MATCH_MODES, "label")                # search also matches concept labels
 TOP_K_RANGE = (1, 255)                  # tokens kept per neuron-direction (ranks are stored as uint8)
 DEFAULT_TOP_K = 10
+READS = ("gate", "up")                  # a neuron's read vectors, as circuits name them (GPT-2/NeoX: up only)
+EDGE_TOP = 32                           # edges the circuit graph keeps per neuron, read vector and direction

@@ -32,6 +32,9 @@ class Adapter:
     down_name: str                   # the module whose input is the neuron activation (for clamping)
     softcap: float | None = None
     fetch: Callable[..., torch.Tensor] | None = None   # streamed checkpoints: (layer, view, pin) -> one matrix
+    # streamed and GGUF models: any other parameter by its module-tree name (e.g. model.embed_tokens.weight), read
+    # from the file in the module's own convention; core.circuits reads the embedding and MLP-input norms with it
+    read: Callable[[str], torch.Tensor] | None = None
     origin: str = ""                 # where the weights were read from (named in damaged-file errors)
     family: Family = field(kw_only=True)   # the registry entry (core.arch)
 
@@ -69,6 +72,18 @@ class Adapter:
         if weight.is_meta and self.fetch is not None:
             weight = self.fetch(layer, view, pin)
         return weight if self.layouts[view] == "rows" else weight.t()
+
+
+def parameter(adapter: Adapter, module: nn.Module, name: str = "weight") -> torch.Tensor | None:
+    """One parameter of a module of the model: the module's own, or (on 'meta') read from the file; None when
+    the module has no such parameter (OLMo's LayerNorms carry none)."""
+    value = getattr(module, name, None)
+    if value is None or not value.is_meta:
+        return value
+    if adapter.read is None:
+        raise KeyError(name)
+    full = next(f"{n}.{name}" for n, m in adapter.model.named_modules() if m is module)
+    return adapter.read(full)
 
 
 def adapter_for(model: PreTrainedModel) -> Adapter:

@@ -284,4 +284,16 @@ def load_for_decode(source, gg: GGUFFile | None = None):
     put(getattr(model, family.head), layout.embed if info["tied"] else layout.head)
     model.eval()
     adapter = adapter_for(model)
+    names = {f"{family.base}.{family.embed}.weight": (layout.embed, 0.0)}
+    for i, block in enumerate(getattr(base, family.blocks)):
+        attr = family.mlp_norm_attr(block)
+        if attr is not None:
+            names[f"{family.base}.{family.blocks}.{i}.{attr}.weight"] = (layout.mlp_norm.format(i=i), layout.norm_shift)
+
+    def read(name: str) -> torch.Tensor:     # other tensors, in the skeleton module's convention (see put)
+        if name not in names or names[name][0] not in gg.tensors:
+            raise KeyError(name)
+        return torch.from_numpy(gg.tensor(names[name][0]).copy()) - names[name][1]
+
+    adapter.read = read
     return DecodeModel(source, adapter, lambda: token_texts(gg, adapter.vocab))

@@ -132,7 +132,13 @@ def load_streaming(source: Source, trust_remote_code: bool = False):
     def fetch(layer: int, view: str, pin: bool = False) -> torch.Tensor:
         return ckpt.get(family.weight_name(layer, view), pin=pin, shape=shapes[(layer, view)])
 
-    adapter.fetch = fetch
+    def read(name: str) -> torch.Tensor:
+        key = ckpt.key(name) or aliases.get(name) or (f"{names[id(embed)]}.weight" if name == head_key else None)
+        if key is None or ckpt.key(key) is None:
+            raise KeyError(name)
+        return ckpt.get(key)
+
+    adapter.fetch, adapter.read = fetch, read
     tokenizer = load_tokenizer(source, trust_remote_code)
     texts = LoadedModel(source, model, tokenizer, adapter).token_texts
     return DecodeModel(source, adapter, texts)

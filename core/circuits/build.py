@@ -1,0 +1,85 @@
+"""Build (or resume, or find cached) a model's circuit graph in its cache file, unit by unit under the decode
+lock, as core.pipeline does for the decode."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ...cache.catalog import cache_path, decode_lock
+from ...cache.edges import Edges, stored_edges_spec
+from ...cache.store import Store
+from ...choices import DEFAULT_TOP_K, EDGE_TOP
+from ..loading.modelinfo import ModelInfo, inspect_model
+from ..loading.sources import Source
+
+Note = Callable[[str], None]
+
+
+@dataclass
+class GraphResult:
+    path: Path
+    units_done: int          # units computed by this call (0: the graph was cached)
+    seconds: float
+    device: str
+
+
+def graph_spec(info: ModelInfo, top: int) -> dict:
+    return {"top": top, "reads": [v for v in ("gate", "up") if v in info.views], "layers": info.layers,
+            "neurons": info.neurons}
+
+
+def _same(old: dict | None, spec: dict) -> bool:
+    return bool(old) and all(old.get(key) == value for key, value in spec.items())
+
+
+def ensure_graph(source: Source, *, info: ModelInfo | None = None, cache_dir=None, device: str = "auto",
+                 top: int = EDGE_TOP, rebuild: bool = False, trust_remote_code: bool = False, loaded=None,
+                 progress: Callable[[int, int], None] | None = None, note: Note | None = None,
+                 cancel: threading.Event | None = None, chunk_elements: int | None = None,
+                 dtype=None) -> GraphResult:
+    """Every neuron's top-``top`` edges into the cache; resumes a stopped pass; returns at once when it is there.
+    ``loaded``: the model when it is loaded already (else the decode's cheapest load)."""
+    import torch
+
+    from ..decode.device import pick_device
+    from ..pipeline import cache_meta
+    from .graph import CHUNK_ELEMENTS, GraphPass
+    from .weights import CircuitWeights
+
+    note = note or (lambda _msg: None)
+    info = info or inspect_model(source)
+    spec = graph_spec(info, top)
+    path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
+    started = time.perf_counter()
+    old = None if rebuild else stored_edges_spec(path)
+    if _same(old, spec) and len(old.get("done", [])) >= info.layers - 1:
+        return GraphResult(path, 0, time.perf_counter() - started, "")
+    dev = pick_device(device)
+    with decode_lock(path, note):
+        lm = loaded or _load(source, trust_remote_code)
+        store = Store(path)
+        try:
+            if not store.ready:
+                store.initialize(cache_meta(source, info, DEFAULT_TOP_K, None), lm.token_texts())
+            edges = Edges(store)
+            if rebuild or not _same(edges.spec, spec) or not edges.has_tables():
+                edges.start(spec)
+            done = set(edges.spec.get("done", []))
+            if done:
+                note(f"resuming the circuit graph: {len(done)} of {info.layers - 1} layers already cached")
+            cw = CircuitWeights(lm.adapter, dev, dtype or torch.float32)
+            graph = GraphPass(cw, top, chunk_elements or CHUNK_ELEMENTS)
+            todo = len(graph.units) - len(done)
+            graph.run(done, edges.partial(), edges.commit, progress, cancel)
+        finally:
+            store.close()
+    return GraphResult(path, todo, time.perf_counter() - started, str(dev))
+
+
+def _load(source: Source, trust_remote_code: bool):
+    from ..loading.models import load_for_decode
+
+    return load_for_decode(source, trust_remote_code=trust_remote_code)

@@ -1,0 +1,136 @@
+"""The whole model's circuit graph: every neuron's top-k fan-in (per read vector) and fan-out, as layer-pair
+matmuls in row chunks with a streamed top-k, so no more than one [chunk, neurons] block of virtual weights
+exists at a time.
+
+A unit is one target layer t, taken from the last down to layer 1: it multiplies every earlier layer's down
+columns (in chunks of source rows) with t's read rows, folds each block into t's fan-in (top over sources,
+complete when the unit ends) and into every source's running fan-out (top over targets). Taking targets from
+the last layer down, the unit for t completes the fan-out of layer t - 1; the fan-outs still collecting are
+committed with the unit as partial rows, so a pass stopped anywhere resumes from its last unit.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ...cache.edges import Packed
+from ...errors import Cancelled
+from .weights import CircuitWeights
+
+CHUNK_ELEMENTS = 1 << 24        # virtual weights per block (64 MB in float32)
+
+Commit = Callable[[int, dict, dict, dict, float], None]   # cache.edges.Edges.commit
+
+
+@dataclass
+class Top:
+    """A running top-k by |weight| per row: signed weights, global ids, via indices, [rows, k] each."""
+
+    weights: torch.Tensor
+    ids: torch.Tensor
+    vias: torch.Tensor
+
+    @classmethod
+    def empty(cls, rows: int, device) -> "Top":
+        return cls(torch.zeros(rows, 0, device=device), torch.zeros(rows, 0, dtype=torch.int64, device=device),
+                   torch.zeros(rows, 0, dtype=torch.int64, device=device))
+
+    @classmethod
+    def of(cls, p: Packed, device) -> "Top":
+        return cls(torch.from_numpy(p.weights.copy()).to(device), torch.from_numpy(p.ids.astype("int64")).to(device),
+                   torch.from_numpy(p.vias.astype("int64")).to(device))
+
+    def merge(self, weights: torch.Tensor, ids: torch.Tensor, vias: torch.Tensor, k: int, rows=slice(None)) -> None:
+        """Fold candidates ([r, c] each, for ``rows`` of this top) in, keeping the k largest |weight|."""
+        w = torch.cat([self.weights[rows], weights.to(self.weights.dtype)], dim=1)
+        i = torch.cat([self.ids[rows], ids], dim=1)
+        v = torch.cat([self.vias[rows], vias], dim=1)
+        keep = w.abs().topk(min(k, w.shape[1]), dim=1).indices
+        w, i, v = w.gather(1, keep), i.gather(1, keep), v.gather(1, keep)
+        if isinstance(rows, slice) and rows == slice(None):
+            self.weights, self.ids, self.vias = w, i, v
+        else:
+            if self.weights.shape[1] != w.shape[1]:
+                self._widen(w.shape[1])
+            self.weights[rows], self.ids[rows], self.vias[rows] = w, i, v
+
+    def _widen(self, k: int) -> None:
+        pad = k - self.weights.shape[1]
+        rows, dev = self.weights.shape[0], self.weights.device
+        self.weights = torch.cat([self.weights, torch.zeros(rows, pad, device=dev, dtype=self.weights.dtype)], 1)
+        self.ids = torch.cat([self.ids, torch.full((rows, pad), -1, device=dev, dtype=torch.int64)], 1)
+        self.vias = torch.cat([self.vias, torch.zeros(rows, pad, device=dev, dtype=torch.int64)], 1)
+
+    def packed(self) -> Packed:
+        return Packed(self.ids.cpu().numpy().astype("int32"), self.vias.cpu().numpy().astype("int8"),
+                      self.weights.float().cpu().numpy())
+
+
+class GraphPass:
+    """The all-pairs pass over one model's weights (``cw``), keeping ``top`` edges per neuron."""
+
+    def __init__(self, cw: CircuitWeights, top: int, chunk_elements: int = CHUNK_ELEMENTS):
+        self.cw, self.top, self.device = cw, top, cw.device
+        self.neurons = cw.adapter.neurons
+        self.rows = max(1, chunk_elements // self.neurons)
+        self._writes: dict[int, torch.Tensor] = {}
+
+    @property
+    def units(self) -> list[int]:
+        """Target layers in the order they are done (the last first; layer 0 reads no earlier neuron)."""
+        return list(range(self.cw.layers - 1, 0, -1))
+
+    def writes(self, layer: int) -> torch.Tensor:
+        if layer not in self._writes:                   # every source layer is read once per pass
+            self._writes[layer] = self.cw.writes(layer)
+        return self._writes[layer]
+
+    def run(self, done: set[int], partial: dict[int, Packed], commit: Commit,
+            progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None) -> None:
+        """Do the units not in ``done``, starting from the stored ``partial`` fan-outs; ``commit`` each."""
+        units = self.units
+        outs = {layer: Top.of(p, self.device) for layer, p in partial.items()}
+        finished = sum(u in done for u in units)
+        if progress is not None:
+            progress(finished, len(units))
+        for t in units:
+            if t in done:
+                continue
+            started = time.perf_counter()
+            fan_in = self.unit(t, outs, cancel)
+            final = outs.pop(t - 1, None) or Top.empty(self.neurons, self.device)
+            fan_out = {t - 1: final.packed()}
+            if t == self.cw.layers - 1:
+                fan_out[t] = Top.empty(self.neurons, self.device).packed()  # the last layer feeds no neuron
+            commit(t, {via: top.packed() for via, top in fan_in.items()}, fan_out,
+                   {layer: o.packed() for layer, o in outs.items()}, time.perf_counter() - started)
+            finished += 1
+            if progress is not None:
+                progress(finished, len(units))
+
+    def unit(self, t: int, outs: dict[int, Top], cancel: threading.Event | None) -> dict[str, Top]:
+        n, k = self.neurons, self.top
+        reads = self.cw.reads
+        fan_in = {via: Top.empty(n, self.device) for via in reads}
+        for vi, via in enumerate(reads):
+            rows = self.cw.read_rows(t, via).T.contiguous()            # [hidden, n]
+            target_ids = torch.arange(n, device=self.device) + t * n
+            for s in range(t):
+                out = outs.setdefault(s, Top.empty(n, self.device))
+                source = self.writes(s)
+                for a in range(0, n, self.rows):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()
+                    block = source[a:a + self.rows] @ rows             # [c, n] virtual weights
+                    mag = block.abs()
+                    top_in = mag.topk(min(k, block.shape[0]), dim=0).indices       # [k', n] source rows
+                    fan_in[via].merge(block.gather(0, top_in).T, (top_in + (s * n + a)).T,
+                                      torch.full_like(top_in.T, vi), k)
+                    top_out = mag.topk(min(k, n), dim=1).indices                     # [c, k'] target neurons
+                    out.merge(block.gather(1, top_out), target_ids[top_out], torch.full_like(top_out, vi), k,
+                              rows=slice(a, a + block.shape[0]))
+        return fan_in
