@@ -4,8 +4,9 @@
   ([neurons, k], so one neuron is one contiguous slice): ``ids`` int32, the other end's global neuron id
   (layer * neurons + neuron); ``vias`` int8, the index into meta ``edges.reads`` of the read vector the edge
   goes into (the target's); ``weights`` float32, signed, highest |weight| first. direction "in" rows are per
-  read vector (``via`` its name), "out" rows hold every read vector of every later layer (``via`` "*").
-- ``edge_partial(layer, ...)``: the fan-out of source layers still collecting edges from units to come.
+  read vector (``via`` its name), "out" rows per read vector of every later layer (``via`` the targets'), and
+  "tokens" rows per read vector hold token ids: the embedding rows that read vector responds to directly.
+- ``edge_partial(layer, via, ...)``: the fan-out of source layers still collecting edges from units to come.
 - meta ``edges``: the spec (top, reads, layers, neurons) and ``done``, the target layers committed.
 
 A unit (one target layer: its fan-in, the source layer its fan-out completes and every partial fan-out) is one
@@ -22,8 +23,8 @@ from .store import Store, guarded
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS edges (layer INTEGER NOT NULL, direction TEXT NOT NULL, via TEXT NOT NULL, "
     "ids BLOB NOT NULL, vias BLOB NOT NULL, weights BLOB NOT NULL, PRIMARY KEY (layer, direction, via))",
-    "CREATE TABLE IF NOT EXISTS edge_partial (layer INTEGER PRIMARY KEY, ids BLOB NOT NULL, vias BLOB NOT NULL, "
-    "weights BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS edge_partial (layer INTEGER NOT NULL, via TEXT NOT NULL, ids BLOB NOT NULL, "
+    "vias BLOB NOT NULL, weights BLOB NOT NULL, PRIMARY KEY (layer, via))",
 )
 
 
@@ -91,32 +92,35 @@ class Edges:
         self.store._meta["edges"] = fresh
 
     @guarded
-    def commit(self, unit: int, fan_in: dict[str, Packed], fan_out: dict[int, Packed], partial: dict[int, Packed],
-               seconds: float) -> None:
-        """One unit: target layer ``unit``'s fan-in per read vector, the finished fan-outs and the partial ones."""
+    def commit(self, unit: int, fan_in: dict[str, Packed], fan_out: dict[tuple[int, str], Packed],
+               partial: dict[tuple[int, str], Packed],
+               seconds: float, tokens: dict[tuple[int, str], Packed] | None = None) -> None:
+        """One unit: target layer ``unit``'s fan-in per read vector, the finished fan-outs and the partial ones,
+        and ``tokens``: (layer, via) -> its neurons' top embedding rows."""
         spec = dict(self.spec or {})
         spec.update(done=sorted({*spec.get("done", []), int(unit)}),
                     seconds=round(float(spec.get("seconds", 0.0)) + seconds, 3))
         rows = [(unit, "in", via, *p.blobs()) for via, p in fan_in.items()]
-        rows += [(layer, "out", "*", *p.blobs()) for layer, p in fan_out.items()]
+        rows += [(layer, "out", via, *p.blobs()) for (layer, via), p in fan_out.items()]
+        rows += [(layer, "tokens", via, *p.blobs()) for (layer, via), p in (tokens or {}).items()]
         with self.store.db.atomic():
             self.conn.executemany("INSERT OR REPLACE INTO edges (layer, direction, via, ids, vias, weights) "
                                   "VALUES (?, ?, ?, ?, ?, ?)", rows)
             self.conn.execute("DELETE FROM edge_partial")
-            self.conn.executemany("INSERT INTO edge_partial (layer, ids, vias, weights) VALUES (?, ?, ?, ?)",
-                                  ((layer, *p.blobs()) for layer, p in partial.items()))
+            self.conn.executemany("INSERT INTO edge_partial (layer, via, ids, vias, weights) VALUES (?, ?, ?, ?, ?)",
+                                  ((layer, via, *p.blobs()) for (layer, via), p in partial.items()))
             self.store._put_meta({"edges": spec})
         self.store._meta["edges"] = spec
 
     # -- reading ---------------------------------------------------------------------------------
     @guarded
-    def partial(self) -> dict[int, Packed]:
+    def partial(self) -> dict[tuple[int, str], Packed]:
         neurons = int(self.spec["neurons"]) if self.spec else 0
-        return {int(layer): Packed.unpack(i, v, w, neurons)
-                for layer, i, v, w in self.conn.execute("SELECT layer, ids, vias, weights FROM edge_partial")}
+        return {(int(layer), via): Packed.unpack(i, v, w, neurons)
+                for layer, via, i, v, w in self.conn.execute("SELECT layer, via, ids, vias, weights FROM edge_partial")}
 
     @guarded
-    def neuron(self, layer: int, neuron: int, direction: str, via: str = "*") -> Packed | None:
+    def neuron(self, layer: int, neuron: int, direction: str, via: str) -> Packed | None:
         """One neuron's edges (1-D arrays), or None when the graph has no such row."""
         row = self.conn.execute("SELECT ids, vias, weights FROM edges WHERE layer = ? AND direction = ? AND via = ?",
                                 (layer, direction, via)).fetchone()
@@ -126,7 +130,7 @@ class Edges:
         return Packed(packed.ids[neuron], packed.vias[neuron], packed.weights[neuron])
 
     @guarded
-    def layer(self, layer: int, direction: str, via: str = "*") -> Packed | None:
+    def layer(self, layer: int, direction: str, via: str) -> Packed | None:
         row = self.conn.execute("SELECT ids, vias, weights FROM edges WHERE layer = ? AND direction = ? AND via = ?",
                                 (layer, direction, via)).fetchone()
         return None if row is None else Packed.unpack(*row, int(self.spec["neurons"]))

@@ -175,5 +175,5 @@ def test_every_command_is_run_by_a_function_of_a_registered_group():
     runs = {name: parser.get_default("run") for name, parser in sub.choices.items()}
     assert [name for name, run in runs.items() if not callable(run)] == []
     assert {run.__module__ for run in runs.values()} == {group.__name__ for group in GROUPS}
-    assert set(runs) == {"decode", "show", "search", "models", "clamp", "compare", "trace", "examples", "agreement",
-                         "top", "concept", "export", "tui"}
+    assert set(runs) == {"decode", "show", "search", "models", "circuit", "clamp", "compare", "trace", "examples",
+                         "agreement", "top", "concept", "export", "tui"}

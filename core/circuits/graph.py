@@ -4,7 +4,8 @@ exists at a time.
 
 A unit is one target layer t, taken from the last down to layer 1: it multiplies every earlier layer's down
 columns (in chunks of source rows) with t's read rows, folds each block into t's fan-in (top over sources,
-complete when the unit ends) and into every source's running fan-out (top over targets). Taking targets from
+complete when the unit ends) and into every source's running fan-out per read vector (top over targets). Taking
+targets from
 the last layer down, the unit for t completes the fan-out of layer t - 1; the fan-outs still collecting are
 committed with the unit as partial rows, so a pass stopped anywhere resumes from its last unit.
 """
@@ -23,7 +24,7 @@ from .weights import CircuitWeights
 
 CHUNK_ELEMENTS = 1 << 24        # virtual weights per block (64 MB in float32)
 
-Commit = Callable[[int, dict, dict, dict, float], None]   # cache.edges.Edges.commit
+Commit = Callable[..., None]   # cache.edges.Edges.commit
 
 
 @dataclass
@@ -73,11 +74,12 @@ class Top:
 class GraphPass:
     """The all-pairs pass over one model's weights (``cw``), keeping ``top`` edges per neuron."""
 
-    def __init__(self, cw: CircuitWeights, top: int, chunk_elements: int = CHUNK_ELEMENTS):
-        self.cw, self.top, self.device = cw, top, cw.device
+    def __init__(self, cw: CircuitWeights, top: int, chunk_elements: int = CHUNK_ELEMENTS, tokens: bool = True):
+        self.cw, self.top, self.device, self.with_tokens = cw, top, cw.device, tokens
         self.neurons = cw.adapter.neurons
         self.rows = max(1, chunk_elements // self.neurons)
         self._writes: dict[int, torch.Tensor] = {}
+        self._embedding: torch.Tensor | None = None
 
     @property
     def units(self) -> list[int]:
@@ -92,8 +94,8 @@ class GraphPass:
     def run(self, done: set[int], partial: dict[int, Packed], commit: Commit,
             progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None) -> None:
         """Do the units not in ``done``, starting from the stored ``partial`` fan-outs; ``commit`` each."""
-        units = self.units
-        outs = {layer: Top.of(p, self.device) for layer, p in partial.items()}
+        units, reads = self.units, self.cw.reads
+        outs = {key: Top.of(p, self.device) for key, p in partial.items()}
         finished = sum(u in done for u in units)
         if progress is not None:
             progress(finished, len(units))
@@ -102,12 +104,15 @@ class GraphPass:
                 continue
             started = time.perf_counter()
             fan_in = self.unit(t, outs, cancel)
-            final = outs.pop(t - 1, None) or Top.empty(self.neurons, self.device)
-            fan_out = {t - 1: final.packed()}
-            if t == self.cw.layers - 1:
-                fan_out[t] = Top.empty(self.neurons, self.device).packed()  # the last layer feeds no neuron
+            fan_out = {(t - 1, via): (outs.pop((t - 1, via), None) or Top.empty(self.neurons, self.device)).packed()
+                       for via in reads}
+            if t == self.cw.layers - 1:      # the last layer feeds no neuron
+                fan_out.update({(t, via): Top.empty(self.neurons, self.device).packed() for via in reads})
+            tokens = {}
+            for layer in ((t, 0) if t == 1 else (t,)) if self.with_tokens else ():
+                tokens.update({(layer, via): top.packed() for via, top in self.tokens(layer, cancel).items()})
             commit(t, {via: top.packed() for via, top in fan_in.items()}, fan_out,
-                   {layer: o.packed() for layer, o in outs.items()}, time.perf_counter() - started)
+                   {key: o.packed() for key, o in outs.items()}, time.perf_counter() - started, tokens)
             finished += 1
             if progress is not None:
                 progress(finished, len(units))
@@ -120,7 +125,7 @@ class GraphPass:
             rows = self.cw.read_rows(t, via).T.contiguous()            # [hidden, n]
             target_ids = torch.arange(n, device=self.device) + t * n
             for s in range(t):
-                out = outs.setdefault(s, Top.empty(n, self.device))
+                out = outs.setdefault((s, via), Top.empty(n, self.device))
                 source = self.writes(s)
                 for a in range(0, n, self.rows):
                     if cancel is not None and cancel.is_set():
@@ -134,3 +139,20 @@ class GraphPass:
                     out.merge(block.gather(1, top_out), target_ids[top_out], torch.full_like(top_out, vi), k,
                               rows=slice(a, a + block.shape[0]))
         return fan_in
+
+    def tokens(self, layer: int, cancel: threading.Event | None) -> dict[str, Top]:
+        """Each read vector's top embedding rows by |E[t] · (g ⊙ r_j)|, per neuron of ``layer``."""
+        if self._embedding is None:
+            self._embedding = self.cw.embedding()
+        embed, n = self._embedding, self.neurons
+        out = {}
+        for vi, via in enumerate(self.cw.reads):
+            rows = self.cw.read_rows(layer, via).T.contiguous()
+            top = out[via] = Top.empty(n, self.device)
+            for a in range(0, embed.shape[0], self.rows):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                block = embed[a:a + self.rows] @ rows                        # [c, n] token scores
+                best = block.abs().topk(min(self.top, block.shape[0]), dim=0).indices
+                top.merge(block.gather(0, best).T, (best + a).T, torch.full_like(best.T, vi), self.top)
+        return out

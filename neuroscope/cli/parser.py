@@ -12,9 +12,9 @@ import sys
 from .. import config
 from ..core.options import DTYPES
 from ..errors import UsageError, one_line
-from . import app, behaviour, clamp, compare, concepts, model
+from . import app, behaviour, circuit, clamp, compare, concepts, model
 
-GROUPS = (model, clamp, compare, behaviour, concepts, app)   # in the order `neuroscope --help` lists them
+GROUPS = (model, circuit, clamp, compare, behaviour, concepts, app)   # in the order `neuroscope --help` lists them
 
 
 class Parser(argparse.ArgumentParser):

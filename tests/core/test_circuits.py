@@ -147,7 +147,7 @@ def test_gguf_virtual_weights_equal_the_safetensors_ones(tmp_path, kind):
 def expected_graph(folder, kind: str, k: int):
     """Every neuron's top-k fan-in per read and fan-out over all reads and later layers, from the float64 product."""
     reads = ("up",) if kind in ("gpt2", "gpt_neox") else ("gate", "up")
-    fan_in, fan_out = {}, {s: [] for s in range(LAYERS)}
+    fan_in, fan_out = {}, {(s, via): [] for s in range(LAYERS) for via in reads}
     for t in range(1, LAYERS):
         for vi, via in enumerate(reads):
             blocks = [reference(folder, kind, s, t, via) for s in range(t)]
@@ -155,15 +155,15 @@ def expected_graph(folder, kind: str, k: int):
             order = np.argsort(-np.abs(full), axis=0)[:k].T
             fan_in[(t, via)] = (order, np.take_along_axis(full.T, order, 1))
             for s, b in enumerate(blocks):
-                fan_out[s].append((b, (t * NEURONS + np.arange(NEURONS)) * len(reads) + vi))
+                fan_out[(s, via)].append((b, (t * NEURONS + np.arange(NEURONS)) * len(reads) + vi))
     outs = {}
-    for s, parts_ in fan_out.items():
+    for key, parts_ in fan_out.items():
         if not parts_:
             continue
         w = np.concatenate([b for b, _ in parts_], axis=1)
         codes = np.concatenate([c for _, c in parts_])
         order = np.argsort(-np.abs(w), axis=1)[:, :k]
-        outs[s] = (codes[order], np.take_along_axis(w, order, 1))
+        outs[key] = (codes[order], np.take_along_axis(w, order, 1))
     return fan_in, outs, reads
 
 
@@ -172,7 +172,7 @@ def stored(path):
         e = Edges(store)
         spec = e.spec
         fan_in = {(t, via): e.layer(t, "in", via) for t in range(1, LAYERS) for via in spec["reads"]}
-        outs = {s: e.layer(s, "out") for s in range(LAYERS)}
+        outs = {(s, via): e.layer(s, "out", via) for s in range(LAYERS) for via in spec["reads"]}
         return spec, fan_in, outs
 
 
@@ -183,11 +183,11 @@ def check_graph(path, folder, kind, k):
     for key, (ids, w) in fan_in.items():
         assert np.array_equal(got_in[key].ids, ids), key
         np.testing.assert_allclose(got_in[key].weights, w, rtol=1e-5, atol=1e-5)
-    for s, (codes, w) in outs.items():
-        p = got_out[s]
-        assert np.array_equal(p.ids.astype(np.int64) * len(reads) + p.vias, codes), s
+    for key, (codes, w) in outs.items():
+        p = got_out[key]
+        assert np.array_equal(p.ids.astype(np.int64) * len(reads) + p.vias, codes), key
         np.testing.assert_allclose(p.weights, w, rtol=1e-5, atol=1e-5)
-    assert got_out[LAYERS - 1].ids.shape[1] == 0          # the last layer feeds no neuron
+    assert all(got_out[(LAYERS - 1, via)].ids.shape[1] == 0 for via in reads)    # the last layer feeds no neuron
 
 
 @pytest.mark.parametrize("kind", ("llama", "gpt2"))
@@ -218,3 +218,20 @@ def test_a_pass_stopped_after_one_unit_resumes_to_the_same_graph(folders, tmp_pa
     resumed = ensure_graph(source, cache_dir=tmp_path, device="cpu", top=8, dtype=torch.float64)
     assert resumed.units_done == LAYERS - 2
     check_graph(resumed.path, folders["llama"], "llama", 8)
+
+
+def test_the_stored_tokens_are_the_float64_embedding_top_k(folders, tmp_path):
+    folder = folders["gpt2"]
+    result = ensure_graph(resolve(str(folder)), cache_dir=tmp_path, device="cpu", top=6, chunk_elements=50 * NEURONS,
+                          dtype=torch.float64)
+    w = {k: v.astype(np.float64) for k, v in load_file(str(folder / "model.safetensors")).items()}
+    embed = w["transformer.wte.weight"]
+    embed = embed - embed.mean(axis=1, keepdims=True)           # ln_1 / ln_2 are LayerNorms: centred
+    with Store(result.path, readonly=True) as store:
+        for layer in range(LAYERS):
+            got = Edges(store).layer(layer, "tokens", "up")
+            gain = w[f"transformer.h.{layer}.ln_2.weight"][:, None]
+            scores = embed @ (gain * w[f"transformer.h.{layer}.mlp.c_fc.weight"])
+            order = np.argsort(-np.abs(scores), axis=0)[:6].T
+            assert np.array_equal(got.ids, order), layer
+            np.testing.assert_allclose(got.weights, np.take_along_axis(scores.T, order, 1), rtol=1e-6, atol=1e-9)

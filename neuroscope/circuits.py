@@ -1,0 +1,103 @@
+"""A neuron's circuit from the weights alone: the earlier neurons that feed it, the later neurons that read what
+it writes, and the input tokens its read vectors respond to directly (core.circuits). The graph is built into
+the model's cache on first use (with progress), then every question is a lookup.
+
+Labels: an upstream neuron carries its down/pos label (the edge runs through what it writes); a downstream
+neuron carries the label of the read vector the edge goes into (its ``via``), pos direction.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .choices import EDGE_TOP, READS
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .api import Model
+
+DEFAULT_TOP = 20
+
+
+def check_top(top: int) -> int:
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= EDGE_TOP:
+        raise UsageError(f"--top must be between 1 and {EDGE_TOP}, not {top}")
+    return top
+
+
+def check_via(model: Model, via: str | None) -> list[str]:
+    """The read vectors asked for (None: every one the model has); UsageError for one it lacks."""
+    reads = [v for v in READS if v in model.info.views]
+    if via is None:
+        return reads
+    if via not in reads:
+        raise UsageError(f"{model.info.arch} has no '{via}' read vector; it has {', '.join(reads)}")
+    return [via]
+
+
+def ensure_graph(model: Model, cancel=None):
+    """The model's circuit graph in its cache (built, or resumed, on first use)."""
+    from .cache.edges import stored_edges_spec
+    from .core.circuits.build import ensure_graph as build
+    from .core.circuits.build import graph_spec
+
+    spec = stored_edges_spec(model.path) if model.path.exists() else None
+    if not (spec and spec.get("top") == EDGE_TOP and len(spec.get("done", [])) >= model.info.layers - 1
+            and spec == {**spec, **graph_spec(model.info, EDGE_TOP)}):
+        model.note(f"building the circuit graph of {model.name} (once; Ctrl-C stops, finished layers are kept)")
+    progress, close = model._progress("circuit")
+    try:
+        return build(model.source, info=model.info, cache_dir=model.cache_dir, device=model.device, top=EDGE_TOP,
+                     trust_remote_code=model.trust_remote_code, progress=progress, note=model.note, cancel=cancel)
+    finally:
+        close()
+
+
+def circuit(model: Model, ref, top: int = DEFAULT_TOP, via: str | None = None) -> dict:
+    """The circuit of one neuron as the CLI's --json (without hub_id and revision): upstream, downstream and
+    tokens, each sorted by |weight|, highest first. Everything is checked before anything loads."""
+    from .cache.edges import Edges
+    from .cache.store import Store
+    from .concepts import neuron_label
+
+    top = check_top(top)
+    neuron = model.neuron(ref)                    # out of range: one line, nothing loaded
+    ref = neuron.ref
+    vias = check_via(model, via)
+    with model.store():                           # decoded (and labelled) first: the neighbours' labels
+        pass
+    ensure_graph(model)
+    n = model.info.neurons
+    with Store(model.path, readonly=True) as store:
+        edges = Edges(store)
+        reads = list(edges.spec["reads"])
+
+        def label(layer: int, neuron_: int, view: str) -> str | None:
+            got = neuron_label(store, layer, neuron_, view, "pos")
+            return got.label if got else None
+
+        def listed(rows, view_of) -> list[dict]:
+            rows = sorted(rows, key=lambda r: -abs(r[3]))[:top]
+            return [{"layer": layer, "neuron": neuron_, "via": v, "weight": round(float(w), 6),
+                     "label": label(layer, neuron_, view_of(v))} for layer, neuron_, v, w in rows]
+
+        upstream = []
+        for v in vias:
+            p = edges.neuron(ref.layer, ref.neuron, "in", v)
+            if p is not None:
+                upstream += [(int(i) // n, int(i) % n, v, float(w)) for i, w in zip(p.ids, p.weights) if i >= 0]
+        downstream = []
+        for v in vias:
+            p = edges.neuron(ref.layer, ref.neuron, "out", v)
+            if p is not None:
+                downstream += [(int(i) // n, int(i) % n, reads[int(k)], float(w))
+                               for i, k, w in zip(p.ids, p.vias, p.weights) if i >= 0]
+        tokens = {}
+        for v in vias:
+            p = edges.neuron(ref.layer, ref.neuron, "tokens", v)
+            ids = [int(i) for i in p.ids[:top]] if p is not None else []
+            texts = store.token_texts(ids)
+            tokens[v] = [{"token_id": i, "token": texts.get(i, ""), "weight": round(float(w), 6)}
+                         for i, w in zip(ids, p.weights[:top])] if p is not None else []
+        return {"model": model.name, "layer": ref.layer, "neuron": ref.neuron,
+                "upstream": listed(upstream, lambda v: "down"), "downstream": listed(downstream, lambda v: v),
+                "tokens": tokens}
