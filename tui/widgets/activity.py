@@ -98,7 +98,7 @@ class Activity(Static):
         self.tasks = [t for t in self.tasks if t.live]
         if not self.tasks and self._timer is not None:
             self._timer.stop()
-            self._timer: Timer | None = None
+            self._timer = None
         self.display = bool(self.tasks)
         self.update(self.text())
 
