@@ -12,7 +12,7 @@ from ..core.loading.sources import Source, resolve
 from ..core.refs import NeuronRef
 from ..errors import BadNeuronRef, ModelNotFound, NeuroscopeError
 from . import keys
-from .commands import NeuroscopeCommands
+from .commands import NeuroscopeCommands, Palette
 from .host import ClampDone, Host
 from .options import Options
 from .screens.browser import BrowserScreen
@@ -137,6 +137,7 @@ class NeuroscopeApp(App[int]):
 
 if TYPE_CHECKING:
     _HOST: type[Host] = NeuroscopeApp   # mypy checks that the app is what the panes take it for
+    _PALETTE: type[Palette] = NeuroscopeApp   # and what the command palette does
 
 
 def run_app(source: Source, args, other: Source | None = None) -> int:

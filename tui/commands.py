@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import re
 from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -13,22 +13,32 @@ from ..choices import VIEWS
 from ..core.refs import BadNeuronRef, NeuronRef
 
 if TYPE_CHECKING:
-    from .app import NeuroscopeApp
+    from .options import Options
 
 _GOTO_PREFIX = re.compile(r"^\s*(go\s*to|goto|neuron|go)\s*(neuron)?\s*", re.I)
 
 Command = tuple[str, Callable[[], object], str]     # (name, what it runs, help)
 
 
+class Palette(Protocol):
+    """What the commands run on the app (NeuroscopeApp; app.py has mypy check it, as this module cannot
+    import the app, which imports it)."""
+
+    options: Options
+
+    def action_goto_prompt(self) -> None: ...
+    async def action_main(self, action: str) -> None: ...
+    def action_concept_prompt(self) -> None: ...
+    def action_help(self) -> None: ...
+    def open_model(self, spec: str) -> None: ...
+    def goto(self, ref: NeuronRef) -> None: ...
+
+
 class NeuroscopeCommands(Provider):
     @property
-    def neuroscope(self) -> NeuroscopeApp:
-        """The app (Textual types a provider's ``app`` as a bare App)."""
-        from .app import NeuroscopeApp  # here: app.py imports this module
-
-        app = self.app
-        assert isinstance(app, NeuroscopeApp)
-        return app
+    def neuroscope(self) -> Palette:
+        """The app (Textual types a provider's ``app`` as a bare App; it is NeuroscopeApp)."""
+        return cast("Palette", self.app)
 
     def _static(self) -> list[Command]:
         app = self.neuroscope
