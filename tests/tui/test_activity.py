@@ -93,6 +93,21 @@ async def test_escape_cancels_a_clamp_while_the_model_loads(app_factory, slow_lo
         assert "L0:N1" in str(app.screen.query_one("#clamp-value-box").border_title)
 
 
+async def test_the_activity_line_is_not_textual_loading_widget(app_factory, slow_load):
+    """While the model loads the line says so, but Textual's own ``loading`` flag (a widget under a loading
+    indicator: a wait pointer over it, clicks dropped, out of the focus chain) stays off."""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        screen = app.main_screen
+        line = screen.query_one("#activity")
+        await pilot.press("c")
+        assert activity(app).startswith("loading model…") and line.model_loading
+        assert line.loading is False
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: screen.runner._lm is not None, timeout=30)
+
+
 async def test_probe_says_loading_model_then_shows_the_strip(app_factory, slow_load):
     app = app_factory()
     async with app.run_test(size=(80, 24)) as pilot:
