@@ -47,7 +47,7 @@ test-lowest: install
 # mypy on the unpacked folder, which comes before site-packages in its search path (its cache outlives .lint).
 lint: install
 	$(BIN)/ruff check .
-	rm -rf .lint
+	rm -rf .lint build
 	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w .lint .
 	$(BIN)/python -m zipfile -e .lint/neuroscope-*.whl .lint/site
 	cd .lint/site && PYTHONPATH=.:$$($(CURDIR)/$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
