@@ -21,6 +21,7 @@ from ..choices import DEFAULT_TOP_K
 from ..errors import Cancelled
 from .activations import case_codes
 from .clamp import FORWARD_LOCK, down_module
+from .corpus import Corpus
 
 BUFFER = 1 << 16        # candidates held back before a merge (amortises its fixed costs over batches)
 
@@ -53,10 +54,11 @@ class LayerState:
                    torch.zeros((4, n), dtype=torch.int64, device=device) if gated else None,
                    torch.zeros(n, dtype=torch.int64, device=device))
 
-    def to_numpy(self) -> dict[str, np.ndarray]:
+    def to_numpy(self) -> dict[str, np.ndarray | None]:
         self.flush()
-        out = {"vals": self.vals.cpu().numpy(), "pos": self.pos.cpu().numpy(), "case": self.case.cpu().numpy(),
-               "positive": self.positive.cpu().numpy()}
+        out: dict[str, np.ndarray | None] = {
+            "vals": self.vals.cpu().numpy(), "pos": self.pos.cpu().numpy(), "case": self.case.cpu().numpy(),
+            "positive": self.positive.cpu().numpy()}
         out["cases"] = None if self.cases is None else self.cases.cpu().numpy()
         return out
 
@@ -85,6 +87,7 @@ class LayerState:
         positive = act > 0
         count = _count(positive)
         if gate is not None:
+            assert self.cases is not None          # a gated layer's state counts its cases (empty(gated=True))
             gate = gate if gate.dtype == torch.bool else gate > 0       # the merges need only the signs
             g = _count(gate)
             if up is None:                         # up > 0 is positive == gate: its count follows from three
@@ -243,6 +246,7 @@ class ExampleRun:
             gate = pending["gate_sign"].reshape(-1, n) > 0          # up's sign follows (update derives it)
         elif self.gated:
             gate, up = pending["gate"].reshape(-1, n).float(), pending["up"].reshape(-1, n).float()
+        assert self.positions is not None          # stream() sets them before every forward pass
         self.states[layer].update(flat, gate, up, self.positions)
 
 
@@ -290,7 +294,7 @@ class ExamplesRecipe:
     """Every neuron's top ``per_neuron`` examples per sign over ``tokens`` tokens of ``corpus`` (a core.corpus.Corpus)
     in windows of ``window``; ``batch`` (windows a pass) and ``commit_s`` (what a stop can lose) change only the run."""
 
-    corpus: object
+    corpus: Corpus
     tokens: int
     per_neuron: int
     window: int
@@ -334,12 +338,12 @@ def ensure_examples(source, info, recipe: ExamplesRecipe, load: Callable, tokeni
     started = time.perf_counter()
 
     def result(ex: Examples, processed: int) -> ExamplesResult:
-        s = ex.spec
+        s = ex.run_spec
         return ExamplesResult(path, s["corpus"], s["windows"] * s["window"], processed, time.perf_counter() - started,
                               bool(s["complete"]), s.get("corpus_source") or corpus.source)
 
     def same(old: dict | None) -> bool:
-        return not rebuild and bool(old) and all(old.get(k) == v for k, v in spec.items())
+        return bool(not rebuild and old and all(old.get(k) == v for k, v in spec.items()))
 
     fresh = None
     if not same(stored_spec(path)):                 # a new run: tokenize first (a bad corpus writes nothing)
@@ -352,7 +356,7 @@ def ensure_examples(source, info, recipe: ExamplesRecipe, load: Callable, tokeni
                                  token_texts(tokenizer, info.shape.vocab))
             ex = Examples(store)
             ex.create()
-            old = ex.spec
+            old = ex.spec or {}
             if same(old) and ex.complete:
                 return result(ex, 0)
             lm = load()

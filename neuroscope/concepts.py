@@ -147,7 +147,7 @@ def top(store, by: str = DEFAULT_BY, view: str | None = None, layer: int | None 
     layers = [layer] if layer is not None else range(store.layers)
     views = [view] if view else (["up"] if relation else readers if by == "cosine" else store.views)
     directions = [direction] if direction else (["pos"] if relation or by == "cosine" else list(DIRECTIONS))
-    rows = []
+    rows: list[tuple[float, int, int, str, str, int, float, int, float, float | None]] = []
     for lay in layers:
         for v in views:
             for d in directions:
@@ -174,6 +174,7 @@ def top(store, by: str = DEFAULT_BY, view: str | None = None, layer: int | None 
                     rel = mass * (words[2][words[0][key]] if words is not None else 1.0)
                     score = rel + np.minimum(count, 10) * 1e-4     # ties: the concept more tokens agree on
                 score = {"mass": mass, "entropy": -entropy}.get(by, rel) if score is None else score
+                assert score is not None           # each --by above gives a score or the relation it ranks
                 if min_mass > 0:
                     score = np.where(mass >= min_mass, score, -np.inf)
                 rows.extend((float(score[i]), lay, int(i), v, d, int(key[i]), float(mass[i]), int(count[i]),
@@ -297,7 +298,7 @@ def concept_clamps(model, word: str, strength: float, min_mass: float, views=Non
     if not neurons:
         raise UsageError(f"no neuron of {model.name} is labelled {concept_key(word)!r} with a label mass of at "
                          f"least {min_mass:g}")
-    chosen: dict[tuple[int, int], object] = {}
+    chosen: dict[tuple[int, int], ConceptNeuron] = {}
     for c in neurons:                                  # highest mass first; a down label wins over the rest
         key = (c.layer, c.neuron)
         if key not in chosen or (c.view == "down" and chosen[key].view != "down"):
