@@ -81,7 +81,7 @@ def open_for_decode(source: Source, lm, info: ModelInfo, recipe: DecodeRecipe, a
     """Under the decode lock: drop stale, corrupt or too-small caches (announced), create meta and
     vocabulary, settle the precision and list the (layer, view) units of ``recipe.views`` (checked) still to
     decode. Returns (store, todo, precision, created)."""
-    views, top_k, dtype = recipe.views, recipe.top_k, recipe.dtype
+    views, top_k, dtype = info.check_views(recipe.views), recipe.top_k, recipe.dtype  # the callers' list again
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     remove_stale(source.source, path, cache_dir, note)
     if path.exists():

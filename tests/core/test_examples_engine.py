@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuroscope.core import examples as engine
+from neuroscope.core import example_state as engine
 from neuroscope.core.activations import CASES
 
 
