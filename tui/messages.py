@@ -2,10 +2,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from textual.message import Message
+from textual.worker import Worker
 
 from ..cache.store import Hit
+
+if TYPE_CHECKING:
+    from ..core.compare import Comparison
+
+
+class RoutesWorkers(Protocol):
+    """The app (app.py's NeuroscopeApp) as screens and widgets see it: a Worker.StateChanged does not
+    bubble, so each forwards its workers' to ``route_worker_state`` (failures -> error modal / notification)."""
+
+    def route_worker_state(self, event: Worker.StateChanged) -> None: ...
 
 
 @dataclass
@@ -105,9 +117,9 @@ class CompareStatus(Message):
 
 @dataclass
 class CompareReady(Message):
-    """Compare mode: the statistics for one view and direction (a core.compare.Comparison)."""
+    """Compare mode: the statistics for one view and direction."""
 
-    comparison: object
+    comparison: Comparison
 
 
 @dataclass
