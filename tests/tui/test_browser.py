@@ -203,14 +203,20 @@ async def test_palette_switch_view(app_factory):
 
 
 async def test_palette_bad_neuron_is_a_notification(app_factory):
+    """ctrl+p, a neuron the model does not have, enter: an error notification, the browser as it was."""
     app = app_factory()
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        from neuroscope.core.refs import NeuronRef
-
-        app.goto(NeuronRef(9, 0))
+        before = (cursor(app), detail_title(app))
+        await pilot.press("ctrl+p")
         await pilot.pause()
-        assert any("out of range" in n.message for n in app._notifications)
+        await pilot.press(*"9:0")                       # the tiny model has layers 0-1
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("out of range" in n.message for n in app._notifications))
+        [note] = [n for n in app._notifications if "out of range" in n.message]
+        assert note.severity == "error" and note.message.startswith("layer 9 is out of range")
+        assert isinstance(app.screen, MainScreen) and (cursor(app), detail_title(app)) == before
 
 
 async def test_worker_error_becomes_notification(app_factory, monkeypatch):
