@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from .fuzzing import run
-from .models import build_gguf
+from .gguf_models import build_gguf
 
 CUTS = 20
 FLIPS = 20
