@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 
 from . import clamping, comparing, decoding, weights
 from .cache.catalog import cache_path
-from .cache.store import Hit, Store, TopToken
+from .cache.schema import TopToken
+from .cache.store import Hit, Store
 from .choices import DEFAULT_TOP_K
 from .concepts import DEFAULT_BY
 from .core.experiment import ClampRequest, Experiment
