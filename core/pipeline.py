@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..cache.catalog import Lock, cache_path, decode_lock, remove_files, remove_stale
-from ..cache.store import RECIPE_VERSION, Store
+from ..cache.schema import RECIPE_VERSION
+from ..cache.store import Store
 from ..errors import CorruptCache
 from .loading.modelinfo import ModelInfo, inspect_model
 from .loading.provenance import provenance
