@@ -47,14 +47,14 @@ test-lowest: install
 # mypy on the unpacked folder, which comes before site-packages in its search path (its cache outlives .lint).
 lint: install
 	$(BIN)/ruff check .
-	rm -rf .lint
+	rm -rf .lint build
 	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w .lint .
 	$(BIN)/python -m zipfile -e .lint/neuroscope-*.whl .lint/site
 	cd .lint/site && PYTHONPATH=.:$$($(CURDIR)/$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
 	    $(CURDIR)/$(BIN)/python -S -c "from importlinter.cli import lint_imports_command as run; run(['$(CURDIR)/pyproject.toml'])"
+	$(MAKE) typecheck
 
-# mypy on the same unpacked wheel (run `make lint` first). Not yet part of `make lint`: the app and CLI layers
-# still have type errors to fix (issue #19); cache/ and core/ are clean.
+# mypy on the same unpacked wheel (run `make lint` first; `make lint` runs it last).
 typecheck: install
 	cd .lint/site && $(CURDIR)/$(BIN)/python -m mypy --config-file $(CURDIR)/pyproject.toml \
 	    --cache-dir $(CURDIR)/.mypy_cache neuroscope

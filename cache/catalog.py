@@ -20,7 +20,8 @@ from typing import Callable, Iterator
 
 from ..errors import CacheError
 from .paths import cache_dir
-from .store import RECIPE_VERSION, Store
+from .schema import RECIPE_VERSION
+from .store import Store
 
 SUFFIX = ".sqlite"
 SIDE_FILES = ("-wal", "-shm", "-journal")

@@ -99,7 +99,8 @@ class Family:
 
 GATED = {"up": "up_proj", "gate": "gate_proj", "down": "down_proj"}
 GATED_LAYOUTS = {"up": "rows", "gate": "rows", "down": "cols"}
-GGUF_FFN = {"up": "blk.{i}.ffn_up.weight", "gate": "blk.{i}.ffn_gate.weight", "down": "blk.{i}.ffn_down.weight"}
+GGUF_FFN: dict[str, str] = {"up": "blk.{i}.ffn_up.weight", "gate": "blk.{i}.ffn_gate.weight",
+                            "down": "blk.{i}.ffn_down.weight"}
 
 LLAMA = Family(name="llama", model_types=("llama", "mistral"), base="model", blocks="layers", modules=GATED,
                layouts=GATED_LAYOUTS, final_norm="norm", norm_kind="rms", activation_key="hidden_act",
@@ -168,7 +169,7 @@ class Shape:
     context: int | None
 
 
-def _int(cfg: dict, keys: tuple[str, ...], what: str, where: str, required: bool = True) -> int | None:
+def _optional_int(cfg: dict, keys: tuple[str, ...], where: str) -> int | None:
     for key in keys:
         value = cfg.get(key)
         if value is None:
@@ -176,20 +177,25 @@ def _int(cfg: dict, keys: tuple[str, ...], what: str, where: str, required: bool
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DamagedModel(f"{where}: {key} is {value!r}, not a positive whole number")
         return value
-    if required:
-        raise DamagedModel(f"{where} has no {what} ({' or '.join(keys)})")
     return None
+
+
+def _int(cfg: dict, keys: tuple[str, ...], what: str, where: str) -> int:
+    value = _optional_int(cfg, keys, where)
+    if value is None:
+        raise DamagedModel(f"{where} has no {what} ({' or '.join(keys)})")
+    return value
 
 
 def config_shape(family: Family, cfg: dict, where: str) -> Shape:
     """Layers, neurons per layer, hidden size, vocabulary and context length from a config dict."""
     hidden = _int(cfg, family.hidden_keys, "hidden size", where)
-    neurons = _int(cfg, family.neuron_keys, "MLP width", where, required=family.default_neurons_per_hidden is None)
-    if neurons is None:
-        neurons = family.default_neurons_per_hidden * hidden
+    per_hidden = family.default_neurons_per_hidden
+    neurons = (_int(cfg, family.neuron_keys, "MLP width", where) if per_hidden is None
+               else _optional_int(cfg, family.neuron_keys, where) or per_hidden * hidden)
     return Shape(_int(cfg, family.layer_keys, "layer count", where), neurons, hidden,
                  _int(cfg, ("vocab_size",), "vocabulary size", where),
-                 _int(cfg, family.context_keys, "context length", where, required=False))
+                 _optional_int(cfg, family.context_keys, where))
 
 
 def text_config(cfg: dict) -> dict:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..cache.catalog import Lock, cache_path, decode_lock, remove_files, remove_stale
-from ..cache.store import RECIPE_VERSION, Store
+from ..cache.schema import RECIPE_VERSION
+from ..cache.store import Store
 from ..errors import CorruptCache
 from .loading.modelinfo import ModelInfo, inspect_model
 from .loading.provenance import provenance
@@ -81,7 +82,7 @@ def open_for_decode(source: Source, lm, info: ModelInfo, recipe: DecodeRecipe, a
     """Under the decode lock: drop stale, corrupt or too-small caches (announced), create meta and
     vocabulary, settle the precision and list the (layer, view) units of ``recipe.views`` (checked) still to
     decode. Returns (store, todo, precision, created)."""
-    views, top_k, dtype = recipe.views, recipe.top_k, recipe.dtype
+    views, top_k, dtype = info.check_views(recipe.views), recipe.top_k, recipe.dtype  # the callers' list again
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     remove_stale(source.source, path, cache_dir, note)
     if path.exists():

@@ -13,7 +13,8 @@ The notebook API (the CLI and the app use it too)::
 See README, "In a notebook".
 """
 from .api import CachedModel, ClampReport, Model, Neuron, Records, compare, models, open
-from .cache.store import Hit, TopToken
+from .cache.schema import TopToken
+from .cache.store import Hit
 from .core.refs import NeuronRef
 from .errors import (
                           BadNeuronRef,

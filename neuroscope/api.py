@@ -17,19 +17,21 @@ from __future__ import annotations
 import threading
 from typing import Callable, Sequence
 
-from . import clamping
-from .cache.catalog import cache_path, list_caches
-from .cache.store import Hit, Store, TopToken
+from . import clamping, comparing, decoding, weights
+from .cache.catalog import cache_path
+from .cache.schema import TopToken
+from .cache.store import Hit, Store
 from .choices import DEFAULT_TOP_K
 from .concepts import DEFAULT_BY
 from .core.experiment import ClampRequest, Experiment
 from .core.loading.modelinfo import ModelInfo, inspect_model
 from .core.loading.provenance import provenance
 from .core.loading.sources import Source, resolve
-from .core.options import DecodeRecipe, check_device_name, check_dtype, check_top_k
+from .core.options import check_device_name, check_dtype
+from .decoding import models
 from .errors import UsageError
 from .neuron import Neuron
-from .results import CachedModel, ClampReport, Records, as_ref, check_view_direction, tqdm_progress
+from .results import CachedModel, ClampReport, Records, as_ref, tqdm_progress
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -38,7 +40,8 @@ ProgressFactory = Callable[[str], "tuple[Progress, Callable[[], None]]"]   # lab
 
 class Model:
     """A model and its decode cache. ``neuroscope.open(MODEL)`` makes one; nothing is loaded until needed.
-    Long methods are plain functions of neuroscope.concepts, .behaviour, .clamping and .export."""
+    Long methods are plain functions of neuroscope.decoding, .weights, .searching, .concepts, .behaviour,
+    .clamping, .comparing and .export."""
 
     typed: str | None = None            # the MODEL as the user typed it (neuroscope.open sets it), for hints
 
@@ -94,14 +97,7 @@ class Model:
     # -- the cache ---------------------------------------------------------------------------------
     def _cached_store(self) -> Store | None:
         """The cache read-only when it is usable (a corrupt one raises CorruptCache: never replaced here)."""
-        path = self.path
-        if not path.exists():
-            return None
-        store = Store(path, readonly=True)
-        if store.ready:
-            return store
-        store.close()
-        return None
+        return decoding.cached_store(self.path)
 
     @property
     def typed_arg(self) -> str:
@@ -133,31 +129,7 @@ class Model:
         resumes an interrupted decode, returns at once when everything is there. ``cancel`` (an Event) stops
         it between chunks (finished units are kept; neuroscope.errors.Cancelled is raised). Returns a
         DecodeResult."""
-        from .core.options import under_torchrun
-        from .core.pipeline import ensure_decoded
-
-        recipe = DecodeRecipe(top_k=check_top_k(top_k), views=self.info.check_views(list(views) if views else None),
-                              device=self.device, dtype=self.dtype)
-        views = recipe.views
-        if rebuild or not self.is_decoded(views):
-            if not devices:
-                from .core.decode import pick_device
-
-                pick_device(self.device)          # a missing GPU is one line before anything is said or made
-            if announce:
-                self.note(f"decoding {self.name} ({self.source.source}); Ctrl-C stops, finished layers are kept")
-        progress, close = self._progress()
-        try:
-            if devices or under_torchrun():
-                from .core.distributed import decode_distributed
-
-                return decode_distributed(self.source, devices, recipe, cache_dir=self.cache_dir, rebuild=rebuild,
-                                          trust_remote_code=self.trust_remote_code, progress=progress, note=self.note)
-            return ensure_decoded(self.source, recipe, info=self.info, cache_dir=self.cache_dir, rebuild=rebuild,
-                                  trust_remote_code=self.trust_remote_code, progress=progress, note=self.note,
-                                  cancel=cancel, on_unit=on_unit)
-        finally:
-            close()
+        return decoding.decode(self, views, top_k, rebuild, devices, cancel, on_unit, announce)
 
     def _progress(self, what: str = "decode"):
         if callable(self.progress):
@@ -170,23 +142,7 @@ class Model:
         """The cache, read-only, decoding first when it lacks ``view`` (or any view). ``check(layers,
         neurons)`` validates what the caller asks for: against the cache when it is there, else against the
         model's headers, before any decode starts. Use it in a ``with`` block."""
-        cached = self._cached_store()
-        if cached is not None:
-            with cached:
-                if view is not None and view not in cached.views:
-                    raise UsageError(f"{cached.meta.get('arch')} has no '{view}' view; it has "
-                                     f"{', '.join(cached.views)}")
-                if check is not None:
-                    check(cached.layers, cached.neurons)
-        if not self.is_decoded([view] if view else None):
-            self.info.check_views([view] if view else None)
-            if check is not None:
-                check(self.info.layers, self.info.neurons)
-            self.decode()
-        from .concepts import ensure_labels
-
-        ensure_labels(self.path, self.note)       # caches made before labels were kept: labelled once
-        return Store(self.path, readonly=True)
+        return decoding.open_store(self, view, check)
 
     # -- reading -----------------------------------------------------------------------------------
     def neuron(self, ref) -> Neuron:
@@ -203,7 +159,7 @@ class Model:
         leading spaces, plurals folded, and its leading pieces: " Californ" for "California"), exact,
         prefix, contains, or label (neurons whose concept label is ``text``'s concept, highest label mass
         first). Every hit carries its neuron's label."""
-        from .concepts import search_neurons
+        from .searching import search_neurons
 
         return search_neurons(self, text, view, direction, max_rank, match, limit)
 
@@ -218,31 +174,11 @@ class Model:
     # -- clamping ----------------------------------------------------------------------------------
     def tokenizer(self):
         """The model's tokenizer alone (loaded once; prompts are checked with it before the model loads)."""
-        with self._lm_lock:
-            if self._tokenizer is None:
-                from .core.loading.models import load_tokenizer
-
-                self._tokenizer = load_tokenizer(self.source, self.trust_remote_code)
-            return self._tokenizer
+        return weights.tokenizer(self)
 
     def loaded(self):
         """The whole model and tokenizer (loaded once, on first use, on ``device``)."""
-        tokenizer = self.tokenizer()
-        with self._lm_lock:
-            if self._lm is None:
-                import torch
-
-                from .core.decode import pick_device
-                from .core.loading.models import load
-
-                device = pick_device(self.device)
-                self.note(f"loading {self.name} ({self.source.source})")
-                dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
-                lm = load(self.source, trust_remote_code=self.trust_remote_code, dtype=dtype, tokenizer=tokenizer)
-                if device.type != "cpu":
-                    lm.model.to(device)
-                self._lm = lm
-            return self._lm
+        return weights.loaded(self)
 
     def experiment(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool | None = None,
                    samples: int | None = None, max_new_tokens: int | None = None, temperature: float | None = None,
@@ -357,37 +293,7 @@ def compare(base: "Model | str", other: "Model | str", view: str = "up", directi
             **open_kwargs):
     """Base vs fine-tune: same-top-1 fraction per layer, mean top-k Jaccard, the ``top`` most-changed neurons
     with weight cosines (a core.compare.Comparison). Both are decoded first when they are not cached."""
-    from .core.compare import compare_stores, precheck
-
-    base, other = _model(base, **open_kwargs), _model(other, **open_kwargs)
-    check_view_direction(view, direction)
-    if not isinstance(top, int) or top < 0:
-        raise UsageError("top must be a whole number")
-    for model in (base, other):                # a view either lacks: before the other is decoded or said
-        model.info.check_views([view])
-    same = base.source.source == other.source.source and base.source.fingerprint == other.source.fingerprint
-    if same:
-        base.note(f"BASE and OTHER are the same model ({base.name}): every neuron agrees with itself, "
-                  f"agreement is 1.0 by construction")
-    else:
-        precheck(base.info, other.info)        # different shapes or vocabularies: before anything is decoded
-    with base.store(view) as a, other.store(view) as b:
-        return compare_stores(a, b, view, direction, top=top, base_source=base.source, other_source=other.source)
-
-
-def models(cache_dir=None, note: Note | None = None) -> Records:
-    """Every decoded model in the cache folder, most recently used first."""
-    out = Records()
-    for path, status in list_caches(cache_dir):
-        if status is None:
-            if note:
-                note(f"unreadable cache file {path} (delete it, or rebuild with `neuroscope decode MODEL --rebuild`)")
-            continue
-        if status.get("ready"):
-            out.append(CachedModel(status["model"], status["source"], status["layers"], status["neurons_per_layer"],
-                                   status["views"], status["complete"], status.get("last_used") or 0,
-                                   status.get("hub_id"), status.get("revision")))
-    return out
+    return comparing.compare_models(_model(base, **open_kwargs), _model(other, **open_kwargs), view, direction, top)
 
 
 __all__ = ["ClampReport", "CachedModel", "Hit", "Model", "Neuron", "Records", "TopToken", "compare", "models",

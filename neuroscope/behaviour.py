@@ -122,7 +122,8 @@ def neuron_cases(model, ref: NeuronRef) -> dict:
         ref.check(store.layers, store.neurons)
         ex = Examples(store)
         cases, positive = ex.counts(ref.layer)
-        total = int(ex.spec["windows"]) * int(ex.spec["window"])
+        spec = ex.run_spec
+        total = int(spec["windows"]) * int(spec["window"])
         return {"cases": None if cases is None else {c: int(cases[i, ref.neuron]) for i, c in enumerate(CASES)},
                 "positive": int(positive[ref.neuron]) / max(1, total)}
 

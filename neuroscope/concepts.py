@@ -3,14 +3,15 @@ concept (with the sign that pushes it into the output), the clamps of a whole co
 or by label). The ``*_neurons`` functions are what neuroscope.api's Model methods of those names call."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .cache.labels import Labels, concept_key
-from .choices import DEFAULT_TOP_K, DIRECTIONS, SEARCH_MATCHES
+from .choices import DIRECTIONS
 from .errors import UsageError
 from .results import Records, check_view_direction
+from .searching import label_search, search_neurons, with_labels  # noqa: F401  (the app and the API import them here)
 
 BY = ("score", "mass", "prob", "entropy", "copy", "suppression", "cosine")
 DEFAULT_BY = "score"        # top: content concepts first (label mass x the label word's specificity, cache.words)
@@ -147,7 +148,7 @@ def top(store, by: str = DEFAULT_BY, view: str | None = None, layer: int | None 
     layers = [layer] if layer is not None else range(store.layers)
     views = [view] if view else (["up"] if relation else readers if by == "cosine" else store.views)
     directions = [direction] if direction else (["pos"] if relation or by == "cosine" else list(DIRECTIONS))
-    rows = []
+    rows: list[tuple[float, int, int, str, str, int, float, int, float, float | None]] = []
     for lay in layers:
         for v in views:
             for d in directions:
@@ -174,6 +175,7 @@ def top(store, by: str = DEFAULT_BY, view: str | None = None, layer: int | None 
                     rel = mass * (words[2][words[0][key]] if words is not None else 1.0)
                     score = rel + np.minimum(count, 10) * 1e-4     # ties: the concept more tokens agree on
                 score = {"mass": mass, "entropy": -entropy}.get(by, rel) if score is None else score
+                assert score is not None           # each --by above gives a score or the relation it ranks
                 if min_mass > 0:
                     score = np.where(mass >= min_mass, score, -np.inf)
                 rows.extend((float(score[i]), lay, int(i), v, d, int(key[i]), float(mass[i]), int(count[i]),
@@ -233,45 +235,6 @@ def ensure_cosines(model) -> None:
                 labels.write_cosines(layer, v, cos.numpy())
 
 
-def with_labels(store, hits: list) -> list:
-    """Search hits with each neuron's label (in the hit's view and direction) filled in."""
-    labels, units, out = Labels(store), {}, []
-    if not labels.has_tables():
-        return list(hits)
-    for hit in hits:
-        unit = (hit.layer, hit.view, hit.direction)
-        if unit not in units:
-            units[unit] = labels.unit(*unit)
-        got = units[unit]
-        if got is None:
-            out.append(hit)
-            continue
-        if int(got[0][hit.neuron]) == 0:         # no label above the floor
-            out.append(hit)
-            continue
-        out.append(replace(hit, label=int(got[0][hit.neuron]), label_mass=float(got[1][hit.neuron]),
-                           label_count=int(got[2][hit.neuron])))
-    names = labels.keys([h.label for h in out if h.label is not None])
-    return [replace(h, label=names.get(h.label, "")) if h.label is not None else h for h in out]
-
-
-def label_search(store, word: str, views=None, directions=None, limit: int | None = 50) -> list:
-    """``search --match label``: neurons labelled with ``word``'s concept key, highest label mass first, each
-    with its top-1 token (rank 1) and label."""
-    from .cache.postings import Hit
-
-    found = [n for n in Labels(store).neurons(word, views) if not directions or n[3] in directions]
-    found = found[:limit] if limit is not None else found
-    tops, hits = {}, []
-    for layer, neuron, view, direction, _mass in found:
-        if (layer, view, direction) not in tops:
-            tops[layer, view, direction] = store.tops(layer, view, direction)
-        ids, probs = tops[layer, view, direction]
-        hits.append(Hit(layer, neuron, view, direction, 0, int(ids[neuron, 0]), "", float(probs[neuron, 0])))
-    texts = store.token_texts([h.token_id for h in hits])
-    return with_labels(store, [replace(h, token=texts[h.token_id]) for h in hits])
-
-
 def ensure_labels(path, note) -> None:
     """Label the decoded units of a cache made before labels were kept (once, announced, under the lock)."""
     from .cache.catalog import decode_lock
@@ -297,7 +260,7 @@ def concept_clamps(model, word: str, strength: float, min_mass: float, views=Non
     if not neurons:
         raise UsageError(f"no neuron of {model.name} is labelled {concept_key(word)!r} with a label mass of at "
                          f"least {min_mass:g}")
-    chosen: dict[tuple[int, int], object] = {}
+    chosen: dict[tuple[int, int], ConceptNeuron] = {}
     for c in neurons:                                  # highest mass first; a down label wins over the rest
         key = (c.layer, c.neuron)
         if key not in chosen or (c.view == "down" and chosen[key].view != "down"):
@@ -351,30 +314,3 @@ def concept_neurons(model, word: str, views=None) -> Records:
     check_concept_word(model, word)             # a word no token has fails before any decode
     with model.store() as store:
         return concept(store, word, views, model.name)
-
-
-def search_neurons(model, text: str, view: str | None = None, direction: str | None = None, max_rank: int = 1,
-                   match: str = "word", limit: int | None = 50) -> Records:
-    """Model.search: every argument checked (``max_rank`` against the cached top-k) before any decode."""
-    if not isinstance(text, str) or not text.strip():
-        raise UsageError("TEXT is empty: give a token to search for, e.g. dog")
-    if match not in SEARCH_MATCHES:
-        raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(SEARCH_MATCHES)}")
-    check_view_direction(view, direction)
-    if not isinstance(max_rank, int) or max_rank < 1 or (limit is not None and (not isinstance(limit, int)
-                                                                                 or limit < 1)):
-        raise UsageError("max_rank and limit must be whole numbers of at least 1")
-    cached = model._cached_store()
-    k = DEFAULT_TOP_K
-    if cached is not None:
-        with cached:
-            k = cached.top_k
-    if max_rank > k:
-        raise UsageError(f"--max-rank {max_rank} exceeds the cached top-{k}; decode again with --top-k "
-                         f"{max_rank} --rebuild")
-    views, directions = [view] if view else None, [direction] if direction else None
-    with model.store(view) as store:
-        if match == "label":
-            return Records(label_search(store, text, views, directions, limit))
-        return Records(with_labels(store, store.search(text, match=match, views=views, directions=directions,
-                                                       max_rank=max_rank, limit=limit)))

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def export(store, fmt: str, out: Path | None, views=None, progress=None, workers
             finally:
                 if tmp is not None:
                     handle.close()
-        if tmp is not None:
+        if tmp is not None and out is not None:          # both or neither: tmp is made from out
             _durable_replace(tmp, out)
         return count
     except BaseException:
@@ -180,7 +180,8 @@ def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
         return b"", 0
     keys = {key: quote(text) for key, text in _key_texts(labels, lab).items()}
     keys[0] = "null" if state["fmt"] == "jsonl" else ""          # no label above the floor
-    return block(state["fmt"], layer, view, direction, *tops, [keys[key] for key in lab[0].tolist()], lab[1],
+    ids, probs = tops
+    return block(state["fmt"], layer, view, direction, ids, probs, [keys[key] for key in lab[0].tolist()], lab[1],
                  state["enc"]).encode("utf-8"), len(tops[0])
 
 
@@ -217,7 +218,8 @@ def _rendered(store, fmt: str, views, workers: int):
         state = _state(store, fmt)
         yield from (_render(unit, state) for unit in todo)
         return
-    rest, pending = iter(todo), collections.deque()          # at most 2 x workers units in flight
+    rest = iter(todo)
+    pending: collections.deque[Future[tuple[bytes, int]]] = collections.deque()   # at most 2 x workers in flight
     with ExitStack() as stack:
         with _signals_held():
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),

@@ -2,16 +2,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from .core.refs import NeuronRef
 from .results import Records, check_view_direction
+
+if TYPE_CHECKING:
+    from .cache.store import Store
+
+
+class NeuronModel(Protocol):
+    """What a Neuron asks of its model: neuroscope.api.Model (a Protocol here, since api imports this
+    module: naming Model would be an import cycle)."""
+
+    @property
+    def views(self) -> tuple[str, ...]: ...
+
+    def store(self, view: str | None = None, check: Callable[[int, int], object] | None = None) -> Store: ...
 
 
 @dataclass
 class Neuron:
     """One MLP neuron of a model: ``model.neuron("L29:N808")``."""
 
-    model: object               # neuroscope.api.Model
+    model: NeuronModel          # neuroscope.api.Model
     ref: NeuronRef
 
     def __str__(self) -> str:
@@ -21,7 +35,9 @@ class Neuron:
         """Its top-k tokens (TopToken: rank, token_id, token, prob) in one view and direction."""
         check_view_direction(view, direction)
         with self.model.store(view, check=self.ref.check) as store:
-            return Records(store.top(self.ref.layer, self.ref.neuron, view, direction))
+            top = store.top(self.ref.layer, self.ref.neuron, view, direction)
+        assert top is not None                      # store(view) decodes the view first
+        return Records(top)
 
     def tops(self, direction: str = "pos") -> dict[str, Records]:
         """Its top-k tokens in every view the model has."""

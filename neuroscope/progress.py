@@ -10,7 +10,15 @@ import sys
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 PLAIN_INTERVAL = 5.0   # seconds between the plain lines written when stderr is not a terminal
@@ -25,7 +33,7 @@ class ProgressBar:
         self.last = 0.0
         self.min_interval = min_interval if self.tty else PLAIN_INTERVAL
         self.done = self.total = 0
-        self._rich = None          # (rich Progress, its task), made when the work starts
+        self._rich: tuple[Progress, TaskID] | None = None   # (rich Progress, its task), made when the work starts
 
     def __call__(self, done: int, total: int) -> None:
         if self.tty:

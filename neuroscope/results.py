@@ -3,12 +3,16 @@ what a notebook user types (neurons as "L29:N808", (29, 808) or NeuronRef; clamp
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, is_dataclass
+from typing import TYPE_CHECKING
 
 from .choices import DIRECTIONS, VIEWS
 from .core.clamp import Clamp, parse_value
 from .core.experiment import Experiment
 from .core.refs import NeuronRef
 from .errors import UsageError
+
+if TYPE_CHECKING:                   # core.measure imports torch: the API's import stays light without it
+    from .core.measure import Activation, Result, Side
 
 
 class Records(list):
@@ -47,13 +51,14 @@ def tqdm_progress(label: str):
     """A progress callback drawing a tqdm bar (in a notebook, tqdm.auto picks the widget), and its closer."""
     from tqdm.auto import tqdm
 
-    bar = [None]
+    bar: list[tqdm | None] = [None]
 
     def update(done: int, total: int) -> None:
-        if bar[0] is None:
-            bar[0] = tqdm(total=total, desc=label, unit="neuron-view", unit_scale=True, leave=True)
-        bar[0].total = total
-        bar[0].update(done - bar[0].n)
+        current = bar[0]
+        if current is None:
+            current = bar[0] = tqdm(total=total, desc=label, unit="neuron-view", unit_scale=True, leave=True)
+        current.total = total
+        current.update(done - current.n)
 
     def close() -> None:
         if bar[0] is not None:
@@ -78,18 +83,18 @@ class ClampReport:
 
     model: str
     experiment: Experiment
-    result: object        # core.measure.Result (its .target: the measured token, or None)
+    result: Result        # core.measure.Result (its .target: the measured token, or None)
 
     @property
-    def baseline(self):
+    def baseline(self) -> Side:
         return self.result.baseline
 
     @property
-    def clamped(self):
+    def clamped(self) -> Side:
         return self.result.clamped
 
     @property
-    def activation(self):
+    def activation(self) -> list[Activation]:
         return self.result.activation
 
     def as_dict(self) -> dict:

@@ -2,7 +2,9 @@ import os
 
 import pytest
 
-from .models import build
+import neuroscope
+
+from .models import build, build_concept_llama
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -13,6 +15,16 @@ os.environ["NEUROSCOPE_CONFIG"] = os.devnull + ".no-config.toml"   # never the d
 def model_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     return {kind: build(kind, root / kind) for kind in ("llama", "gpt2", "neox")}
+
+
+@pytest.fixture(scope="module")
+def concept_model(tmp_path_factory):
+    """The concept Llama of tests/models.py (planted "dog" neurons), decoded once per test module."""
+    root = tmp_path_factory.mktemp("concepts")
+    folder = build_concept_llama(root / "concept-llama")
+    model = neuroscope.open(str(folder), cache_dir=root / "cache", device="cpu", dtype="float32", progress=False)
+    model.decode()
+    return folder, model
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from .fuzzing import run
-from .models import build_gguf
+from .gguf_models import build_gguf
 
 CUTS = 20
 FLIPS = 20
@@ -131,9 +131,16 @@ def test_flipped_bytes(originals, tmp_path, which, command, monkeypatch):
 
 
 def test_nan_weights_are_named(originals, tmp_path):
-    """A float32 weight turned NaN is named (one line, exit 2) when its layer comes up, before that layer
-    writes anything; the layers decoded before it are kept."""
+    """A float32 weight turned NaN is named (one line, exit 2) when the unit that reads it comes up: the
+    decode goes unit by unit (layer 0 up, gate, down, then layer 1 up, ...), so the NaN in layer 1's gate
+    stops it after (1, "up") is written. That unit and every one before it are kept, with the tops an
+    undamaged decode gives; nothing of layer 1's gate or down is written."""
     from safetensors.numpy import load_file, save_file
+
+    from neuroscope.cache.store import Store
+    from neuroscope.core.loading.sources import resolve
+    from neuroscope.core.options import DecodeRecipe
+    from neuroscope.core.pipeline import ensure_decoded
 
     model = tmp_path / "nan"
     shutil.copytree(originals["folder"], model)
@@ -144,12 +151,22 @@ def test_nan_weights_are_named(originals, tmp_path):
     outcome = run(["decode", str(model), "--cache-dir", str(cache), "--device", "cpu", "--dtype", "float32"])
     check(outcome, cache, must_fail=False)
     assert outcome.code == 2
-    assert "layer 1 gate weights hold NaN" in outcome.stderr and str(model) in outcome.stderr
-    from neuroscope.cache.store import Store
-
+    [error] = [line for line in outcome.stderr.splitlines() if "error" in line]       # one line, no traceback
+    assert "Traceback" not in outcome.stderr and error.startswith("neuroscope decode: error:")
+    assert "layer 1 gate weights hold NaN" in error and str(model) in error
+    kept = {(0, "up"), (0, "gate"), (0, "down"), (1, "up")}
+    clean = ensure_decoded(resolve(str(originals["folder"])), DecodeRecipe(device="cpu", dtype="float32"),
+                           cache_dir=tmp_path / "clean")
     [path] = cache.glob("*.sqlite")
-    with Store(path, readonly=True) as store:             # the layers before the damage are kept
-        assert store.done_units() == {(0, "up"), (0, "gate"), (0, "down"), (1, "up")}
+    with Store(path, readonly=True) as store, Store(clean.path, readonly=True) as want:
+        assert store.done_units() == kept
+        for layer, view in kept:
+            for d in ("pos", "neg"):
+                (ids, probs), (want_ids, want_probs) = store.tops(layer, view, d), want.tops(layer, view, d)
+                np.testing.assert_array_equal(ids, want_ids)
+                np.testing.assert_allclose(probs, want_probs, rtol=1e-6)
+        for view in ("gate", "down"):
+            assert all(store.tops(1, view, d) is None for d in ("pos", "neg"))
 
 
 def test_gguf_decodes_like_its_safetensors(originals, tmp_path):

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from .fuzzing import run
-from .models import build_gguf
+from .gguf_models import build_gguf
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 

@@ -34,9 +34,17 @@ def wide_model(tmp_path_factory):
     return folder, model
 
 
-def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "neuroscope", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+POOL = 2        # the CPUs the stopped export's command is told it has, whatever the machine's: its pool size
+
+
+def start(args: list[str], cpus: int | None = None) -> subprocess.Popen:
+    """``neuroscope ARGS`` in a session of its own; with ``cpus``, its os.cpu_count() says that many (the export
+    sizes its pool by it, and with one CPU makes none)."""
+    command = [sys.executable, "-m", "neuroscope"] if cpus is None else [
+        sys.executable, "-c", f"import os, sys; os.cpu_count = lambda: {cpus}; sys.argv[0] = 'neuroscope'; "
+                              "from neuroscope.cli import main; sys.exit(main())"]
+    return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def workers(pid: int) -> set[int]:
@@ -89,15 +97,11 @@ def test_export_stopped_leaves_nothing(wide_model, tmp_path, sig, to_group, code
     out.mkdir()
     target = out / "all.jsonl"
     proc = start(["export", str(folder), "--format", "jsonl", "--out", str(target),
-                  "--cache-dir", str(model.path.parent)])
+                  "--cache-dir", str(model.path.parent)], cpus=POOL)
     wait_for(lambda: any(out.glob(".all.jsonl.*.partial")) or proc.poll() is not None)
-    pool = min(os.cpu_count() or 1, 8)               # the CLI's pool size (neuroscope.export; 1: no pool)
-    if pool < 2:
-        proc.kill()
-        pytest.skip("one CPU: export runs in one process, so there are no workers to leave behind")
-    wait_for(lambda: len(workers(proc.pid)) == pool or proc.poll() is not None)
+    wait_for(lambda: len(workers(proc.pid)) == POOL or proc.poll() is not None)
     spawned = workers(proc.pid)                      # every worker spawned; none can have imported and
-    assert proc.poll() is None and len(spawned) == pool   # rendered 288,000 rows yet
+    assert proc.poll() is None and len(spawned) == POOL   # rendered 288,000 rows yet
     time.sleep(0.1)
     os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -113,7 +117,7 @@ def test_export_not_stopped_writes_every_row(wide_model, tmp_path):
     folder, model = wide_model
     target = tmp_path / "all.jsonl"
     proc = start(["export", str(folder), "--format", "jsonl", "--out", str(target),
-                  "--cache-dir", str(model.path.parent)])
+                  "--cache-dir", str(model.path.parent)], cpus=POOL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     with open(target, "rb") as handle:

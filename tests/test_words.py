@@ -66,7 +66,7 @@ def piece_model(tmp_path_factory):
     from tokenizers.pre_tokenizers import WhitespaceSplit
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from .models import _randomize
+    from .models import randomize
 
     texts = PIECE_VOCAB + [f"t{i}" for i in range(256 - len(PIECE_VOCAB))]
     path = tmp_path_factory.mktemp("pieces") / "piece-llama"
@@ -75,7 +75,7 @@ def piece_model(tmp_path_factory):
                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
                          eos_token_id=1, bos_token_id=1, pad_token_id=0)
     model = LlamaForCausalLM(config)
-    _randomize(model, 3)
+    randomize(model, 3)
     with torch.no_grad():
         head = model.lm_head.weight
         for piece, (layer, neuron, view) in PLANTED.items():

@@ -2,6 +2,8 @@
 the widgets its screens are composed of."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
@@ -10,7 +12,8 @@ from ..core.loading.sources import Source, resolve
 from ..core.refs import NeuronRef
 from ..errors import BadNeuronRef, ModelNotFound, NeuroscopeError
 from . import keys
-from .commands import NeuroscopeCommands
+from .commands import NeuroscopeCommands, Palette
+from .host import ClampDone, Host
 from .options import Options
 from .screens.browser import BrowserScreen
 from .screens.compare import CompareScreen
@@ -67,7 +70,7 @@ class NeuroscopeApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(keys.rows(self.bindings(), self.options.keymap)))
 
-    def ask_clamp_value(self, ref, value: float, mode: str, note: str, done) -> None:
+    def ask_clamp_value(self, ref: NeuronRef, value: float, mode: str, note: str, done: ClampDone) -> None:
         """The modal that asks for a clamp value and mode (widgets call this; they never import screens)."""
         from .screens.clamp_value import ClampValueScreen
 
@@ -130,6 +133,11 @@ class NeuroscopeApp(App[int]):
                                                 "Fix the cause and open the model again."))
         else:
             self.notify(message, title=f"{event.worker.name or event.worker.group} failed", severity="error")
+
+
+if TYPE_CHECKING:
+    _HOST: type[Host] = NeuroscopeApp   # mypy checks that the app is what the panes take it for
+    _PALETTE: type[Palette] = NeuroscopeApp   # and what the command palette does
 
 
 def run_app(source: Source, args, other: Source | None = None) -> int:

@@ -13,6 +13,7 @@ from ..errors import CacheError
 from .format import tree_labels
 from .messages import DecodeNote, progress_messages
 from .options import Options, model_for
+from .widgets.activity import Task
 
 
 class Browsing:
@@ -30,7 +31,7 @@ class Browsing:
         self.cancel = threading.Event()
         self.decoding = False                              # a decode or an examples run is going on
         self.progress_label = "decoding (esc cancels)"    # the progress row's label (decode or examples)
-        self.waiting = None     # the activity line's Task of a decode or examples run, until its first progress
+        self.waiting: Task | None = None   # a decode's or examples run's activity-line Task, until its first progress
 
     def open_store(self) -> str | None:
         """Open (or reopen, to see new meta) the cache read-only; ``store`` stays None while it has no meta

@@ -4,13 +4,18 @@ every probability or mass through prob_text (never above 1)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.text import Text
 
 from ..cache.labels import LABEL_FLOOR
 from ..cache.postings import DIRECTIONS
+
+if TYPE_CHECKING:
+    from ..cache.store import Store
 
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 SIGN = {"pos": "+", "neg": "−"}
@@ -93,7 +98,8 @@ def _named(key: str, count: int) -> str:
     return f"{key} ×{count}" if count > 1 else key
 
 
-def tree_labels(store, layer: int, view: str, direction: str, neurons) -> list[TreeLabel | None] | None:
+def tree_labels(store: Store, layer: int, view: str, direction: str,
+                neurons: range | Sequence[int]) -> list[TreeLabel | None] | None:
     """A TreeLabel per neuron, or None when this layer shows nothing yet. The label arrays of the layer's
     units are read once each (one small blob per view and direction) and compared with numpy over the
     neurons shown; the view shown goes first, so a tie names it. A contiguous range is one slice read of
@@ -101,7 +107,8 @@ def tree_labels(store, layer: int, view: str, direction: str, neurons) -> list[T
     from ..cache.labels import Labels
 
     contiguous = isinstance(neurons, range)
-    pick = slice(neurons.start, neurons.stop) if contiguous else np.fromiter(neurons, np.int64)
+    span: tuple[int, int | None] = (neurons.start, neurons.stop) if isinstance(neurons, range) else (0, None)
+    pick = slice(*span) if contiguous else np.fromiter(neurons, np.int64)
     n = len(neurons)
     best_key, best_mass = np.zeros(n, np.int64), np.zeros(n, np.float64)
     best_count, best_unit = np.zeros(n, np.int64), np.full(n, -1)
@@ -118,17 +125,19 @@ def tree_labels(store, layer: int, view: str, direction: str, neurons) -> list[T
             better = (keys != 0) & (masses > best_mass)
             best_key[better], best_mass[better] = keys[better], masses[better]
             best_count[better], best_unit[better] = counts[better], u
-    got = store.tops(layer, view, direction, *((neurons.start, neurons.stop) if contiguous else (0, None)))
+    got = store.tops(layer, view, direction, *span)
     if got is None and not seen:
         return None
     labelled = (best_unit >= 0) & (best_mass >= LABEL_FLOOR)
     names = labels.keys(best_key[labelled].tolist()) if labelled.any() else {}
-    texts = top_ids = top_probs = None
+    texts: dict[int, str] | None = None
+    top_ids: list[int] = []
+    top_probs: list[float] = []
     if got is not None:
-        top_ids, top_probs = got[0][:, 0], got[1][:, 0]
+        ids, probs = got[0][:, 0], got[1][:, 0]
         if not contiguous:
-            top_ids, top_probs = top_ids[pick], top_probs[pick]
-        top_ids, top_probs = top_ids.tolist(), top_probs.tolist()
+            ids, probs = ids[pick], probs[pick]
+        top_ids, top_probs = ids.tolist(), probs.tolist()
         texts = store.token_texts(top_ids)
     out: list[TreeLabel | None] = []
     for i in range(n):

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.keys import key_to_character
 
 from ..cache.labels import LABEL_FLOOR
@@ -98,12 +98,17 @@ def collect(classes: Iterable[type]) -> dict[str, Binding]:
     return found
 
 
-def screen_wide(bindings: Iterable[Binding], pane: str) -> list[Binding]:
+def screen_wide(bindings: Iterable[BindingType], pane: str) -> list[Binding]:
     """A pane's bindings made to work wherever the focus is on its screen: the same keys and ids (a keymap
     remaps them), each running the pane's action through the screen's ``pane`` action. Textual looks for a
     key's binding only along the focused widget and its ancestors, and the behaviour keys (E, F, M, A) must
     work from the tree and the tables, which are not inside the pane."""
-    return [replace(b, action=f"pane({pane!r}, {b.action!r})") for b in bindings]
+    out = []
+    for b in bindings:
+        if not isinstance(b, Binding):
+            raise TypeError(f"{b!r}: a pane's key is a Binding with an id (a keymap remaps it by its id)")
+        out.append(replace(b, action=f"pane({pane!r}, {b.action!r})"))
+    return out
 
 
 def rows(bindings: dict[str, Binding], keymap: dict[str, str] | None = None) -> list[tuple[str, str, str]]:

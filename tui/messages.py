@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from ..cache.store import Hit
+
+if TYPE_CHECKING:   # the engine's types only: this module never imports torch
+    from ..core.agreement import Agreement
+    from ..core.clamp import Clamp
+    from ..core.compare import Comparison
+    from ..core.measure import Activation
+    from ..core.refs import NeuronRef
+    from .widgets.activity import Task
 
 
 @dataclass
@@ -65,11 +74,11 @@ class SearchResults(Message):
 class ClampSuggestion(Message):
     """A neuron's natural activation on the chat prompt, and a clamp value suggested from it."""
 
-    ref: object           # NeuronRef
-    activation: object    # core.measure.Activation, or None when it could not be measured
+    ref: NeuronRef
+    activation: Activation | None     # None when it could not be measured
     suggested: float
     prompt: str
-    task: object = None   # the activity line's Task (widgets.activity); a cancelled one is dropped
+    task: Task | None = None          # the activity line's Task; a cancelled one is dropped
 
 
 @dataclass
@@ -107,7 +116,7 @@ class CompareStatus(Message):
 class CompareReady(Message):
     """Compare mode: the statistics for one view and direction (a core.compare.Comparison)."""
 
-    comparison: object
+    comparison: Comparison
 
 
 @dataclass
@@ -121,17 +130,17 @@ class CompareFailed(Message):
 class ProbeResult(Message):
     """The selected neuron's activation on each token of the probe's text."""
 
-    ref: object           # NeuronRef
+    ref: NeuronRef
     tokens: list[str]
     values: list[float]
-    task: object = None   # the activity line's Task (widgets.activity); a cancelled one is dropped
+    task: Task | None = None          # the activity line's Task; a cancelled one is dropped
 
 
 @dataclass
 class AgreementReady(Message):
     """The decode <-> behaviour agreement (a core.agreement.Agreement)."""
 
-    agreement: object
+    agreement: Agreement
 
 
 @dataclass
@@ -146,4 +155,4 @@ class ConceptClamps(Message):
     """The clamps of every neuron labelled with a concept (for the basket)."""
 
     word: str
-    clamps: list
+    clamps: list[Clamp]

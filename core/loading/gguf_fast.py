@@ -114,12 +114,12 @@ class GGUFFile:
 
     def _extent(self, name: str) -> tuple[int, int, int]:
         """(start byte, rows, bytes per row) of a tensor's data, checked against the file's size."""
-        from gguf import GGML_QUANT_SIZES
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
         dims, qtype, offset = self.tensors[name]
         if qtype not in GGML_QUANT_SIZES:
             raise self._damaged(f"tensor {name!r} has an unknown quantization type {qtype}")
-        block, type_size = GGML_QUANT_SIZES[qtype]
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]   # a known type: the check above
         if dims[0] % block:
             raise self._damaged(f"tensor {name!r}: row of {dims[0]} is not a whole number of {block}-blocks")
         rows = int(np.prod(dims[1:], dtype=object)) if len(dims) > 1 else 1
@@ -132,12 +132,13 @@ class GGUFFile:
 
     def tensor(self, name: str) -> np.ndarray:
         """De-quantized float32 array in PyTorch's [out, in] layout."""
+        from gguf import GGMLQuantizationType
         from gguf.quants import dequantize
 
         dims, qtype, _ = self.tensors[name]
         start, rows, row_bytes = self._extent(name)
         raw = np.frombuffer(self.buf, np.uint8, rows * row_bytes, start).reshape(rows, row_bytes)
-        out = dequantize(raw, qtype) if qtype not in (0,) else raw.view(np.float32)
+        out = dequantize(raw, GGMLQuantizationType(qtype)) if qtype not in (0,) else raw.view(np.float32)
         return np.asarray(out, np.float32).reshape(tuple(reversed(dims)))
 
 
@@ -178,13 +179,17 @@ def token_texts(gg: GGUFFile, vocab: int) -> list[str]:
     return texts
 
 
-def _field_int(gg: GGUFFile, key: str, required: bool = True) -> int | None:
+def _field_int(gg: GGUFFile, key: str) -> int:
+    """A positive whole-number metadata field. A field holds what GGUFFile._value returns: an int, a
+    float, a bool, a str, an array (ndarray or list) or None; only a positive int passes."""
     value = gg.fields.get(key)
-    if value is None and not required:
-        return None
-    if isinstance(value, (bool, float, str, list, np.ndarray)) or value is None or int(value) < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise gg._damaged(f"metadata {key} is {'missing' if value is None else repr(value)}")
-    return int(value)
+    return value
+
+
+def _optional_field_int(gg: GGUFFile, key: str) -> int | None:
+    return None if gg.fields.get(key) is None else _field_int(gg, key)
 
 
 STANDARD = GGUFLayout(archs={})   # llama.cpp's tensor names, for architectures the reader does not take
@@ -202,17 +207,18 @@ def describe(gg: GGUFFile) -> dict:
     if embd is None or len(embd[0]) != 2:
         raise gg._damaged(f"no {layout.embed}")
     hidden, vocab = int(embd[0][0]), int(embd[0][1])
-    info = {"arch": arch, "layers": _field_int(gg, f"{arch}.block_count"),
-            "neurons": _field_int(gg, f"{arch}.feed_forward_length"),
+    layers, neurons = _field_int(gg, f"{arch}.block_count"), _field_int(gg, f"{arch}.feed_forward_length")
+    info = {"arch": arch, "layers": layers, "neurons": neurons,
             "hidden": _field_int(gg, f"{arch}.embedding_length"),
-            "vocab": vocab, "context": _field_int(gg, f"{arch}.context_length", required=False),
+            "vocab": vocab, "context": _optional_field_int(gg, f"{arch}.context_length"),
             "tied": layout.head not in gg.tensors,
             "chat_template": isinstance(gg.fields.get("tokenizer.chat_template"), str)}
     if info["hidden"] != hidden:
         raise gg._damaged(f"token_embd.weight is {hidden} wide, the metadata says {info['hidden']}")
     if layout is not STANDARD:  # the decode-only reader: every tensor it reads must be there, in its shape
-        want = {name.format(i=i): (hidden, info["neurons"]) if view != "down" else (info["neurons"], hidden)
-                for i in range(info["layers"]) for view, name in layout.ffn.items()}
+        want: dict[str, tuple[int, ...]] = {
+            name.format(i=i): (hidden, neurons) if view != "down" else (neurons, hidden)
+            for i in range(layers) for view, name in layout.ffn.items()}
         want[layout.norm] = (hidden,)
         if not info["tied"]:
             want[layout.head] = (hidden, vocab)
@@ -249,7 +255,7 @@ def skeleton(gg: GGUFFile, info: dict, layout: GGUFLayout):
         config = AutoConfig.for_model(
             layout.archs[arch], vocab_size=info["vocab"], hidden_size=info["hidden"],
             intermediate_size=info["neurons"], num_hidden_layers=info["layers"], num_attention_heads=heads,
-            num_key_value_heads=_field_int(gg, f"{arch}.attention.head_count_kv", required=False) or heads,
+            num_key_value_heads=_optional_field_int(gg, f"{arch}.attention.head_count_kv") or heads,
             rms_norm_eps=float(eps), tie_word_embeddings=info["tied"], **extra)
     except ValueError as exc:  # a transformers too old to know the architecture
         raise UnsupportedModel(f"{gg.path}: this transformers cannot build a '{layout.archs[arch]}' model "

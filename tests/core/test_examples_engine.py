@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuroscope.core import examples as engine
+from neuroscope.core import example_state as engine
 from neuroscope.core.activations import CASES
 
 
@@ -83,34 +83,46 @@ def test_stable_top_equals_a_stable_order_made_here(rows, n, k, kind, seed):
     assert torch.allclose(v, x.gather(0, r), rtol=0, atol=0, equal_nan=True)
 
 
-@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("glu", ["no gate", "gate and up given", "up's sign derived"])
 @pytest.mark.parametrize("path", ["dense", "fast"])
-def test_infinite_and_nan_activations(path, gated):
-    """+inf ranks first, NaN is never an example (it ranks as -inf), whichever merge sees them, gated or not;
-    the rest, the GLU case counts and the positive counts equal the brute force."""
+def test_infinite_and_nan_activations(path, glu):
+    """+inf ranks first, NaN is never an example (it ranks as -inf), whichever merge sees them, with or
+    without a gate; the rest, each example's case, the GLU case counts and the positive counts equal counts
+    made here. ``up's sign derived`` (the GLU gate path: gate given, up not): the infinities come from an
+    infinite up through act = silu(gate) * up, so their up is known; a NaN activation counts as not positive,
+    so its up counts as > 0 exactly when its gate is not."""
     gen = torch.Generator().manual_seed(5)
     n, per, rows = 9, 4, 32
+    gated, derived = glu != "no gate", glu == "up's sign derived"
     state = engine.LayerState.empty(n, per, gated, "cpu")
     acts, gates, ups = [], [], []
     for batch in range(12):
         act = torch.randn(rows, n, generator=gen)
         gate, up = torch.randn(rows, n, generator=gen), torch.randn(rows, n, generator=gen)
         spots = torch.randint(rows * n, (6,), generator=gen)
-        act.view(-1)[spots[:2]] = torch.inf
-        act.view(-1)[spots[2:4]] = -torch.inf
+        planted = up if derived else act
+        planted.view(-1)[spots[:2]] = torch.inf
+        planted.view(-1)[spots[2:4]] = -torch.inf
+        if derived:
+            act = torch.nn.functional.silu(gate) * up                   # gate is never 0: no inf * 0
         act.view(-1)[spots[4:]] = torch.nan
-        state.update(act, gate if gated else None, up if gated else None,
+        state.update(act, gate if gated else None, up if glu == "gate and up given" else None,
                      torch.arange(batch * rows, (batch + 1) * rows), dense=path == "dense")
         acts.append(act.numpy()), gates.append(gate.numpy()), ups.append(up.numpy())
     got = state.to_numpy()
-    act = np.concatenate(acts)
+    act, gate_pos, up_pos = np.concatenate(acts), np.concatenate(gates) > 0, np.concatenate(ups) > 0
+    if derived:
+        up_pos = np.where(np.isnan(act), ~gate_pos, up_pos)
+    codes = (~gate_pos) * 2 + (~up_pos)                                  # CASES' order: ++, +-, -+, --
     for sign, signed in enumerate((act, -act)):
         clean = np.where(np.isnan(signed), -np.inf, signed)
         for j in range(n):
             order = sorted(range(len(clean)), key=lambda r: (-clean[r, j], r))[:per]
             np.testing.assert_array_equal(got["pos"][sign][:, j], order)
             np.testing.assert_array_equal(got["vals"][sign][:, j], clean[order, j])
+            if gated:
+                np.testing.assert_array_equal(got["case"][sign][:, j], codes[order, j])
+    assert np.isinf(got["vals"]).any() and np.isnan(act).any()          # the specials were there to rank
     np.testing.assert_array_equal(got["positive"], (act > 0).sum(0))          # NaN is not > 0
     if gated:
-        codes = (np.concatenate(gates) <= 0) * 2 + (np.concatenate(ups) <= 0)
         np.testing.assert_array_equal(got["cases"], np.stack([(codes == c).sum(0) for c in range(len(CASES))]))

@@ -14,7 +14,8 @@ from safetensors.numpy import load_file
 
 from neuroscope.core.options import DecodeRecipe
 
-from ..models import GGUF_KINDS, PLANTED, build_family, write_gguf
+from ..gguf_models import GGUF_KINDS, build_family, write_gguf
+from ..models import PLANTED
 
 CPU32 = DecodeRecipe(device="cpu", dtype="float32")
 FAMILY = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen2", "gemma": "gemma", "gemma2": "gemma"}

@@ -59,10 +59,10 @@ async def test_examples_probe_sort_and_agreement(firing_app):
         strip = static_text(screen.query_one("#probe-strip"))
         assert strip.startswith(f"{NeuronRef(*FIRING)} ") and "peak +" in strip
 
-        screen.tree.focus()
+        screen.neuron_tree.focus()
         await pilot.press("F")                               # sort each layer by how often its neurons fire
         await pilot.pause()
-        layer0 = screen.tree.layer_nodes()[0]
+        layer0 = screen.neuron_tree.layer_nodes()[0]
         group = layer0.children[0]
         assert group.data.members is not None and str(group.label).startswith("firing #1")
         from neuroscope.cache.examples import Examples
@@ -70,18 +70,18 @@ async def test_examples_probe_sort_and_agreement(firing_app):
         ex = Examples(screen.store)
         counts = ex.counts(0)[1]
         assert list(group.data.members) == sorted(range(64), key=lambda i: (-int(counts[i]), i))
-        assert screen.tree.node_for(*FIRING).data.start == FIRING[1]     # still reachable by its number
+        assert screen.neuron_tree.node_for(*FIRING).data.start == FIRING[1]     # still reachable by its number
         await pilot.pause()
-        leaf = screen.tree.cursor_node                                   # the cursor stayed on its neuron
+        leaf = screen.neuron_tree.cursor_node                                   # the cursor stayed on its neuron
         assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", *FIRING)
         assert leaf.parent.is_expanded and screen.current == NeuronRef(*FIRING)
         firing = ex.counts(FIRING[0])[1][FIRING[1]] / (int(ex.spec["windows"]) * int(ex.spec["window"]))
         name = str(NeuronRef(*FIRING)).ljust(len("L1:N63"))                  # the tree's name column
         assert leaf.label.plain.startswith(f"{name} {f'{firing:.1%}':>6} │ ")   # its firing rate, a column
         await pilot.press("F")
-        assert screen.tree.layer_nodes()[0].children[0].data.members is None
+        assert screen.neuron_tree.layer_nodes()[0].children[0].data.members is None
         await pilot.pause()
-        leaf = screen.tree.cursor_node
+        leaf = screen.neuron_tree.cursor_node
         assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", *FIRING)
         assert "%" not in leaf.label.plain and "│" not in leaf.label.plain   # index order: no sort column
 

@@ -26,12 +26,12 @@ def top_token(app) -> str:
 
 
 def cursor(app):
-    info = main(app).tree.cursor_node.data
+    info = main(app).neuron_tree.cursor_node.data
     return (info.kind, info.layer, info.start)
 
 
 async def ready(pilot):
-    await wait_for(pilot, lambda: pilot.app.main_screen is not None and pilot.app.main_screen.tree.cursor_node
+    await wait_for(pilot, lambda: pilot.app.main_screen is not None and pilot.app.main_screen.neuron_tree.cursor_node
                    is not None and pilot.app.main_screen.current is not None)
 
 
@@ -40,7 +40,7 @@ async def test_opens_on_first_neuron_and_navigates_tree(app_factory, tiny_model)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         screen = main(app)
-        assert sorted(screen.tree.layer_nodes()) == [0, 1]
+        assert sorted(screen.neuron_tree.layer_nodes()) == [0, 1]
         assert cursor(app) == ("neuron", 0, 0)
         assert "L0:N0" in detail_title(app)
         assert "tiny-llama" in screen.title
@@ -59,16 +59,16 @@ async def test_opens_on_first_neuron_and_navigates_tree(app_factory, tiny_model)
         assert cursor(app) == ("neuron", 1, 0)
         await pilot.press("h", "h")                  # to the group, collapse it
         assert cursor(app) == ("group", 1, 0)
-        assert not screen.tree.cursor_node.is_expanded
+        assert not screen.neuron_tree.cursor_node.is_expanded
         await pilot.press("home")
-        assert screen.tree.cursor_line == 0
+        assert screen.neuron_tree.cursor_line == 0
 
 
 async def test_lazy_groups_never_create_all_neurons(app_factory):
     app = app_factory()
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        tree = main(app).tree
+        tree = main(app).neuron_tree
         layer1 = tree.layer_nodes()[1]
         assert not layer1.children                   # nothing loaded until expanded
         tree.ensure_loaded(layer1)
@@ -84,7 +84,7 @@ async def test_views_and_direction(app_factory, tiny_model):
         await pilot.pause()
         assert "L1:N7" in detail_title(app) and "up pos" in detail_title(app)
         assert top_token(app) == tiny_model.token
-        leaf = main(app).tree.node_for(1, 7)
+        leaf = main(app).neuron_tree.node_for(1, 7)
         assert tiny_model.token in leaf.label.plain
         other = static_text(main(app).query_one("#other-views"))
         assert other.splitlines()[0].startswith("gate") and other.splitlines()[1].startswith("down")
@@ -127,7 +127,7 @@ async def test_filter_then_jump_to_result(app_factory, tiny_model):
         await pilot.press("enter")                   # enter on a result: jump, focus the tree
         await pilot.pause()
         assert cursor(app) == ("neuron", 1, 7)
-        assert app.focused is screen.tree
+        assert app.focused is screen.neuron_tree
         await pilot.press("escape")                  # back: clear the filter
         assert not screen.results.display and screen.query_one("#query", Input).value == ""
 
@@ -203,14 +203,20 @@ async def test_palette_switch_view(app_factory):
 
 
 async def test_palette_bad_neuron_is_a_notification(app_factory):
+    """ctrl+p, a neuron the model does not have, enter: an error notification, the browser as it was."""
     app = app_factory()
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        from neuroscope.core.refs import NeuronRef
-
-        app.goto(NeuronRef(9, 0))
+        before = (cursor(app), detail_title(app))
+        await pilot.press("ctrl+p")
         await pilot.pause()
-        assert any("out of range" in n.message for n in app._notifications)
+        await pilot.press(*"9:0")                       # the tiny model has layers 0-1
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("out of range" in n.message for n in app._notifications))
+        [note] = [n for n in app._notifications if "out of range" in n.message]
+        assert note.severity == "error" and note.message.startswith("layer 9 is out of range")
+        assert isinstance(app.screen, MainScreen) and (cursor(app), detail_title(app)) == before
 
 
 async def test_worker_error_becomes_notification(app_factory, monkeypatch):
@@ -229,7 +235,7 @@ async def test_worker_error_becomes_notification(app_factory, monkeypatch):
         await wait_for(pilot, lambda: any("the cache went away" in n.message for n in app._notifications))
         assert app.is_running and isinstance(app.screen, MainScreen)
         await pilot.press("escape", "j")             # still responsive
-        assert app.focused is main(app).tree
+        assert app.focused is main(app).neuron_tree
 
 
 async def test_decodes_missing_cache_in_worker(app_factory, empty_cache, tiny_model):
@@ -238,7 +244,7 @@ async def test_decodes_missing_cache_in_worker(app_factory, empty_cache, tiny_mo
         await wait_for(pilot, lambda: main(app) is not None and "decoded" in main(app).sub_title
                        and not main(app).decoding, timeout=60)
         screen = main(app)
-        assert sorted(screen.tree.layer_nodes()) == [0, 1]
+        assert sorted(screen.neuron_tree.layer_nodes()) == [0, 1]
         assert not screen.query_one("#decode-row").display
         app.goto(__import__("neuroscope.core.refs", fromlist=["NeuronRef"]).NeuronRef(1, 7))
         await pilot.pause()

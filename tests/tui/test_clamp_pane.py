@@ -64,7 +64,7 @@ async def test_basket_add_edit_remove_clear(app_factory, tiny_model):
         assert table_cells(chat.basket) == [["L0:N0", "6.5", "set"]]
         assert app.focused is chat.query_one("#chat-prompt")
 
-        app.main_screen.tree.focus()
+        app.main_screen.neuron_tree.focus()
         await pilot.press("j")
         await add_clamp(pilot, "-2")
         await wait_for(pilot, lambda: len(chat.basket.clamps) == 2)
@@ -110,7 +110,7 @@ async def test_chat_streams_side_by_side_and_escape_cancels(app_factory, tiny_mo
         assert len(chat.texts["baseline"].split()) < 40 and chat.texts["clamped"] == ""
         assert hooks_installed(lm.adapter) == 0
         await pilot.press("escape")                           # nothing to cancel: back to the tree
-        assert app.focused is app.main_screen.tree
+        assert app.focused is app.main_screen.neuron_tree
 
 
 async def test_chat_needs_prompt_and_clamps(app_factory):

@@ -104,8 +104,8 @@ async def test_changed_only_walks_most_changed_with_highlights(compare_app):
         table = screen.changed_table
         assert table.display and table.row_count == len(changed)
         assert screen.current == changed[0].ref
-        assert screen.tree.cursor_node.data.layer == changed[0].layer      # the tree follows
-        assert screen.tree.cursor_node.data.start == changed[0].neuron
+        assert screen.neuron_tree.cursor_node.data.layer == changed[0].layer      # the tree follows
+        assert screen.neuron_tree.cursor_node.data.start == changed[0].neuron
         await pilot.press("j")
         assert screen.current == changed[1].ref
         first = changed[1]

@@ -17,8 +17,8 @@ async def ready(pilot):
 
 
 def first_group(screen, layer: int):
-    node = screen.tree.layer_nodes()[layer]
-    screen.tree.ensure_loaded(node)
+    node = screen.neuron_tree.layer_nodes()[layer]
+    screen.neuron_tree.ensure_loaded(node)
     return node.children[0]
 
 
@@ -48,7 +48,7 @@ async def test_m_sorts_each_layer_by_label_mass(app_factory, tiny_model):
         await pilot.pause()
         await pilot.press("M")
         await pilot.pause()
-        leaf = screen.tree.cursor_node                        # the cursor stays on the neuron it was on
+        leaf = screen.neuron_tree.cursor_node                        # the cursor stays on the neuron it was on
         assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", 0, 5)
         mass = float(Labels(screen.store).unit(0, "up", "pos")[1][5])
         assert leaf.label.plain.startswith(f"L0:N5  {min(1.0, mass):6.2f} │ ")   # its label mass, a column

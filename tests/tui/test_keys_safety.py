@@ -18,7 +18,7 @@ async def ready(pilot):
 
 def state(screen: MainScreen) -> tuple:
     return (screen.view, screen.direction, screen.current, screen.chat.display, len(screen.chat.basket.clamps),
-            screen.tree.order_name, screen.decoding, type(screen.app.screen).__name__)
+            screen.neuron_tree.order_name, screen.decoding, type(screen.app.screen).__name__)
 
 
 async def test_a_stray_word_in_the_tree_changes_nothing(app_factory):
@@ -26,7 +26,7 @@ async def test_a_stray_word_in_the_tree_changes_nothing(app_factory):
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         screen = app.main_screen
-        screen.tree.focus()
+        screen.neuron_tree.focus()
         before = state(screen)
         await pilot.press(*"dog")                    # d = down and g = gate before views went behind v
         await pilot.pause()

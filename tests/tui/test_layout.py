@@ -64,7 +64,7 @@ async def test_focus_is_always_marked(app_factory):
         await pilot.press("C")
         await pilot.pause()
         title = screen.query_one("#detail-title")
-        tree, table = screen.tree, screen.query_one("#detail-table")
+        tree, table = screen.neuron_tree, screen.query_one("#detail-table")
         tree.focus()
         await pilot.pause()
         assert tree.styles.border_right[0] == "heavy"
@@ -82,7 +82,7 @@ async def test_focus_is_always_marked(app_factory):
             await pilot.pause()
             others = [f.styles.background for f in inputs if f is not field]
             assert all(field.styles.background != b for b in others), field.id
-        screen.tree.focus()
+        screen.neuron_tree.focus()
         await pilot.press("slash", *"zebra")
         await wait_for(pilot, lambda: screen.results.row_count > 0)
         screen.results.focus()

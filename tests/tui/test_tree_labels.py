@@ -42,14 +42,14 @@ async def test_tree_names_the_strongest_label_of_any_view(app_factory):
         screen = app.main_screen
         elsewhere = 0
         for neuron in range(64):
-            leaf = screen.tree.node_for(0, neuron)
+            leaf = screen.neuron_tree.node_for(0, neuron)
             want = reference(screen.store, 0, neuron)
             assert want is not None
             assert leaf.label.plain == f"L0:N{neuron} {want}"
             elsewhere += not want.startswith("u+")
         assert elsewhere > 10          # most neurons are named from a view or direction not shown
         await pilot.press("n")         # the label is the neuron's, not the view's: a switch keeps it
-        assert screen.tree.node_for(0, 0).label.plain == f"L0:N0 {reference(screen.store, 0, 0, ('up', 'neg'))}"
+        assert screen.neuron_tree.node_for(0, 0).label.plain == f"L0:N0 {reference(screen.store, 0, 0, ('up', 'neg'))}"
 
 
 async def test_a_label_under_the_floor_falls_back_to_the_quoted_token(app_factory, partial_cache, tiny_model):
@@ -67,7 +67,7 @@ async def test_a_label_under_the_floor_falls_back_to_the_quoted_token(app_factor
         await ready(pilot)
         screen = app.main_screen
         [top] = screen.store.top(0, 3, "up", "pos")[:1]
-        leaf = screen.tree.node_for(0, 3)
+        leaf = screen.neuron_tree.node_for(0, 3)
         assert leaf.label.plain == f"L0:N3 “{top.token}” {top.prob:.3f}"
         token_span = [s for s in leaf.label.spans if leaf.label.plain[s.start:s.end].strip().startswith("“")]
         assert token_span and "dim" in str(token_span[0].style)
@@ -75,4 +75,4 @@ async def test_a_label_under_the_floor_falls_back_to_the_quoted_token(app_factor
         await pilot.pause()
         title = static_text(screen.query_one("#detail-title"))
         assert title.startswith("L0:N3  up pos  tiny-llama")     # no label under the floor in the title
-        assert screen.tree.node_for(0, 4).label.plain == f"L0:N4 {reference(screen.store, 0, 4)}"
+        assert screen.neuron_tree.node_for(0, 4).label.plain == f"L0:N4 {reference(screen.store, 0, 4)}"

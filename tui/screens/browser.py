@@ -1,25 +1,18 @@
-"""What the browser (screens/main.py) and compare mode (screens/compare.py) have in common: the layout
-around the selected neuron's panes (``browser_layout``) and the screen that runs it (``BrowserScreen``): the
-tree of layers and neurons, the decode of the model in a worker, the filter's results, the view and
-direction, the clamp basket and chat pane, and the back key.
-
-Each screen composes its own panes for the selected neuron and hands them to browser_layout; the panes own
-their keys and workers (the behaviour pane's keys work from anywhere on the screen: keys.screen_wide). The
-state they share lives in one Browsing object (tui/browsing.py) that the screen hands to them. Reads from the
-cache on the UI thread are single small blob reads; the decode and every filter query run in workers. The
-cache may still be filling: layers appear as the decode worker commits them."""
+"""The screen that runs the browser's layout (screens/layout.py), for the browser (screens/main.py) and compare
+mode (screens/compare.py): the tree, the decode in a worker, the filter's results, the view and direction, the
+clamp basket and chat pane, and the back key. Each screen composes its own panes for the selected neuron (compare
+mode's: a ComparisonPane); they own their keys (screen-wide: keys.screen_wide) and workers, share the state of
+one Browsing (tui/browsing.py), and the screen tells them the neuron, view and direction to show. The decode
+and every filter query run in workers; layers appear as the decode commits them."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import DataTable, Header, Input, ProgressBar, Static, Tree
+from textual.widgets import DataTable, Input, ProgressBar, Static, Tree
 from textual.worker import Worker, WorkerState
 
 from ...core.loading.sources import Source
@@ -27,43 +20,23 @@ from ...core.refs import NeuronRef
 from ...errors import BadNeuronRef, Cancelled
 from ..browsing import Browsing
 from ..format import concept_labels, show_token
+from ..host import host
 from ..keys import screen_wide
 from ..messages import DecodeNote, DecodeProgress, ExamplesDone, SearchResults, UnitCommitted
 from ..options import Options
 from ..widgets.activity import Activity, begin, end
 from ..widgets.behaviour import BehaviourPane
 from ..widgets.chat_pane import ChatPane
+from ..widgets.comparison import ComparisonPane
 from ..widgets.detail import NeuronDetail
-from ..widgets.filter import FilterBar, ResultsTable, Search
-from ..widgets.footer import HelpFooter
+from ..widgets.filter import ResultsTable
 from ..widgets.neuron_tree import NeuronTree
 from .view_picker import DIRECTION_MEANS, VIEW_MEANS, VIEWS, ViewScreen
 
 
-def neuron_tree(browsing: Browsing) -> NeuronTree:
-    return NeuronTree(browsing.source.name, labels=browsing.labels, id="tree")
-
-
-def browser_layout(browsing: Browsing, tree: NeuronTree, panes: Iterable[Widget], search: Search) -> ComposeResult:
-    """The tree on the left; on the right the filter's results, the screen's ``panes`` for the selected
-    neuron and the chat pane; under them the progress row, the activity line, the filter bar and the keys."""
-    yield Header(icon="◆")
-    with Horizontal(id="body"):
-        yield tree
-        with Vertical(id="right"):
-            yield ResultsTable(id="results")
-            yield from panes
-            yield ChatPane(browsing.runner, browsing.options, id="chat")
-    with Horizontal(id="decode-row"):
-        yield Static("decoding", id="decode-label")
-        yield ProgressBar(id="decode-bar", show_eta=True)
-    yield Activity(browsing.runner, id="activity")
-    yield FilterBar(search, id="filter")
-    yield HelpFooter()
-
-
 class BrowserScreen(Screen):
-    BINDINGS = screen_wide(BehaviourPane.BINDINGS, "#behaviour") + [
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *screen_wide(BehaviourPane.BINDINGS, "#behaviour"),
         Binding("slash", "focus_filter", "Filter", id="filter"),
         Binding("v", "pick_view", "View", id="view"),
         Binding("n", "toggle_direction", "±Dir", id="direction"),
@@ -107,7 +80,7 @@ class BrowserScreen(Screen):
             self.refresh_view()
 
     @property
-    def tree(self) -> NeuronTree:
+    def neuron_tree(self) -> NeuronTree:    # not ``tree``: DOMNode.tree is Textual's debug rendering
         return self.query_one("#tree", NeuronTree)
 
     @property
@@ -130,11 +103,11 @@ class BrowserScreen(Screen):
         if self.store is None or not self.store.status()["complete"]:
             self.start_decode()
         self.update_header()
-        self.tree.focus()
+        self.neuron_tree.focus()
         if self.store is not None and self.store.layers:
-            node = self.tree.node_for(0, 0)
+            node = self.neuron_tree.node_for(0, 0)
             if node is not None:
-                self.call_after_refresh(self.tree.focus_node, node)
+                self.call_after_refresh(self.neuron_tree.focus_node, node)
 
     def on_unmount(self) -> None:
         self.browsing.close()
@@ -148,9 +121,9 @@ class BrowserScreen(Screen):
         store = self.store
         if store is None:
             return
-        self.tree.neurons = store.neurons
+        self.neuron_tree.neurons = store.neurons
         for layer in sorted({layer for layer, _ in store.done_units()}):
-            self.tree.add_layer(layer)
+            self.neuron_tree.add_layer(layer)
 
     def update_header(self) -> None:
         self.sub_title = self.browsing.header()
@@ -165,9 +138,11 @@ class BrowserScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="decode", name="decode")
     def decode_worker(self) -> str:
+        def committed(layer: int, view: str) -> None:
+            self.post_message(UnitCommitted(layer, view))
+
         try:                              # imports torch: only ever in this thread
-            self.browsing.model.decode(cancel=self.cancel, announce=False,
-                                       on_unit=lambda layer, view: self.post_message(UnitCommitted(layer, view)))
+            self.browsing.model.decode(cancel=self.cancel, announce=False, on_unit=committed)
         except Cancelled:
             return "cancelled"
         return "done"
@@ -189,7 +164,8 @@ class BrowserScreen(Screen):
     def end_run(self) -> None:
         """A decode or examples run ended: the activity line and the progress row go away."""
         b = self.browsing
-        b.waiting = end(self, b.waiting)
+        end(self, b.waiting)
+        b.waiting = None
         b.decoding = False
         self.query_one("#decode-row").display = False
 
@@ -201,30 +177,33 @@ class BrowserScreen(Screen):
             self.open_store()
         if self.store is None:
             return
-        self.tree.add_layer(message.layer)
+        self.neuron_tree.add_layer(message.layer)
         if message.view == self.view:
-            self.tree.relabel()
+            self.neuron_tree.relabel()
             if self.current is not None and self.current.layer == message.layer:
                 self.show_neuron(self.current)
         self.update_header()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.app.route_worker_state(event)  # failures -> error modal / notification
+        host(self).route_worker_state(event)  # failures -> error modal / notification
         if event.worker.group != "decode" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,
                                                                  WorkerState.CANCELLED):
             return
         self.end_run()
         self.open_store()
-        self.tree.relabel()
+        self.neuron_tree.relabel()
         if self.current is not None:
             self.show_neuron(self.current)
-        elif self.store is not None and self.tree.cursor_node is None:
-            self.tree.cursor_line = 0
+        elif self.store is not None and self.neuron_tree.cursor_node is None:
+            self.neuron_tree.cursor_line = 0
         if event.state == WorkerState.SUCCESS and event.worker.result == "cancelled":
             done = len(self.store.done_units()) if self.store else 0
             self.notify(f"decode cancelled; {done} finished layer-views kept — reopen the model to resume",
                         title="decode", severity="warning")
         self.update_header()
+        if event.state == WorkerState.SUCCESS:
+            for comparison in self.query(ComparisonPane):
+                comparison.start_compare()       # the base's decode is complete: compare it now
 
     def on_examples_done(self, message: ExamplesDone) -> None:
         """The behaviour pane's examples run ended (done, cancelled, or failed: its error is a notification
@@ -268,6 +247,8 @@ class BrowserScreen(Screen):
         self.query_one("#detail", NeuronDetail).show(title, top, others)
         for pane in self.query(BehaviourPane):
             pane.show(store, ref)
+        for comparison in self.query(ComparisonPane):
+            comparison.show(ref)
 
     def goto(self, ref: NeuronRef, focus_tree: bool = True) -> bool:
         """Show a neuron in tree and detail; False (with a notification) when it cannot be shown."""
@@ -279,21 +260,25 @@ class BrowserScreen(Screen):
         except BadNeuronRef as exc:
             self.notify(str(exc), severity="error")
             return False
-        node = self.tree.node_for(ref.layer, ref.neuron)
+        node = self.neuron_tree.node_for(ref.layer, ref.neuron)
         if node is None:
             self.notify(f"layer {ref.layer} is not decoded yet", severity="warning")
             return False
         self.show_neuron(ref)
         if focus_tree:
-            self.tree.focus()
-        self.call_after_refresh(self.tree.focus_node, node)
+            self.neuron_tree.focus()
+        self.call_after_refresh(self.neuron_tree.focus_node, node)
         return True
 
     # -- view and direction ------------------------------------------------------------
     def action_pick_view(self) -> None:
         """`v`, then u / g / d: the view changes only on the second key (a stray d or g does nothing)."""
         views = self.store.views if self.store is not None else VIEWS
-        self.app.push_screen(ViewScreen(self.view, views), lambda view: view and self.action_set_view(view))
+        def picked(view: str | None) -> None:
+            if view:
+                self.action_set_view(view)
+
+        self.app.push_screen(ViewScreen(self.view, views), picked)
 
     def action_set_view(self, view: str) -> None:
         if self.store is not None and view not in self.store.views:
@@ -314,19 +299,26 @@ class BrowserScreen(Screen):
         for pane in panes:
             pane.refresh_view()
         if not panes:
-            self.tree.relabel()
+            self.neuron_tree.relabel()
         if self.current is not None:
             self.show_neuron(self.current)
         self.update_header()
+        for comparison in self.query(ComparisonPane):
+            comparison.start_compare()          # the statistics are made again for the view shown
 
     # -- filter ----------------------------------------------------------------------------
     def action_focus_filter(self) -> None:
+        for comparison in self.query(ComparisonPane):
+            comparison.hide_changed()
         self.query_one("#query", Input).focus()
 
     def action_focus_tree(self) -> None:
-        self.tree.focus()
+        self.neuron_tree.focus()
 
     def on_search_results(self, message: SearchResults) -> None:
+        if message.query:
+            for comparison in self.query(ComparisonPane):
+                comparison.hide_changed()
         self.results.show_results(message)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -371,8 +363,8 @@ class BrowserScreen(Screen):
             behind = " (the model finishes loading in the background: the next use starts at once)"
             return self.notify(f"cancelled: {task.what}{behind if self.runner._lm is None else ''}", timeout=4)
         focused = self.focused
-        if focused is not None and focused is not self.tree:
-            self.tree.focus()
+        if focused is not None and focused is not self.neuron_tree:
+            self.neuron_tree.focus()
         elif self.results.display:
             self.query_one("#query", Input).value = ""
             self.results.display = False

@@ -1,89 +1,55 @@
-"""Compare mode (`neuroscope tui BASE --compare OTHER`): the browser of BASE, with the selected neuron
-shown in both models side by side, the per-layer agreement as a bar chart, a "changed only" list that
-walks the most-changed neurons, and a filter that searches both models.
-
-The other model is decoded in its own worker when its cache is incomplete; the statistics are computed
-in a worker from the two caches (core.compare) whenever the view or direction changes."""
+"""Compare mode (`neuroscope tui BASE --compare OTHER`): the browser of BASE (the screen of screens/browser.py
+with its layout, screens/layout.py) with one ComparisonPane (widgets/comparison.py) where the browser has its
+detail pane: the selected neuron in both models side by side, the per-layer agreement as a bar chart, a
+"changed only" list that walks the most-changed neurons, and a filter that searches both models. The pane
+owns the other model, the statistics and their workers; its keys work anywhere on the screen."""
 from __future__ import annotations
 
-import time
+from typing import ClassVar
 
-from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.widgets import DataTable, Input
-from textual.worker import Worker, WorkerState
+from textual.binding import BindingType
 
-from ...cache.store import Store
-from ...core.compare import SafetensorsWeights, compare_stores
+from ...core.compare import Comparison
 from ...core.loading.sources import Source
-from ...core.refs import NeuronRef
-from ...errors import CorruptCache, Incompatible
-from ..messages import CompareFailed, CompareReady, CompareStatus, SearchResults
-from ..options import Options, model_for
+from ..keys import screen_wide
+from ..messages import CompareFailed
+from ..options import Options
 from ..widgets.agreement_chart import AgreementChart
 from ..widgets.behaviour import BehaviourPane
-from ..widgets.compare_panes import ChangedTable, ComparePanes
+from ..widgets.compare_panes import ChangedTable
+from ..widgets.comparison import KEYS, ComparisonPane
 from ..widgets.detail import NeuronDetail
-from ..widgets.filter import RESULT_LIMIT, search_cache
-from .browser import BrowserScreen, browser_layout, neuron_tree
+from .browser import BrowserScreen
 from .error import ErrorScreen
-
-CHANGED = 200   # most-changed neurons listed
-
-
-def _complete(path, view: str | None = None) -> bool:
-    if not path.exists():
-        return False
-    try:
-        with Store(path, readonly=True) as store:
-            return store.ready and store.has_decoded([view] if view else None)
-    except CorruptCache:  # the decode worker removes it (announced) and starts again
-        return False
-
-
-def merge_hits(base_hits, other_hits):
-    """One row per (neuron, view, direction): the stronger hit, and which model(s) matched."""
-    merged: dict = {}
-    for where, hits in (("base", base_hits), ("other", other_hits)):
-        for h in hits:
-            key = (h.layer, h.neuron, h.view, h.direction)
-            if key in merged:
-                old, _ = merged[key]
-                merged[key] = (h if h.prob > old.prob else old, "both")
-            else:
-                merged[key] = (h, where)
-    rows = sorted(merged.values(), key=lambda item: (-item[0].prob, item[0].layer, item[0].neuron))
-    return [h for h, _ in rows][:RESULT_LIMIT], [w for _, w in rows][:RESULT_LIMIT]
+from .layout import browser_layout, neuron_tree
 
 
 class CompareScreen(BrowserScreen):
-    BINDINGS = [
-        Binding("o", "changed_only", "Changed", id="compare.changed"),
-        Binding("right_square_bracket", "walk_changed(1)", "Next changed", show=False, id="compare.next"),
-        Binding("left_square_bracket", "walk_changed(-1)", "Prev changed", show=False, id="compare.prev"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [*screen_wide(KEYS, "#comparison")]
 
     def __init__(self, source: Source, other: Source, options: Options | None = None):
         super().__init__(source, options)
         self.other = other
-        self.other_model = model_for(other, self.options)
-        self.other_path = self.other_model.path
-        self.same_model = self.other_path == self.path
-        self.other_store: Store | None = None
-        self.other_ready = False
-        self.comparison = None
-        self.readers: tuple | None = None
 
     def compose(self) -> ComposeResult:
         """Both models' panes where the browser has its detail pane. The detail and behaviour panes are
         there too, hidden: the behaviour keys (E, F, M) work here as in the browser."""
         tree = neuron_tree(self.browsing)
+        comparison = ComparisonPane(self.browsing, self.other, self.goto, id="comparison")
         detail, behaviour = NeuronDetail(id="detail"), BehaviourPane(self.browsing, tree, None, id="behaviour")
         detail.display = behaviour.display = False
-        panes = [AgreementChart(id="agreement"), ChangedTable(id="changed"), detail, ComparePanes(id="compare"),
-                 behaviour]
-        yield from browser_layout(self.browsing, tree, panes, self.search)
+        yield from browser_layout(self.browsing, tree, [comparison, detail, behaviour], comparison.search)
+
+    @property
+    def comparison_pane(self) -> ComparisonPane | None:
+        return next(iter(self.query(ComparisonPane)), None)
+
+    @property
+    def comparison(self) -> Comparison | None:
+        """The statistics for the view and direction shown, once the worker made them."""
+        pane = self.comparison_pane
+        return pane.comparison if pane is not None else None
 
     @property
     def chart(self) -> AgreementChart:
@@ -93,176 +59,5 @@ class CompareScreen(BrowserScreen):
     def changed_table(self) -> ChangedTable:
         return self.query_one("#changed", ChangedTable)
 
-    def on_mount(self) -> None:   # runs before BrowserScreen.on_mount (Textual calls both)
-        self.changed_table.display = False
-        if self.same_model:
-            self.notify(f"BASE and OTHER are the same model ({self.source.name}): every neuron agrees with "
-                        f"itself, agreement 1.0", title="compare", timeout=6)
-        self.other_worker()
-
-    def on_unmount(self) -> None:
-        if self.other_store is not None:
-            self.other_store.close()
-
-    # -- the other model ---------------------------------------------------------------------
-    @work(thread=True, exclusive=True, exit_on_error=False, group="decode-other", name="decode other")
-    def other_worker(self) -> str:
-        if self.same_model or _complete(self.other_path):
-            return "ready"
-        last = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            if time.monotonic() - last[0] >= 0.2 or done == total:
-                last[0] = time.monotonic()
-                self.post_message(CompareStatus(f"decoding {self.other.name} for the comparison: "
-                                                f"{done / max(1, total):.0%}"))
-
-        self.post_message(CompareStatus(f"loading {self.other.name} to decode it…"))
-        self.other_model.progress = lambda _label: (progress, lambda: None)
-        self.other_model.decode(cancel=self.cancel, announce=False)   # imports torch: only in this thread
-        return "ready"
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:   # BrowserScreen's handler runs too
-        if event.worker.group == "decode-other" and event.state == WorkerState.ERROR:
-            self.chart.set_status(f"could not decode {self.other.name}: {event.worker.error}")
-        if event.state != WorkerState.SUCCESS:
-            return
-        if event.worker.group == "decode-other" and event.worker.result == "ready":
-            self.other_ready = True
-            self.open_other()
-            self.start_compare()
-        elif event.worker.group == "decode" and self.other_ready:
-            self.start_compare()
-
-    def open_other(self) -> None:
-        if self.other_store is not None:
-            self.other_store.close()
-        self.other_store = Store(self.other_path, readonly=True)
-        if self.current is not None:
-            self.call_after_refresh(self.show_neuron, self.current)
-
-    # -- statistics ----------------------------------------------------------------------------
-    def start_compare(self) -> None:
-        if self.other_ready:
-            self.compare_worker(self.view, self.direction)
-
-    def refresh_view(self) -> None:
-        """A view or direction switch: the statistics are made again for it."""
-        super().refresh_view()
-        self.start_compare()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="compare", name="compare")
-    def compare_worker(self, view: str, direction: str) -> None:
-        if not _complete(self.path, view):
-            self.post_message(CompareStatus(f"waiting for {self.source.name}'s decode…"))
-            return
-        self.post_message(CompareStatus("comparing…"))
-        with Store(self.path, readonly=True) as base, Store(self.other_path, readonly=True) as other:
-            try:
-                result = compare_stores(base, other, view, direction, top=CHANGED, base_source=self.source,
-                                        other_source=self.other)
-            except Incompatible as exc:
-                self.post_message(CompareFailed(str(exc)))
-                return
-        if self.readers is None:
-            self.readers = (SafetensorsWeights(self.source.load_dir), SafetensorsWeights(self.other.load_dir))
-        self.post_message(CompareReady(result))
-
-    def on_compare_status(self, message: CompareStatus) -> None:
-        self.chart.set_status(message.text)
-
-    def on_compare_failed(self, message: CompareFailed) -> None:
-        self.chart.set_status(f"cannot compare: {message.text}")
+    def on_compare_failed(self, message: CompareFailed) -> None:   # the pane shows it on its chart first
         self.app.push_screen(ErrorScreen("cannot compare these models", message.text))
-
-    def on_compare_ready(self, message: CompareReady) -> None:
-        c = message.comparison
-        if (c.view, c.direction) != (self.view, self.direction):
-            return  # stale: the view changed while it ran
-        self.comparison = c
-        self.chart.show([p.same_top1 for p in c.per_layer],
-                        f"all layers {c.same_top1:.1%} · jaccard {c.mean_topk_jaccard:.2f} · {c.view} {c.direction}")
-        self.changed_table.fill(c.most_changed)
-        if self.current is not None:
-            self.show_neuron(self.current)
-
-    # -- the selected neuron in both models ------------------------------------------------------
-    def show_neuron(self, ref: NeuronRef) -> None:
-        super().show_neuron(ref)
-        if self.store is None or not self.is_mounted:
-            return
-        self.chart.select(ref.layer)
-        other = self.other_store if not self.same_model else self.store
-        top_b = self.store.top(ref.layer, ref.neuron, self.view, self.direction)
-        top_o = other.top(ref.layer, ref.neuron, self.view, self.direction) if other is not None else None
-        self.query_one("#compare", ComparePanes).show(ref, self.view, self.direction,
-                                                      (self.source.name, self.other.name), (top_b, top_o),
-                                                      self.cosine(ref))
-
-    def cosine(self, ref: NeuronRef) -> float | None:
-        if self.comparison is not None and (ref.layer, ref.neuron) in self.comparison.changed_index:
-            return self.comparison.changed_index[(ref.layer, ref.neuron)].cosine
-        if self.same_model:
-            return 1.0
-        if self.readers is None or self.store is None:
-            return None
-        n, hidden = self.store.neurons, int(self.store.meta.get("hidden", 0))
-        try:
-            a, b = (r.vectors(ref.layer, self.view, [ref.neuron], n, hidden) for r in self.readers)
-        except (OSError, ValueError):
-            return None
-        if a is None or b is None:
-            return None
-        denom = float((a[0] @ a[0]) ** 0.5 * (b[0] @ b[0]) ** 0.5)
-        return float(a[0] @ b[0]) / denom if denom else None
-
-    # -- changed only ------------------------------------------------------------------------------
-    def action_changed_only(self) -> None:
-        table = self.changed_table
-        table.display = not table.display
-        if table.display:
-            self.results.display = False
-            if self.comparison is None:
-                self.notify("the comparison is not ready yet", severity="warning")
-            table.focus()
-            if table.row_count:
-                table.move_cursor(row=0)
-                self.walk_to(0)
-        else:
-            self.tree.focus()
-
-    def action_walk_changed(self, step: int) -> None:
-        changed = self.changed_table.changed
-        if not changed:
-            self.notify("no changed neurons (yet)", severity="warning")
-            return
-        refs = [c.ref for c in changed]
-        here = refs.index(self.current) if self.current in refs else -1
-        row = (here + step) % len(refs) if here >= 0 else (0 if step > 0 else len(refs) - 1)
-        if self.changed_table.display:
-            self.changed_table.move_cursor(row=row)
-        self.walk_to(row)
-
-    def walk_to(self, row: int) -> None:
-        changed = self.changed_table.changed
-        if 0 <= row < len(changed):
-            self.goto(changed[row].ref, focus_tree=False)
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "changed" and self.changed_table.display:
-            self.walk_to(event.cursor_row)
-
-    # -- the filter searches both models ---------------------------------------------------------
-    def search(self, query: str, match: str):
-        """The filter's query on both caches, merged (in the filter's worker thread)."""
-        base = search_cache(self.path, query, match)
-        other = [] if self.same_model else search_cache(self.other_path, query, match)
-        return merge_hits(base, other)
-
-    def on_search_results(self, message: SearchResults) -> None:   # BrowserScreen's handler shows them
-        if message.query:
-            self.changed_table.display = False
-
-    def action_focus_filter(self) -> None:
-        self.changed_table.display = False
-        self.query_one("#query", Input).focus()

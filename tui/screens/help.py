@@ -41,9 +41,6 @@ class HelpScreen(ModalScreen[None]):
             box.border_subtitle = "escape closes"
             yield Static(keys_table(self.rows))
 
-    def action_dismiss(self) -> None:
-        self.dismiss(None)
-
     def action_scroll(self, where: str) -> None:
         box = self.query_one("#help-box", VerticalScroll)
         box.scroll_down() if where == "down" else box.scroll_up()

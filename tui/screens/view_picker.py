@@ -32,7 +32,7 @@ class ViewScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         keymap = getattr(self.app, "options", None)
         keymap = keymap.keymap if keymap is not None else {}
-        by_id = {b.id: b for b in self.BINDINGS}
+        by_id = {b.id: b for b in self.BINDINGS if isinstance(b, Binding)}
         picks = " · ".join(f"{keys.binding_keys(by_id[f'view.{v}'], keymap)} {v}" for v in VIEWS if v in self.views)
         box = Static(f"view ({self.current} now):  {picks}  ·  {keys.binding_keys(by_id['view.keep'], keymap)} "
                      f"keeps {self.current}", id="view-box")

@@ -8,11 +8,17 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.text import Text
 from textual.dom import NoScreen
 from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from textual.timer import Timer
+    from textual.widget import Widget
+
+    from ...api import Model
 
 TICK_S = 0.25
 
@@ -20,7 +26,7 @@ TICK_S = 0.25
 @dataclass
 class Task:
     what: str                                       # "measuring L0:N3 on the prompt"
-    on_cancel: Callable[[], None] | None = None     # e.g. set the engine's cancel event
+    on_cancel: Callable[[], object] | None = None   # e.g. set the engine's cancel event
     started: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
     done: bool = False
@@ -33,18 +39,20 @@ class Task:
 class Activity(Static):
     DEFAULT_CSS = "Activity { height: 1; padding: 0 1; display: none; }"
 
-    def __init__(self, model, **kwargs):
+    def __init__(self, model: Model, **kwargs: Any) -> None:
         """``model``: the API's Model the tasks wait on (loaded once, shared by chat, probe and examples)."""
         super().__init__("", **kwargs)
         self.model = model
         self.tasks: list[Task] = []
-        self._timer = None
+        self._timer: Timer | None = None
 
     @property
-    def loading(self) -> bool:
+    def model_loading(self) -> bool:
+        """Whether the model is still loading (not ``loading``: that is Textual's own flag, which makes a widget
+        a loading indicator that takes no clicks)."""
         return getattr(self.model, "_lm", None) is None
 
-    def begin(self, what: str, on_cancel: Callable[[], None] | None = None) -> Task:
+    def begin(self, what: str, on_cancel: Callable[[], object] | None = None) -> Task:
         task = Task(what, on_cancel)
         self.tasks.append(task)
         if self._timer is None:
@@ -76,7 +84,7 @@ class Activity(Static):
         task = live[-1]
         seconds = int(time.monotonic() - task.started)
         line = Text()
-        if self.loading:
+        if self.model_loading:
             line.append(f"loading model… ({seconds} s)", style="bold yellow")
             line.append(f"  then {task.what}", style="")
         else:
@@ -95,7 +103,7 @@ class Activity(Static):
         self.update(self.text())
 
 
-def activity_of(widget) -> Activity | None:
+def activity_of(widget: Widget) -> Activity | None:
     """The screen's activity line (None on a screen without one, or before the widget is mounted)."""
     try:
         found = widget.screen.query(Activity)
@@ -104,13 +112,13 @@ def activity_of(widget) -> Activity | None:
     return found.first() if found else None
 
 
-def begin(widget, what: str, on_cancel: Callable[[], None] | None = None) -> Task:
+def begin(widget: Widget, what: str, on_cancel: Callable[[], object] | None = None) -> Task:
     """Show ``what`` on the activity line of ``widget``'s screen (a bare Task where it has none)."""
     activity = activity_of(widget)
     return activity.begin(what, on_cancel) if activity is not None else Task(what, on_cancel)
 
 
-def end(widget, task: Task | None) -> None:
+def end(widget: Widget, task: Task | None) -> None:
     """Take ``task`` off the activity line; returns None, so ``task = end(widget, task)`` clears it."""
     activity = activity_of(widget)
     if activity is not None:

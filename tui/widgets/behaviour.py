@@ -9,6 +9,8 @@ work wherever the focus is (keys.screen_wide); the progress of an examples run a
 messages (DecodeProgress, ExamplesDone), since the screen's progress row is shared with the decode."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from rich.text import Text
 from textual import work
@@ -23,10 +25,17 @@ from ...cache.labels import Labels
 from ...choices import DIRECTIONS
 from ...errors import Cancelled
 from ..format import show_token
+from ..host import host
 from ..messages import AgreementReady, ExamplesDone, ProbeResult, progress_messages
-from .activity import begin, end
+from .activity import Task, begin, end
 from .agreement_chart import AgreementChart
 from .neuron_tree import NeuronTree
+
+if TYPE_CHECKING:
+    from ...cache.store import Store
+    from ...core.agreement import Agreement
+    from ...core.refs import NeuronRef
+    from ..browsing import Browsing
 
 SHOWN = 3          # examples per sign
 CONTEXT = 10       # tokens of context per example line
@@ -82,7 +91,7 @@ class BehaviourPane(Vertical):
         Binding("A", "toggle_agreement", "Agreement", show=False, id="agreement.toggle"),
     ]
 
-    def __init__(self, browsing, tree: NeuronTree, chart: AgreementChart | None, **kwargs):
+    def __init__(self, browsing: Browsing, tree: NeuronTree, chart: AgreementChart | None, **kwargs: Any) -> None:
         """``browsing``: the screen's shared state (tui.browsing); ``tree``: the tree that F and M sort;
         ``chart``: where A shows the agreement (None: the screen has no room for it)."""
         super().__init__(**kwargs)
@@ -90,9 +99,9 @@ class BehaviourPane(Vertical):
         self.model = browsing.runner  # the API's Model: the probe loads it once, shared with the chat pane
         self.neuron_tree = tree
         self.chart = chart
-        self.agreement = None               # the decode <-> behaviour agreement, once A computed it
-        self.ref = None
-        self.probe_task = None              # the running probe's Task on the activity line
+        self.agreement: Agreement | None = None   # the decode <-> behaviour agreement, once A computed it
+        self.ref: NeuronRef | None = None
+        self.probe_task: Task | None = None       # the running probe's Task on the activity line
 
     def compose(self) -> ComposeResult:
         yield Static("", id="examples")
@@ -104,7 +113,7 @@ class BehaviourPane(Vertical):
         if self.chart is not None:
             self.chart.display = False
 
-    def show(self, store, ref) -> None:
+    def show(self, store: Store | None, ref: NeuronRef) -> None:
         """Show ``ref``'s examples from ``store`` (the screen's read-only cache), or how to get them."""
         self.ref = ref
         box = self.query_one("#examples", Static)
@@ -121,7 +130,7 @@ class BehaviourPane(Vertical):
         counts = ex.counts(ref.layer)
         if counts is not None:
             cases, positive = counts
-            total = int(ex.spec["windows"]) * int(ex.spec["window"])
+            total = int(ex.run_spec["windows"]) * int(ex.run_spec["window"])
             lines.append_text(case_bar(None if cases is None else {c: int(cases[i, ref.neuron])
                                                                   for i, c in enumerate(CASES)},
                                        int(positive[ref.neuron]) / max(1, total)))
@@ -157,7 +166,7 @@ class BehaviourPane(Vertical):
         self.query_one("#probe-strip", Static).update(Text("probe cancelled", style="dim italic"))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe", name="probe")
-    def probe_worker(self, text: str, ref, task=None) -> None:
+    def probe_worker(self, text: str, ref: NeuronRef, task: Task | None = None) -> None:
         result = self.model.trace(text, top=1, neurons=[ref])
         [neuron] = result.neurons
         self.post_message(ProbeResult(ref, [t.token for t in result.tokens], neuron.activations, task))
@@ -170,7 +179,7 @@ class BehaviourPane(Vertical):
         self.query_one("#probe-strip", Static).update(head + strip(message.tokens, message.values))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.app.route_worker_state(event)      # failures become notifications
+        host(self).route_worker_state(event)      # failures become notifications
         if event.state not in (WorkerState.ERROR, WorkerState.CANCELLED):
             return
         if event.worker.group == "probe":
@@ -208,11 +217,11 @@ class BehaviourPane(Vertical):
             return
         store = self.browsing.store
         ex = Examples(store) if store is not None else None
-        if ex is None or not ex.has_tables() or not ex.complete:
+        if store is None or ex is None or not ex.has_tables() or not ex.complete:
             self.notify("no examples yet: press E first", severity="warning")
             return
         orders, values = {}, {}
-        tokens = max(1, int(ex.spec["windows"]) * int(ex.spec["window"]))
+        tokens = max(1, int(ex.run_spec["windows"]) * int(ex.run_spec["window"]))
         for layer in range(store.layers):
             counts = ex.counts(layer)
             if counts is not None:
@@ -237,7 +246,7 @@ class BehaviourPane(Vertical):
     def sort_by_mass(self) -> bool:
         store = self.browsing.store
         labels = Labels(store) if store is not None else None
-        if labels is None or not labels.has_tables():
+        if store is None or labels is None or not labels.has_tables():
             self.notify("this cache has no labels yet: reopen it with `neuroscope tui`", severity="warning")
             return False
         orders, values = {}, {}

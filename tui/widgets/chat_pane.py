@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -14,12 +15,17 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
-from ...core.clamp import Clamp
+from ...core.clamp import Clamp, ClampSet
+from ...core.refs import NeuronRef
 from ..format import show_token
+from ..host import host
 from ..messages import ChatFinished, ChatProb, ChatStream, ClampSuggestion, ConceptClamps
-from ..options import DEFAULT_PROMPT
-from .activity import begin, end
+from ..options import DEFAULT_PROMPT, Options
+from .activity import Task, begin, end
 from .clamp_panel import ClampPanel
+
+if TYPE_CHECKING:
+    from ...api import Model
 
 SIDES = ("baseline", "clamped")
 STREAM_EVERY_S = 0.05
@@ -28,14 +34,14 @@ STREAM_EVERY_S = 0.05
 class ChatPane(Vertical):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="chat.cancel")]
 
-    def __init__(self, model, options, **kwargs):
+    def __init__(self, model: Model, options: Options, **kwargs: Any) -> None:
         """``model``: the API's Model (neuroscope.api), loaded on first use in a worker."""
         super().__init__(**kwargs)
         self.model, self.options = model, options
         self.model.note = lambda text: self.app.call_from_thread(self.status, text)   # loading…, clamping…
         self.cancel_event = threading.Event()
         self.generating = False
-        self.tasks: dict[str, object] = {}     # worker group -> its Task on the activity line
+        self.tasks: dict[str, Task] = {}       # worker group -> its Task on the activity line
         self.texts = {side: "" for side in SIDES}
         self.max_new_tokens = options.chat_max_new_tokens
         self.default_prompt = options.chat_prompt or DEFAULT_PROMPT
@@ -99,7 +105,7 @@ class ChatPane(Vertical):
         self.query_one("#chat-prompt", Input).focus()
 
     # -- adding a neuron -------------------------------------------------------------------
-    def request_clamp(self, ref) -> None:
+    def request_clamp(self, ref: NeuronRef) -> None:
         """Measure ``ref``'s natural activation on the prompt (or a default one), then ask for a value. The
         activity line says so (loading the model first, the seconds counting); escape drops the request."""
         prompt = self.prompt_text() or self.default_prompt
@@ -110,7 +116,7 @@ class ChatPane(Vertical):
         self.suggest_worker(ref, prompt, task)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="clamp-suggest", name="measure activation")
-    def suggest_worker(self, ref, prompt: str, task=None) -> None:
+    def suggest_worker(self, ref: NeuronRef, prompt: str, task: Task | None = None) -> None:
         from ...core.measure import suggest_value
 
         [act] = self.model.activations(prompt, [ref])
@@ -125,14 +131,14 @@ class ChatPane(Vertical):
                 f"last {act.last:.3g}\nsuggested: 4 × the larger extreme" if act is not None else "")
         self.status("ready")
 
-        def done(result) -> None:
+        def done(result: tuple[float, str] | None) -> None:
             if result is None:
                 return
             self.basket.put(Clamp(message.ref, result[0], result[1]))
             self.display = True
             self.query_one("#chat-prompt", Input).focus()
 
-        self.app.ask_clamp_value(message.ref, message.suggested, "set", note, done)
+        host(self).ask_clamp_value(message.ref, message.suggested, "set", note, done)
 
     # -- generation ------------------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -165,14 +171,15 @@ class ChatPane(Vertical):
         return True
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat", name="generate")
-    def generate_worker(self, prompt: str, target, clamps, cancel: threading.Event) -> None:
+    def generate_worker(self, prompt: str, target: str | None, clamps: ClampSet, cancel: threading.Event) -> None:
         from ...core.generate import has_chat_template
+        from ...core.measure import Result
 
         chat = has_chat_template(self.model.tokenizer())
         exp = self.model.experiment(clamps.clamps, prompt, target, chat=chat, max_new_tokens=self.max_new_tokens,
                                     positions=clamps.positions)
         built = self.model.prepare(exp)
-        buffers = {side: [] for side in SIDES}
+        buffers: dict[str, list[str]] = {side: [] for side in SIDES}
         last = [time.monotonic()]
 
         def flush() -> None:
@@ -193,6 +200,7 @@ class ChatPane(Vertical):
             result = self.model.run(exp, built, on_text=on_text, cancel=cancel).result
         finally:
             flush()
+        assert isinstance(result, Result)       # ClampReport types it as object
         if result.target is not None:
             for side in SIDES:
                 prob = getattr(result, side).target_prob
@@ -217,7 +225,7 @@ class ChatPane(Vertical):
         self.status("cancelled (partial replies kept)" if message.cancelled else "done")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.app.route_worker_state(event)      # failures become notifications
+        host(self).route_worker_state(event)      # failures become notifications
         if event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
             end(self, self.tasks.pop(event.worker.group, None))
             if event.worker.group == "chat":

@@ -1,10 +1,13 @@
 """The clamp basket: the neurons to clamp, their values and modes; editable and clearable."""
 from __future__ import annotations
 
+from typing import Any
+
 from textual.binding import Binding
 from textual.widgets import DataTable
 
 from ...core.clamp import Clamp, ClampSet
+from ..host import host
 
 
 class ClampPanel(DataTable):
@@ -20,7 +23,7 @@ class ClampPanel(DataTable):
         Binding("k", "cursor_up", "Up", show=False, id="basket.up"),
     ]
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self.clamps: list[Clamp] = []
         self.undo: list[list[Clamp]] = []      # the basket before each remove or clear, newest last
@@ -56,11 +59,11 @@ class ClampPanel(DataTable):
             return
         old = self.clamps[self.cursor_row]
 
-        def done(result) -> None:
+        def done(result: tuple[float, str] | None) -> None:
             if result is not None:
                 self.put(Clamp(old.ref, result[0], result[1]))
 
-        self.app.ask_clamp_value(old.ref, old.value, old.mode, "edit the value", done)
+        host(self).ask_clamp_value(old.ref, old.value, old.mode, "edit the value", done)
 
     def action_remove(self) -> None:
         if self.clamps:

@@ -19,6 +19,7 @@ from ...choices import SEARCH_MATCHES
 from ...concepts import Label, label_search, with_labels
 from ...core.refs import NeuronRef
 from ..format import prob_text, show_token
+from ..host import host
 from ..messages import SearchResults
 from .tables import VimTable
 
@@ -45,7 +46,9 @@ class FilterInput(Input):
     BINDINGS = [Binding("ctrl+t", "cycle_match", "Match mode", show=False, id="filter.match")]
 
     def action_cycle_match(self) -> None:
-        select = self.parent.query_one("#match", Select)
+        parent = self.parent
+        assert parent is not None, "a key reaches the input only once it is mounted"
+        select = parent.query_one("#match", Select)
         select.value = MATCH_MODES[(MATCH_MODES.index(select.value) + 1) % len(MATCH_MODES)]
 
 
@@ -101,7 +104,7 @@ class FilterBar(Horizontal):
             message.stop()  # stale
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.app.route_worker_state(event)      # a failed query becomes a notification
+        host(self).route_worker_state(event)      # a failed query becomes a notification
 
 
 class ResultsTable(VimTable):
@@ -173,9 +176,11 @@ class ResultsTable(VimTable):
         cells = [str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1), Text(show_token(h.token)),
                  prob_text(h.prob)]
         if self.wide:
-            shown = h.label is not None and h.label_mass >= LABEL_FLOOR       # under the floor: no label
-            cells.append(Text(show_token(str(Label(h.label, min(1.0, h.label_mass), h.label_count, 0.0))))
-                         if shown else "")
+            label, mass = h.label, h.label_mass
+            if label is not None and mass is not None and mass >= LABEL_FLOOR:       # under the floor: no label
+                cells.append(Text(show_token(str(Label(label, min(1.0, mass), h.label_count, 0.0)))))
+            else:
+                cells.append("")
         if where is not None:
             cells.append(Text(where, style="bold yellow" if where != "both" else "dim"))
         return tuple(cells)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from rich.text import Text
 from textual.binding import Binding
@@ -34,6 +34,12 @@ class NodeInfo:
         return self.members if self.members is not None else range(self.start, self.stop)
 
 
+def node_info(node: TreeNode[NodeInfo]) -> NodeInfo:
+    """A layer's, group's or neuron's NodeInfo (every node but the root has one)."""
+    assert node.data is not None, "the root has no NodeInfo"
+    return node.data
+
+
 class NeuronTree(Tree[NodeInfo]):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False, id="tree.down"),
@@ -44,7 +50,7 @@ class NeuronTree(Tree[NodeInfo]):
         Binding("G,end", "last", "Last", show=False, key_display="G", id="tree.last"),
     ]
 
-    def __init__(self, title: str, neurons: int = 0, labels: LabelSource | None = None, **kwargs):
+    def __init__(self, title: str, neurons: int = 0, labels: LabelSource | None = None, **kwargs: Any) -> None:
         super().__init__(Text(title, style="bold"), **kwargs)
         self.neurons = neurons
         self.labels = labels
@@ -64,7 +70,7 @@ class NeuronTree(Tree[NodeInfo]):
         existing = self.layer_nodes()
         if layer in existing:
             return existing[layer]
-        before = next((i for i, n in enumerate(self.root.children) if n.data.layer > layer), None)
+        before = next((i for i, n in enumerate(self.root.children) if node_info(n).layer > layer), None)
         label = Text(f"L{layer}", style="bold")
         label.append(f"  {self.neurons} neurons", style="dim")
         return self.root.add(label, NodeInfo("layer", layer), before=before)
@@ -92,11 +98,12 @@ class NeuronTree(Tree[NodeInfo]):
         return neuron_label(layer, neuron, label, values[neuron] if values is not None else None,
                             len(f"L{layer}:N{max(0, self.neurons - 1)}"))
 
-    def _add_neurons(self, node: TreeNode[NodeInfo], neurons) -> None:
-        tops = self.labels(node.data.layer, neurons) if self.labels else None
+    def _add_neurons(self, node: TreeNode[NodeInfo], neurons: range | tuple[int, ...]) -> None:
+        layer = node_info(node).layer
+        tops = self.labels(layer, neurons) if self.labels else None
         for i, neuron in enumerate(neurons):
-            node.add_leaf(self._leaf_label(node.data.layer, neuron, tops[i] if tops else None),
-                          NodeInfo("neuron", node.data.layer, neuron, neuron + 1))
+            node.add_leaf(self._leaf_label(layer, neuron, tops[i] if tops else None),
+                          NodeInfo("neuron", layer, neuron, neuron + 1))
 
     def set_order(self, orders: dict[int, list[int]], name: str = "",
                   values: dict[int, list[str]] | None = None) -> None:
@@ -111,7 +118,7 @@ class NeuronTree(Tree[NodeInfo]):
         for layer_node in self.root.children:
             expanded = layer_node.is_expanded
             layer_node.remove_children()
-            layer_node.data.loaded = False
+            node_info(layer_node).loaded = False
             if expanded:
                 self.ensure_loaded(layer_node)
         if keep is not None:
@@ -119,7 +126,7 @@ class NeuronTree(Tree[NodeInfo]):
             if leaf is not None:
                 self.call_after_refresh(self.focus_node, leaf)
 
-    async def _on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
+    async def _on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeInfo]) -> None:
         self.ensure_loaded(event.node)
         await asyncio.sleep(0)
 
@@ -127,11 +134,13 @@ class NeuronTree(Tree[NodeInfo]):
         """Redraw the neuron labels of every loaded group (after a view or direction switch)."""
         for layer_node in self.root.children:
             for group in layer_node.children:
-                if not group.data.loaded:
+                shown = node_info(group)
+                if not shown.loaded:
                     continue
-                tops = self.labels(group.data.layer, group.data.neurons) if self.labels else None
+                tops = self.labels(shown.layer, shown.neurons) if self.labels else None
                 for i, leaf in enumerate(group.children):
-                    leaf.set_label(self._leaf_label(leaf.data.layer, leaf.data.start, tops[i] if tops else None))
+                    neuron = node_info(leaf)
+                    leaf.set_label(self._leaf_label(neuron.layer, neuron.start, tops[i] if tops else None))
 
     def node_for(self, layer: int, neuron: int) -> TreeNode[NodeInfo] | None:
         """The leaf of a neuron, loading and expanding its layer and group on the way."""
@@ -144,7 +153,7 @@ class NeuronTree(Tree[NodeInfo]):
         group = layer_node.children[at // GROUP]
         self.ensure_loaded(group)
         group.expand()
-        return group.children[at - group.data.start]
+        return group.children[at - node_info(group).start]
 
     def focus_node(self, node: TreeNode[NodeInfo]) -> None:
         _ = self._tree_lines  # rebuild lines so the node has its line number
