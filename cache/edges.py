@@ -67,8 +67,13 @@ class Edges:
         return self.store.path
 
     @property
-    def spec(self) -> dict | None:
-        return self.store.meta.get("edges")
+    def spec(self) -> dict:
+        """The graph's spec in meta (top, reads, layers, neurons, done); empty when the file holds no graph."""
+        return self.store.meta.get("edges") or {}
+
+    @property
+    def neurons(self) -> int:
+        return int(self.spec.get("neurons", 0))
 
     @property
     def complete(self) -> bool:
@@ -97,7 +102,7 @@ class Edges:
                seconds: float, tokens: dict[tuple[int, str], Packed] | None = None) -> None:
         """One unit: target layer ``unit``'s fan-in per read vector, the finished fan-outs and the partial ones,
         and ``tokens``: (layer, via) -> its neurons' top embedding rows."""
-        spec = dict(self.spec or {})
+        spec = dict(self.spec)
         spec.update(done=sorted({*spec.get("done", []), int(unit)}),
                     seconds=round(float(spec.get("seconds", 0.0)) + seconds, 3))
         rows = [(unit, "in", via, *p.blobs()) for via, p in fan_in.items()]
@@ -115,7 +120,7 @@ class Edges:
     # -- reading ---------------------------------------------------------------------------------
     @guarded
     def partial(self) -> dict[tuple[int, str], Packed]:
-        neurons = int(self.spec["neurons"]) if self.spec else 0
+        neurons = self.neurons
         return {(int(layer), via): Packed.unpack(i, v, w, neurons)
                 for layer, via, i, v, w in self.conn.execute("SELECT layer, via, ids, vias, weights FROM edge_partial")}
 
@@ -126,14 +131,14 @@ class Edges:
                                 (layer, direction, via)).fetchone()
         if row is None:
             return None
-        packed = Packed.unpack(*row, int(self.spec["neurons"]))
+        packed = Packed.unpack(row[0], row[1], row[2], self.neurons)
         return Packed(packed.ids[neuron], packed.vias[neuron], packed.weights[neuron])
 
     @guarded
     def layer(self, layer: int, direction: str, via: str) -> Packed | None:
         row = self.conn.execute("SELECT ids, vias, weights FROM edges WHERE layer = ? AND direction = ? AND via = ?",
                                 (layer, direction, via)).fetchone()
-        return None if row is None else Packed.unpack(*row, int(self.spec["neurons"]))
+        return None if row is None else Packed.unpack(row[0], row[1], row[2], self.neurons)
 
     def nbytes(self) -> int:
         """Bytes of the graph's arrays in the file (what the bench reports)."""

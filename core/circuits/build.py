@@ -32,7 +32,9 @@ def graph_spec(info: ModelInfo, top: int) -> dict:
 
 
 def _same(old: dict | None, spec: dict) -> bool:
-    return bool(old) and all(old.get(key) == value for key, value in spec.items())
+    if not old:
+        return False
+    return all(old.get(key) == value for key, value in spec.items())
 
 
 def ensure_graph(source: Source, *, info: ModelInfo | None = None, cache_dir=None, device: str = "auto",
@@ -55,7 +57,7 @@ def ensure_graph(source: Source, *, info: ModelInfo | None = None, cache_dir=Non
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     started = time.perf_counter()
     old = None if rebuild else stored_edges_spec(path)
-    if _same(old, spec) and len(old.get("done", [])) >= info.layers - 1:
+    if old is not None and _same(old, spec) and len(old.get("done", [])) >= info.layers - 1:
         return GraphResult(path, 0, time.perf_counter() - started, "")
     dev = pick_device(device)
     with decode_lock(path, note):

@@ -91,7 +91,7 @@ class GraphPass:
             self._writes[layer] = self.cw.writes(layer)
         return self._writes[layer]
 
-    def run(self, done: set[int], partial: dict[int, Packed], commit: Commit,
+    def run(self, done: set[int], partial: dict[tuple[int, str], Packed], commit: Commit,
             progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None) -> None:
         """Do the units not in ``done``, starting from the stored ``partial`` fan-outs; ``commit`` each."""
         units, reads = self.units, self.cw.reads
@@ -117,7 +117,7 @@ class GraphPass:
             if progress is not None:
                 progress(finished, len(units))
 
-    def unit(self, t: int, outs: dict[int, Top], cancel: threading.Event | None) -> dict[str, Top]:
+    def unit(self, t: int, outs: dict[tuple[int, str], Top], cancel: threading.Event | None) -> dict[str, Top]:
         n, k = self.neurons, self.top
         reads = self.cw.reads
         fan_in = {via: Top.empty(n, self.device) for via in reads}

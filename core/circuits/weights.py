@@ -17,10 +17,15 @@ and Gemma's sqrt(hidden) embedding scale (one constant per model, so no ranking 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 
 from ...choices import READS
 from ..loading.adapter import Adapter, parameter
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class CircuitWeights:
@@ -66,8 +71,11 @@ class CircuitWeights:
 
     def embedding(self) -> torch.Tensor:
         """[vocab, hidden] the input embedding as the first layer's norm reads it (centred for LayerNorms)."""
-        embed = self.adapter.model.get_input_embeddings()
-        return self.source(self._put(parameter(self.adapter, embed)))
+        embed = cast("PreTrainedModel", self.adapter.model).get_input_embeddings()
+        weight = parameter(self.adapter, embed)
+        if weight is None:
+            raise ValueError(f"{self.adapter.arch}: the input embedding has no weight")
+        return self.source(self._put(weight))
 
 
 def virtual_weights(cw: CircuitWeights, source_layer: int, target_layer: int, view: str) -> torch.Tensor:

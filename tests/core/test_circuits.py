@@ -18,7 +18,8 @@ from neuroscope.core.loading.models import load_for_decode
 from neuroscope.core.loading.sources import resolve
 from neuroscope.errors import Cancelled
 
-from ..models import _randomize, build_family, save_tokenizer, write_gguf
+from ..gguf_models import build_family, write_gguf
+from ..models import randomize, save_tokenizer
 
 SOURCE, TARGET = (0, 3), (2, 5)         # the planted edge: L0:N3's down column feeds L2:N5's up row
 LAYERS, HIDDEN, NEURONS = 3, 32, 64
@@ -38,7 +39,7 @@ def build_circuit_model(kind: str, path, seed: int = 0, plant: bool = True):
                                   **shape)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
-    _randomize(model, seed)
+    randomize(model, seed)
     if plant:
         with torch.no_grad():
             rows, down, gain, centre = parts(model, kind)
