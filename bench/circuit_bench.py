@@ -7,6 +7,7 @@ loader) runs the pass (fan-in and fan-out top-32, no token tops, commits dropped
 the same (source, target, read) pairs in the same chunks; prints both times and the ratio (target <= 1.3 on CPU).
 --demo: builds the demo's whole graph in a fresh cache and prints its time and the graph's bytes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,19 +35,26 @@ def main() -> None:
     from neuroscope.core.loading.sources import resolve
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = LlamaConfig(vocab_size=512, hidden_size=args.hidden, intermediate_size=args.neurons,
-                             num_hidden_layers=args.layers, num_attention_heads=9, num_key_value_heads=3)
+        config = LlamaConfig(
+            vocab_size=512,
+            hidden_size=args.hidden,
+            intermediate_size=args.neurons,
+            num_hidden_layers=args.layers,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+        )
         LlamaForCausalLM(config).save_pretrained(tmp)
         from tokenizers import Tokenizer
         from tokenizers.models import WordLevel
         from transformers import PreTrainedTokenizerFast
 
-        PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({f"t{i}": i for i in range(512)},
-                                                                     unk_token="t0"))).save_pretrained(tmp)
+        PreTrainedTokenizerFast(
+            tokenizer_object=Tokenizer(WordLevel({f"t{i}": i for i in range(512)}, unk_token="t0"))
+        ).save_pretrained(tmp)
         cw = CircuitWeights(load_for_decode(resolve(tmp)).adapter)
         graph = GraphPass(cw, EDGE_TOP, tokens=False)
         for s in range(args.layers):
-            graph.writes(s)                                # read once, as the pass does; not timed in either
+            graph.writes(s)  # read once, as the pass does; not timed in either
         started = time.perf_counter()
         graph.run(set(), {}, lambda *a, **k: None)
         passed = time.perf_counter() - started
@@ -57,10 +65,12 @@ def main() -> None:
                 for s in range(t):
                     source = graph.writes(s)
                     for a in range(0, args.neurons, graph.rows):
-                        source[a:a + graph.rows] @ rows
+                        source[a : a + graph.rows] @ rows
         floor = time.perf_counter() - started
-    print(f"[pass] {args.layers} layers x {args.neurons} neurons x hidden {args.hidden}, {torch.get_num_threads()} "
-          f"threads: pass {passed:.2f} s, matmul floor {floor:.2f} s, ratio {passed / floor:.2f}x (target <= 1.3)")
+    print(
+        f"[pass] {args.layers} layers x {args.neurons} neurons x hidden {args.hidden}, {torch.get_num_threads()} "
+        f"threads: pass {passed:.2f} s, matmul floor {floor:.2f} s, ratio {passed / floor:.2f}x (target <= 1.3)"
+    )
     if args.demo:
         from neuroscope.cache.edges import Edges
         from neuroscope.cache.store import Store

@@ -5,6 +5,7 @@
 Greedy decoding of exactly --tokens new tokens (EOS is ignored), alternating unclamped and clamped runs
 so that machine noise hits both; prints tokens/s (median of the rounds) and the ratio (target >= 0.95).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,11 @@ def main() -> None:
     from neuroscope.core.loading.sources import resolve
 
     lm = load(resolve(args.model))
-    clamps = ClampSet([Clamp.parse(s) for s in args.clamps.split(",")]).check(lm.adapter.num_layers,
-                                                                               lm.adapter.neurons)
+    clamps = ClampSet([Clamp.parse(s) for s in args.clamps.split(",")]).check(lm.adapter.num_layers, lm.adapter.neurons)
     prompt = build_prompt(lm, args.prompt, chat=False)
     settings = GenSettings(max_new_tokens=args.tokens)
     config = generation_config(lm, settings)
-    config.min_new_tokens = args.tokens           # the same token count every run
+    config.min_new_tokens = args.tokens  # the same token count every run
 
     def run(cs) -> float:
         original = gen.generation_config
@@ -49,14 +49,16 @@ def main() -> None:
         assert out.new_tokens == args.tokens, out.new_tokens
         return args.tokens / seconds
 
-    run(None)                                      # warm-up
+    run(None)  # warm-up
     plain, clamped = [], []
     for _ in range(args.rounds):
         plain.append(run(None))
         clamped.append(run(clamps))
     p, c = statistics.median(plain), statistics.median(clamped)
-    print(f"model {args.model}: {args.tokens} new tokens, greedy, {torch.get_num_threads()} threads, "
-          f"{args.rounds} rounds; clamps {clamps.describe()}")
+    print(
+        f"model {args.model}: {args.tokens} new tokens, greedy, {torch.get_num_threads()} threads, "
+        f"{args.rounds} rounds; clamps {clamps.describe()}"
+    )
     print(f"without clamps  {p:7.1f} tokens/s  (rounds: {', '.join(f'{x:.1f}' for x in plain)})")
     print(f"with clamps     {c:7.1f} tokens/s  (rounds: {', '.join(f'{x:.1f}' for x in clamped)})")
     print(f"ratio           {c / p:7.3f}  (target >= 0.95)")

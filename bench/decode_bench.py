@@ -11,6 +11,7 @@
 
     python bench/decode_bench.py [--skip-demo] [--agreement]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,15 @@ def engine_bench() -> None:
     from neuroscope.core.decode import Decoder, DecodeRecipe
     from neuroscope.core.loading.models import adapter_for
 
-    cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=2,
-                      num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=2,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
@@ -62,7 +70,8 @@ def engine_bench() -> None:
             with torch.inference_mode():
                 for x in xs:
                     for s in range(0, x.shape[0], 1024):
-                        x[s:s + 1024] @ w.t()
+                        x[s : s + 1024] @ w.t()
+
         return run
 
     def naive():
@@ -71,19 +80,26 @@ def engine_bench() -> None:
             for v in vecs:
                 for sign in (1, -1):
                     for s in range(0, v.shape[0], 1024):
-                        logits = norm(sign * v[s:s + 1024]) @ head.t()
+                        logits = norm(sign * v[s : s + 1024]) @ head.t()
                         torch.softmax(logits, dim=-1).topk(10, dim=-1)
 
-    results = {"fp32 matmul floor": best(matmul(torch.float32)), "bf16 matmul floor": best(matmul(torch.bfloat16)),
-               "naive fp32 softmax+topk": best(naive, 1)}
+    results = {
+        "fp32 matmul floor": best(matmul(torch.float32)),
+        "bf16 matmul floor": best(matmul(torch.bfloat16)),
+        "naive fp32 softmax+topk": best(naive, 1),
+    }
     for dtype in ("float32", "bfloat16"):
         dec = Decoder(adapter, DecodeRecipe(dtype=dtype, device="cpu"))
         results[f"neuroscope {dtype}"] = best(lambda dec=dec: [dec.decode_unit(layer, view) for layer, view in units])
-    print(f"\n[engine] demo shapes, {len(units)} layer-views x 1536 neurons x 2 directions, {platform.machine()}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"\n[engine] demo shapes, {len(units)} layer-views x 1536 neurons x 2 directions, {platform.machine()}, "
+        f"{torch.get_num_threads()} threads"
+    )
     for name, sec in results.items():
-        print(f"  {name:<26} {sec:7.2f} s   x{sec / results['fp32 matmul floor']:.2f} fp32 floor   "
-              f"x{sec / results['bf16 matmul floor']:.2f} bf16 floor")
+        print(
+            f"  {name:<26} {sec:7.2f} s   x{sec / results['fp32 matmul floor']:.2f} fp32 floor   "
+            f"x{sec / results['bf16 matmul floor']:.2f} bf16 floor"
+        )
 
 
 def demo_bench(agreement: bool) -> None:
@@ -95,12 +111,15 @@ def demo_bench(agreement: bool) -> None:
     t = time.perf_counter()
     subprocess.run([*cli, "decode", "demo", "--cache-dir", cache], check=True, stderr=subprocess.DEVNULL)
     ours = time.perf_counter() - t
-    print(f"\n[demo] floor process {floor:.1f} s ({out.stdout.strip()}); `neuroscope decode demo` {ours:.1f} s; "
-          f"ratio {ours / floor:.2f} (target <= 1.3)")
+    print(
+        f"\n[demo] floor process {floor:.1f} s ({out.stdout.strip()}); `neuroscope decode demo` {ours:.1f} s; "
+        f"ratio {ours / floor:.2f} (target <= 1.3)"
+    )
     if agreement:
         exact = tempfile.mkdtemp(prefix="neuroscope-bench-f32-")
-        subprocess.run([*cli, "decode", "demo", "--dtype", "float32", "--cache-dir", exact], check=True,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [*cli, "decode", "demo", "--dtype", "float32", "--cache-dir", exact], check=True, stderr=subprocess.DEVNULL
+        )
         compare(cache, exact)
 
 
@@ -123,9 +142,11 @@ def compare(fast_dir: str, exact_dir: str) -> None:
                     top1 += int((ia[:, 0] == ib[:, 0]).sum())
                     total += len(eq)
                     worst = max(worst, float(np.max(np.abs(pa[eq] - pb[eq]) / pb[eq])))
-    print(f"[agreement] bf16+rescoring vs float32 on the demo: identical top-10 ids for {same / total:.4%} of "
-          f"{total:,} neuron-directions, same top-1 for {top1 / total:.4%}; max relative prob difference "
-          f"{worst:.2e}")
+    print(
+        f"[agreement] bf16+rescoring vs float32 on the demo: identical top-10 ids for {same / total:.4%} of "
+        f"{total:,} neuron-directions, same top-1 for {top1 / total:.4%}; max relative prob difference "
+        f"{worst:.2e}"
+    )
 
 
 def main() -> None:
@@ -133,8 +154,10 @@ def main() -> None:
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--agreement", action="store_true")
     args = ap.parse_args()
-    print(f"neuroscope decode bench, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}")
+    print(
+        f"neuroscope decode bench, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}"
+    )
     engine_bench()
     if not args.skip_demo:
         demo_bench(args.agreement)

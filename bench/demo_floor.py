@@ -1,5 +1,6 @@
 """The floor process for the demo target: import torch + transformers, load the demo model and tokenizer
 with transformers, run the bare float32 matmul of every view's neuron vectors against the LM head."""
+
 import time
 
 t0 = time.perf_counter()
@@ -18,5 +19,5 @@ with torch.inference_mode():
     for layer in model.model.layers:
         for w in (layer.mlp.up_proj.weight, layer.mlp.gate_proj.weight, layer.mlp.down_proj.weight.t()):
             for start in range(0, w.shape[0], 1024):
-                w[start:start + 1024] @ head.t()
+                w[start : start + 1024] @ head.t()
 print(f"load {t1 - t0:.1f} s, matmuls {time.perf_counter() - t1:.1f} s")

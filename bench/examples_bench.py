@@ -7,6 +7,7 @@ top-N merge on the device, GLU case counts) and vs the whole command path (plus 
 Rounds alternate floor / engine / whole so that a drift of the machine's speed hits all three; the median
 of each is quoted. Target: engine and whole >= 0.85 x the floor.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ def main() -> int:
     @torch.inference_mode()
     def floor():
         for start in range(0, len(win), args.batch):
-            ids = torch.from_numpy(win[start:start + args.batch].astype("int64"))
+            ids = torch.from_numpy(win[start : start + args.batch].astype("int64"))
             lm.model(input_ids=ids, use_cache=False)
 
     def engine():
@@ -58,19 +59,23 @@ def main() -> int:
             fresh.examples(None, tokens=args.tokens, per_neuron=args.per_neuron, window=args.window, batch=args.batch)
 
     times = {"floor": [], "engine": [], "whole": []}
-    floor()                                   # warm-up
+    floor()  # warm-up
     for _ in range(args.rounds):
         for name, fn in (("floor", floor), ("engine", engine), ("whole", whole)):
             started = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - started)
-    print(f"{args.model}: {tokens:,} tokens in {len(win)} windows of {args.window}, batches of {args.batch}, "
-          f"top-{args.per_neuron} per neuron and sign, {torch.get_num_threads()} threads, {args.rounds} rounds")
+    print(
+        f"{args.model}: {tokens:,} tokens in {len(win)} windows of {args.window}, batches of {args.batch}, "
+        f"top-{args.per_neuron} per neuron and sign, {torch.get_num_threads()} threads, {args.rounds} rounds"
+    )
     base = statistics.median(times["floor"])
     for name, values in times.items():
         med = statistics.median(values)
-        print(f"  {name:<7} {tokens / med:8.1f} tokens/s  (median {med:.2f} s; rounds "
-              f"{', '.join(f'{v:.2f}' for v in values)})  x{base / med:.3f} of the floor's throughput")
+        print(
+            f"  {name:<7} {tokens / med:8.1f} tokens/s  (median {med:.2f} s; rounds "
+            f"{', '.join(f'{v:.2f}' for v in values)})  x{base / med:.3f} of the floor's throughput"
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ error output that is not one line, and a cache folder changed by a command that 
 
 Prints the counts per subcommand and in total; every count of problems must be 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,36 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-COMMANDS = ["decode", "show", "search", "models", "clamp", "compare", "tui", "trace", "examples", "agreement", "top",
-            "concept", "export"]
-SHARE = {"decode": 1, "show": 2, "search": 2, "models": 0.5, "clamp": 2, "compare": 1, "tui": 1.5, "trace": 1,
-         "examples": 1, "agreement": 0.5, "top": 1, "concept": 0.5, "export": 1}
+COMMANDS = [
+    "decode",
+    "show",
+    "search",
+    "models",
+    "clamp",
+    "compare",
+    "tui",
+    "trace",
+    "examples",
+    "agreement",
+    "top",
+    "concept",
+    "export",
+]
+SHARE = {
+    "decode": 1,
+    "show": 2,
+    "search": 2,
+    "models": 0.5,
+    "clamp": 2,
+    "compare": 1,
+    "tui": 1.5,
+    "trace": 1,
+    "examples": 1,
+    "agreement": 0.5,
+    "top": 1,
+    "concept": 0.5,
+    "export": 1,
+}
 
 
 def main() -> int:
@@ -55,10 +82,16 @@ def main() -> int:
     counts = {c: collections.Counter() for c in COMMANDS}
     examples: list[str] = []
     started = time.perf_counter()
+
     def fuzz(command: str, n: int):
         @seed(args.seed)
-        @settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=n,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=argv(command, models, str(root)))
         def one(case):
             before = snapshot(cache)
@@ -76,16 +109,22 @@ def main() -> int:
                 tally["problems"] += 1
                 if len(examples) < 5:
                     examples.append(f"neuroscope {' '.join(map(repr, case))}: {problems[0][:300]}")
+
         return one
 
     for command in COMMANDS:
         fuzz(command, round(args.cases * SHARE[command] / total_share))()
         tally = counts[command]
-        print(f"{command:<8} {tally['cases']:>6,} cases  exit 0: {tally['exit 0']:>5,}  exit 2: {tally['exit 2']:>5,}  "
-              f"tracebacks: {tally['tracebacks']}  problems: {tally['problems']}", flush=True)
+        print(
+            f"{command:<8} {tally['cases']:>6,} cases  exit 0: {tally['exit 0']:>5,}  exit 2: {tally['exit 2']:>5,}  "
+            f"tracebacks: {tally['tracebacks']}  problems: {tally['problems']}",
+            flush=True,
+        )
     total = sum(counts.values(), collections.Counter())
-    print(f"{'total':<8} {total['cases']:>6,} cases  exit 0: {total['exit 0']:>5,}  exit 2: {total['exit 2']:>5,}  "
-          f"tracebacks: {total['tracebacks']}  problems: {total['problems']}  ({time.perf_counter() - started:.0f} s)")
+    print(
+        f"{'total':<8} {total['cases']:>6,} cases  exit 0: {total['exit 0']:>5,}  exit 2: {total['exit 2']:>5,}  "
+        f"tracebacks: {total['tracebacks']}  problems: {total['problems']}  ({time.perf_counter() - started:.0f} s)"
+    )
     for line in examples:
         print("  e.g.", line)
     return 1 if total["problems"] else 0

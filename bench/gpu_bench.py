@@ -19,6 +19,7 @@ unit of the engine, to see where the time above the floor goes.
     python bench/gpu_bench.py --shapes tiny        # anywhere, seconds (checks the bench itself)
     python bench/gpu_bench.py --layers 4 --profile
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,9 +57,17 @@ def build(folder: Path, shape: str, layers: int | None, device: torch.device) ->
 
     hidden, inter, n_layers, vocab, heads, kv = SHAPES[shape]
     n_layers = layers or n_layers
-    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=n_layers,
-                         num_attention_heads=heads, num_key_value_heads=kv, rms_norm_eps=1e-5,
-                         tie_word_embeddings=False, dtype="bfloat16")
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=n_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        dtype="bfloat16",
+    )
     folder.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator(device=device).manual_seed(0)
 
@@ -69,8 +78,11 @@ def build(folder: Path, shape: str, layers: int | None, device: torch.device) ->
     for layer in range(n_layers):
         name = f"layer-{layer:03d}.safetensors"
         p = f"model.layers.{layer}.mlp"
-        tensors = {f"{p}.gate_proj.weight": rand(inter, hidden), f"{p}.up_proj.weight": rand(inter, hidden),
-                   f"{p}.down_proj.weight": rand(hidden, inter)}
+        tensors = {
+            f"{p}.gate_proj.weight": rand(inter, hidden),
+            f"{p}.up_proj.weight": rand(inter, hidden),
+            f"{p}.down_proj.weight": rand(hidden, inter),
+        }
         save_file(tensors, folder / name, metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(tensors, name))
     norm = (1 + torch.randn(hidden, generator=gen, device=device) * 0.1).to(torch.bfloat16).cpu()
@@ -95,7 +107,7 @@ def floor_seconds(vectors: list[torch.Tensor], head: torch.Tensor, rows: int, de
             t = time.perf_counter()
             for x in xs:
                 for s in range(0, x.shape[0], rows):
-                    part = x[s:s + rows]
+                    part = x[s : s + rows]
                     torch.mm(part, w.t(), out=out[: part.shape[0]])
             sync(device)
             best = min(best, time.perf_counter() - t)
@@ -104,8 +116,9 @@ def floor_seconds(vectors: list[torch.Tensor], head: torch.Tensor, rows: int, de
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shapes", choices=sorted(SHAPES), default=None,
-                    help="default: llama-3.1-8b on CUDA, tiny on the CPU")
+    ap.add_argument(
+        "--shapes", choices=sorted(SHAPES), default=None, help="default: llama-3.1-8b on CUDA, tiny on the CPU"
+    )
     ap.add_argument("--layers", type=int, default=None, help="fewer layers than the model has (faster)")
     ap.add_argument("--views", default="up,gate,down")
     ap.add_argument("--device", default="auto")
@@ -124,8 +137,9 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="neuroscope-gpu-bench-"))
     folder = work / shape
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    print(f"neuroscope gpu bench, {datetime.date.today()}, {gpu}, torch {torch.__version__}, shapes {shape}",
-          flush=True)
+    print(
+        f"neuroscope gpu bench, {datetime.date.today()}, {gpu}, torch {torch.__version__}, shapes {shape}", flush=True
+    )
     if not (folder / "config.json").exists():
         t = time.perf_counter()
         build(folder, shape, args.layers, device)
@@ -135,14 +149,27 @@ def main() -> None:
     lm = load_streaming(source)
     adapter = lm.adapter
     decoder = Decoder(adapter, DecodeRecipe(device=str(device), dtype="bfloat16"))
-    classic = None if decoder.engine == "classic" else \
-        Decoder(adapter, DecodeRecipe(device=str(device), dtype="bfloat16", engine="classic"))
-    print(f"{adapter.num_layers} layers x {adapter.neurons:,} neurons, hidden {adapter.hidden:,}, "
-          f"vocab {adapter.vocab:,}; {decoder.describe()}, chunk {decoder.rows:,} rows", flush=True)
+    classic = (
+        None
+        if decoder.engine == "classic"
+        else Decoder(adapter, DecodeRecipe(device=str(device), dtype="bfloat16", engine="classic"))
+    )
+    print(
+        f"{adapter.num_layers} layers x {adapter.neurons:,} neurons, hidden {adapter.hidden:,}, "
+        f"vocab {adapter.vocab:,}; {decoder.describe()}, chunk {decoder.rows:,} rows",
+        flush=True,
+    )
 
-    report = {"date": str(datetime.date.today()), "device": gpu, "torch": torch.__version__, "shapes": shape,
-              "engine": decoder.describe(),
-              "layers": adapter.num_layers, "neurons_per_layer": adapter.neurons, "views": {}}
+    report = {
+        "date": str(datetime.date.today()),
+        "device": gpu,
+        "torch": torch.__version__,
+        "shapes": shape,
+        "engine": decoder.describe(),
+        "layers": adapter.num_layers,
+        "neurons_per_layer": adapter.neurons,
+        "views": {},
+    }
     for view in views:
         vectors = [adapter.vectors(layer, view).to(device) for layer in range(adapter.num_layers)]
         floor = floor_seconds(vectors, adapter.head.weight, decoder.rows, device)
@@ -158,15 +185,23 @@ def main() -> None:
         t = time.perf_counter()
         ensure_decoded(source, DecodeRecipe(views=[view], device=str(device), dtype="bfloat16"), cache_dir=cache)
         total = time.perf_counter() - t
-        row = {"floor_s": round(floor, 3), "engine_s": round(engine, 3), "end_to_end_s": round(total, 3),
-               "engine_x_floor": round(engine / floor, 3), "end_to_end_x_floor": round(total / floor, 3)}
+        row = {
+            "floor_s": round(floor, 3),
+            "engine_s": round(engine, 3),
+            "end_to_end_s": round(total, 3),
+            "engine_x_floor": round(engine / floor, 3),
+            "end_to_end_x_floor": round(total / floor, 3),
+        }
         extra = ""
         if classic_s is not None:
             row["classic_engine_s"] = round(classic_s, 3)
             extra = f"; classic torch passes {classic_s:.2f} s (x{classic_s / floor:.2f})"
         report["views"][view] = row
-        print(f"[{view}] floor {floor:.2f} s; engine {engine:.2f} s (x{engine / floor:.2f}); "
-              f"end to end {total:.2f} s (x{total / floor:.2f}){extra}", flush=True)
+        print(
+            f"[{view}] floor {floor:.2f} s; engine {engine:.2f} s (x{engine / floor:.2f}); "
+            f"end to end {total:.2f} s (x{total / floor:.2f}){extra}",
+            flush=True,
+        )
     print(json.dumps(report, indent=1))
 
 

@@ -4,6 +4,7 @@ checkpoint's size (target: under 40%).
 
     python bench/memory_bench.py [--workdir DIR] [--views up]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,17 +24,27 @@ def build(path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import tests.models as tm  # a WordLevel tokenizer of the right size
 
-    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                         num_attention_heads=16, num_key_value_heads=8, tie_word_embeddings=False,
-                         dtype="bfloat16")
+    config = LlamaConfig(
+        vocab_size=32000,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        tie_word_embeddings=False,
+        dtype="bfloat16",
+    )
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     model = model.to_empty(device="cpu").to(torch.bfloat16)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            p.copy_(torch.rand(p.shape, generator=gen) + 0.5 if "norm" in name
-                    else torch.randn(p.shape, generator=gen) * 0.02)
+            p.copy_(
+                torch.rand(p.shape, generator=gen) + 0.5
+                if "norm" in name
+                else torch.randn(p.shape, generator=gen) * 0.02
+            )
     params = sum(p.numel() for p in model.parameters())
     model.save_pretrained(path, max_shard_size="500MB")
     tm.VOCAB = 32000
@@ -60,17 +71,40 @@ def main() -> None:
     shards = len(list(model.glob("*.safetensors")))
     cache = work / "cache"
     t = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "neuroscope", "decode", str(model), "--views", args.views,
-                              "--rebuild", "--cache-dir", str(cache)])
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "neuroscope",
+            "decode",
+            str(model),
+            "--views",
+            args.views,
+            "--rebuild",
+            "--cache-dir",
+            str(cache),
+        ]
+    )
     # this child's own rusage (RUSAGE_CHILDREN would take the largest of all children, the builder's too)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit("decode failed")
     peak = usage.ru_maxrss * 1024  # Linux reports KiB
-    print(json.dumps({"checkpoint_gb": round(size / 1e9, 2), "shards": shards, "views": args.views,
-                      "peak_rss_gb": round(peak / 1e9, 2), "ratio": round(peak / size, 3),
-                      "decode_seconds": round(seconds, 1), "target_ratio": 0.4}, indent=1))
+    print(
+        json.dumps(
+            {
+                "checkpoint_gb": round(size / 1e9, 2),
+                "shards": shards,
+                "views": args.views,
+                "peak_rss_gb": round(peak / 1e9, 2),
+                "ratio": round(peak / size, 3),
+                "decode_seconds": round(seconds, 1),
+                "target_ratio": 0.4,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ decode time, cache size and the wall time of `neuroscope search` (a fresh proces
 
     python bench/scale_bench.py [--workdir DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,15 @@ def build(path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.models import save_tokenizer
 
-    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=14336, num_hidden_layers=32,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=32,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
@@ -36,6 +44,7 @@ def build(path: Path) -> None:
             p.copy_(torch.rand(p.shape, generator=gen) + 0.5 if "norm" in name else torch.randn(p.shape, generator=gen))
     model.save_pretrained(path)
     import tests.models as tm
+
     tm.VOCAB = 49152
     save_tokenizer(path)
 
@@ -58,16 +67,30 @@ def main() -> None:
     times = []
     for word in ("dog", "cat", "t123", "dog", "t7"):
         t = time.perf_counter()
-        out = subprocess.run([*cli, "search", str(model), word, "--max-rank", "10", "--json",
-                              "--cache-dir", str(cache)],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [*cli, "search", str(model), word, "--max-rank", "10", "--json", "--cache-dir", str(cache)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         times.append(time.perf_counter() - t)
         hits = len(json.loads(out)["hits"])
-    print(json.dumps({"machine": f"{platform.processor() or platform.machine()}, cores={__import__('os').cpu_count()}",
-                      "neurons": 32 * 14336, "views": 3, "directions": 2,
-                      "decode_seconds": round(decode_s, 1), "cache_mb": round(size / 2**20, 1),
-                      "search_seconds_median": round(statistics.median(times), 3),
-                      "search_seconds_max": round(max(times), 3), "last_hits": hits}, indent=1))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.processor() or platform.machine()}, cores={__import__('os').cpu_count()}",
+                "neurons": 32 * 14336,
+                "views": 3,
+                "directions": 2,
+                "decode_seconds": round(decode_s, 1),
+                "cache_mb": round(size / 2**20, 1),
+                "search_seconds_median": round(statistics.median(times), 3),
+                "search_seconds_max": round(max(times), 3),
+                "last_hits": hits,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

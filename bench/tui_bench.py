@@ -3,6 +3,7 @@ time (the worker's Store.search with the app's settings), per match mode. Not a 
 
     python bench/tui_bench.py MODEL --cache-dir DIR [--queries dog,the,d]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,9 @@ def first_paint(model: str, cache_dir: str, runs: int = 3) -> list[float]:
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True)
         try:
             while time.perf_counter() - start < 30:
-                screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                                        text=True).stdout
+                screen = subprocess.run(
+                    ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+                ).stdout
                 if "L0:N0" in screen:
                     times.append(time.perf_counter() - start)
                     break
@@ -61,8 +63,10 @@ def main() -> None:
     ap.add_argument("--queries", default="dog,t12,t")
     args = ap.parse_args()
     paint = first_paint(args.model, args.cache_dir)
-    print(f"first paint: median {statistics.median(paint):.2f} s over {len(paint)} launches "
-          f"({', '.join(f'{t:.2f}' for t in paint)})")
+    print(
+        f"first paint: median {statistics.median(paint):.2f} s over {len(paint)} launches "
+        f"({', '.join(f'{t:.2f}' for t in paint)})"
+    )
     filter_times(args.model, args.cache_dir, args.queries.split(","))
 
 

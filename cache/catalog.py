@@ -6,6 +6,7 @@ the one file, whatever display name made it (the name lives in meta). Files are 
 only, each announced: a cache of the same model whose key is stale (its files changed, or an older
 recipe), and one that SQLite itself reports as corrupt. Nothing is removed on any other error.
 """
+
 from __future__ import annotations
 
 import errno
@@ -101,8 +102,7 @@ def remove_files(path: Path, lock: bool = False) -> None:
             pass
 
 
-def remove_stale(source: str, keep: Path, directory: str | os.PathLike | None = None,
-                 note: Note | None = None) -> None:
+def remove_stale(source: str, keep: Path, directory: str | os.PathLike | None = None, note: Note | None = None) -> None:
     """Delete caches of the same model whose key is stale (its files changed, or an older recipe), each
     under its own lock; one that another process is using right now is left alone."""
     same_key = keep.name.rsplit("-", 1)[-1]
@@ -155,7 +155,7 @@ def _open_locked(lock_path: Path, blocking: bool, note: Note | None):
             same = False
         if same:
             return handle
-        handle.close()      # we locked an unlinked file: its holder removed the cache; start over
+        handle.close()  # we locked an unlinked file: its holder removed the cache; start over
 
 
 @contextmanager

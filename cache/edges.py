@@ -12,6 +12,7 @@
 A unit (one target layer: its fan-in, the source layer its fan-out completes and every partial fan-out) is one
 transaction, so an interrupted pass resumes from its last unit and never mixes two.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,18 +33,24 @@ SCHEMA = (
 class Packed:
     """One layer's edges in one direction: [neurons, k] arrays."""
 
-    ids: np.ndarray          # int32 global neuron ids of the other end
-    vias: np.ndarray         # int8 read-vector indices (into the spec's reads)
-    weights: np.ndarray      # float32 signed weights, highest |weight| first along k
+    ids: np.ndarray  # int32 global neuron ids of the other end
+    vias: np.ndarray  # int8 read-vector indices (into the spec's reads)
+    weights: np.ndarray  # float32 signed weights, highest |weight| first along k
 
     def blobs(self) -> tuple[bytes, bytes, bytes]:
-        return (np.ascontiguousarray(self.ids, np.int32).tobytes(), np.ascontiguousarray(self.vias, np.int8).tobytes(),
-                np.ascontiguousarray(self.weights, np.float32).tobytes())
+        return (
+            np.ascontiguousarray(self.ids, np.int32).tobytes(),
+            np.ascontiguousarray(self.vias, np.int8).tobytes(),
+            np.ascontiguousarray(self.weights, np.float32).tobytes(),
+        )
 
     @classmethod
     def unpack(cls, ids: bytes, vias: bytes, weights: bytes, neurons: int) -> "Packed":
-        return cls(np.frombuffer(ids, np.int32).reshape(neurons, -1), np.frombuffer(vias, np.int8).reshape(neurons, -1),
-                   np.frombuffer(weights, np.float32).reshape(neurons, -1))
+        return cls(
+            np.frombuffer(ids, np.int32).reshape(neurons, -1),
+            np.frombuffer(vias, np.int8).reshape(neurons, -1),
+            np.frombuffer(weights, np.float32).reshape(neurons, -1),
+        )
 
 
 def stored_edges_spec(path) -> dict | None:
@@ -97,23 +104,34 @@ class Edges:
         self.store._meta["edges"] = fresh
 
     @guarded
-    def commit(self, unit: int, fan_in: dict[str, Packed], fan_out: dict[tuple[int, str], Packed],
-               partial: dict[tuple[int, str], Packed],
-               seconds: float, tokens: dict[tuple[int, str], Packed] | None = None) -> None:
+    def commit(
+        self,
+        unit: int,
+        fan_in: dict[str, Packed],
+        fan_out: dict[tuple[int, str], Packed],
+        partial: dict[tuple[int, str], Packed],
+        seconds: float,
+        tokens: dict[tuple[int, str], Packed] | None = None,
+    ) -> None:
         """One unit: target layer ``unit``'s fan-in per read vector, the finished fan-outs and the partial ones,
         and ``tokens``: (layer, via) -> its neurons' top embedding rows."""
         spec = dict(self.spec)
-        spec.update(done=sorted({*spec.get("done", []), int(unit)}),
-                    seconds=round(float(spec.get("seconds", 0.0)) + seconds, 3))
+        spec.update(
+            done=sorted({*spec.get("done", []), int(unit)}), seconds=round(float(spec.get("seconds", 0.0)) + seconds, 3)
+        )
         rows = [(unit, "in", via, *p.blobs()) for via, p in fan_in.items()]
         rows += [(layer, "out", via, *p.blobs()) for (layer, via), p in fan_out.items()]
         rows += [(layer, "tokens", via, *p.blobs()) for (layer, via), p in (tokens or {}).items()]
         with self.store.db.atomic():
-            self.conn.executemany("INSERT OR REPLACE INTO edges (layer, direction, via, ids, vias, weights) "
-                                  "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO edges (layer, direction, via, ids, vias, weights) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             self.conn.execute("DELETE FROM edge_partial")
-            self.conn.executemany("INSERT INTO edge_partial (layer, via, ids, vias, weights) VALUES (?, ?, ?, ?, ?)",
-                                  ((layer, via, *p.blobs()) for (layer, via), p in partial.items()))
+            self.conn.executemany(
+                "INSERT INTO edge_partial (layer, via, ids, vias, weights) VALUES (?, ?, ?, ?, ?)",
+                ((layer, via, *p.blobs()) for (layer, via), p in partial.items()),
+            )
             self.store._put_meta({"edges": spec})
         self.store._meta["edges"] = spec
 
@@ -121,14 +139,18 @@ class Edges:
     @guarded
     def partial(self) -> dict[tuple[int, str], Packed]:
         neurons = self.neurons
-        return {(int(layer), via): Packed.unpack(i, v, w, neurons)
-                for layer, via, i, v, w in self.conn.execute("SELECT layer, via, ids, vias, weights FROM edge_partial")}
+        return {
+            (int(layer), via): Packed.unpack(i, v, w, neurons)
+            for layer, via, i, v, w in self.conn.execute("SELECT layer, via, ids, vias, weights FROM edge_partial")
+        }
 
     @guarded
     def neuron(self, layer: int, neuron: int, direction: str, via: str) -> Packed | None:
         """One neuron's edges (1-D arrays), or None when the graph has no such row."""
-        row = self.conn.execute("SELECT ids, vias, weights FROM edges WHERE layer = ? AND direction = ? AND via = ?",
-                                (layer, direction, via)).fetchone()
+        row = self.conn.execute(
+            "SELECT ids, vias, weights FROM edges WHERE layer = ? AND direction = ? AND via = ?",
+            (layer, direction, via),
+        ).fetchone()
         if row is None:
             return None
         packed = Packed.unpack(row[0], row[1], row[2], self.neurons)
@@ -136,8 +158,10 @@ class Edges:
 
     @guarded
     def layer(self, layer: int, direction: str, via: str) -> Packed | None:
-        row = self.conn.execute("SELECT ids, vias, weights FROM edges WHERE layer = ? AND direction = ? AND via = ?",
-                                (layer, direction, via)).fetchone()
+        row = self.conn.execute(
+            "SELECT ids, vias, weights FROM edges WHERE layer = ? AND direction = ? AND via = ?",
+            (layer, direction, via),
+        ).fetchone()
         return None if row is None else Packed.unpack(row[0], row[1], row[2], self.neurons)
 
     def nbytes(self) -> int:

@@ -10,6 +10,7 @@
 A commit (every state row and the progress) is one transaction, so an interrupted run resumes from its
 last commit and never mixes two.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,17 +25,17 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS example_state (layer INTEGER PRIMARY KEY, vals BLOB NOT NULL, pos BLOB NOT NULL, "
     "codes BLOB NOT NULL, cases BLOB, positive BLOB NOT NULL)",
 )
-CASES = ("++", "+-", "-+", "--")     # GLU cases (gate sign, up sign), indexed by the stored codes; "+" is > 0
+CASES = ("++", "+-", "-+", "--")  # GLU cases (gate sign, up sign), indexed by the stored codes; "+" is > 0
 SIGNS = DIRECTIONS
 
 
 @dataclass(frozen=True)
 class Example:
     activation: float
-    position: int            # global token index into the corpus stream
-    case: str | None         # the GLU case at that token ("++", "+-", "-+", "--"); None for ungated MLPs
-    tokens: list[str]        # the context, as token texts
-    index: int               # where the activating token is in ``tokens``
+    position: int  # global token index into the corpus stream
+    case: str | None  # the GLU case at that token ("++", "+-", "-+", "--"); None for ungated MLPs
+    tokens: list[str]  # the context, as token texts
+    index: int  # where the activating token is in ``tokens``
 
     def as_dict(self) -> dict:
         return {"activation": self.activation, "tokens": self.tokens, "index": self.index, "case": self.case}
@@ -82,25 +83,40 @@ class Examples:
         with self.store.db.atomic():
             self.conn.execute("DELETE FROM corpus_windows")
             self.conn.execute("DELETE FROM example_state")
-            self.conn.executemany("INSERT INTO corpus_windows (window, ids) VALUES (?, ?)",
-                                  ((i, np.ascontiguousarray(row, np.int32).tobytes()) for i, row in enumerate(windows)))
-            self.store._put_meta({"examples": {**spec, "windows": int(len(windows)), "windows_done": 0,
-                                               "complete": False}})
+            self.conn.executemany(
+                "INSERT INTO corpus_windows (window, ids) VALUES (?, ?)",
+                ((i, np.ascontiguousarray(row, np.int32).tobytes()) for i, row in enumerate(windows)),
+            )
+            self.store._put_meta(
+                {"examples": {**spec, "windows": int(len(windows)), "windows_done": 0, "complete": False}}
+            )
         self.store._meta["examples"] = {**spec, "windows": int(len(windows)), "windows_done": 0, "complete": False}
 
     @guarded
     def commit(self, states: dict[int, dict], windows_done: int, seconds: float) -> None:
         """Every layer's state and the progress, in one transaction."""
         spec = dict(self.run_spec)
-        spec.update(windows_done=int(windows_done), complete=windows_done >= spec["windows"],
-                    seconds=round(float(spec.get("seconds", 0.0)) + seconds, 3))
+        spec.update(
+            windows_done=int(windows_done),
+            complete=windows_done >= spec["windows"],
+            seconds=round(float(spec.get("seconds", 0.0)) + seconds, 3),
+        )
         with self.store.db.atomic():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO example_state (layer, vals, pos, codes, cases, positive) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                ((layer, _major(a["vals"], np.float32), _major(a["pos"], np.int64), _major(a["case"], np.int8),
-                  None if a["cases"] is None else np.ascontiguousarray(a["cases"], np.int64).tobytes(),
-                  np.ascontiguousarray(a["positive"], np.int64).tobytes()) for layer, a in states.items()))
+                (
+                    (
+                        layer,
+                        _major(a["vals"], np.float32),
+                        _major(a["pos"], np.int64),
+                        _major(a["case"], np.int8),
+                        None if a["cases"] is None else np.ascontiguousarray(a["cases"], np.int64).tobytes(),
+                        np.ascontiguousarray(a["positive"], np.int64).tobytes(),
+                    )
+                    for layer, a in states.items()
+                ),
+            )
             self.store._put_meta({"examples": spec})
         self.store._meta["examples"] = spec
 
@@ -116,18 +132,25 @@ class Examples:
         per = int(self.run_spec["per_neuron"])
         out = {}
         for layer, vals, pos, codes, cases, positive in self.conn.execute("SELECT * FROM example_state"):
+
             def back(blob, dtype):
                 return np.frombuffer(blob, dtype).reshape(2, neurons, per).transpose(0, 2, 1)
-            out[int(layer)] = {"vals": back(vals, np.float32), "pos": back(pos, np.int64), "case": back(codes, np.int8),
-                               "cases": None if cases is None else np.frombuffer(cases, np.int64).reshape(4, neurons),
-                               "positive": np.frombuffer(positive, np.int64)}
+
+            out[int(layer)] = {
+                "vals": back(vals, np.float32),
+                "pos": back(pos, np.int64),
+                "case": back(codes, np.int8),
+                "cases": None if cases is None else np.frombuffer(cases, np.int64).reshape(4, neurons),
+                "positive": np.frombuffer(positive, np.int64),
+            }
         return out
 
     @guarded
     def layer_state(self, layer: int):
         """(vals, pos, codes) as [2 signs, N, n] arrays and whether the MLP is gated; None when not there."""
-        row = self.conn.execute("SELECT vals, pos, codes, cases FROM example_state WHERE layer = ?",
-                                (layer,)).fetchone()
+        row = self.conn.execute(
+            "SELECT vals, pos, codes, cases FROM example_state WHERE layer = ?", (layer,)
+        ).fetchone()
         if row is None:
             return None
         n, per = self.store.neurons, int(self.run_spec["per_neuron"])
@@ -147,8 +170,7 @@ class Examples:
             return np.frombuffer(blob.read(count * size), dtype)
 
     @guarded
-    def neuron(self, layer: int, neuron: int, sign: str, limit: int | None = None,
-               context: int = 24) -> list[Example]:
+    def neuron(self, layer: int, neuron: int, sign: str, limit: int | None = None, context: int = 24) -> list[Example]:
         """A neuron's top examples for one sign (highest |activation| first), each with its context."""
         spec = self.run_spec
         n, per, window = self.store.neurons, int(spec["per_neuron"]), int(spec["window"])
@@ -158,7 +180,7 @@ class Examples:
             return []
         pos = self._slice(layer, "pos", np.int64, at, per)
         codes = self._slice(layer, "codes", np.int8, at, per)
-        assert pos is not None and codes is not None    # the row that holds vals holds them too
+        assert pos is not None and codes is not None  # the row that holds vals holds them too
         gated = self.conn.execute("SELECT cases IS NOT NULL FROM example_state WHERE layer = ?", (layer,)).fetchone()[0]
         out = []
         for value, p, code in zip(vals.tolist(), pos.tolist(), codes.tolist()):
@@ -166,8 +188,15 @@ class Examples:
                 continue
             ids, index = self.context(p, window, context)
             texts = self.store.token_texts(ids)
-            out.append(Example(value if sign == "pos" else -value, p, CASES[code] if gated else None,
-                               [texts[i] for i in ids], index))
+            out.append(
+                Example(
+                    value if sign == "pos" else -value,
+                    p,
+                    CASES[code] if gated else None,
+                    [texts[i] for i in ids],
+                    index,
+                )
+            )
             if limit is not None and len(out) >= limit:
                 break
         return out
@@ -205,8 +234,10 @@ class Examples:
         if row is None:
             return None
         n = self.store.neurons
-        return (None if row[0] is None else np.frombuffer(row[0], np.int64).reshape(4, n),
-                np.frombuffer(row[1], np.int64))
+        return (
+            None if row[0] is None else np.frombuffer(row[0], np.int64).reshape(4, n),
+            np.frombuffer(row[1], np.int64),
+        )
 
 
 def _major(a: np.ndarray, dtype) -> bytes:

@@ -17,6 +17,7 @@ between what it reads (its up or gate row) and what it writes (its down column),
 weights once, on first use). meta ``labels_version`` says which rules made the labels: a cache labelled by
 older rules is labelled again once, announced, without a decode.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,8 @@ from .words import (
     zipf,
 )
 
-VERSION = 2                 # 2: leading pieces join their word, special tokens and sub-floor masses no label
-LABEL_FLOOR = 0.05          # a label holding less of its top-k mass is no label (fall back to the top-1 token)
+VERSION = 2  # 2: leading pieces join their word, special tokens and sub-floor masses no label
+LABEL_FLOOR = 0.05  # a label holding less of its top-k mass is no label (fall back to the top-1 token)
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS concept_keys (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)",
     "CREATE TABLE IF NOT EXISTS token_concepts (id INTEGER PRIMARY KEY, ids BLOB NOT NULL)",
@@ -56,7 +57,7 @@ SCHEMA = (
 )
 
 
-CHUNK_CELLS = 1 << 22          # label_unit's k x k temporaries: about 4M cells (32 MB of float64) at a time
+CHUNK_CELLS = 1 << 22  # label_unit's k x k temporaries: about 4M cells (32 MB of float64) at a time
 
 
 def label_unit(ids: np.ndarray, probs: np.ndarray, token_keys: np.ndarray):
@@ -68,25 +69,25 @@ def label_unit(ids: np.ndarray, probs: np.ndarray, token_keys: np.ndarray):
     n, k = ids.shape
     step = max(1, CHUNK_CELLS // max(1, k * k))
     if n > step:
-        parts = [_label_rows(ids[i:i + step], probs[i:i + step], token_keys) for i in range(0, n, step)]
+        parts = [_label_rows(ids[i : i + step], probs[i : i + step], token_keys) for i in range(0, n, step)]
         return tuple(np.concatenate(column) for column in zip(*parts))
     return _label_rows(ids, probs, token_keys)
 
 
 def _label_rows(ids: np.ndarray, probs: np.ndarray, token_keys: np.ndarray):
-    keys = token_keys[ids]                                     # [n, k]
+    keys = token_keys[ids]  # [n, k]
     p = probs.astype(np.float64)
-    same = keys[:, :, None] == keys[:, None, :]               # [n, k, k]
-    mass = (same * p[:, None, :]).sum(2)                       # at each position: its key's mass in the row
+    same = keys[:, :, None] == keys[:, None, :]  # [n, k, k]
+    mass = (same * p[:, None, :]).sum(2)  # at each position: its key's mass in the row
     count = same.sum(2)
-    empty = keys == 0                                          # no letters or digits: never a label
+    empty = keys == 0  # no letters or digits: never a label
     score = np.where(empty, -1.0, mass)
     pick = np.where(score == score.max(1, keepdims=True), keys, np.iinfo(np.int32).max).min(1)
     rows = np.arange(len(keys))
     at = (keys == pick[:, None]).argmax(1)
     none = empty[rows, at] | (mass[rows, at] < LABEL_FLOOR)
     label = np.where(none, 0, pick).astype(np.int32)
-    top_mass = np.minimum(np.where(none, 0.0, mass[rows, at]), 1.0).astype(np.float32)   # rounding: ≤ 1
+    top_mass = np.minimum(np.where(none, 0.0, mass[rows, at]), 1.0).astype(np.float32)  # rounding: ≤ 1
     top_count = np.where(none, 0, count[rows, at]).astype(np.uint8)
     q = p / np.maximum(p.sum(1, keepdims=True), 1e-300)
     entropy = (-(q * np.log(np.where(q > 0, q, 1.0))).sum(1)).astype(np.float32)
@@ -108,8 +109,10 @@ def index_entries(labels: tuple, directions=DIRECTIONS) -> dict[int, bytes]:
     code, concept, mass = code[order], concept[order], mass[order]
     uniq, starts = np.unique(concept, return_index=True)
     ends = np.append(starts[1:], len(concept))
-    return {int(c): code[s:e].tobytes() + mass[s:e].astype(np.float32).tobytes()
-            for c, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist())}
+    return {
+        int(c): code[s:e].tobytes() + mass[s:e].astype(np.float32).tobytes()
+        for c, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist())
+    }
 
 
 def unpack_entries(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -120,14 +123,19 @@ def unpack_entries(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class WordMatch:
     """How a word the user typed was matched against the vocabulary."""
-    word: str                 # as typed
-    concept: str              # the concept it names ("" when none)
-    tokens: tuple             # (token_id, text, piece) of every token that stands for it
-    note: str | None = None   # said when the word was not matched by its own tokens
+
+    word: str  # as typed
+    concept: str  # the concept it names ("" when none)
+    tokens: tuple  # (token_id, text, piece) of every token that stands for it
+    note: str | None = None  # said when the word was not matched by its own tokens
 
     def as_dict(self) -> dict:
-        return {"word": self.word, "concept": self.concept, "note": self.note,
-                "tokens": [{"token_id": i, "token": t, "piece": p} for i, t, p in self.tokens]}
+        return {
+            "word": self.word,
+            "concept": self.concept,
+            "note": self.note,
+            "tokens": [{"token_id": i, "token": t, "piece": p} for i, t, p in self.tokens],
+        }
 
     def describe(self, limit: int = 6) -> str:
         """One line: which tokens matched (pieces marked)."""
@@ -143,7 +151,7 @@ def key_tables(texts: list[str]) -> tuple:
     keys, own, freq = vocabulary_keys(texts)
     word = word_groups(keys, freq)
     initial = initial_keys(texts, own, len(keys))
-    np.logical_or.at(initial, word, initial.copy())      # a piece that starts words makes its word initial
+    np.logical_or.at(initial, word, initial.copy())  # a piece that starts words makes its word initial
     return keys, own, freq, word, specificity(keys, freq, initial)
 
 
@@ -178,8 +186,11 @@ class Labels:
         if cached is None and self._table("concept_words"):
             row = self.conn.execute("SELECT word, zipf, specificity FROM concept_words WHERE id = 0").fetchone()
             if row is not None:
-                cached = (np.frombuffer(row[0], np.int32), np.frombuffer(row[1], np.float32),
-                          np.frombuffer(row[2], np.float32))
+                cached = (
+                    np.frombuffer(row[0], np.int32),
+                    np.frombuffer(row[1], np.float32),
+                    np.frombuffer(row[2], np.float32),
+                )
                 self.store._key_words = cached
         return cached
 
@@ -190,8 +201,10 @@ class Labels:
         self.conn.executemany("INSERT INTO concept_keys (id, key) VALUES (?, ?)", enumerate(keys))
         token_keys = word[own].astype(np.int32)
         self.conn.execute("INSERT OR REPLACE INTO token_concepts (id, ids) VALUES (0, ?)", (token_keys.tobytes(),))
-        self.conn.execute("INSERT OR REPLACE INTO concept_words (id, word, zipf, specificity) VALUES (0, ?, ?, ?)",
-                          (word.tobytes(), freq.tobytes(), spec.tobytes()))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO concept_words (id, word, zipf, specificity) VALUES (0, ?, ?, ?)",
+            (word.tobytes(), freq.tobytes(), spec.tobytes()),
+        )
         self.store._put_meta({"labels_version": VERSION})
         self.store._meta["labels_version"] = VERSION
         self.store._token_keys, self.store._key_words = token_keys, (word, freq, spec)
@@ -208,33 +221,41 @@ class Labels:
         return len(done)
 
     def write_unit(self, layer: int, view: str, pos, neg) -> None:
-        if self.token_keys() is None or self.outdated():   # a cache labelled by older rules, resumed now
+        if self.token_keys() is None or self.outdated():  # a cache labelled by older rules, resumed now
             self.upgrade()
         self._label(layer, view, pos, neg)
 
     def _label(self, layer: int, view: str, pos, neg) -> None:
         token_keys = self.token_keys()
-        assert token_keys is not None          # write_unit() and upgrade() write the keys first
+        assert token_keys is not None  # write_unit() and upgrade() write the keys first
         labelled = [label_unit(ids, probs, token_keys) for ids, probs in (pos, neg)]
         self.conn.executemany(
             "INSERT OR REPLACE INTO labels (layer, view, direction, label, mass, count, entropy) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((layer, view, direction, *(a.tobytes() for a in arrays))
-             for direction, arrays in zip(DIRECTIONS, labelled)))
+            (
+                (layer, view, direction, *(a.tobytes() for a in arrays))
+                for direction, arrays in zip(DIRECTIONS, labelled)
+            ),
+        )
         self.conn.execute("DELETE FROM concept_index WHERE layer = ? AND view = ?", (layer, view))
-        self.conn.executemany("INSERT INTO concept_index (concept, layer, view, entries) VALUES (?, ?, ?, ?)",
-                              ((c, layer, view, blob) for c, blob in index_entries(tuple(labelled)).items()))
+        self.conn.executemany(
+            "INSERT INTO concept_index (concept, layer, view, entries) VALUES (?, ?, ?, ?)",
+            ((c, layer, view, blob) for c, blob in index_entries(tuple(labelled)).items()),
+        )
 
     def write_cosines(self, layer: int, view: str, cosine: np.ndarray) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO weight_cosines (layer, view, cosine) VALUES (?, ?, ?)",
-                          (layer, view, np.asarray(cosine, np.float32).tobytes()))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO weight_cosines (layer, view, cosine) VALUES (?, ?, ?)",
+            (layer, view, np.asarray(cosine, np.float32).tobytes()),
+        )
 
     def cosines(self, layer: int, view: str) -> np.ndarray | None:
         """Per neuron: cosine(its ``view`` row, its down column), or None where not measured yet."""
         if not self.conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'weight_cosines'").fetchone()[0]:
             return None
-        row = self.conn.execute("SELECT cosine FROM weight_cosines WHERE layer = ? AND view = ?",
-                                (layer, view)).fetchone()
+        row = self.conn.execute(
+            "SELECT cosine FROM weight_cosines WHERE layer = ? AND view = ?", (layer, view)
+        ).fetchone()
         return None if row is None else np.frombuffer(row[0], np.float32)
 
     def missing(self) -> list[tuple[int, str]]:
@@ -242,25 +263,33 @@ class Labels:
         when the labels were made by older rules."""
         if not self.has_tables() or self.outdated():
             return sorted(self.store.done_units())
-        have = {(int(a), b) for a, b in self.conn.execute(
-            "SELECT layer, view FROM labels GROUP BY layer, view HAVING COUNT(*) = 2")}
+        have = {
+            (int(a), b)
+            for a, b in self.conn.execute("SELECT layer, view FROM labels GROUP BY layer, view HAVING COUNT(*) = 2")
+        }
         return sorted(self.store.done_units() - have)
 
     # -- reading ---------------------------------------------------------------------------------------
     def unit(self, layer: int, view: str, direction: str):
         """(label key ids [n] int32, masses float32, counts uint8, entropies float32) of one unit's direction."""
-        row = self.conn.execute("SELECT label, mass, count, entropy FROM labels WHERE layer = ? AND view = ? "
-                                "AND direction = ?", (layer, view, direction)).fetchone()
+        row = self.conn.execute(
+            "SELECT label, mass, count, entropy FROM labels WHERE layer = ? AND view = ? AND direction = ?",
+            (layer, view, direction),
+        ).fetchone()
         if row is None:
             return None
-        return (np.frombuffer(row[0], np.int32), np.frombuffer(row[1], np.float32), np.frombuffer(row[2], np.uint8),
-                np.frombuffer(row[3], np.float32))
+        return (
+            np.frombuffer(row[0], np.int32),
+            np.frombuffer(row[1], np.float32),
+            np.frombuffer(row[2], np.uint8),
+            np.frombuffer(row[3], np.float32),
+        )
 
     def keys(self, ids) -> dict[int, str]:
         ids = sorted({int(i) for i in ids})
         out = {}
         for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
+            part = ids[start : start + 500]
             marks = ",".join("?" * len(part))
             out.update(self.conn.execute(f"SELECT id, key FROM concept_keys WHERE id IN ({marks})", part).fetchall())
         return out
@@ -301,26 +330,48 @@ class Labels:
             return WordMatch(word, name, tokens, note)
         lengths = [n for n in range(len(key) - 1, PIECE_MIN_LETTERS - 1, -1) if 2 * n >= len(key)]
         marks = ",".join("?" * len(lengths))
-        found = dict(self.conn.execute(f"SELECT key, id FROM concept_keys WHERE key IN ({marks})",
-                                       [key[:n] for n in lengths]).fetchall()) if lengths and key.isalpha() else {}
+        found = (
+            dict(
+                self.conn.execute(
+                    f"SELECT key, id FROM concept_keys WHERE key IN ({marks})", [key[:n] for n in lengths]
+                ).fetchall()
+            )
+            if lengths and key.isalpha()
+            else {}
+        )
         words = self.words()
         if found and words is not None:
             whole = float(zipf([key])[0])
-            for n in lengths:                                     # longest first
+            for n in lengths:  # longest first
                 piece = key[:n]
                 if piece in found and is_piece_of(piece, key, float(words[1][found[piece]]), whole):
-                    rows = self.conn.execute("SELECT id, text FROM vocab WHERE norm >= ? AND norm < ?",
-                                             (piece, piece + "\U0010ffff")).fetchall()
+                    rows = self.conn.execute(
+                        "SELECT id, text FROM vocab WHERE norm >= ? AND norm < ?", (piece, piece + "\U0010ffff")
+                    ).fetchall()
                     tokens = tuple((int(i), t, True) for i, t in rows if concept_key(t) == piece)
-                    return WordMatch(word, key, tokens, f"no token of the vocabulary is {key!r}; its leading piece "
-                                                        f"{piece!r} stands for it")
+                    return WordMatch(
+                        word,
+                        key,
+                        tokens,
+                        f"no token of the vocabulary is {key!r}; its leading piece {piece!r} stands for it",
+                    )
         q = normalize(word)
         prefixes = [q[:n] for n in range(len(q), 0, -1)]
-        row = self.conn.execute(f"SELECT text FROM vocab WHERE norm IN ({','.join('?' * len(prefixes))}) "
-                                f"ORDER BY length(norm) DESC LIMIT 1", prefixes).fetchone() if prefixes else None
-        why = (f"its longest leading piece there, {quoted(row[0])}, cannot stand for it (a piece needs "
-               f"{PIECE_MIN_LETTERS}+ letters, half the word, and to be 10x rarer than it as a word)" if row else
-               "and no token spells its start")
+        row = (
+            self.conn.execute(
+                f"SELECT text FROM vocab WHERE norm IN ({','.join('?' * len(prefixes))}) "
+                f"ORDER BY length(norm) DESC LIMIT 1",
+                prefixes,
+            ).fetchone()
+            if prefixes
+            else None
+        )
+        why = (
+            f"its longest leading piece there, {quoted(row[0])}, cannot stand for it (a piece needs "
+            f"{PIECE_MIN_LETTERS}+ letters, half the word, and to be 10x rarer than it as a word)"
+            if row
+            else "and no token spells its start"
+        )
         return WordMatch(word, key, (), f"no token of the vocabulary is {key!r}, {why}")
 
     def neurons(self, word: str, views=None) -> list[tuple[int, int, str, str, float]]:
@@ -330,12 +381,15 @@ class Labels:
         if concept is None:
             return []
         out: list[tuple[int, int, str, str, float]] = []
-        for layer, view, blob in self.conn.execute("SELECT layer, view, entries FROM concept_index WHERE concept = ?",
-                                                   (concept,)):
+        for layer, view, blob in self.conn.execute(
+            "SELECT layer, view, entries FROM concept_index WHERE concept = ?", (concept,)
+        ):
             if views and view not in views:
                 continue
             codes, masses = unpack_entries(blob)
-            out.extend((int(layer), int(c >> 1), view, DIRECTIONS[int(c & 1)], float(m))
-                       for c, m in zip(codes.tolist(), masses.tolist()))
+            out.extend(
+                (int(layer), int(c >> 1), view, DIRECTIONS[int(c & 1)], float(m))
+                for c, m in zip(codes.tolist(), masses.tolist())
+            )
         out.sort(key=lambda r: (-r[4], r[0], r[1], r[2], r[3]))
         return out

@@ -1,4 +1,5 @@
 """Where neuroscope keeps its files: caches (rebuildable), data (not rebuildable), config."""
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ whose top-k lists contain it. ``entries`` packs uint32 codes (neuron * 2 + direc
 (0-based) and float32 probabilities. ``token_stats(token_id, best)`` keeps each token's highest
 probability anywhere, an upper bound that lets a search stop once its result is settled.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -29,15 +30,22 @@ class Hit:
     token_id: int
     token: str
     prob: float
-    label: str | None = None          # the neuron's concept label in this view and direction (cache.labels)
+    label: str | None = None  # the neuron's concept label in this view and direction (cache.labels)
     label_mass: float | None = None
     label_count: int = 0
 
     def as_dict(self) -> dict:
         return {
-            "layer": self.layer, "neuron": self.neuron, "view": self.view,
-            "direction": self.direction, "rank": self.rank + 1, "token_id": self.token_id,
-            "token": self.token, "prob": self.prob, "label": self.label, "label_mass": self.label_mass,
+            "layer": self.layer,
+            "neuron": self.neuron,
+            "view": self.view,
+            "direction": self.direction,
+            "rank": self.rank + 1,
+            "token_id": self.token_id,
+            "token": self.token,
+            "prob": self.prob,
+            "label": self.label,
+            "label_mass": self.label_mass,
         }
 
 
@@ -57,8 +65,8 @@ def unpack_many(toks: np.ndarray, layers: np.ndarray, views: np.ndarray, blobs) 
     """Unpack many posting blobs at once: per-entry token, layer, view, code, rank, prob arrays."""
     counts = np.fromiter((len(b) // 9 for b in blobs), np.int64, len(blobs))
     buf = np.frombuffer(b"".join(blobs), np.uint8)
-    base = np.repeat(np.concatenate(([0], np.cumsum(counts * 9)[:-1])), counts)   # blob start per entry
-    n = np.repeat(counts, counts)                                                  # entries in its blob
+    base = np.repeat(np.concatenate(([0], np.cumsum(counts * 9)[:-1])), counts)  # blob start per entry
+    n = np.repeat(counts, counts)  # entries in its blob
     j = np.arange(len(base)) - np.repeat(np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
     four = np.arange(4)
     codes = buf[(base + 4 * j)[:, None] + four].copy().view(np.uint32).ravel()
@@ -106,9 +114,17 @@ def match_clause(query: str, match: str) -> tuple[str, tuple]:
     raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(MATCH_MODES)}")
 
 
-def search(conn: sqlite3.Connection, texts: Callable, query: str, match: str = "word",
-           views: Sequence[str] | None = None, directions: Sequence[str] | None = None, max_rank: int = 1,
-           limit: int | None = 50, token_ids: Iterable[int] | None = None) -> list[Hit]:
+def search(
+    conn: sqlite3.Connection,
+    texts: Callable,
+    query: str,
+    match: str = "word",
+    views: Sequence[str] | None = None,
+    directions: Sequence[str] | None = None,
+    max_rank: int = 1,
+    limit: int | None = 50,
+    token_ids: Iterable[int] | None = None,
+) -> list[Hit]:
     """Neurons whose top ``max_rank`` tokens include a token matching ``query`` (or, given ``token_ids``,
     one of those tokens), by prob, highest first.
 
@@ -119,14 +135,17 @@ def search(conn: sqlite3.Connection, texts: Callable, query: str, match: str = "
         clause, params = match_clause(query, match)
         tokens = conn.execute(
             f"SELECT v.id, s.best FROM vocab v JOIN token_stats s ON s.token_id = v.id WHERE {clause} "
-            f"ORDER BY s.best DESC", params).fetchall()
+            f"ORDER BY s.best DESC",
+            params,
+        ).fetchall()
     else:
         ids = sorted({int(i) for i in token_ids})
         tokens = []
         for at in range(0, len(ids), 500):
-            part = ids[at:at + 500]
-            tokens += conn.execute(f"SELECT token_id, best FROM token_stats WHERE token_id IN "
-                                   f"({','.join('?' * len(part))})", part).fetchall()
+            part = ids[at : at + 500]
+            tokens += conn.execute(
+                f"SELECT token_id, best FROM token_stats WHERE token_id IN ({','.join('?' * len(part))})", part
+            ).fetchall()
         tokens.sort(key=lambda r: (-r[1], r[0]))
     views = list(views or ALL_VIEWS)
     dir_codes = [DIRECTIONS.index(d) for d in (directions or DIRECTIONS)]
@@ -134,14 +153,14 @@ def search(conn: sqlite3.Connection, texts: Callable, query: str, match: str = "
     found = 0
     start, batch = 0, 16
     while start < len(tokens):
-        part = [t for t, _ in tokens[start:start + batch]]
+        part = [t for t, _ in tokens[start : start + batch]]
         start += batch
         batch = min(batch * 2, 500)
         found += _collect(conn, part, views, dir_codes, max_rank, parts)
         if limit is not None and found >= limit:
             merged = [np.concatenate(c) for c in zip(*parts)]
             kth = np.partition(merged[5], found - limit)[found - limit]
-            keep = merged[5] >= kth               # the best ``limit`` so far (ties kept)
+            keep = merged[5] >= kth  # the best ``limit`` so far (ties kept)
             parts = [tuple(c[keep] for c in merged)]
             found = int(keep.sum())
             if start >= len(tokens) or kth > tokens[start][1]:
@@ -155,25 +174,37 @@ def search(conn: sqlite3.Connection, texts: Callable, query: str, match: str = "
         order = order[:limit]
     shown = texts(tok[order].tolist())
     return [
-        Hit(int(layer[i]), int(codes[i] >> 1), ALL_VIEWS[int(view[i])], DIRECTIONS[int(codes[i] & 1)],
-            int(ranks[i]), int(tok[i]), shown[int(tok[i])], min(1.0, float(probs[i])))
+        Hit(
+            int(layer[i]),
+            int(codes[i] >> 1),
+            ALL_VIEWS[int(view[i])],
+            DIRECTIONS[int(codes[i] & 1)],
+            int(ranks[i]),
+            int(tok[i]),
+            shown[int(tok[i])],
+            min(1.0, float(probs[i])),
+        )
         for i in order
     ]
 
 
-def _collect(conn, token_ids: list[int], views: list[str], dir_codes: list[int], max_rank: int,
-             parts: list) -> int:
+def _collect(conn, token_ids: list[int], views: list[str], dir_codes: list[int], max_rank: int, parts: list) -> int:
     """Append the postings of ``token_ids`` that pass the filters to ``parts``; return how many.
     All rows of the batch are unpacked at once (no per-row numpy calls)."""
-    sql = (f"SELECT token_id, layer, view, entries FROM postings WHERE token_id IN "
-           f"({','.join('?' * len(token_ids))}) AND view IN ({','.join('?' * len(views))})")
+    sql = (
+        f"SELECT token_id, layer, view, entries FROM postings WHERE token_id IN "
+        f"({','.join('?' * len(token_ids))}) AND view IN ({','.join('?' * len(views))})"
+    )
     rows = conn.execute(sql, [*token_ids, *views]).fetchall()
     if not rows:
         return 0
     toks, layers, view_names, blobs = zip(*rows)
     tok, layer, view, codes, ranks, probs = unpack_many(
-        np.array(toks, np.int64), np.array(layers, np.int64),
-        np.array([ALL_VIEWS.index(v) for v in view_names], np.int64), blobs)
+        np.array(toks, np.int64),
+        np.array(layers, np.int64),
+        np.array([ALL_VIEWS.index(v) for v in view_names], np.int64),
+        blobs,
+    )
     keep = ranks < max_rank
     if len(dir_codes) == 1:
         keep &= (codes & 1) == dir_codes[0]

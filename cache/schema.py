@@ -16,6 +16,7 @@ decode that is interrupted (Ctrl-C, kill -9, power loss) keeps every finished un
 partial one. SQLite errors reach callers as typed errors: CorruptCache only when SQLite itself says the
 file is not a database or is malformed, CacheBusy when another process held it locked too long.
 """
+
 from __future__ import annotations
 
 import sqlite3

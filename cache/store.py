@@ -1,4 +1,5 @@
 """The cache file of one decoded model: writing units, reading records, searching (layout: cache.schema)."""
+
 from __future__ import annotations
 
 import json
@@ -55,14 +56,15 @@ class Store:
         try:
             rows = self.conn.execute("SELECT key, value FROM meta").fetchall()
         except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):   # an empty file: created, schema not written yet
+            if "no such table" in str(exc):  # an empty file: created, schema not written yet
                 return {}
             raise
         try:
             return {k: json.loads(v) for k, v in rows}
         except (TypeError, ValueError):
-            raise CorruptCache(f"cache file {self.path} has garbled metadata; run "
-                               f"`neuroscope decode MODEL --rebuild`") from None
+            raise CorruptCache(
+                f"cache file {self.path} has garbled metadata; run `neuroscope decode MODEL --rebuild`"
+            ) from None
 
     @property
     def meta(self) -> dict:
@@ -87,8 +89,9 @@ class Store:
         self._meta.update(values)
 
     def _put_meta(self, values: dict) -> None:
-        self.conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                              [(k, json.dumps(v)) for k, v in values.items()])
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()]
+        )
 
     @guarded
     def initialize(self, meta: dict, texts: Sequence[str], key_tables: tuple | None = None) -> None:
@@ -100,8 +103,10 @@ class Store:
             self.conn.execute("DELETE FROM meta")
             self.conn.execute("DELETE FROM vocab")
             self._put_meta(values)
-            self.conn.executemany("INSERT INTO vocab (id, text, norm) VALUES (?, ?, ?)",
-                                  ((i, t, normalize(t)) for i, t in enumerate(texts)))
+            self.conn.executemany(
+                "INSERT INTO vocab (id, text, norm) VALUES (?, ?, ?)",
+                ((i, t, normalize(t)) for i, t in enumerate(texts)),
+            )
             self.conn.execute("CREATE INDEX IF NOT EXISTS vocab_norm ON vocab(norm)")
             self.conn.execute("CREATE INDEX IF NOT EXISTS vocab_text ON vocab(text)")
             label_tables.Labels(self).write_keys(list(texts), key_tables)
@@ -134,17 +139,15 @@ class Store:
         """The matmul dtype every unit was decoded with ("float32" or "bfloat16")."""
         if self._meta.get("precision"):
             return self._meta["precision"]
-        used = str(self._meta.get("decoded_with", ""))   # caches written before "precision" was kept
+        used = str(self._meta.get("decoded_with", ""))  # caches written before "precision" was kept
         return next((p for p in ("bfloat16", "float32") if p in used), None)
 
     # -- writing -------------------------------------------------------------------------
     @guarded
     def done_units(self) -> set[tuple[int, str]]:
         if not self._meta:
-            return set()        # a file whose schema is still being created holds no units
-        rows = self.conn.execute(
-            "SELECT layer, view FROM decoded GROUP BY layer, view HAVING COUNT(*) = 2"
-        ).fetchall()
+            return set()  # a file whose schema is still being created holds no units
+        rows = self.conn.execute("SELECT layer, view FROM decoded GROUP BY layer, view HAVING COUNT(*) = 2").fetchall()
         return {(int(layer), view) for layer, view in rows}
 
     @contextmanager
@@ -160,20 +163,33 @@ class Store:
             self.conn.execute("COMMIT")
 
     @guarded
-    def write_unit(self, layer: int, view: str, pos: tuple[np.ndarray, np.ndarray],
-                   neg: tuple[np.ndarray, np.ndarray], decoded_with: str = "") -> None:
+    def write_unit(
+        self,
+        layer: int,
+        view: str,
+        pos: tuple[np.ndarray, np.ndarray],
+        neg: tuple[np.ndarray, np.ndarray],
+        decoded_with: str = "",
+    ) -> None:
         """Store one (layer, view): pos/neg = (token ids [n, k], probs [n, k]); atomically. A unit is written
         once: writing it again is a bug and fails (its rows are UNIQUE)."""
-        pos, neg = ((ids, np.minimum(probs, np.float32(1.0))) for ids, probs in (pos, neg))   # bf16 rounding
+        pos, neg = ((ids, np.minimum(probs, np.float32(1.0))) for ids, probs in (pos, neg))  # bf16 rounding
         packed = postings.build_postings((pos, neg))
         with self.db.atomic():
-            self.conn.execute("INSERT INTO units (layer, view, decoded_with, at) VALUES (?, ?, ?, ?)",
-                              (layer, view, decoded_with, time.time()))
+            self.conn.execute(
+                "INSERT INTO units (layer, view, decoded_with, at) VALUES (?, ?, ?, ?)",
+                (layer, view, decoded_with, time.time()),
+            )
             for direction, (ids, probs) in zip(DIRECTIONS, (pos, neg)):
                 self.conn.execute(
                     "INSERT INTO decoded (layer, view, direction, ids, probs) VALUES (?, ?, ?, ?, ?)",
-                    (layer, view, direction, np.ascontiguousarray(ids, np.int32).tobytes(),
-                     np.ascontiguousarray(probs, np.float32).tobytes()),
+                    (
+                        layer,
+                        view,
+                        direction,
+                        np.ascontiguousarray(ids, np.int32).tobytes(),
+                        np.ascontiguousarray(probs, np.float32).tobytes(),
+                    ),
                 )
             self.conn.executemany(
                 "INSERT INTO postings (token_id, layer, view, entries) VALUES (?, ?, ?, ?)",
@@ -196,13 +212,17 @@ class Store:
             return 0
         if labels.has_tables() and labels.outdated():
             if note:
-                note(f"labelling {len(todo) * 2 * self.neurons:,} neuron-directions of {self.meta.get('name')} again "
-                     f"by this version's rules (word pieces join their word; once, no decode)")
+                note(
+                    f"labelling {len(todo) * 2 * self.neurons:,} neuron-directions of {self.meta.get('name')} again "
+                    f"by this version's rules (word pieces join their word; once, no decode)"
+                )
             with self.db.atomic():
                 return labels.upgrade()
         if note:
-            note(f"labelling {len(todo) * 2 * self.neurons:,} neuron-directions of {self.meta.get('name')} "
-                 f"(a one-time upgrade of this cache)")
+            note(
+                f"labelling {len(todo) * 2 * self.neurons:,} neuron-directions of {self.meta.get('name')} "
+                f"(a one-time upgrade of this cache)"
+            )
         for layer, view in todo:
             pos, neg = self.tops(layer, view, "pos"), self.tops(layer, view, "neg")
             with self.db.atomic():
@@ -219,8 +239,10 @@ class Store:
     @guarded
     def unit_log(self) -> list[tuple[int, str, str]]:
         """(layer, view, decoded_with) of every unit written since units were logged."""
-        return [(int(a), b, c) for a, b, c in
-                self.conn.execute("SELECT layer, view, decoded_with FROM units ORDER BY at, layer, view")]
+        return [
+            (int(a), b, c)
+            for a, b, c in self.conn.execute("SELECT layer, view, decoded_with FROM units ORDER BY at, layer, view")
+        ]
 
     # -- reading -------------------------------------------------------------------------
     def _rowid(self, layer: int, view: str, direction: str) -> int | None:
@@ -230,8 +252,9 @@ class Store:
         return None if row is None else int(row[0])
 
     @guarded
-    def tops(self, layer: int, view: str, direction: str, start: int = 0,
-             stop: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    def tops(
+        self, layer: int, view: str, direction: str, start: int = 0, stop: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Top-k ids and probs of neurons [start, stop) of one layer; None if not decoded."""
         rowid = self._rowid(layer, view, direction)
         if rowid is None:
@@ -246,10 +269,12 @@ class Store:
                 blob.seek(start * k * 4)
                 data = blob.read(n * k * 4)
             if len(data) != n * k * 4:
-                raise CorruptCache(f"cache file {self.path}: layer {layer} {view} {direction} is short; run "
-                                   f"`neuroscope decode MODEL --rebuild`")
+                raise CorruptCache(
+                    f"cache file {self.path}: layer {layer} {view} {direction} is short; run "
+                    f"`neuroscope decode MODEL --rebuild`"
+                )
             out.append(np.frombuffer(data, dtype).reshape(n, k))
-        return out[0], np.minimum(out[1], np.float32(1.0))    # a bf16 softmax can round a hair past 1
+        return out[0], np.minimum(out[1], np.float32(1.0))  # a bf16 softmax can round a hair past 1
 
     def top(self, layer: int, neuron: int, view: str, direction: str) -> list[TopToken] | None:
         got = self.tops(layer, view, direction, neuron, neuron + 1)
@@ -264,7 +289,7 @@ class Store:
         ids = {int(i) for i in ids}
         missing = [i for i in ids if i not in self._vocab_cache]
         for start in range(0, len(missing), 500):
-            part = missing[start:start + 500]
+            part = missing[start : start + 500]
             marks = ",".join("?" * len(part))
             for i, text in self.conn.execute(f"SELECT id, text FROM vocab WHERE id IN ({marks})", part):
                 self._vocab_cache[int(i)] = text
@@ -277,8 +302,15 @@ class Store:
         return [int(r[0]) for r in self.conn.execute(f"SELECT id FROM vocab WHERE {clause}", params)]
 
     @guarded
-    def search(self, query: str, match: str = "word", views: Sequence[str] | None = None,
-               directions: Sequence[str] | None = None, max_rank: int = 1, limit: int | None = 50) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        match: str = "word",
+        views: Sequence[str] | None = None,
+        directions: Sequence[str] | None = None,
+        max_rank: int = 1,
+        limit: int | None = 50,
+    ) -> list[Hit]:
         """Neurons whose top ``max_rank`` tokens include a token matching ``query`` (cache.postings.search),
         read from one snapshot of the file."""
         with self.snapshot():
@@ -286,12 +318,13 @@ class Store:
             if match == "word" and label_tables.Labels(self).has_tables():
                 word = label_tables.Labels(self).match_word(query)
                 ids = {t[0] for t in word.tokens} | set(self.match_tokens(query, "word"))
-            return postings.search(self.conn, self.token_texts, query, match, views, directions, max_rank, limit,
-                                   token_ids=ids)
+            return postings.search(
+                self.conn, self.token_texts, query, match, views, directions, max_rank, limit, token_ids=ids
+            )
 
     @guarded
     def match_word(self, query: str) -> "label_tables.WordMatch":
-        return label_tables.Labels(self).match_word(query)        # which tokens stand for the word ``query``
+        return label_tables.Labels(self).match_word(query)  # which tokens stand for the word ``query``
 
     def decoded_views(self) -> list[str]:
         """Views decoded in both directions for every layer."""
@@ -312,9 +345,13 @@ class Store:
         ready = self.ready
         views = self.decoded_views() if ready else []
         return {
-            "model": m.get("name"), "hub_id": m.get("hub_id"), "revision": m.get("revision"),
-            "source": m.get("source"), "layers": m.get("layers"),
-            "neurons_per_layer": m.get("neurons_per_layer"), "views": views,
+            "model": m.get("name"),
+            "hub_id": m.get("hub_id"),
+            "revision": m.get("revision"),
+            "source": m.get("source"),
+            "layers": m.get("layers"),
+            "neurons_per_layer": m.get("neurons_per_layer"),
+            "views": views,
             "complete": ready and bool(views) and set(views) == set(self.views),
         }
 

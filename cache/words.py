@@ -29,6 +29,7 @@ fragment, a name, code) ; else ``clip((7 - zipf) / 3, 0, 1)``: 0 for "the" (7.7)
 (6.7), 0.63 for "dog" (5.1), 1 for words rarer than Zipf 4. Function words are the most frequent words of
 a language, so they rank last, without a stop list.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,15 +41,16 @@ import numpy as np
 
 SPACE_MARKERS = " \t\n\r\u0120\u2581\u010a"  # whitespace, GPT-2 'Ġ', SentencePiece '▁', GPT-2 'Ċ'
 PIECE_MIN_LETTERS = 4
-PIECE_RARER = 1.0            # Zipf units: 10x rarer
+PIECE_RARER = 1.0  # Zipf units: 10x rarer
 NON_WORD = 0.25
-SHORT_WORD_ZIPF = {2: 4.5, 3: 4.0}   # a 2- or 3-letter key rarer than this is a fragment ("ing", "ic"), not a word
+SHORT_WORD_ZIPF = {2: 4.5, 3: 4.0}  # a 2- or 3-letter key rarer than this is a fragment ("ing", "ic"), not a word
 COMMON_ZIPF, RARE_ZIPF = 7.0, 4.0
 
 # English function words: a closed class (pronouns, determiners, prepositions, conjunctions, auxiliaries and
 # modals, their contraction pieces, common adverbial particles). Frequency alone ranks most of them last;
 # this list catches the rarer ones ("oneself", "thereof", "whereby") that frequency would rank as content.
-FUNCTION_WORDS = frozenset("""
+FUNCTION_WORDS = frozenset(
+    """
 a about above across after afterwards again against albeit all almost alone along already also although always
 am among amongst an and another any anybody anyone anything anyway anywhere are aren around as at be became
 because become becomes been before beforehand behind being below beneath beside besides between beyond both
@@ -66,7 +68,8 @@ together too toward towards under underneath unless unlike until up upon us very
 what whatever when whence whenever where whereafter whereas whereby wherein whereupon wherever whether which
 whichever while whilst whither who whoever whole whom whomever whose why will with within without won would
 wouldn yet you your yours yourself yourselves
-""".split())
+""".split()
+)
 _EDGE = re.compile(r"^[\W_]+|[\W_]+$")
 _SPECIAL = re.compile(r"^(<\|[^<>]*\|>|</?[A-Za-z_][\w.\-]*>|\[(CLS|SEP|PAD|MASK|UNK)\])$")
 _VOWELS = set("aeiou")
@@ -110,7 +113,7 @@ def fold(word: str) -> str:
         stem = word[: -len(ending)]
         if word.endswith(ending) and len(stem) >= 3 and any(c in _VOWELS for c in stem):
             if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
-                stem = stem[:-1]                        # running -> run, stopped -> stop
+                stem = stem[:-1]  # running -> run, stopped -> stop
             return stem
     return word
 
@@ -172,8 +175,15 @@ def initial_keys(texts: list[str], own: np.ndarray, n_keys: int) -> np.ndarray:
 
 def is_piece_of(piece: str, word: str, piece_zipf: float, word_zipf: float) -> bool:
     """The leading-piece rule of the module's docstring."""
-    return (len(piece) >= PIECE_MIN_LETTERS and piece.isalpha() and word.isalpha() and word != piece
-            and word.startswith(piece) and 2 * len(piece) >= len(word) and piece_zipf + PIECE_RARER <= word_zipf)
+    return (
+        len(piece) >= PIECE_MIN_LETTERS
+        and piece.isalpha()
+        and word.isalpha()
+        and word != piece
+        and word.startswith(piece)
+        and 2 * len(piece) >= len(word)
+        and piece_zipf + PIECE_RARER <= word_zipf
+    )
 
 
 def stands_for(piece_text: str, word: str) -> bool:
@@ -196,14 +206,15 @@ def word_groups(keys: list[str], freq: np.ndarray) -> np.ndarray:
         if len(p) < PIECE_MIN_LETTERS or not p.isalpha():
             continue
         best = None
-        for j in order[bisect_left(ordered, p) + 1:bisect_left(ordered, p + "\U0010ffff")]:
+        for j in order[bisect_left(ordered, p) + 1 : bisect_left(ordered, p + "\U0010ffff")]:
             w = keys[j]
             if is_piece_of(p, w, float(freq[i]), float(freq[j])) and (
-                    best is None or (-freq[j], len(w), w) < (-freq[best], len(keys[best]), keys[best])):
+                best is None or (-freq[j], len(w), w) < (-freq[best], len(keys[best]), keys[best])
+            ):
                 best = j
         if best is not None:
             parent[i] = best
-    for _ in range(8):                 # Zipf rises at every step, so chains are short
+    for _ in range(8):  # Zipf rises at every step, so chains are short
         nxt = parent[parent]
         if np.array_equal(nxt, parent):
             break
@@ -217,8 +228,7 @@ def specificity(keys: list[str], freq: np.ndarray, initial: np.ndarray | None = 
     for i, k in enumerate(keys):
         if len(k) < 2 or not any(c.isalpha() for c in k) or k in FUNCTION_WORDS:
             out[i] = 0.0
-        elif (freq[i] <= 0 or freq[i] < SHORT_WORD_ZIPF.get(len(k), 0.0)
-              or (initial is not None and not initial[i])):
+        elif freq[i] <= 0 or freq[i] < SHORT_WORD_ZIPF.get(len(k), 0.0) or (initial is not None and not initial[i]):
             out[i] = min(out[i], NON_WORD)
     return out.astype(np.float32)
 

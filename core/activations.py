@@ -6,6 +6,7 @@ GLUScope splits a SwiGLU neuron's examples, because for gated MLPs "positive" is
 ``captured`` hooks every layer for one forward pass; ``trace`` turns that into the per-token view of
 ``neuroscope trace``.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -38,13 +39,19 @@ def captured(adapter, layers=None):
         try:
             for layer in layers:
                 slot = got[layer]
-                handles.append(down_module(adapter, layer).register_forward_pre_hook(
-                    lambda _m, args, slot=slot: slot.__setitem__("act", args[0].detach().float())))
+                handles.append(
+                    down_module(adapter, layer).register_forward_pre_hook(
+                        lambda _m, args, slot=slot: slot.__setitem__("act", args[0].detach().float())
+                    )
+                )
                 if gated:
                     mlp = adapter.layers[layer]
                     for view in ("gate", "up"):
-                        handles.append(getattr(mlp, adapter.names[view]).register_forward_hook(
-                            lambda _m, _a, out, slot=slot, view=view: slot.__setitem__(view, out.detach().float())))
+                        handles.append(
+                            getattr(mlp, adapter.names[view]).register_forward_hook(
+                                lambda _m, _a, out, slot=slot, view=view: slot.__setitem__(view, out.detach().float())
+                            )
+                        )
             yield got
         finally:
             for handle in handles:
@@ -60,7 +67,7 @@ class Firing:
     activation: float
     gate: float | None = None
     up: float | None = None
-    label: str | None = None      # the top token of what it writes there: the down view, in its sign's direction
+    label: str | None = None  # the top token of what it writes there: the down view, in its sign's direction
 
     @property
     def case(self) -> str | None:
@@ -69,8 +76,15 @@ class Firing:
         return CASES[(self.gate <= 0) * 2 + (self.up <= 0)]
 
     def as_dict(self) -> dict:
-        return {"layer": self.layer, "neuron": self.neuron, "activation": self.activation, "gate": self.gate,
-                "up": self.up, "case": self.case, "label": self.label}
+        return {
+            "layer": self.layer,
+            "neuron": self.neuron,
+            "activation": self.activation,
+            "gate": self.gate,
+            "up": self.up,
+            "case": self.case,
+            "label": self.label,
+        }
 
 
 @dataclass
@@ -118,27 +132,39 @@ def trace(lm, ids: torch.Tensor, top: int = 10, refs: list[NeuronRef] | None = N
     with captured(lm.adapter) as got:
         lm.model(input_ids=ids, use_cache=False)
     layers = sorted(got)
-    act = torch.stack([got[layer]["act"][0] for layer in layers])                 # [L, T, n]
+    act = torch.stack([got[layer]["act"][0] for layer in layers])  # [L, T, n]
     gated = "gate" in got[layers[0]]
     gate = torch.stack([got[layer]["gate"][0] for layer in layers]) if gated else None
     up = torch.stack([got[layer]["up"][0] for layer in layers]) if gated else None
     n_layers, length, n = act.shape
     k = min(top, n_layers * n)
-    flat = act.permute(1, 0, 2).reshape(length, -1)                              # [T, L * n]
+    flat = act.permute(1, 0, 2).reshape(length, -1)  # [T, L * n]
     best = flat.abs().topk(k, dim=1).indices
     per_token = []
     for t in range(length):
         firings = []
         for code in best[t].tolist():
             layer, neuron = divmod(code, n)
-            firings.append(Firing(layer, neuron, float(act[layer, t, neuron]),
-                                  float(gate[layer, t, neuron]) if gate is not None else None,
-                                  float(up[layer, t, neuron]) if up is not None else None))
+            firings.append(
+                Firing(
+                    layer,
+                    neuron,
+                    float(act[layer, t, neuron]),
+                    float(gate[layer, t, neuron]) if gate is not None else None,
+                    float(up[layer, t, neuron]) if up is not None else None,
+                )
+            )
         per_token.append(firings)
     neurons = None
     if refs is not None:
-        neurons = [NeuronTrace(r, act[r.layer, :, r.neuron].tolist(),
-                               gate[r.layer, :, r.neuron].tolist() if gate is not None else None,
-                               up[r.layer, :, r.neuron].tolist() if up is not None else None) for r in refs]
+        neurons = [
+            NeuronTrace(
+                r,
+                act[r.layer, :, r.neuron].tolist(),
+                gate[r.layer, :, r.neuron].tolist() if gate is not None else None,
+                up[r.layer, :, r.neuron].tolist() if up is not None else None,
+            )
+            for r in refs
+        ]
     texts = [lm.tokenizer.decode([i]) for i in ids[0].tolist()]
     return per_token, neurons, texts

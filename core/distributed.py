@@ -7,6 +7,7 @@ interrupted run resumes from the last round like a single-process decode. Run it
 ``torchrun`` (each process reads RANK/WORLD_SIZE and picks ``cuda:LOCAL_RANK``). NCCL is used on CUDA,
 gloo on CPU.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,10 +32,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def decode_distributed(source: Source, devices: Sequence[str] | None, recipe: DecodeRecipe | None = None, *,
-                       cache_dir=None, rebuild: bool = False, trust_remote_code: bool = False,
-                       progress: Callable[[int, int], None] | None = None,
-                       note: Callable[[str], None] | None = None):
+def decode_distributed(
+    source: Source,
+    devices: Sequence[str] | None,
+    recipe: DecodeRecipe | None = None,
+    *,
+    cache_dir=None,
+    rebuild: bool = False,
+    trust_remote_code: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    note: Callable[[str], None] | None = None,
+):
     """Decode the recipe (its device aside: each rank has its own) with one process per device (spawned), or
     as this torchrun rank. Returns rank 0's result (other torchrun ranks return None)."""
     args = (source, recipe or DecodeRecipe(), str(cache_dir) if cache_dir else None, rebuild, trust_remote_code)
@@ -47,20 +55,22 @@ def decode_distributed(source: Source, devices: Sequence[str] | None, recipe: De
     if len(devices) < 2:
         raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
     for device in devices:
-        pick_device(device)               # a device that is not there fails before any process starts
+        pick_device(device)  # a device that is not there fails before any process starts
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ["MASTER_PORT"] = str(_free_port())
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(r, len(devices), devices[r], *args), daemon=True)
-             for r in range(1, len(devices))]
+    procs = [
+        ctx.Process(target=_worker, args=(r, len(devices), devices[r], *args), daemon=True)
+        for r in range(1, len(devices))
+    ]
     for p in procs:
         p.start()
     try:
         result = _run_rank(0, len(devices), devices[0], *args, progress=progress, note=note)
-    except BaseException:                 # Ctrl-C, SIGTERM or an error here: the other ranks would wait in
-        for p in procs:                   # the next gather for ever, so they are stopped, not waited for
+    except BaseException:  # Ctrl-C, SIGTERM or an error here: the other ranks would wait in
+        for p in procs:  # the next gather for ever, so they are stopped, not waited for
             if p.is_alive():
                 p.terminate()
         raise
@@ -77,8 +87,18 @@ def _worker(rank, world, device, *args) -> None:
     _run_rank(rank, world, device, *args)
 
 
-def _run_rank(rank: int, world: int, device: str, source: Source, recipe: DecodeRecipe, cache_dir, rebuild: bool,
-              trust_remote_code: bool, progress=None, note=None):
+def _run_rank(
+    rank: int,
+    world: int,
+    device: str,
+    source: Source,
+    recipe: DecodeRecipe,
+    cache_dir,
+    rebuild: bool,
+    trust_remote_code: bool,
+    progress=None,
+    note=None,
+):
     from ..cache.catalog import cache_path, decode_lock
     from .decode import Decoder, dtype_name, pick_dtype
     from .loading.modelinfo import inspect_model
@@ -105,8 +125,7 @@ def _run_rank(rank: int, world: int, device: str, source: Source, recipe: Decode
         if rank == 0:  # the only process that touches the cache
             lock = stack.enter_context(decode_lock(path, note))
             auto = dtype_name(pick_dtype("auto", pick_device(device)))
-            store, todo, precision, created = open_for_decode(source, lm, info, recipe, auto, cache_dir, rebuild,
-                                                              note)
+            store, todo, precision, created = open_for_decode(source, lm, info, recipe, auto, cache_dir, rebuild, note)
             stack.callback(store.close)
             plan = [(todo, store.top_k, precision)]
         dist.broadcast_object_list(plan, src=0)
@@ -122,7 +141,7 @@ def _run_rank(rank: int, world: int, device: str, source: Source, recipe: Decode
                 result = (mine, decoder.decode_unit(*mine)) if mine is not None else None
                 gathered: list | None = [None] * world if rank == 0 else None
                 dist.gather_object(result, gathered, dst=0)
-                if store is not None and gathered is not None:       # rank 0, the one holding the store
+                if store is not None and gathered is not None:  # rank 0, the one holding the store
                     for item in gathered:
                         if item is not None:
                             (layer, view), (pos, neg) = item
@@ -136,5 +155,6 @@ def _run_rank(rank: int, world: int, device: str, source: Source, recipe: Decode
         if store is None:
             return None
         store.touch()
-        return DecodeResult(path, list(views), lm.adapter.num_layers * neurons, time.perf_counter() - started,
-                            len(todo), described)
+        return DecodeResult(
+            path, list(views), lm.adapter.num_layers * neurons, time.perf_counter() - started, len(todo), described
+        )

@@ -7,6 +7,7 @@ running top-N lives on the model's device and is merged per batch inside the dow
 is layers x neurons x N records whatever the corpus size. ``on_step`` receives the state every few batches
 to commit it (cache.examples), which is what makes a run resumable.
 """
+
 from __future__ import annotations
 
 import threading
@@ -50,20 +51,28 @@ class ExampleRun:
         adapter = self.lm.adapter
         handles = []
         for layer in self.states:
-            handles.append(down_module(adapter, layer).register_forward_pre_hook(
-                lambda _m, args, layer=layer: self._fold(layer, args[0])))
+            handles.append(
+                down_module(adapter, layer).register_forward_pre_hook(
+                    lambda _m, args, layer=layer: self._fold(layer, args[0])
+                )
+            )
             if not self.gated:
                 continue
             mlp = adapter.layers[layer]
             fn = getattr(mlp, "act_fn", None)
-            if _sign_preserving(fn) and all(getattr(adapter.layers[other], "act_fn", None) is not fn
-                                            for other in self.states if other != layer):
-                handles.append(fn.register_forward_hook(
-                    lambda _m, _a, out, layer=layer: self._keep(layer, "gate_sign", out)))
+            if _sign_preserving(fn) and all(
+                getattr(adapter.layers[other], "act_fn", None) is not fn for other in self.states if other != layer
+            ):
+                handles.append(
+                    fn.register_forward_hook(lambda _m, _a, out, layer=layer: self._keep(layer, "gate_sign", out))
+                )
                 continue
             for view in ("gate", "up"):
-                handles.append(getattr(mlp, adapter.names[view]).register_forward_hook(
-                    lambda _m, _a, out, layer=layer, view=view: self._keep(layer, view, out)))
+                handles.append(
+                    getattr(mlp, adapter.names[view]).register_forward_hook(
+                        lambda _m, _a, out, layer=layer, view=view: self._keep(layer, view, out)
+                    )
+                )
         return handles
 
     def _keep(self, layer: int, view: str, out: torch.Tensor) -> None:
@@ -74,18 +83,26 @@ class ExampleRun:
         pending = self._pending.pop(layer, {})
         flat = act.reshape(-1, n).float()
         gate = up = None
-        if "gate_sign" in pending:                 # act = f(gate) * up with sign(f(gate)) == sign(gate):
-            gate = pending["gate_sign"].reshape(-1, n) > 0          # up's sign follows (update derives it)
+        if "gate_sign" in pending:  # act = f(gate) * up with sign(f(gate)) == sign(gate):
+            gate = pending["gate_sign"].reshape(-1, n) > 0  # up's sign follows (update derives it)
         elif self.gated:
             gate, up = pending["gate"].reshape(-1, n).float(), pending["up"].reshape(-1, n).float()
-        assert self.positions is not None          # stream() sets them before every forward pass
+        assert self.positions is not None  # stream() sets them before every forward pass
         self.states[layer].update(flat, gate, up, self.positions)
 
 
 @torch.inference_mode()
-def stream(lm, windows: np.ndarray, start: int, states: dict[int, LayerState], batch: int,
-           progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
-           on_step: Callable[[int], None] | None = None, step_s: float = 30.0) -> None:
+def stream(
+    lm,
+    windows: np.ndarray,
+    start: int,
+    states: dict[int, LayerState],
+    batch: int,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    on_step: Callable[[int], None] | None = None,
+    step_s: float = 30.0,
+) -> None:
     """Run windows[start:] (int32 [W, window]) through the model ``batch`` at a time, folding every batch into
     ``states``; ``on_step(windows_done)`` every ``step_s`` seconds and at the end (that is when the caller
     commits). Cancelling stops between batches after a last on_step."""
@@ -135,24 +152,39 @@ class ExamplesRecipe:
 
     def spec(self) -> dict:
         """What the cache records and compares: a run with another spec starts again."""
-        return {"corpus": self.corpus.name, "corpus_key": self.corpus.key, "tokens": int(self.tokens),
-                "window": int(self.window), "per_neuron": int(self.per_neuron)}
+        return {
+            "corpus": self.corpus.name,
+            "corpus_key": self.corpus.key,
+            "tokens": int(self.tokens),
+            "window": int(self.window),
+            "per_neuron": int(self.per_neuron),
+        }
 
 
 @dataclass
 class ExamplesResult:
     path: object
     corpus: str
-    tokens: int              # corpus tokens the examples cover
-    processed: int           # tokens run in this call (0 when everything was cached)
+    tokens: int  # corpus tokens the examples cover
+    processed: int  # tokens run in this call (0 when everything was cached)
     seconds: float
     complete: bool
-    source: dict | None = None      # what the corpus is (core.corpus.Corpus.source: kind, path, column, …)
+    source: dict | None = None  # what the corpus is (core.corpus.Corpus.source: kind, path, column, …)
 
 
-def ensure_examples(source, info, recipe: ExamplesRecipe, load: Callable, tokenizer, *, cache_dir=None,
-                    rebuild: bool = False, progress: Callable[[int, int], None] | None = None,
-                    note: Callable[[str], None] | None = None, cancel: threading.Event | None = None) -> ExamplesResult:
+def ensure_examples(
+    source,
+    info,
+    recipe: ExamplesRecipe,
+    load: Callable,
+    tokenizer,
+    *,
+    cache_dir=None,
+    rebuild: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    note: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> ExamplesResult:
     """Compute (or resume, or find cached) the recipe's examples of every neuron. The corpus is tokenized
     (``tokenizer``) before anything is written, so a corpus too short for one window costs nothing;
     ``load()`` gives the whole model (a LoadedModel), called only when work remains. The state is committed
@@ -171,21 +203,29 @@ def ensure_examples(source, info, recipe: ExamplesRecipe, load: Callable, tokeni
 
     def result(ex: Examples, processed: int) -> ExamplesResult:
         s = ex.run_spec
-        return ExamplesResult(path, s["corpus"], s["windows"] * s["window"], processed, time.perf_counter() - started,
-                              bool(s["complete"]), s.get("corpus_source") or corpus.source)
+        return ExamplesResult(
+            path,
+            s["corpus"],
+            s["windows"] * s["window"],
+            processed,
+            time.perf_counter() - started,
+            bool(s["complete"]),
+            s.get("corpus_source") or corpus.source,
+        )
 
     def same(old: dict | None) -> bool:
         return bool(not rebuild and old and all(old.get(k) == v for k, v in spec.items()))
 
     fresh = None
-    if not same(stored_spec(path)):                 # a new run: tokenize first (a bad corpus writes nothing)
+    if not same(stored_spec(path)):  # a new run: tokenize first (a bad corpus writes nothing)
         fresh = _corpus_windows(corpus, tokenizer, tokens, window)
     with decode_lock(path, note):
         store = Store(path)
         try:
             if not store.ready:
-                store.initialize(cache_meta(source, info, DEFAULT_TOP_K, None),
-                                 token_texts(tokenizer, info.shape.vocab))
+                store.initialize(
+                    cache_meta(source, info, DEFAULT_TOP_K, None), token_texts(tokenizer, info.shape.vocab)
+                )
             ex = Examples(store)
             ex.create()
             old = ex.spec or {}
@@ -204,9 +244,11 @@ def ensure_examples(source, info, recipe: ExamplesRecipe, load: Callable, tokeni
                 if old:
                     note("starting the examples again: the corpus or its settings changed")
                 windows_ = fresh if fresh is not None else _corpus_windows(corpus, tokenizer, tokens, window)
-                ex.start({**spec, "corpus_source": corpus.source}, windows_)     # recorded, not compared
-                states = {layer: LayerState.empty(n, recipe.per_neuron, gated, device)
-                          for layer in range(lm.adapter.num_layers)}
+                ex.start({**spec, "corpus_source": corpus.source}, windows_)  # recorded, not compared
+                states = {
+                    layer: LayerState.empty(n, recipe.per_neuron, gated, device)
+                    for layer in range(lm.adapter.num_layers)
+                }
                 start = 0
             last = [time.perf_counter()]
 

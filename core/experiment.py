@@ -4,6 +4,7 @@ The CLI, the app and the API build an :class:`Experiment` from what the user typ
 before anything is loaded; ``check_model`` adds what the model's headers can tell (neuron ranges, the
 context length, the chat template).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -20,7 +21,7 @@ class GenSettings:
     """Identical for the baseline and the clamped run."""
 
     max_new_tokens: int = 40
-    temperature: float | None = None    # None: greedy (deterministic)
+    temperature: float | None = None  # None: greedy (deterministic)
     top_p: float | None = None
     seed: int = 0
     chat: bool = False
@@ -37,7 +38,7 @@ class GenSettings:
             raise GenerationError("--temperature must be a number from 0 (greedy) to 100")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise GenerationError("--top-p must be in (0, 1]")
-        if not 0 <= self.seed < 2 ** 63:
+        if not 0 <= self.seed < 2**63:
             raise GenerationError("--seed must be a whole number from 0 to 2**63 - 1")
         return self
 
@@ -48,7 +49,7 @@ class ClampRequest:
     ``preset`` names one) or else the default. neuroscope.clamping.experiment makes a checked Experiment of it;
     ``Model.experiment`` and ``Model.clamp`` take the same names as keyword arguments."""
 
-    clamps: object = None               # {"L29:N808": 20}, "L29:N808=20" strings or Clamps (neuroscope.results)
+    clamps: object = None  # {"L29:N808": 20}, "L29:N808=20" strings or Clamps (neuroscope.results)
     prompt: str | None = None
     target: str | None = None
     chat: bool | None = None
@@ -57,10 +58,10 @@ class ClampRequest:
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
-    mode: str | None = None             # core.clamp.MODES; given with a preset it applies to its clamps too
-    positions: str | None = None        # core.clamp.POSITIONS
+    mode: str | None = None  # core.clamp.MODES; given with a preset it applies to its clamps too
+    positions: str | None = None  # core.clamp.POSITIONS
     preset: str | None = None
-    concept: str | None = None          # adds a clamp for every neuron labelled with it
+    concept: str | None = None  # adds a clamp for every neuron labelled with it
     strength: float | None = None
     min_mass: float | None = None
 
@@ -84,8 +85,8 @@ class Experiment:
     settings: GenSettings
     target: str | None = None
     samples: int | None = None
-    given: ClampSet | None = field(default=None, repr=False)      # the clamps typed or saved, before a concept's
-    recipe: dict = field(default_factory=dict, repr=False)        # every setting, as settings_from gave it
+    given: ClampSet | None = field(default=None, repr=False)  # the clamps typed or saved, before a concept's
+    recipe: dict = field(default_factory=dict, repr=False)  # every setting, as settings_from gave it
 
     def preset(self) -> tuple[ClampSet, dict]:
         """What --save-preset writes: the clamps given (a concept's are found again when it re-runs, with the
@@ -96,8 +97,15 @@ class Experiment:
     def settings_dict(self) -> dict:
         """The generation settings a report shows (the JSON's "settings")."""
         s = self.settings
-        return {"positions": self.clamps.positions, "chat": s.chat, "samples": self.samples,
-                "max_new_tokens": s.max_new_tokens, "temperature": s.temperature, "top_p": s.top_p, "seed": s.seed}
+        return {
+            "positions": self.clamps.positions,
+            "chat": s.chat,
+            "samples": self.samples,
+            "max_new_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "seed": s.seed,
+        }
 
     def check(self) -> "Experiment":
         """Everything that needs no model: the prompt, the target, the samples and the settings."""
@@ -118,13 +126,15 @@ class Experiment:
         self.clamps.check(info.layers, info.neurons)
         info.check_new_tokens(self.settings.max_new_tokens)
         if self.settings.chat and not info.chat_template:
-            raise GenerationError(f"{info.source.name} has no chat template: drop --chat and write the prompt "
-                                  f"out in full")
+            raise GenerationError(
+                f"{info.source.name} has no chat template: drop --chat and write the prompt out in full"
+            )
         return self
 
 
 def settings_from(given: dict, saved: dict, defaults: dict) -> dict:
     """Every preset setting: what the caller gave (not None), else what the preset saved, else the default.
     An option typed alongside --preset overrides the saved one."""
-    return {key: given[key] if given.get(key) is not None else saved.get(key, defaults.get(key))
-            for key in PRESET_SETTINGS}
+    return {
+        key: given[key] if given.get(key) is not None else saved.get(key, defaults.get(key)) for key in PRESET_SETTINGS
+    }

@@ -1,5 +1,6 @@
 """Baseline vs clamped generation: prompts (chat template or plain), greedy or seeded sampling,
 streaming through a callback, cancellation through a threading.Event (a StoppingCriteria)."""
+
 from __future__ import annotations
 
 import threading
@@ -19,8 +20,8 @@ OnText = Callable[[str], None]
 
 @dataclass
 class Prompt:
-    text: str            # what the model sees (after the chat template, when applied)
-    ids: torch.Tensor    # [1, T] on the model's device
+    text: str  # what the model sees (after the chat template, when applied)
+    ids: torch.Tensor  # [1, T] on the model's device
 
     @property
     def length(self) -> int:
@@ -32,7 +33,7 @@ class Generation:
     texts: list[str] = field(default_factory=list)
     new_tokens: int = 0
     cancelled: bool = False
-    ids: list[list[int]] = field(default_factory=list)     # each reply's tokens, up to and with its end token
+    ids: list[list[int]] = field(default_factory=list)  # each reply's tokens, up to and with its end token
 
     @property
     def text(self) -> str:
@@ -69,10 +70,12 @@ def build_prompt(lm, prompt: str, chat: bool) -> Prompt:
     tok = lm.tokenizer
     if chat:
         if not has_chat_template(tok):
-            raise GenerationError(f"{lm.source.name} has no chat template: drop --chat and write the prompt out in "
-                                  f"full")
-        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                       add_generation_prompt=True)
+            raise GenerationError(
+                f"{lm.source.name} has no chat template: drop --chat and write the prompt out in full"
+            )
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
         ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
     else:
         text = prompt
@@ -106,21 +109,21 @@ class CallbackStreamer(BaseStreamer):
         self.prompt_seen = False
 
     def put(self, value):
-        if not self.prompt_seen:          # generate() first passes the prompt
+        if not self.prompt_seen:  # generate() first passes the prompt
             self.prompt_seen = True
             return
         self.ids.extend(value.reshape(-1).tolist())
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):       # half a multi-byte character: wait for the rest
+        if text.endswith("\ufffd"):  # half a multi-byte character: wait for the rest
             return
         if text.startswith(self.sent) and len(text) > len(self.sent):
-            self.on_text(text[len(self.sent):])
+            self.on_text(text[len(self.sent) :])
             self.sent = text
 
     def end(self):
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.startswith(self.sent) and len(text) > len(self.sent):
-            self.on_text(text[len(self.sent):])
+            self.on_text(text[len(self.sent) :])
         self.sent = text
 
 
@@ -132,20 +135,36 @@ def generation_config(lm, settings: GenSettings, num: int = 1) -> GenerationConf
     eos = eos if eos is not None else getattr(cfg, "eos_token_id", None)
     pad = getattr(lm.tokenizer, "pad_token_id", None)
     pad = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
-    kwargs = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
-                  num_return_sequences=num, use_cache=True)
+    kwargs = dict(
+        max_new_tokens=settings.max_new_tokens,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        num_return_sequences=num,
+        use_cache=True,
+    )
     if settings.sampling:
-        assert settings.temperature is not None        # sampling: a temperature above 0
-        kwargs.update(do_sample=True, temperature=float(settings.temperature), top_k=0,
-                      top_p=float(settings.top_p) if settings.top_p is not None else 1.0)
+        assert settings.temperature is not None  # sampling: a temperature above 0
+        kwargs.update(
+            do_sample=True,
+            temperature=float(settings.temperature),
+            top_k=0,
+            top_p=float(settings.top_p) if settings.top_p is not None else 1.0,
+        )
     else:
         kwargs.update(do_sample=False)
     return GenerationConfig(**kwargs)
 
 
-def generate(lm, prompt: Prompt, settings: GenSettings, clamps: ClampSet | None = None, num: int = 1,
-             on_text: OnText | None = None, cancel: threading.Event | None = None,
-             on_step: Callable[[int], None] | None = None) -> Generation:
+def generate(
+    lm,
+    prompt: Prompt,
+    settings: GenSettings,
+    clamps: ClampSet | None = None,
+    num: int = 1,
+    on_text: OnText | None = None,
+    cancel: threading.Event | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Generation:
     """Generate ``num`` replies (``num`` > 1 needs sampling) with the clamps installed; streaming only
     for a single reply; ``on_step(tokens so far per reply)`` after every step. The RNG is seeded from
     ``settings.seed`` so baseline and clamped runs draw the same random numbers."""
@@ -157,12 +176,17 @@ def generate(lm, prompt: Prompt, settings: GenSettings, clamps: ClampSet | None 
         if settings.sampling:
             torch.manual_seed(settings.seed)
         stop = StoppingCriteriaList([CancelCriteria(cancel, on_step, prompt.length)])
-        out = lm.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                streamer=streamer, stopping_criteria=stop)
-    new = out[:, prompt.length:]
+        out = lm.model.generate(
+            input_ids=ids, attention_mask=mask, generation_config=config, streamer=streamer, stopping_criteria=stop
+        )
+    new = out[:, prompt.length :]
     texts = [lm.tokenizer.decode(row, skip_special_tokens=True) for row in new]
-    return Generation(texts, int(new.shape[1]), bool(cancel is not None and cancel.is_set()),
-                      [_reply(row.tolist(), config.eos_token_id) for row in new])
+    return Generation(
+        texts,
+        int(new.shape[1]),
+        bool(cancel is not None and cancel.is_set()),
+        [_reply(row.tolist(), config.eos_token_id) for row in new],
+    )
 
 
 def _reply(row: list[int], eos) -> list[int]:
@@ -174,8 +198,9 @@ def _reply(row: list[int], eos) -> list[int]:
     return row
 
 
-def fluency(lm, prompt: Prompt, replies: list[list[int]],
-            on_reply: Callable[[int], None] | None = None) -> float | None:
+def fluency(
+    lm, prompt: Prompt, replies: list[list[int]], on_reply: Callable[[int], None] | None = None
+) -> float | None:
     """Mean log-probability per token (nats) of the replies after the prompt under the model as it is (no
     clamps installed), pooled over every reply token; ``on_reply(replies scored so far)`` after each."""
     total, count = 0.0, 0
@@ -187,7 +212,7 @@ def fluency(lm, prompt: Prompt, replies: list[list[int]],
                 continue
             ids = torch.cat([prompt.ids.cpu(), torch.tensor([reply])], dim=1)
             logits = lm.model(input_ids=on_model(lm, ids), use_cache=False).logits[0].float()
-            logp = torch.log_softmax(logits[prompt.length - 1:-1], dim=-1)
+            logp = torch.log_softmax(logits[prompt.length - 1 : -1], dim=-1)
             total += float(logp.gather(1, torch.tensor(reply, device=logp.device)[:, None]).sum())
             count += len(reply)
     if on_reply is not None:

@@ -1,5 +1,6 @@
 """What a clamp does, in numbers: p(target's first token) after the prompt, the rate of sampled replies
 that contain the target word, and the clamped neurons' natural activation on the prompt."""
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,8 @@ from .refs import NeuronRef
 class Target:
     word: str
     token_id: int
-    token: str           # the first token's text, e.g. " dog"
-    tokens: int          # how many tokens the word takes (only the first is measured)
+    token: str  # the first token's text, e.g. " dog"
+    tokens: int  # how many tokens the word takes (only the first is measured)
 
 
 @dataclass
@@ -32,8 +33,7 @@ class Activation:
     last: float
 
     def as_dict(self) -> dict:
-        return {"layer": self.ref.layer, "neuron": self.ref.neuron, "min": self.min, "max": self.max,
-                "last": self.last}
+        return {"layer": self.ref.layer, "neuron": self.ref.neuron, "min": self.min, "max": self.max, "last": self.last}
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Side:
     target_rate: float | None = None
     samples: list[str] = field(default_factory=list)
     cancelled: bool = False
-    fluency: float | None = None     # with samples: their mean log-prob per token under the unclamped model
+    fluency: float | None = None  # with samples: their mean log-prob per token under the unclamped model
 
     def as_dict(self) -> dict:
         out = {"text": self.text, "target_prob": self.target_prob, "target_rate": self.target_rate}
@@ -99,11 +99,17 @@ class Result:
     activation: list[Activation]
 
 
-OnStream = Callable[[str, str], None]   # (side, new text)
+OnStream = Callable[[str, str], None]  # (side, new text)
 
 
-def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel: threading.Event | None = None,
-                   prepared: Prompt | None = None, progress: Callable[[int, int], None] | None = None) -> Result:
+def run_experiment(
+    lm,
+    exp: Experiment,
+    on_text: OnStream | None = None,
+    cancel: threading.Event | None = None,
+    prepared: Prompt | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Result:
     """Baseline, then clamped: p(target), the reply (streamed), and with ``samples`` the target rate;
     ``progress(done, total)`` counts tokens: samples x max_new_tokens per side sampled, then as many scored
     for fluency (a reply that ends early counts whole)."""
@@ -122,16 +128,19 @@ def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel:
         gen = generate(lm, prompt, exp.settings, clamps, on_text=stream, cancel=cancel)
         side.text, side.cancelled = gen.text, gen.cancelled
     if exp.samples and target is not None:
-        sampling = exp.settings if exp.settings.sampling else GenSettings(
-            exp.settings.max_new_tokens, 1.0, exp.settings.top_p, exp.settings.seed, exp.settings.chat)
+        sampling = (
+            exp.settings
+            if exp.settings.sampling
+            else GenSettings(exp.settings.max_new_tokens, 1.0, exp.settings.top_p, exp.settings.seed, exp.settings.chat)
+        )
         n, length = exp.samples, sampling.max_new_tokens
-        total = 4 * n * length                      # each side: n x length tokens sampled, then scored
+        total = 4 * n * length  # each side: n x length tokens sampled, then scored
         for i, (name, side) in enumerate(sides.items()):
             if cancel is not None and cancel.is_set():
                 break
             start = 2 * i * n * length
 
-            def on_step(steps: int, start: int = start) -> None:      # given only with a progress callback
+            def on_step(steps: int, start: int = start) -> None:  # given only with a progress callback
                 if progress is not None:
                     progress(start + min(steps, length) * n, total)
 
@@ -141,11 +150,22 @@ def run_experiment(lm, exp: Experiment, on_text: OnStream | None = None, cancel:
 
             if progress is not None:
                 progress(start, total)
-            gen = generate(lm, prompt, sampling, exp.clamps if name == "clamped" else None, num=n,
-                           cancel=cancel, on_step=on_step if progress is not None else None)
+            gen = generate(
+                lm,
+                prompt,
+                sampling,
+                exp.clamps if name == "clamped" else None,
+                num=n,
+                cancel=cancel,
+                on_step=on_step if progress is not None else None,
+            )
             side.samples = gen.texts
             side.cancelled = side.cancelled or gen.cancelled
             side.target_rate = sum(contains_word(t, target.word) for t in gen.texts) / len(gen.texts)
-            side.fluency = fluency(lm, prompt, gen.ids,              # scored without the clamps, for both sides
-                                   on_reply if progress is not None else None)
+            side.fluency = fluency(
+                lm,
+                prompt,
+                gen.ids,  # scored without the clamps, for both sides
+                on_reply if progress is not None else None,
+            )
     return Result(prompt, target, sides["baseline"], sides["clamped"], activation)

@@ -1,4 +1,5 @@
 """Engine options that need no torch: what --dtype, --device and --top-k may be, and the decode recipe."""
+
 from __future__ import annotations
 
 import os
@@ -45,10 +46,10 @@ class DecodeRecipe:
     so the API and the pipeline build one before anything loads)."""
 
     top_k: int = DEFAULT_TOP_K
-    views: Sequence[str] | None = None     # None: every view the model has (ModelInfo.check_views)
+    views: Sequence[str] | None = None  # None: every view the model has (ModelInfo.check_views)
     device: str = "auto"
     dtype: str = "auto"
-    budget_mb: int | None = None   # logits chunk memory; default: 128 MiB on CPU, 40% of free GPU memory
+    budget_mb: int | None = None  # logits chunk memory; default: 128 MiB on CPU, 40% of free GPU memory
     # "auto": the blockwise scorer with the fused Triton kernels where they pass their self-check on the
     # device (CUDA), else the classic torch passes; "blockwise" forces the blockwise scorer (with the
     # kernels' torch twins where the kernels cannot run); "classic" forces the torch passes

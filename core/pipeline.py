@@ -8,6 +8,7 @@ without loading the model; otherwise, under the decode lock, stale or corrupt ca
 it finishes. One cache has one precision: ``--dtype auto`` continues in the cache's own, an explicit
 other dtype re-decodes it (announced).
 """
+
 from __future__ import annotations
 
 import threading
@@ -52,7 +53,7 @@ def cached_views(path: Path, views: Sequence[str], top_k: int, dtype: str = "aut
             wanted = list(views) or store.views
             return [v for v in store.views if v in wanted] if store.has_decoded(wanted) else None
     except CorruptCache:
-        return None    # the decode path removes it, under the lock, and says so
+        return None  # the decode path removes it, under the lock, and says so
 
 
 def _discard_reason(path: Path, top_k: int) -> str | None:
@@ -71,14 +72,26 @@ def _discard_reason(path: Path, top_k: int) -> str | None:
 
 def cache_meta(source: Source, info: ModelInfo, top_k: int, precision: str | None) -> dict:
     """The meta a new cache of this model starts with (the decode and the examples engine both make one)."""
-    return dict(name=source.name, source=source.source, fingerprint=source.fingerprint, **provenance(source),
-                recipe=RECIPE_VERSION, top_k=top_k, arch=info.arch, layers=info.layers,
-                neurons_per_layer=info.neurons, hidden=info.shape.hidden, views=list(info.views),
-                precision=precision, created=time.time())
+    return dict(
+        name=source.name,
+        source=source.source,
+        fingerprint=source.fingerprint,
+        **provenance(source),
+        recipe=RECIPE_VERSION,
+        top_k=top_k,
+        arch=info.arch,
+        layers=info.layers,
+        neurons_per_layer=info.neurons,
+        hidden=info.shape.hidden,
+        views=list(info.views),
+        precision=precision,
+        created=time.time(),
+    )
 
 
-def open_for_decode(source: Source, lm, info: ModelInfo, recipe: DecodeRecipe, auto_dtype: str, cache_dir,
-                    rebuild: bool, note: Note):
+def open_for_decode(
+    source: Source, lm, info: ModelInfo, recipe: DecodeRecipe, auto_dtype: str, cache_dir, rebuild: bool, note: Note
+):
     """Under the decode lock: drop stale, corrupt or too-small caches (announced), create meta and
     vocabulary, settle the precision and list the (layer, view) units of ``recipe.views`` (checked) still to
     decode. Returns (store, todo, precision, created)."""
@@ -92,7 +105,7 @@ def open_for_decode(source: Source, lm, info: ModelInfo, recipe: DecodeRecipe, a
             note(f"removed cache {path.name}: {reason}")
     created = not path.exists()
     texts = tables = None
-    if created:                        # the vocabulary's word work before the file exists (it is never half made)
+    if created:  # the vocabulary's word work before the file exists (it is never half made)
         from ..cache.labels import key_tables
 
         texts = lm.token_texts()
@@ -100,8 +113,11 @@ def open_for_decode(source: Source, lm, info: ModelInfo, recipe: DecodeRecipe, a
     store = Store(path, handoff=True)  # units are written from the decoder's writer thread
     try:
         if not store.ready:
-            store.initialize(cache_meta(source, info, top_k, auto_dtype if dtype == "auto" else dtype),
-                             texts if texts is not None else lm.token_texts(), tables)
+            store.initialize(
+                cache_meta(source, info, top_k, auto_dtype if dtype == "auto" else dtype),
+                texts if texts is not None else lm.token_texts(),
+                tables,
+            )
         done = store.done_units()
         held = store.precision if done else None
         precision = held if held and dtype == "auto" else (auto_dtype if dtype == "auto" else dtype)
@@ -133,11 +149,20 @@ def discard_if_empty(store: Store, lock: Lock, created: bool) -> None:
         lock.discard()
 
 
-def ensure_decoded(source: Source, recipe: DecodeRecipe | None = None, *, info: ModelInfo | None = None,
-                   cache_dir=None, rebuild: bool = False, trust_remote_code: bool = False, loaded=None,
-                   progress: Callable[[int, int], None] | None = None, note: Note | None = None,
-                   cancel: threading.Event | None = None,
-                   on_unit: Callable[[int, str], None] | None = None) -> DecodeResult:
+def ensure_decoded(
+    source: Source,
+    recipe: DecodeRecipe | None = None,
+    *,
+    info: ModelInfo | None = None,
+    cache_dir=None,
+    rebuild: bool = False,
+    trust_remote_code: bool = False,
+    loaded=None,
+    progress: Callable[[int, int], None] | None = None,
+    note: Note | None = None,
+    cancel: threading.Event | None = None,
+    on_unit: Callable[[int, str], None] | None = None,
+) -> DecodeResult:
     """Make sure the recipe's views (None: all the architecture has) are decoded with its top-k, on its
     device in its dtype; return where they are. ``info``: the model's headers when the caller has read them;
     ``loaded``: the model when it is loaded already."""
@@ -151,8 +176,9 @@ def ensure_decoded(source: Source, recipe: DecodeRecipe | None = None, *, info: 
     started = time.perf_counter()
 
     def result(views, units=0, device_desc=""):
-        return DecodeResult(path, list(views), info.layers * info.neurons, time.perf_counter() - started, units,
-                            device_desc)
+        return DecodeResult(
+            path, list(views), info.layers * info.neurons, time.perf_counter() - started, units, device_desc
+        )
 
     cached = None if rebuild else cached_views(path, views, top_k, dtype)
     if cached is not None:  # nothing to do: no lock, no model load
@@ -160,16 +186,16 @@ def ensure_decoded(source: Source, recipe: DecodeRecipe | None = None, *, info: 
     from .decode import Decoder, dtype_name, pick_device, pick_dtype
     from .loading.models import load_for_decode
 
-    dev = pick_device(recipe.device)            # a missing GPU is reported before any file is created
+    dev = pick_device(recipe.device)  # a missing GPU is reported before any file is created
     auto = dtype_name(pick_dtype("auto", dev))
     with decode_lock(path, note) as lock:
         cached = None if rebuild else cached_views(path, views, top_k, dtype)
-        if cached is not None:           # another process finished it while we waited
+        if cached is not None:  # another process finished it while we waited
             return result(cached)
         try:
             lm = loaded or load_for_decode(source, trust_remote_code=trust_remote_code)
         except BaseException:
-            if not path.exists():        # nothing was made: leave no lock file behind either
+            if not path.exists():  # nothing was made: leave no lock file behind either
                 lock.discard()
             raise
         store, todo, precision, created = open_for_decode(source, lm, info, recipe, auto, cache_dir, rebuild, note)

@@ -1,4 +1,5 @@
 """The one neuron notation: ``L29:N808`` (``29:808`` is accepted on input). Torch-free."""
+
 from __future__ import annotations
 
 import re

@@ -12,21 +12,39 @@ The notebook API (the CLI and the app use it too)::
 
 See README, "In a notebook".
 """
+
 from .api import CachedModel, ClampReport, Model, Neuron, Records, compare, models, open
 from .cache.schema import TopToken
 from .cache.store import Hit
 from .core.refs import NeuronRef
 from .errors import (
-                          BadNeuronRef,
-                          CacheError,
-                          DamagedModel,
-                          ModelNotFound,
-                          NeuroscopeError,
-                          UnsupportedModel,
-                          UsageError,
+    BadNeuronRef,
+    CacheError,
+    DamagedModel,
+    ModelNotFound,
+    NeuroscopeError,
+    UnsupportedModel,
+    UsageError,
 )
 
 __version__ = "0.1.0"
-__all__ = ["BadNeuronRef", "CacheError", "CachedModel", "ClampReport", "DamagedModel", "Hit", "Model",
-           "ModelNotFound", "Neuron", "NeuronRef", "NeuroscopeError", "Records", "TopToken", "UnsupportedModel",
-           "UsageError", "compare", "models", "open"]
+__all__ = [
+    "BadNeuronRef",
+    "CacheError",
+    "CachedModel",
+    "ClampReport",
+    "DamagedModel",
+    "Hit",
+    "Model",
+    "ModelNotFound",
+    "Neuron",
+    "NeuronRef",
+    "NeuroscopeError",
+    "Records",
+    "TopToken",
+    "UnsupportedModel",
+    "UsageError",
+    "compare",
+    "models",
+    "open",
+]

@@ -12,6 +12,7 @@ Everything returns plain dataclasses (``as_dict()`` gives what the CLI prints wi
 as :class:`Records`, whose ``to_pandas()`` makes a DataFrame where pandas is installed. Every user error
 is a :class:`neuroscope.NeuroscopeError` with a one-line message; any other exception is a bug.
 """
+
 from __future__ import annotations
 
 import threading
@@ -35,7 +36,7 @@ from .results import CachedModel, ClampReport, Records, as_ref, tqdm_progress
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
-ProgressFactory = Callable[[str], "tuple[Progress, Callable[[], None]]"]   # label -> (update, close)
+ProgressFactory = Callable[[str], "tuple[Progress, Callable[[], None]]"]  # label -> (update, close)
 
 
 class Model:
@@ -43,11 +44,18 @@ class Model:
     Long methods are plain functions of neuroscope.decoding, .weights, .searching, .concepts, .behaviour,
     .clamping, .comparing and .export."""
 
-    typed: str | None = None            # the MODEL as the user typed it (neuroscope.open sets it), for hints
+    typed: str | None = None  # the MODEL as the user typed it (neuroscope.open sets it), for hints
 
-    def __init__(self, source: Source, cache_dir=None, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False, progress: bool | ProgressFactory = True,
-                 note: Note | None = None):
+    def __init__(
+        self,
+        source: Source,
+        cache_dir=None,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        progress: bool | ProgressFactory = True,
+        note: Note | None = None,
+    ):
         self.source = source
         self.cache_dir, self.device, self.dtype = cache_dir, check_device_name(device), check_dtype(dtype)
         self.trust_remote_code = trust_remote_code
@@ -122,9 +130,16 @@ class Model:
 
         return cached_views(self.path, list(views or []), 1, self.dtype) is not None
 
-    def decode(self, views: Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K, rebuild: bool = False,
-               devices: Sequence[str] | None = None, cancel: threading.Event | None = None,
-               on_unit: Callable[[int, str], None] | None = None, announce: bool = True):
+    def decode(
+        self,
+        views: Sequence[str] | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        rebuild: bool = False,
+        devices: Sequence[str] | None = None,
+        cancel: threading.Event | None = None,
+        on_unit: Callable[[int, str], None] | None = None,
+        announce: bool = True,
+    ):
         """Decode every neuron of ``views`` (default: all the model has), both directions, into the cache;
         resumes an interrupted decode, returns at once when everything is there. ``cancel`` (an Event) stops
         it between chunks (finished units are kept; neuroscope.errors.Cancelled is raised). Returns a
@@ -152,8 +167,15 @@ class Model:
         self.check_shape(ref.check)
         return Neuron(self, ref)
 
-    def search(self, text: str, view: str | None = None, direction: str | None = None, max_rank: int = 1,
-               match: str = "word", limit: int | None = 50) -> Records:
+    def search(
+        self,
+        text: str,
+        view: str | None = None,
+        direction: str | None = None,
+        max_rank: int = 1,
+        match: str = "word",
+        limit: int | None = 50,
+    ) -> Records:
         """Neurons whose top ``max_rank`` tokens match ``text`` (Hit: layer, neuron, view, direction, rank,
         token_id, token, prob), highest probability first. ``match``: word (the word's forms, case,
         leading spaces, plurals folded, and its leading pieces: " Californ" for "California"), exact,
@@ -180,27 +202,54 @@ class Model:
         """The whole model and tokenizer (loaded once, on first use, on ``device``)."""
         return weights.loaded(self)
 
-    def experiment(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool | None = None,
-                   samples: int | None = None, max_new_tokens: int | None = None, temperature: float | None = None,
-                   top_p: float | None = None, seed: int | None = None, mode: str | None = None,
-                   positions: str | None = None, preset: str | None = None, concept: str | None = None,
-                   strength: float | None = None, min_mass: float | None = None) -> Experiment:
+    def experiment(
+        self,
+        clamps,
+        prompt: str | None = None,
+        target: str | None = None,
+        chat: bool | None = None,
+        samples: int | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        mode: str | None = None,
+        positions: str | None = None,
+        preset: str | None = None,
+        concept: str | None = None,
+        strength: float | None = None,
+        min_mass: float | None = None,
+    ) -> Experiment:
         """A checked Experiment (everything the headers can tell is checked; nothing is loaded). ``concept``
         adds a clamp for every neuron labelled with it (concepts.concept_clamps). A setting left None is the
         preset's when ``preset`` names one, else the default (40 new tokens, greedy, seed 0, mode set, all
         positions); ``mode`` given with a preset applies to its clamps too."""
-        return clamping.experiment(self, ClampRequest.of(locals()))     # the arguments are its fields
+        return clamping.experiment(self, ClampRequest.of(locals()))  # the arguments are its fields
 
-    def clamp(self, clamps, prompt: str | None = None, target: str | None = None, chat: bool | None = None,
-              samples: int | None = None, max_new_tokens: int | None = None, temperature: float | None = None,
-              top_p: float | None = None, seed: int | None = None, mode: str | None = None,
-              positions: str | None = None, preset: str | None = None,
-              on_text: Callable[[str, str], None] | None = None, cancel: threading.Event | None = None,
-              concept: str | None = None, strength: float | None = None, min_mass: float | None = None):
+    def clamp(
+        self,
+        clamps,
+        prompt: str | None = None,
+        target: str | None = None,
+        chat: bool | None = None,
+        samples: int | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        mode: str | None = None,
+        positions: str | None = None,
+        preset: str | None = None,
+        on_text: Callable[[str, str], None] | None = None,
+        cancel: threading.Event | None = None,
+        concept: str | None = None,
+        strength: float | None = None,
+        min_mass: float | None = None,
+    ):
         """Generate baseline and clamped replies to ``prompt`` and measure p(target). ``clamps``:
         {"L29:N808": 20, ...}, a list of "L29:N808=20" strings or Clamp objects; ``concept`` adds every neuron
         labelled with it. Returns a ClampReport (``as_dict()`` is the CLI's --json)."""
-        exp = clamping.experiment(self, ClampRequest.of(locals()))      # Model.experiment's, on_text aside
+        exp = clamping.experiment(self, ClampRequest.of(locals()))  # Model.experiment's, on_text aside
         return self.run(exp, self.prepare(exp), on_text, cancel)
 
     def prepare(self, exp: Experiment):
@@ -208,8 +257,13 @@ class Model:
         (the model is not loaded yet)."""
         return clamping.prepare(self, exp)
 
-    def run(self, exp: Experiment, prepared, on_text: Callable[[str, str], None] | None = None,
-            cancel: threading.Event | None = None) -> ClampReport:
+    def run(
+        self,
+        exp: Experiment,
+        prepared,
+        on_text: Callable[[str, str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ClampReport:
         """Run a checked experiment on its prepared prompt (loads the model on first use)."""
         return clamping.run(self, exp, prepared, on_text, cancel)
 
@@ -228,9 +282,18 @@ class Model:
 
         return trace(self, prompt, chat, top, neurons)
 
-    def examples(self, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int | None = None,
-                 batch: int = 8, rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0,
-                 text_column: str | None = None):
+    def examples(
+        self,
+        corpus=None,
+        tokens: int = 100_000,
+        per_neuron: int = 20,
+        window: int | None = None,
+        batch: int = 8,
+        rebuild: bool = False,
+        cancel: threading.Event | None = None,
+        commit_s: float = 30.0,
+        text_column: str | None = None,
+    ):
         """Every neuron's top ``per_neuron`` examples by activation, each sign, over the first ``tokens`` tokens
         of ``corpus`` (default: the King James Bible; or a .txt file, a folder of text files, a .jsonl/
         .parquet/.csv file's ``text_column`` (default "text"), a ``save_to_disk`` folder, a Hugging Face
@@ -247,8 +310,15 @@ class Model:
         return agreement(self, seed)
 
     # -- concepts (neuroscope.concepts, neuroscope.export) -------------------------------------------
-    def top(self, by: str = DEFAULT_BY, view: str | None = None, layer: int | None = None, limit: int = 20,
-            direction: str | None = None, min_mass: float = 0.0) -> Records:
+    def top(
+        self,
+        by: str = DEFAULT_BY,
+        view: str | None = None,
+        layer: int | None = None,
+        limit: int = 20,
+        direction: str | None = None,
+        min_mass: float = 0.0,
+    ) -> Records:
         """The most specialised neurons: by score (default: label mass x the specificity of the label's word,
         so content words come first), label mass, top-1 prob, entropy (lowest), copy, suppression, or cosine
         (read row against down column; measured from the weights on first use); ``min_mass``: only labels
@@ -276,8 +346,15 @@ class Model:
         return compare(self, other, view=view, direction=direction, top=top)
 
 
-def open(model: str, cache_dir=None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
-         progress: bool | ProgressFactory = True, note: Note | None = None) -> Model:
+def open(
+    model: str,
+    cache_dir=None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    progress: bool | ProgressFactory = True,
+    note: Note | None = None,
+) -> Model:
     """A model by name: ``demo``, a Hugging Face folder, a .gguf file or a hub id. Nothing is loaded or
     decoded until needed; a name that names nothing fails here (ModelNotFound)."""
     opened = Model(resolve(model), cache_dir, device, dtype, trust_remote_code, progress, note)
@@ -289,12 +366,12 @@ def _model(value, **kwargs) -> Model:
     return value if isinstance(value, Model) else open(value, **kwargs)
 
 
-def compare(base: "Model | str", other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50,
-            **open_kwargs):
+def compare(
+    base: "Model | str", other: "Model | str", view: str = "up", direction: str = "pos", top: int = 50, **open_kwargs
+):
     """Base vs fine-tune: same-top-1 fraction per layer, mean top-k Jaccard, the ``top`` most-changed neurons
     with weight cosines (a core.compare.Comparison). Both are decoded first when they are not cached."""
     return comparing.compare_models(_model(base, **open_kwargs), _model(other, **open_kwargs), view, direction, top)
 
 
-__all__ = ["ClampReport", "CachedModel", "Hit", "Model", "Neuron", "Records", "TopToken", "compare", "models",
-           "open"]
+__all__ = ["ClampReport", "CachedModel", "Hit", "Model", "Neuron", "Records", "TopToken", "compare", "models", "open"]

@@ -1,6 +1,7 @@
 """What neurons do on text, for the API: trace a prompt, compute max-activating examples over a corpus,
 read a neuron's examples and GLU cases, and the decode <-> behaviour agreement. neuroscope.api's Model and
 Neuron call these."""
+
 from __future__ import annotations
 
 import threading
@@ -19,8 +20,12 @@ DEFAULT_WINDOW = 128
 
 
 def check_examples_args(tokens: int, per_neuron: int, window: int, batch: int) -> None:
-    for name, value, low, high in (("--tokens", tokens, 1, MAX_TOKENS), ("--per-neuron", per_neuron, 1, 1000),
-                                   ("--window", window, 8, 8192), ("--batch-size", batch, 1, 4096)):
+    for name, value, low, high in (
+        ("--tokens", tokens, 1, MAX_TOKENS),
+        ("--per-neuron", per_neuron, 1, 1000),
+        ("--window", window, 8, 8192),
+        ("--batch-size", batch, 1, 4096),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise UsageError(f"{name} must be a whole number from {low:,} to {high:,}")
     if tokens < window:
@@ -32,13 +37,13 @@ def trace(model, prompt: str, chat: bool = False, top: int = 10, neurons=None):
     view in the direction of the activation's sign), and with ``neurons`` their activation at every token."""
     from .errors import GenerationError
 
-    if not isinstance(prompt, str) or not prompt.strip():   # before torch and the tokenizer (5 s for a GGUF's)
+    if not isinstance(prompt, str) or not prompt.strip():  # before torch and the tokenizer (5 s for a GGUF's)
         raise GenerationError("the prompt is empty: give --prompt TEXT")
     if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= 1000:
         raise UsageError("--top must be a whole number from 1 to 1000")
     refs = [as_ref(r) for r in neurons] if neurons else None
     if refs:
-        model.info.check_refs(refs)                 # before anything is loaded
+        model.info.check_refs(refs)  # before anything is loaded
     if chat and not model.info.chat_template:
         raise GenerationError(f"{model.name} has no chat template: drop --chat and write the prompt out in full")
     from .core.activations import TokenTrace, Trace
@@ -47,7 +52,7 @@ def trace(model, prompt: str, chat: bool = False, top: int = 10, neurons=None):
 
     built = build_prompt(Tokenized(model.source, model.tokenizer()), prompt, chat)
     model.info.check_new_tokens(built.length)
-    with model.store("down") as store:              # labels: decoded first when the cache lacks them
+    with model.store("down") as store:  # labels: decoded first when the cache lacks them
         lm = model.loaded()
         per_token, traces, texts = run_trace(lm, built.ids, top, refs)
         tokens = []
@@ -59,9 +64,18 @@ def trace(model, prompt: str, chat: bool = False, top: int = 10, neurons=None):
     return Trace(model.name, prompt, tokens, traces)
 
 
-def examples(model, corpus=None, tokens: int = 100_000, per_neuron: int = 20, window: int | None = None,
-             batch: int = 8, rebuild: bool = False, cancel: threading.Event | None = None, commit_s: float = 30.0,
-             text_column: str | None = None):
+def examples(
+    model,
+    corpus=None,
+    tokens: int = 100_000,
+    per_neuron: int = 20,
+    window: int | None = None,
+    batch: int = 8,
+    rebuild: bool = False,
+    cancel: threading.Event | None = None,
+    commit_s: float = 30.0,
+    text_column: str | None = None,
+):
     """Max-activating examples of every neuron over ``corpus`` (what core.corpus.open_corpus takes: a path,
     a saved dataset, a Hugging Face dataset id; None: the default corpus), its ``text_column`` for the
     tabular kinds (default ``text``). ``window``: tokens per row (default 128, or the model's context where
@@ -69,22 +83,32 @@ def examples(model, corpus=None, tokens: int = 100_000, per_neuron: int = 20, wi
     from .core.corpus import open_corpus
 
     check_examples_args(tokens, per_neuron, DEFAULT_WINDOW if window is None else window, batch)
-    info = model.info                                # headers only: the context length
+    info = model.info  # headers only: the context length
     context = info.shape.context
     if window is None:
         window = min(DEFAULT_WINDOW, context) if context else DEFAULT_WINDOW
         check_examples_args(tokens, per_neuron, window, batch)
     elif context and window > context:
         raise UsageError(f"--window {window} exceeds {model.name}'s context of {context:,} tokens")
-    text = open_corpus(corpus, text_column)          # missing, empty, binary, no column: before anything loads
+    text = open_corpus(corpus, text_column)  # missing, empty, binary, no column: before anything loads
     # torch is imported only after the checks (bad input answers in 0.3 s, not 1.5)
     from .core.examples import ExamplesRecipe, ensure_examples
 
     recipe = ExamplesRecipe(text, tokens, per_neuron, window, batch, commit_s)
     progress, close = model._progress("examples")
     try:
-        return ensure_examples(model.source, info, recipe, model.loaded, model.tokenizer(), cache_dir=model.cache_dir,
-                               rebuild=rebuild, progress=progress, note=model.note, cancel=cancel)
+        return ensure_examples(
+            model.source,
+            info,
+            recipe,
+            model.loaded,
+            model.tokenizer(),
+            cache_dir=model.cache_dir,
+            rebuild=rebuild,
+            progress=progress,
+            note=model.note,
+            cancel=cancel,
+        )
     finally:
         close()
 
@@ -94,8 +118,9 @@ def _examples_store(model) -> Store:
     if cached is None or not Examples(cached).complete:
         if cached is not None:
             cached.close()
-        raise UsageError(f"{model.name} has no examples yet: run `neuroscope examples {model.typed_arg}` "
-                         f"(or model.examples())")
+        raise UsageError(
+            f"{model.name} has no examples yet: run `neuroscope examples {model.typed_arg}` (or model.examples())"
+        )
     return cached
 
 
@@ -124,16 +149,18 @@ def neuron_cases(model, ref: NeuronRef) -> dict:
         cases, positive = ex.counts(ref.layer)
         spec = ex.run_spec
         total = int(spec["windows"]) * int(spec["window"])
-        return {"cases": None if cases is None else {c: int(cases[i, ref.neuron]) for i, c in enumerate(CASES)},
-                "positive": int(positive[ref.neuron]) / max(1, total)}
+        return {
+            "cases": None if cases is None else {c: int(cases[i, ref.neuron]) for i, c in enumerate(CASES)},
+            "positive": int(positive[ref.neuron]) / max(1, total),
+        }
 
 
 def agreement(model, seed: int = 0):
     """Decode <-> behaviour agreement per view and layer (core.agreement); decodes first when needed."""
     from .core.agreement import agreement as compute
 
-    require_examples(model)                          # none: one line before any decode
-    model.store().close()                            # every view decoded (on demand)
+    require_examples(model)  # none: one line before any decode
+    model.store().close()  # every view decoded (on demand)
     with _examples_store(model) as store:
         return compute(store, Examples(store), seed=seed)
 
@@ -148,6 +175,6 @@ def activations(model, prompt: str, refs, chat: bool | None = None) -> Records:
     model.info.check_refs(refs)
     tokens = Tokenized(model.source, model.tokenizer())
     chat = has_chat_template(tokens.tokenizer) if chat is None else chat
-    built = build_prompt(tokens, prompt, chat)           # an empty prompt: before the model loads
+    built = build_prompt(tokens, prompt, chat)  # an empty prompt: before the model loads
     lm = model.loaded()
     return Records(natural_activation(lm, built, refs))

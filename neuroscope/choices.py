@@ -1,13 +1,14 @@
 """The words a user may choose from, declared once: every layer (cache, core, the API, the CLI's argparse
 choices and the app's options) imports them from here. Torch-free and import-free, so the cache layer and
 the CLI's parser can use it without loading anything."""
+
 from __future__ import annotations
 
-VIEWS = ("up", "gate", "down")          # a neuron's read rows (up, gate) and its write column (down)
-DIRECTIONS = ("pos", "neg")             # the top tokens it promotes / suppresses
-MATCH_MODES = ("word", "exact", "prefix", "contains")   # how a search text matches token text
-SEARCH_MATCHES = (*MATCH_MODES, "label")                # search also matches concept labels
-TOP_K_RANGE = (1, 255)                  # tokens kept per neuron-direction (ranks are stored as uint8)
+VIEWS = ("up", "gate", "down")  # a neuron's read rows (up, gate) and its write column (down)
+DIRECTIONS = ("pos", "neg")  # the top tokens it promotes / suppresses
+MATCH_MODES = ("word", "exact", "prefix", "contains")  # how a search text matches token text
+SEARCH_MATCHES = (*MATCH_MODES, "label")  # search also matches concept labels
+TOP_K_RANGE = (1, 255)  # tokens kept per neuron-direction (ranks are stored as uint8)
 DEFAULT_TOP_K = 10
-READS = ("gate", "up")                  # a neuron's read vectors, as circuits name them (GPT-2/NeoX: up only)
-EDGE_TOP = 32                           # edges the circuit graph keeps per neuron, read vector and direction
+READS = ("gate", "up")  # a neuron's read vectors, as circuits name them (GPT-2/NeoX: up only)
+EDGE_TOP = 32  # edges the circuit graph keeps per neuron, read vector and direction

@@ -5,6 +5,7 @@ the model's cache on first use (with progress), then every question is a lookup.
 Labels: an upstream neuron carries its down/pos label (the edge runs through what it writes); a downstream
 neuron carries the label of the read vector the edge goes into (its ``via``), pos direction.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -41,13 +42,26 @@ def ensure_graph(model: Model, cancel=None):
     from .core.circuits.build import graph_spec
 
     spec = stored_edges_spec(model.path) if model.path.exists() else None
-    if not (spec and spec.get("top") == EDGE_TOP and len(spec.get("done", [])) >= model.info.layers - 1
-            and spec == {**spec, **graph_spec(model.info, EDGE_TOP)}):
+    if not (
+        spec
+        and spec.get("top") == EDGE_TOP
+        and len(spec.get("done", [])) >= model.info.layers - 1
+        and spec == {**spec, **graph_spec(model.info, EDGE_TOP)}
+    ):
         model.note(f"building the circuit graph of {model.name} (once; Ctrl-C stops, finished layers are kept)")
     progress, close = model._progress("circuit")
     try:
-        return build(model.source, info=model.info, cache_dir=model.cache_dir, device=model.device, top=EDGE_TOP,
-                     trust_remote_code=model.trust_remote_code, progress=progress, note=model.note, cancel=cancel)
+        return build(
+            model.source,
+            info=model.info,
+            cache_dir=model.cache_dir,
+            device=model.device,
+            top=EDGE_TOP,
+            trust_remote_code=model.trust_remote_code,
+            progress=progress,
+            note=model.note,
+            cancel=cancel,
+        )
     finally:
         close()
 
@@ -60,10 +74,10 @@ def circuit(model: Model, ref, top: int = DEFAULT_TOP, via: str | None = None) -
     from .concepts import neuron_label
 
     top = check_top(top)
-    neuron = model.neuron(ref)                    # out of range: one line, nothing loaded
+    neuron = model.neuron(ref)  # out of range: one line, nothing loaded
     ref = neuron.ref
     vias = check_via(model, via)
-    with model.store():                           # decoded (and labelled) first: the neighbours' labels
+    with model.store():  # decoded (and labelled) first: the neighbours' labels
         pass
     ensure_graph(model)
     n = model.info.neurons
@@ -77,8 +91,16 @@ def circuit(model: Model, ref, top: int = DEFAULT_TOP, via: str | None = None) -
 
         def listed(rows, view_of) -> list[dict]:
             rows = sorted(rows, key=lambda r: -abs(r[3]))[:top]
-            return [{"layer": layer, "neuron": neuron_, "via": v, "weight": round(float(w), 6),
-                     "label": label(layer, neuron_, view_of(v))} for layer, neuron_, v, w in rows]
+            return [
+                {
+                    "layer": layer,
+                    "neuron": neuron_,
+                    "via": v,
+                    "weight": round(float(w), 6),
+                    "label": label(layer, neuron_, view_of(v)),
+                }
+                for layer, neuron_, v, w in rows
+            ]
 
         upstream = []
         for v in vias:
@@ -89,15 +111,29 @@ def circuit(model: Model, ref, top: int = DEFAULT_TOP, via: str | None = None) -
         for v in vias:
             p = edges.neuron(ref.layer, ref.neuron, "out", v)
             if p is not None:
-                downstream += [(int(i) // n, int(i) % n, reads[int(k)], float(w))
-                               for i, k, w in zip(p.ids, p.vias, p.weights) if i >= 0]
+                downstream += [
+                    (int(i) // n, int(i) % n, reads[int(k)], float(w))
+                    for i, k, w in zip(p.ids, p.vias, p.weights)
+                    if i >= 0
+                ]
         tokens = {}
         for v in vias:
             p = edges.neuron(ref.layer, ref.neuron, "tokens", v)
             ids = [int(i) for i in p.ids[:top]] if p is not None else []
             texts = store.token_texts(ids)
-            tokens[v] = [{"token_id": i, "token": texts.get(i, ""), "weight": round(float(w), 6)}
-                         for i, w in zip(ids, p.weights[:top])] if p is not None else []
-        return {"model": model.name, "layer": ref.layer, "neuron": ref.neuron,
-                "upstream": listed(upstream, lambda v: "down"), "downstream": listed(downstream, lambda v: v),
-                "tokens": tokens}
+            tokens[v] = (
+                [
+                    {"token_id": i, "token": texts.get(i, ""), "weight": round(float(w), 6)}
+                    for i, w in zip(ids, p.weights[:top])
+                ]
+                if p is not None
+                else []
+            )
+        return {
+            "model": model.name,
+            "layer": ref.layer,
+            "neuron": ref.neuron,
+            "upstream": listed(upstream, lambda v: "down"),
+            "downstream": listed(downstream, lambda v: v),
+            "tokens": tokens,
+        }

@@ -1,6 +1,7 @@
 """Clamping experiments, for the API: what the user asked for (a core.experiment.ClampRequest) becomes a
 checked Experiment, its prompt is tokenized and checked, and it runs (baseline vs clamped). neuroscope.api's
 Model calls these. Everything the headers and the tokenizer alone can tell is checked before the model loads."""
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,19 @@ from .errors import UsageError
 from .results import ClampReport, as_clamps
 
 # a setting neither given nor saved in the preset
-DEFAULTS = {"chat": GenSettings.chat, "max_new_tokens": GenSettings.max_new_tokens, "seed": GenSettings.seed,
-            "strength": DEFAULT_STRENGTH, "min_mass": DEFAULT_MIN_MASS}
+DEFAULTS = {
+    "chat": GenSettings.chat,
+    "max_new_tokens": GenSettings.max_new_tokens,
+    "seed": GenSettings.seed,
+    "strength": DEFAULT_STRENGTH,
+    "min_mass": DEFAULT_MIN_MASS,
+}
 
 
 def experiment(model, request: ClampRequest) -> Experiment:
     """A checked Experiment (everything the headers can tell is checked; nothing is loaded). The request's
     concept adds a clamp for every neuron labelled with it (concepts.concept_clamps)."""
-    clamp_set, saved = (load_preset(request.preset) if request.preset else (ClampSet(), {}))
+    clamp_set, saved = load_preset(request.preset) if request.preset else (ClampSet(), {})
     s = settings_from(request.settings(), saved, DEFAULTS)
     mode = request.mode
     if mode is not None and mode not in MODES:
@@ -35,7 +41,7 @@ def experiment(model, request: ClampRequest) -> Experiment:
     given = ClampSet(list(clamp_set.clamps), clamp_set.positions)
     settings = GenSettings(s["max_new_tokens"], s["temperature"], s["top_p"], s["seed"], s["chat"])
     exp = Experiment(s["prompt"], clamp_set, settings, s["target"], s["samples"], given, s)
-    exp.check().check_model(model.info)          # all of it before a concept's look-up (which may decode)
+    exp.check().check_model(model.info)  # all of it before a concept's look-up (which may decode)
     if s["concept"] is not None:
         from .concepts import concept_clamps
 
@@ -64,20 +70,27 @@ def prepare(model, exp: Experiment):
     if exp.target is not None:
         tgt = target_token(tokens, built, exp.target)
         if tgt.tokens > 1:
-            model.note(f"target '{exp.target}' is {tgt.tokens} tokens; measuring p of its first token "
-                       f"{json.dumps(tgt.token, ensure_ascii=False)}")
+            model.note(
+                f"target '{exp.target}' is {tgt.tokens} tokens; measuring p of its first token "
+                f"{json.dumps(tgt.token, ensure_ascii=False)}"
+            )
     return built
 
 
-def run(model, exp: Experiment, prepared, on_text: Callable[[str, str], None] | None = None,
-        cancel: threading.Event | None = None) -> ClampReport:
+def run(
+    model,
+    exp: Experiment,
+    prepared,
+    on_text: Callable[[str, str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> ClampReport:
     """Run a checked experiment on its prepared prompt (loads the model on first use)."""
     from .core.measure import run_experiment
 
     lm = model.loaded()
     model.note(f"clamping {exp.clamps.describe()}")
     progress, close = model._progress("clamp") if exp.samples else (None, lambda: None)
-    try:                                        # with samples: a bar (tokens sampled, ETA) while they run
+    try:  # with samples: a bar (tokens sampled, ETA) while they run
         result = run_experiment(lm, exp, on_text=on_text, cancel=cancel, prepared=prepared, progress=progress)
     finally:
         close()

@@ -1,6 +1,7 @@
 """From tokens to concepts, for the API: a neuron's label, the most specialised neurons, every neuron of a
 concept (with the sign that pushes it into the output), the clamps of a whole concept, and search (by token
 or by label). The ``*_neurons`` functions are what neuroscope.api's Model methods of those names call."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -14,17 +15,17 @@ from .results import Records, check_view_direction
 from .searching import label_search, search_neurons, with_labels  # noqa: F401  (the app and the API import them here)
 
 BY = ("score", "mass", "prob", "entropy", "copy", "suppression", "cosine")
-DEFAULT_BY = "score"        # top: content concepts first (label mass x the label word's specificity, cache.words)
-DEFAULT_STRENGTH = 3.0      # clamp --concept: sign x 3 x each neuron's peak (bench/concept_sweep.py, README)
-DEFAULT_MIN_MASS = 0.5      # clamp --concept: the neurons whose label holds at least half their top-k mass
+DEFAULT_BY = "score"  # top: content concepts first (label mass x the label word's specificity, cache.words)
+DEFAULT_STRENGTH = 3.0  # clamp --concept: sign x 3 x each neuron's peak (bench/concept_sweep.py, README)
+DEFAULT_MIN_MASS = 0.5  # clamp --concept: the neurons whose label holds at least half their top-k mass
 
 
 @dataclass(frozen=True)
 class Label:
-    label: str            # the concept key, e.g. "dog"
-    mass: float           # the probability mass of its tokens in the top-k
-    count: int            # how many top-k tokens share it
-    entropy: float        # of the top-k (renormalised), nats
+    label: str  # the concept key, e.g. "dog"
+    mass: float  # the probability mass of its tokens in the top-k
+    count: int  # how many top-k tokens share it
+    entropy: float  # of the top-k (renormalised), nats
 
     def __str__(self) -> str:
         return f"{self.label} ×{self.count} {self.mass:.2f}" if self.count > 1 else f"{self.label} {self.mass:.2f}"
@@ -36,7 +37,7 @@ def neuron_label(store, layer: int, neuron: int, view: str, direction: str) -> L
     if got is None:
         return None
     key, mass, count, entropy = (a[neuron] for a in got)
-    if int(key) == 0:                       # no word holds LABEL_FLOOR of the top-k: no label
+    if int(key) == 0:  # no word holds LABEL_FLOOR of the top-k: no label
         return None
     return Label(labels.keys([key]).get(int(key), ""), float(mass), int(count), float(entropy))
 
@@ -48,7 +49,7 @@ class ConceptNeuron:
     view: str
     direction: str
     label_mass: float
-    sign: int             # the sign an activation needs to push the concept into the output
+    sign: int  # the sign an activation needs to push the concept into the output
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,8 +70,10 @@ def _key(word) -> str:
 
 
 def _no_token_has(name: str, key: str) -> UsageError:
-    return UsageError(f"no token of {name}'s vocabulary has the concept {key!r}, so no neuron can be labelled "
-                      f"with it (case, leading spaces and plurals are folded; is it a typo?)")
+    return UsageError(
+        f"no token of {name}'s vocabulary has the concept {key!r}, so no neuron can be labelled "
+        f"with it (case, leading spaces and plurals are folded; is it a typo?)"
+    )
 
 
 def check_concept_word(model, word: str) -> None:
@@ -78,7 +81,7 @@ def check_concept_word(model, word: str) -> None:
     neuron can be labelled with it), which is cheap next to the decode it saves on a typo. A decoded model
     needs nothing here: ``concept`` checks its key table."""
     key = _key(word)
-    if model.is_decoded():                       # what model.store() asks before it would decode
+    if model.is_decoded():  # what model.store() asks before it would decode
         return
     from .core.loading.adapter import token_texts
 
@@ -91,8 +94,10 @@ def concept(store, word: str, views=None, name: str = "the model") -> Records:
     key, labels = _key(word), Labels(store)
     if labels.key_id(word) is None:
         raise _no_token_has(name, key)
-    return Records(ConceptNeuron(layer, neuron, view, direction, mass, sign_of(view, direction))
-                   for layer, neuron, view, direction, mass in labels.neurons(word, views))
+    return Records(
+        ConceptNeuron(layer, neuron, view, direction, mass, sign_of(view, direction))
+        for layer, neuron, view, direction, mass in labels.neurons(word, views)
+    )
 
 
 @dataclass(frozen=True)
@@ -105,12 +110,12 @@ class Specialised:
     label_mass: float
     count: int
     entropy: float
-    prob: float                   # its top-1 token's probability
-    token: str                    # its top-1 token
-    copy: float | None = None     # read (up, pos) and write (down, pos) top-k overlap
-    suppression: float | None = None   # read (up, pos) and write-against (down, neg) overlap
-    cosine: float | None = None   # cosine(its up or gate row, its down column) in the weights
-    score: float | None = None    # label mass x specificity of the label's word (--by score)
+    prob: float  # its top-1 token's probability
+    token: str  # its top-1 token
+    copy: float | None = None  # read (up, pos) and write (down, pos) top-k overlap
+    suppression: float | None = None  # read (up, pos) and write-against (down, neg) overlap
+    cosine: float | None = None  # cosine(its up or gate row, its down column) in the weights
+    score: float | None = None  # label mass x specificity of the label's word (--by score)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -119,13 +124,20 @@ class Specialised:
 def overlap(a_ids, a_p, b_ids, b_p) -> np.ndarray:
     """Per neuron: sum over shared tokens of min(p_a, p_b) (0: disjoint; 1: the same distribution)."""
     out = np.zeros(a_p.shape, np.float32)
-    for j in range(b_ids.shape[1]):                    # k passes over [n, k], no [n, k, k] temporaries
-        np.add(out, np.minimum(a_p, b_p[:, j:j + 1]), out=out, where=a_ids == b_ids[:, j:j + 1])
+    for j in range(b_ids.shape[1]):  # k passes over [n, k], no [n, k, k] temporaries
+        np.add(out, np.minimum(a_p, b_p[:, j : j + 1]), out=out, where=a_ids == b_ids[:, j : j + 1])
     return out.sum(1, dtype=np.float64)
 
 
-def top(store, by: str = DEFAULT_BY, view: str | None = None, layer: int | None = None, limit: int = 20,
-        direction: str | None = None, min_mass: float = 0.0) -> Records:
+def top(
+    store,
+    by: str = DEFAULT_BY,
+    view: str | None = None,
+    layer: int | None = None,
+    limit: int = 20,
+    direction: str | None = None,
+    min_mass: float = 0.0,
+) -> Records:
     """The most specialised neurons: by score (label mass x the specificity of its word: content words first,
     function words, numbers, single characters and special tokens last), label mass, top-1 prob, lowest
     entropy, copy / suppression or read/write cosine; only neurons whose label holds ``min_mass`` or more."""
@@ -173,23 +185,48 @@ def top(store, by: str = DEFAULT_BY, view: str | None = None, layer: int | None 
                     score = tops[1][:, 0]
                 elif by == "score":
                     rel = mass * (words[2][words[0][key]] if words is not None else 1.0)
-                    score = rel + np.minimum(count, 10) * 1e-4     # ties: the concept more tokens agree on
+                    score = rel + np.minimum(count, 10) * 1e-4  # ties: the concept more tokens agree on
                 score = {"mass": mass, "entropy": -entropy}.get(by, rel) if score is None else score
-                assert score is not None           # each --by above gives a score or the relation it ranks
+                assert score is not None  # each --by above gives a score or the relation it ranks
                 if min_mass > 0:
                     score = np.where(mass >= min_mass, score, -np.inf)
-                rows.extend((float(score[i]), lay, int(i), v, d, int(key[i]), float(mass[i]), int(count[i]),
-                             float(entropy[i]), None if rel is None else float(rel[i]))
-                            for i in best_indices(score, limit) if np.isfinite(score[i]))
+                rows.extend(
+                    (
+                        float(score[i]),
+                        lay,
+                        int(i),
+                        v,
+                        d,
+                        int(key[i]),
+                        float(mass[i]),
+                        int(count[i]),
+                        float(entropy[i]),
+                        None if rel is None else float(rel[i]),
+                    )
+                    for i in best_indices(score, limit)
+                    if np.isfinite(score[i])
+                )
     rows.sort(key=lambda r: (-r[0], r[1], r[2], r[3], r[4]))
     rows = rows[:limit]
-    firsts = [store.tops(r[1], r[3], r[4], r[2], r[2] + 1) for r in rows]     # top-1 of the shown rows only
+    firsts = [store.tops(r[1], r[3], r[4], r[2], r[2] + 1) for r in rows]  # top-1 of the shown rows only
     keys = labels.keys([r[5] for r in rows])
     texts = store.token_texts([int(ids[0, 0]) for ids, _ in firsts])
-    return Records(Specialised(r[1], r[2], r[3], r[4], keys.get(r[5], ""), r[6], r[7], r[8], float(probs[0, 0]),
-                               texts[int(ids[0, 0])],
-                               *(r[9] if by == name else None for name in ("copy", "suppression", "cosine", "score")))
-                   for r, (ids, probs) in zip(rows, firsts))
+    return Records(
+        Specialised(
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            keys.get(r[5], ""),
+            r[6],
+            r[7],
+            r[8],
+            float(probs[0, 0]),
+            texts[int(ids[0, 0])],
+            *(r[9] if by == name else None for name in ("copy", "suppression", "cosine", "score")),
+        )
+        for r, (ids, probs) in zip(rows, firsts)
+    )
 
 
 def best_indices(score: np.ndarray, limit: int) -> np.ndarray:
@@ -208,8 +245,12 @@ def missing_cosines(store) -> list[tuple[int, str]]:
     if "down" not in store.views:
         return []
     labels = Labels(store)
-    return [(layer, v) for layer in range(store.layers) for v in ("up", "gate")
-            if v in store.views and labels.cosines(layer, v) is None]
+    return [
+        (layer, v)
+        for layer in range(store.layers)
+        for v in ("up", "gate")
+        if v in store.views and labels.cosines(layer, v) is None
+    ]
 
 
 def ensure_cosines(model) -> None:
@@ -258,10 +299,11 @@ def concept_clamps(model, word: str, strength: float, min_mass: float, views=Non
 
     neurons = [c for c in model.concept(word, views) if c.label_mass >= min_mass]
     if not neurons:
-        raise UsageError(f"no neuron of {model.name} is labelled {concept_key(word)!r} with a label mass of at "
-                         f"least {min_mass:g}")
+        raise UsageError(
+            f"no neuron of {model.name} is labelled {concept_key(word)!r} with a label mass of at least {min_mass:g}"
+        )
     chosen: dict[tuple[int, int], ConceptNeuron] = {}
-    for c in neurons:                                  # highest mass first; a down label wins over the rest
+    for c in neurons:  # highest mass first; a down label wins over the rest
         key = (c.layer, c.neuron)
         if key not in chosen or (c.view == "down" and chosen[key].view != "down"):
             chosen[key] = c
@@ -274,16 +316,30 @@ def concept_clamps(model, word: str, strength: float, min_mass: float, views=Non
             for (layer, neuron), c in chosen.items():
                 got = ex.neuron(layer, neuron, "pos" if c.sign > 0 else "neg", limit=1, context=1)
                 peak = abs(got[0].activation) if got else 0.0
-                peaks[(layer, neuron)] = peak if peak > 0 else 1.0      # never a 0 clamp (that ablates)
-    except UsageError:                                  # no examples: the values are sign x strength
-        model.note(f"no examples of {model.name} are cached, so each --concept value is sign x strength; run "
-                   f"`neuroscope examples {model.typed_arg}` to scale each by its neuron's peak activation")
-    return [Clamp(NeuronRef(layer, neuron), max(-MAX_VALUE, min(MAX_VALUE, c.sign * strength * peaks.get(
-        (layer, neuron), 1.0)))) for (layer, neuron), c in sorted(chosen.items())]
+                peaks[(layer, neuron)] = peak if peak > 0 else 1.0  # never a 0 clamp (that ablates)
+    except UsageError:  # no examples: the values are sign x strength
+        model.note(
+            f"no examples of {model.name} are cached, so each --concept value is sign x strength; run "
+            f"`neuroscope examples {model.typed_arg}` to scale each by its neuron's peak activation"
+        )
+    return [
+        Clamp(
+            NeuronRef(layer, neuron),
+            max(-MAX_VALUE, min(MAX_VALUE, c.sign * strength * peaks.get((layer, neuron), 1.0))),
+        )
+        for (layer, neuron), c in sorted(chosen.items())
+    ]
 
 
-def top_neurons(model, by: str = DEFAULT_BY, view: str | None = None, layer: int | None = None, limit: int = 20,
-                direction: str | None = None, min_mass: float = 0.0) -> Records:
+def top_neurons(
+    model,
+    by: str = DEFAULT_BY,
+    view: str | None = None,
+    layer: int | None = None,
+    limit: int = 20,
+    direction: str | None = None,
+    min_mass: float = 0.0,
+) -> Records:
     """Model.top: the arguments checked (against the cache, else the headers) before any decode."""
     check_view_direction(view, direction)
     if by not in BY:
@@ -300,7 +356,7 @@ def top_neurons(model, by: str = DEFAULT_BY, view: str | None = None, layer: int
             raise UsageError("--limit must be a whole number of at least 1")
 
     with model.store(view, check=check):
-        pass                                    # decoded (and labelled) first, once the input is checked
+        pass  # decoded (and labelled) first, once the input is checked
     if by == "cosine":
         ensure_cosines(model)
     with model.store(view) as store:
@@ -311,6 +367,6 @@ def concept_neurons(model, word: str, views=None) -> Records:
     """Model.concept: the views and the word checked before any decode."""
     if views:
         model.info.check_views([views] if isinstance(views, str) else list(views))
-    check_concept_word(model, word)             # a word no token has fails before any decode
+    check_concept_word(model, word)  # a word no token has fails before any decode
     with model.store() as store:
         return concept(store, word, views, model.name)

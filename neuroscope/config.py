@@ -16,6 +16,7 @@ or wherever ``$NEUROSCOPE_CONFIG`` points. Both tables are optional::
 
 A file that is not TOML, an unknown default or a value of the wrong type is one line naming the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -74,7 +75,7 @@ def load(path: Path | None = None) -> Config:
                 raise UsageError(f"{path}: default {exc}") from None
     for key, value in keymap.items():
         if not isinstance(value, str) or not value.strip():
-            raise UsageError(f"{path}: keymap {key!r} must be a string of keys, e.g. \"ctrl+g\" or \"j,down\"")
+            raise UsageError(f'{path}: keymap {key!r} must be a string of keys, e.g. "ctrl+g" or "j,down"')
     return Config(path, dict(defaults), {k: v.replace(" ", "") for k, v in keymap.items()})
 
 

@@ -1,6 +1,7 @@
 """A model's decode and its cache, for the API: the decode itself (one process or several), the cache opened
 read-only (decoded first when it lacks a view), and every decoded model of a cache folder. The functions
 take the API's Model (neuroscope.api), whose methods of those names call them."""
+
 from __future__ import annotations
 
 import threading
@@ -27,21 +28,32 @@ def cached_store(path: Path) -> Store | None:
     return None
 
 
-def decode(model, views: Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K, rebuild: bool = False,
-           devices: Sequence[str] | None = None, cancel: threading.Event | None = None,
-           on_unit: Callable[[int, str], None] | None = None, announce: bool = True):
+def decode(
+    model,
+    views: Sequence[str] | None = None,
+    top_k: int = DEFAULT_TOP_K,
+    rebuild: bool = False,
+    devices: Sequence[str] | None = None,
+    cancel: threading.Event | None = None,
+    on_unit: Callable[[int, str], None] | None = None,
+    announce: bool = True,
+):
     """Model.decode: the recipe checked, announced, run here or on ``devices``; returns a DecodeResult."""
     from .core.options import under_torchrun
     from .core.pipeline import ensure_decoded
 
-    recipe = DecodeRecipe(top_k=check_top_k(top_k), views=model.info.check_views(list(views) if views else None),
-                          device=model.device, dtype=model.dtype)
+    recipe = DecodeRecipe(
+        top_k=check_top_k(top_k),
+        views=model.info.check_views(list(views) if views else None),
+        device=model.device,
+        dtype=model.dtype,
+    )
     views = recipe.views
     if rebuild or not model.is_decoded(views):
         if not devices:
             from .core.decode import pick_device
 
-            pick_device(model.device)          # a missing GPU is one line before anything is said or made
+            pick_device(model.device)  # a missing GPU is one line before anything is said or made
         if announce:
             model.note(f"decoding {model.name} ({model.source.source}); Ctrl-C stops, finished layers are kept")
     progress, close = model._progress()
@@ -49,11 +61,28 @@ def decode(model, views: Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K
         if devices or under_torchrun():
             from .core.distributed import decode_distributed
 
-            return decode_distributed(model.source, devices, recipe, cache_dir=model.cache_dir, rebuild=rebuild,
-                                      trust_remote_code=model.trust_remote_code, progress=progress, note=model.note)
-        return ensure_decoded(model.source, recipe, info=model.info, cache_dir=model.cache_dir, rebuild=rebuild,
-                              trust_remote_code=model.trust_remote_code, progress=progress, note=model.note,
-                              cancel=cancel, on_unit=on_unit)
+            return decode_distributed(
+                model.source,
+                devices,
+                recipe,
+                cache_dir=model.cache_dir,
+                rebuild=rebuild,
+                trust_remote_code=model.trust_remote_code,
+                progress=progress,
+                note=model.note,
+            )
+        return ensure_decoded(
+            model.source,
+            recipe,
+            info=model.info,
+            cache_dir=model.cache_dir,
+            rebuild=rebuild,
+            trust_remote_code=model.trust_remote_code,
+            progress=progress,
+            note=model.note,
+            cancel=cancel,
+            on_unit=on_unit,
+        )
     finally:
         close()
 
@@ -65,8 +94,7 @@ def open_store(model, view: str | None = None, check: Callable[[int, int], objec
     if cached is not None:
         with cached:
             if view is not None and view not in cached.views:
-                raise UsageError(f"{cached.meta.get('arch')} has no '{view}' view; it has "
-                                 f"{', '.join(cached.views)}")
+                raise UsageError(f"{cached.meta.get('arch')} has no '{view}' view; it has {', '.join(cached.views)}")
             if check is not None:
                 check(cached.layers, cached.neurons)
     if not model.is_decoded([view] if view else None):
@@ -76,7 +104,7 @@ def open_store(model, view: str | None = None, check: Callable[[int, int], objec
         model.decode()
     from .concepts import ensure_labels
 
-    ensure_labels(model.path, model.note)       # caches made before labels were kept: labelled once
+    ensure_labels(model.path, model.note)  # caches made before labels were kept: labelled once
     return Store(model.path, readonly=True)
 
 
@@ -89,7 +117,17 @@ def models(cache_dir=None, note: Callable[[str], None] | None = None) -> Records
                 note(f"unreadable cache file {path} (delete it, or rebuild with `neuroscope decode MODEL --rebuild`)")
             continue
         if status.get("ready"):
-            out.append(CachedModel(status["model"], status["source"], status["layers"], status["neurons_per_layer"],
-                                   status["views"], status["complete"], status.get("last_used") or 0,
-                                   status.get("hub_id"), status.get("revision")))
+            out.append(
+                CachedModel(
+                    status["model"],
+                    status["source"],
+                    status["layers"],
+                    status["neurons_per_layer"],
+                    status["views"],
+                    status["complete"],
+                    status.get("last_used") or 0,
+                    status.get("hub_id"),
+                    status.get("revision"),
+                )
+            )
     return out

@@ -5,6 +5,7 @@ prints before exiting with code 2, and its ``title`` heads the app's error modal
 these types, never by class names. Anything that is not a NeuroscopeError is a bug and keeps its
 traceback.
 """
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ Rows are streamed unit by unit (layer x view x direction), so memory stays one u
 written next to its final name and renamed into place at the end: a failed or interrupted export leaves no
 partial file.
 """
+
 from __future__ import annotations
 
 import collections
@@ -79,14 +80,13 @@ def export(store, fmt: str, out: Path | None, views=None, progress=None, workers
         else:
             if tmp is None:
                 sys.stdout.flush()
-            handle = _stdout_bytes() if tmp is None else open(tmp, "wb")      # workers send UTF-8 bytes
+            handle = _stdout_bytes() if tmp is None else open(tmp, "wb")  # workers send UTF-8 bytes
             try:
                 if fmt == "csv":
                     k = store.top_k
                     fields = [f"{field}_{r}" for r in range(1, k + 1) for field in ("token_id", "token", "prob")]
                     head = io.StringIO()
-                    csv.writer(head).writerow(["layer", "neuron", "view", "direction", "label", "label_mass",
-                                               *fields])
+                    csv.writer(head).writerow(["layer", "neuron", "view", "direction", "label", "label_mass", *fields])
                     handle.write(head.getvalue().encode())
                 count = 0
                 for text, rows in _rendered(store, fmt, views, workers):
@@ -96,7 +96,7 @@ def export(store, fmt: str, out: Path | None, views=None, progress=None, workers
             finally:
                 if tmp is not None:
                     handle.close()
-        if tmp is not None and out is not None:          # both or neither: tmp is made from out
+        if tmp is not None and out is not None:  # both or neither: tmp is made from out
             _durable_replace(tmp, out)
         return count
     except BaseException:
@@ -130,8 +130,14 @@ def _stdout_bytes():
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is not None:
         return buffer
-    return type("TextSink", (), {"write": staticmethod(lambda data: sys.stdout.write(data.decode("utf-8"))),
-                                 "close": staticmethod(lambda: None)})()
+    return type(
+        "TextSink",
+        (),
+        {
+            "write": staticmethod(lambda data: sys.stdout.write(data.decode("utf-8"))),
+            "close": staticmethod(lambda: None),
+        },
+    )()
 
 
 PARALLEL_ROWS = 200_000
@@ -159,16 +165,21 @@ def _state(store, fmt: str) -> dict:
     vocab = int(store.meta["vocab"])
     texts = store.token_texts(range(vocab))
     quote = _quote(fmt)
-    return dict(store=store, labels=Labels(store), fmt=fmt, quote=quote,
-                enc=np.array([quote(texts[i]) for i in range(vocab)], dtype=object))
+    return dict(
+        store=store,
+        labels=Labels(store),
+        fmt=fmt,
+        quote=quote,
+        enc=np.array([quote(texts[i]) for i in range(vocab)], dtype=object),
+    )
 
 
 def _start(path: str, fmt: str) -> None:
-    for sig in STOP_SIGNALS:                                # in a worker process: Ctrl-C and SIGTERM are the
-        signal.signal(sig, signal.SIG_IGN)                  # parent's (it cleans up and ends the pool)
+    for sig in STOP_SIGNALS:  # in a worker process: Ctrl-C and SIGTERM are the
+        signal.signal(sig, signal.SIG_IGN)  # parent's (it cleans up and ends the pool)
     from .cache.store import Store
 
-    _WORKER.update(_state(Store(path, readonly=True), fmt))     # a read-only connection of its own
+    _WORKER.update(_state(Store(path, readonly=True), fmt))  # a read-only connection of its own
 
 
 def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
@@ -179,10 +190,11 @@ def _render(unit, state: dict | None = None) -> tuple[bytes, int]:
     if tops is None or lab is None:
         return b"", 0
     keys = {key: quote(text) for key, text in _key_texts(labels, lab).items()}
-    keys[0] = "null" if state["fmt"] == "jsonl" else ""          # no label above the floor
+    keys[0] = "null" if state["fmt"] == "jsonl" else ""  # no label above the floor
     ids, probs = tops
-    return block(state["fmt"], layer, view, direction, ids, probs, [keys[key] for key in lab[0].tolist()], lab[1],
-                 state["enc"]).encode("utf-8"), len(tops[0])
+    return block(
+        state["fmt"], layer, view, direction, ids, probs, [keys[key] for key in lab[0].tolist()], lab[1], state["enc"]
+    ).encode("utf-8"), len(tops[0])
 
 
 @contextmanager
@@ -198,7 +210,7 @@ def _signals_held():
     handler, early = None, False
     try:
         if threading.current_thread() is threading.main_thread():
-            handler = signal.getsignal(signal.SIGINT)       # None: set outside Python, cannot be restored
+            handler = signal.getsignal(signal.SIGINT)  # None: set outside Python, cannot be restored
             if handler is not None:
                 early = signal.SIGINT in signal.sigpending()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -219,12 +231,15 @@ def _rendered(store, fmt: str, views, workers: int):
         yield from (_render(unit, state) for unit in todo)
         return
     rest = iter(todo)
-    pending: collections.deque[Future[tuple[bytes, int]]] = collections.deque()   # at most 2 x workers in flight
+    pending: collections.deque[Future[tuple[bytes, int]]] = collections.deque()  # at most 2 x workers in flight
     with ExitStack() as stack:
         with _signals_held():
-            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                                           initializer=_start, initargs=(str(store.path), fmt)))
-            stack.callback(lambda: [future.cancel() for future in pending])    # first, on any way out
+            pool = stack.enter_context(
+                ProcessPoolExecutor(
+                    workers, mp_context=mp.get_context("spawn"), initializer=_start, initargs=(str(store.path), fmt)
+                )
+            )
+            stack.callback(lambda: [future.cancel() for future in pending])  # first, on any way out
             pending.extend(pool.submit(_render, unit) for unit in itertools.islice(rest, 2 * workers))
         for unit in rest:
             yield pending.popleft().result()
@@ -240,12 +255,21 @@ def _key_texts(labels, lab) -> dict[int, str]:
 def csv_cell(text: str) -> str:
     """One field as csv.writer writes it inside a row (QUOTE_MINIMAL)."""
     buf = io.StringIO()
-    csv.writer(buf).writerow([text, ""])              # the default "\r\n" terminator: \r and \n get quoted
+    csv.writer(buf).writerow([text, ""])  # the default "\r\n" terminator: \r and \n get quoted
     return buf.getvalue()[:-3]
 
 
-def block(fmt: str, layer: int, view: str, direction: str, ids: np.ndarray, probs: np.ndarray, labels: list[str],
-          masses: np.ndarray, enc: np.ndarray) -> str:
+def block(
+    fmt: str,
+    layer: int,
+    view: str,
+    direction: str,
+    ids: np.ndarray,
+    probs: np.ndarray,
+    labels: list[str],
+    masses: np.ndarray,
+    enc: np.ndarray,
+) -> str:
     """The rows of one unit's direction as text: one %-format over the whole unit (no per-row Python).
     ``enc`` holds every token's text already encoded for ``fmt`` (JSON string or CSV cell); floats are
     written with 9 significant digits, which give back every float32 exactly, always with a point (JSON
@@ -260,8 +284,10 @@ def block(fmt: str, layer: int, view: str, direction: str, ids: np.ndarray, prob
     cells[:, 5::3] = probs.tolist()
     if fmt == "jsonl":
         top = ", ".join(['{"token_id": %d, "token": %s, "prob": %#.9g}'] * k)
-        row = (f'{{"layer": {layer}, "neuron": %d, "view": "{view}", "direction": "{direction}", '
-               f'"label": %s, "label_mass": %#.9g, "top": [{top}]}}\n')
+        row = (
+            f'{{"layer": {layer}, "neuron": %d, "view": "{view}", "direction": "{direction}", '
+            f'"label": %s, "label_mass": %#.9g, "top": [{top}]}}\n'
+        )
     else:
         row = f"{layer},%d,{view},{direction},%s,%#.9g," + ",".join(["%d,%s,%#.9g"] * k) + "\r\n"
     return (row * n) % tuple(cells.ravel().tolist())
@@ -275,9 +301,17 @@ def _parquet(store, path, views, labels, progress, total) -> int:
     texts = [texts[i] for i in range(len(texts))]
 
     top_type = pa.list_(pa.struct([("token_id", pa.int32()), ("token", pa.string()), ("prob", pa.float32())]))
-    schema = pa.schema([("layer", pa.int32()), ("neuron", pa.int32()), ("view", pa.string()),
-                        ("direction", pa.string()), ("label", pa.string()), ("label_mass", pa.float32()),
-                        ("top", top_type)])
+    schema = pa.schema(
+        [
+            ("layer", pa.int32()),
+            ("neuron", pa.int32()),
+            ("view", pa.string()),
+            ("direction", pa.string()),
+            ("label", pa.string()),
+            ("label_mass", pa.float32()),
+            ("top", top_type),
+        ]
+    )
     vocab = pa.array(texts, pa.string())
     count = 0
     with pq.ParquetWriter(str(path), schema) as writer:
@@ -286,14 +320,21 @@ def _parquet(store, path, views, labels, progress, total) -> int:
             keys = _key_texts(labels, lab)
             structs = pa.StructArray.from_arrays(
                 [pa.array(ids.ravel(), pa.int32()), vocab.take(pa.array(ids.ravel())), pa.array(probs.ravel())],
-                names=["token_id", "token", "prob"])
+                names=["token_id", "token", "prob"],
+            )
             top = pa.ListArray.from_arrays(pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)), structs)
-            table = pa.table({"layer": pa.array(np.full(n, layer, np.int32)),
-                              "neuron": pa.array(np.arange(n, dtype=np.int32)),
-                              "view": pa.array([view] * n), "direction": pa.array([direction] * n),
-                              "label": pa.array([keys[key] if key else None for key in lab[0].tolist()],
-                                                pa.string()),
-                              "label_mass": pa.array(lab[1]), "top": top}, schema=schema)
+            table = pa.table(
+                {
+                    "layer": pa.array(np.full(n, layer, np.int32)),
+                    "neuron": pa.array(np.arange(n, dtype=np.int32)),
+                    "view": pa.array([view] * n),
+                    "direction": pa.array([direction] * n),
+                    "label": pa.array([keys[key] if key else None for key in lab[0].tolist()], pa.string()),
+                    "label_mass": pa.array(lab[1]),
+                    "top": top,
+                },
+                schema=schema,
+            )
             writer.write_table(table)
             count += n
             progress(count, total)
@@ -303,7 +344,7 @@ def _parquet(store, path, views, labels, progress, total) -> int:
 def export_model(model, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1) -> int:
     """The API's export: ``out`` and ``views`` checked before any work, the model decoded when needed, a
     progress bar while the rows are written."""
-    path = check_out(out, fmt)               # before any work
+    path = check_out(out, fmt)  # before any work
     if views:
         model.info.check_views(views)
     with model.store() as store:

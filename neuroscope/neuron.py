@@ -1,4 +1,5 @@
 """One neuron of a model, for the API: ``model.neuron("L29:N808")``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ class NeuronModel(Protocol):
 class Neuron:
     """One MLP neuron of a model: ``model.neuron("L29:N808")``."""
 
-    model: NeuronModel          # neuroscope.api.Model
+    model: NeuronModel  # neuroscope.api.Model
     ref: NeuronRef
 
     def __str__(self) -> str:
@@ -36,7 +37,7 @@ class Neuron:
         check_view_direction(view, direction)
         with self.model.store(view, check=self.ref.check) as store:
             top = store.top(self.ref.layer, self.ref.neuron, view, direction)
-        assert top is not None                      # store(view) decodes the view first
+        assert top is not None  # store(view) decodes the view first
         return Records(top)
 
     def tops(self, direction: str = "pos") -> dict[str, Records]:

@@ -4,6 +4,7 @@ On a terminal it is a ``rich.progress`` bar redrawn in place (rich comes with Te
 terminal (a log file, a pipe, CI) it is one plain line every few seconds and one at the end: no carriage
 returns, no escape codes, so a log stays readable line by line.
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,7 +22,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-PLAIN_INTERVAL = 5.0   # seconds between the plain lines written when stderr is not a terminal
+PLAIN_INTERVAL = 5.0  # seconds between the plain lines written when stderr is not a terminal
 
 
 class ProgressBar:
@@ -33,15 +34,15 @@ class ProgressBar:
         self.last = 0.0
         self.min_interval = min_interval if self.tty else PLAIN_INTERVAL
         self.done = self.total = 0
-        self._rich: tuple[Progress, TaskID] | None = None   # (rich Progress, its task), made when the work starts
+        self._rich: tuple[Progress, TaskID] | None = None  # (rich Progress, its task), made when the work starts
 
     def __call__(self, done: int, total: int) -> None:
         if self.tty:
             self._draw(done, total)
             return
-        finished = done >= total and self.done >= self.total > 0 and self.last > 0   # the end, already shown
+        finished = done >= total and self.done >= self.total > 0 and self.last > 0  # the end, already shown
         if done == 0 and self.done == 0:
-            self.start = time.perf_counter()      # the clock (rate, ETA) starts with the work, not the bar
+            self.start = time.perf_counter()  # the clock (rate, ETA) starts with the work, not the bar
         self.done, self.total = done, total
         now = time.perf_counter()
         if finished or (done < total and now - self.last < self.min_interval):
@@ -55,12 +56,19 @@ class ProgressBar:
         a few times a second. It leaves sys.stdout alone (a redirected stdout must not end up on stderr)
         and prints what is written to stderr meanwhile above the bar."""
         if self._rich is None:
-            progress = Progress(TextColumn(self.label, markup=False), BarColumn(bar_width=28),
-                                TextColumn("{task.percentage:>5.1f}%"),
-                                TextColumn("{task.completed:,.0f}/{task.total:,.0f} " + self.unit, markup=False),
-                                Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                console=Console(file=self.stream), refresh_per_second=1 / self.min_interval,
-                                redirect_stdout=False)
+            progress = Progress(
+                TextColumn(self.label, markup=False),
+                BarColumn(bar_width=28),
+                TextColumn("{task.percentage:>5.1f}%"),
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f} " + self.unit, markup=False),
+                Rate(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                refresh_per_second=1 / self.min_interval,
+                redirect_stdout=False,
+            )
             self._rich = progress, progress.add_task(self.label, total=total or 1)
             progress.start()
         progress, task = self._rich
@@ -75,12 +83,14 @@ class ProgressBar:
         width = 28
         filled = int(width * frac)
         bar = "█" * filled + "░" * (width - filled)
-        return (f"{self.label} {bar} {frac:6.1%} {self.done:,}/{self.total:,} {self.unit} "
-                f"{rate:,.0f}/s  {_clock(elapsed)} elapsed, ETA {_clock(eta) if rate > 0 or frac >= 1 else '?'}")
+        return (
+            f"{self.label} {bar} {frac:6.1%} {self.done:,}/{self.total:,} {self.unit} "
+            f"{rate:,.0f}/s  {_clock(elapsed)} elapsed, ETA {_clock(eta) if rate > 0 or frac >= 1 else '?'}"
+        )
 
     def close(self) -> None:
         if self._rich is not None:
-            self._rich[0].stop()      # the last picture of the bar stays, the cursor comes back
+            self._rich[0].stop()  # the last picture of the bar stays, the cursor comes back
             self._rich = None
 
     def __enter__(self) -> "ProgressBar":

@@ -1,5 +1,6 @@
 """What the API returns: records with ``as_dict()``, lists that become DataFrames, and the small parsers of
 what a notebook user types (neurons as "L29:N808", (29, 808) or NeuronRef; clamps as dicts or strings)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, is_dataclass
@@ -11,7 +12,7 @@ from .core.experiment import Experiment
 from .core.refs import NeuronRef
 from .errors import UsageError
 
-if TYPE_CHECKING:                   # core.measure imports torch: the API's import stays light without it
+if TYPE_CHECKING:  # core.measure imports torch: the API's import stays light without it
     from .core.measure import Activation, Result, Side
 
 
@@ -83,7 +84,7 @@ class ClampReport:
 
     model: str
     experiment: Experiment
-    result: Result        # core.measure.Result (its .target: the measured token, or None)
+    result: Result  # core.measure.Result (its .target: the measured token, or None)
 
     @property
     def baseline(self) -> Side:
@@ -99,9 +100,16 @@ class ClampReport:
 
     def as_dict(self) -> dict:
         exp = self.experiment
-        return {"model": self.model, "clamps": [c.as_dict() for c in exp.clamps.clamps], "prompt": exp.prompt,
-                "target": exp.target, "baseline": self.baseline.as_dict(), "clamped": self.clamped.as_dict(),
-                "activation": [a.as_dict() for a in self.activation], "settings": exp.settings_dict}
+        return {
+            "model": self.model,
+            "clamps": [c.as_dict() for c in exp.clamps.clamps],
+            "prompt": exp.prompt,
+            "target": exp.target,
+            "baseline": self.baseline.as_dict(),
+            "clamped": self.clamped.as_dict(),
+            "activation": [a.as_dict() for a in self.activation],
+            "settings": exp.settings_dict,
+        }
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,8 @@ class CachedModel:
     views: list
     complete: bool
     last_used: float
-    hub_id: str | None = None       # when known (a hub model, the demo); None for a local folder
-    revision: str | None = None     # the hub snapshot's commit, when known
+    hub_id: str | None = None  # when known (a hub model, the demo); None for a local folder
+    revision: str | None = None  # the hub snapshot's commit, when known
 
     def as_dict(self) -> dict:
         """model, hub_id, revision first (as in every command's JSON), then the rest as declared."""

@@ -1,6 +1,7 @@
 """Search for the API, the CLI and the app: neurons whose top tokens match a text (the cache's token index,
 cache.postings) or whose concept label is the text's concept, each hit with its neuron's label.
 ``search_neurons`` is what neuroscope.api's Model.search calls."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -24,11 +25,17 @@ def with_labels(store, hits: list) -> list:
         if got is None:
             out.append(hit)
             continue
-        if int(got[0][hit.neuron]) == 0:         # no label above the floor
+        if int(got[0][hit.neuron]) == 0:  # no label above the floor
             out.append(hit)
             continue
-        out.append(replace(hit, label=int(got[0][hit.neuron]), label_mass=float(got[1][hit.neuron]),
-                           label_count=int(got[2][hit.neuron])))
+        out.append(
+            replace(
+                hit,
+                label=int(got[0][hit.neuron]),
+                label_mass=float(got[1][hit.neuron]),
+                label_count=int(got[2][hit.neuron]),
+            )
+        )
     names = labels.keys([h.label for h in out if h.label is not None])
     return [replace(h, label=names.get(h.label, "")) if h.label is not None else h for h in out]
 
@@ -50,16 +57,26 @@ def label_search(store, word: str, views=None, directions=None, limit: int | Non
     return with_labels(store, [replace(h, token=texts[h.token_id]) for h in hits])
 
 
-def search_neurons(model, text: str, view: str | None = None, direction: str | None = None, max_rank: int = 1,
-                   match: str = "word", limit: int | None = 50) -> Records:
+def search_neurons(
+    model,
+    text: str,
+    view: str | None = None,
+    direction: str | None = None,
+    max_rank: int = 1,
+    match: str = "word",
+    limit: int | None = 50,
+) -> Records:
     """Model.search: every argument checked (``max_rank`` against the cached top-k) before any decode."""
     if not isinstance(text, str) or not text.strip():
         raise UsageError("TEXT is empty: give a token to search for, e.g. dog")
     if match not in SEARCH_MATCHES:
         raise UsageError(f"unknown match mode {match!r}; choose from {', '.join(SEARCH_MATCHES)}")
     check_view_direction(view, direction)
-    if not isinstance(max_rank, int) or max_rank < 1 or (limit is not None and (not isinstance(limit, int)
-                                                                                 or limit < 1)):
+    if (
+        not isinstance(max_rank, int)
+        or max_rank < 1
+        or (limit is not None and (not isinstance(limit, int) or limit < 1))
+    ):
         raise UsageError("max_rank and limit must be whole numbers of at least 1")
     cached = model._cached_store()
     k = DEFAULT_TOP_K
@@ -67,11 +84,16 @@ def search_neurons(model, text: str, view: str | None = None, direction: str | N
         with cached:
             k = cached.top_k
     if max_rank > k:
-        raise UsageError(f"--max-rank {max_rank} exceeds the cached top-{k}; decode again with --top-k "
-                         f"{max_rank} --rebuild")
+        raise UsageError(
+            f"--max-rank {max_rank} exceeds the cached top-{k}; decode again with --top-k {max_rank} --rebuild"
+        )
     views, directions = [view] if view else None, [direction] if direction else None
     with model.store(view) as store:
         if match == "label":
             return Records(label_search(store, text, views, directions, limit))
-        return Records(with_labels(store, store.search(text, match=match, views=views, directions=directions,
-                                                       max_rank=max_rank, limit=limit)))
+        return Records(
+            with_labels(
+                store,
+                store.search(text, match=match, views=views, directions=directions, max_rank=max_rank, limit=limit),
+            )
+        )

@@ -1,6 +1,7 @@
 """The model's tokenizer and the whole model, for the API's Model (neuroscope.api), whose methods of those
 names call these: each is loaded once, on first use, under the model's lock (the app loads it in a worker
 while the UI may ask for the tokenizer)."""
+
 from __future__ import annotations
 
 

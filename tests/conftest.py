@@ -8,7 +8,7 @@ from .models import build, build_concept_llama
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ["NEUROSCOPE_CONFIG"] = os.devnull + ".no-config.toml"   # never the developer's own config.toml
+os.environ["NEUROSCOPE_CONFIG"] = os.devnull + ".no-config.toml"  # never the developer's own config.toml
 
 
 @pytest.fixture(scope="session")

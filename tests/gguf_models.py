@@ -1,5 +1,6 @@
 """GGUF files of the tiny models (tests/models.py), written as llama.cpp's converter writes them, so that the
 decode-only GGUF reader and transformers' GGUF loader both run on real files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,7 +49,7 @@ def build_gguf(folder: Path, out: Path, repo: str | None = None) -> Path:
     return out
 
 
-GGUF_KINDS = ("llama", "qwen2", "qwen3", "gemma", "gemma2")   # the model_types GGUF files are made from
+GGUF_KINDS = ("llama", "qwen2", "qwen3", "gemma", "gemma2")  # the model_types GGUF files are made from
 
 
 def build_family(kind: str, path: Path, seed: int = 0) -> Path:
@@ -59,10 +60,22 @@ def build_family(kind: str, path: Path, seed: int = 0) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     extra = {"final_logit_softcapping": 10.0} if kind == "gemma2" else {}
-    config = AutoConfig.for_model(kind, vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                  tie_word_embeddings=kind.startswith("gemma"), max_position_embeddings=256,
-                                  eos_token_id=1, bos_token_id=1, pad_token_id=0, **extra)
+    config = AutoConfig.for_model(
+        kind,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        tie_word_embeddings=kind.startswith("gemma"),
+        max_position_embeddings=256,
+        eos_token_id=1,
+        bos_token_id=1,
+        pad_token_id=0,
+        **extra,
+    )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     randomize(model, seed)
@@ -114,7 +127,7 @@ def write_gguf(folder: Path, out: Path) -> Path:
         writer.add_sliding_window(cfg["sliding_window"])
     writer.add_tokenizer_model("llama" if gemma else "gpt2")
     writer.add_token_list([t.replace("\u0120", "\u2581") for t in vocab()] if gemma else vocab())
-    writer.add_token_types([3, 3] + [1] * (VOCAB - 2))   # <unk> and <eos> are control tokens
+    writer.add_token_types([3, 3] + [1] * (VOCAB - 2))  # <unk> and <eos> are control tokens
     if gemma:
         writer.add_token_scores([0.0] * VOCAB)
     writer.add_bos_token_id(cfg["bos_token_id"])

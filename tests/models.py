@@ -5,6 +5,7 @@ Every model gets a WordLevel tokenizer whose vocabulary holds a few known words 
 enough for top-k to be meaningful). The Llama model has a planted neuron: L1:N7's up row is the
 unembedding row of "Ġdog", scaled, so it must decode to that token top-1.
 """
+
 from __future__ import annotations
 
 import random
@@ -14,7 +15,7 @@ import torch
 
 VOCAB = 384
 WORDS = ["<unk>", "<eos>", "dog", "Dog", "\u0120dog", "doghouse", "hotdog", "cat", "\u0120cat"]
-PLANTED = (1, 7)          # L1:N7, view up, direction pos
+PLANTED = (1, 7)  # L1:N7, view up, direction pos
 PLANTED_TOKEN = "\u0120dog"
 
 
@@ -40,8 +41,11 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
         for name, p in model.named_parameters():
             if "norm" in name or "ln" in name:
                 # gains in [0.5, 1.5] and non-zero biases, so the final norm really matters
-                p.copy_((torch.rand(p.shape, generator=gen) + 0.5) if name.endswith("weight")
-                        else torch.randn(p.shape, generator=gen) * 0.3)
+                p.copy_(
+                    (torch.rand(p.shape, generator=gen) + 0.5)
+                    if name.endswith("weight")
+                    else torch.randn(p.shape, generator=gen) * 0.3
+                )
             else:
                 p.copy_(torch.randn(p.shape, generator=gen))
 
@@ -60,30 +64,65 @@ def build(kind: str, path: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     if kind == "llama":
-        config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-                             eos_token_id=1, bos_token_id=1, pad_token_id=0)
+        config = LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=False,
+            eos_token_id=1,
+            bos_token_id=1,
+            pad_token_id=0,
+        )
         model = LlamaForCausalLM(config)
     elif kind == "gpt2":
-        config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                            eos_token_id=1, bos_token_id=1)
+        config = GPT2Config(
+            vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, eos_token_id=1, bos_token_id=1
+        )
         model = GPT2LMHeadModel(config)
     elif kind == "neox":
-        config = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                               num_attention_heads=4, max_position_embeddings=64, tie_word_embeddings=False,
-                               eos_token_id=1, bos_token_id=1)
+        config = GPTNeoXConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            tie_word_embeddings=False,
+            eos_token_id=1,
+            bos_token_id=1,
+        )
         model = GPTNeoXForCausalLM(config)
     elif kind in ("olmo", "qwen2"):
         from transformers import OlmoConfig, OlmoForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
         config_cls, model_cls = (OlmoConfig, OlmoForCausalLM) if kind == "olmo" else (Qwen2Config, Qwen2ForCausalLM)
-        config = config_cls(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                            num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-                            max_position_embeddings=256, eos_token_id=1, bos_token_id=1, pad_token_id=0)
+        config = config_cls(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=False,
+            max_position_embeddings=256,
+            eos_token_id=1,
+            bos_token_id=1,
+            pad_token_id=0,
+        )
         model = model_cls(config)
     elif kind == "opt":  # an architecture neuroscope does not support
-        config = OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
-                           num_attention_heads=4, word_embed_proj_dim=32, max_position_embeddings=64)
+        config = OPTConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            ffn_dim=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            word_embed_proj_dim=32,
+            max_position_embeddings=64,
+        )
         model = OPTForCausalLM(config)
     else:
         raise ValueError(kind)
@@ -99,7 +138,7 @@ def build(kind: str, path: Path, seed: int = 0) -> Path:
     return path
 
 
-CLAMP_PLANTED = (1, 5)    # L1:N5: its down column writes "dog" (what clamping must show)
+CLAMP_PLANTED = (1, 5)  # L1:N5: its down column writes "dog" (what clamping must show)
 CLAMP_WORD = "dog"
 
 
@@ -110,9 +149,19 @@ def build_clamp_llama(path: Path, seed: int = 1, scale: float = 5.0) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-                         max_position_embeddings=256, eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+        max_position_embeddings=256,
+        eos_token_id=1,
+        bos_token_id=1,
+        pad_token_id=0,
+    )
     model = LlamaForCausalLM(config)
     randomize(model, seed)
     with torch.no_grad():
@@ -134,9 +183,18 @@ def build_slow_llama(path: Path, layers: int = 4, neurons: int = 1024, vocab_siz
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(5)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=neurons, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-                         eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=neurons,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+        eos_token_id=1,
+        bos_token_id=1,
+        pad_token_id=0,
+    )
     model = LlamaForCausalLM(config)
     randomize(model, 5)
     path.mkdir(parents=True, exist_ok=True)
@@ -145,7 +203,7 @@ def build_slow_llama(path: Path, layers: int = 4, neurons: int = 1024, vocab_siz
     return path
 
 
-FIRING = (0, 9)                 # L0:N9 fires on "dog" (case ++) and, negatively, on "cat" (case +-)
+FIRING = (0, 9)  # L0:N9 fires on "dog" (case ++) and, negatively, on "cat" (case +-)
 
 
 def firing_corpus(path: Path, tokens: int, seed: int, share: float) -> Path:
@@ -153,8 +211,9 @@ def firing_corpus(path: Path, tokens: int, seed: int, share: float) -> Path:
     places (seeded, so every run reads the same text)."""
     rng = random.Random(seed)
     words = [f"t{i}" for i in range(20, 300)]
-    path.write_text(" ".join(rng.choice(words) if rng.random() > share else rng.choice(["dog", "cat"])
-                             for _ in range(tokens)))
+    path.write_text(
+        " ".join(rng.choice(words) if rng.random() > share else rng.choice(["dog", "cat"]) for _ in range(tokens))
+    )
     return path
 
 
@@ -166,9 +225,19 @@ def build_firing_llama(path: Path, scale: float = 4.0) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(6)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-                         max_position_embeddings=256, eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+        max_position_embeddings=256,
+        eos_token_id=1,
+        bos_token_id=1,
+        pad_token_id=0,
+    )
     model = LlamaForCausalLM(config)
     randomize(model, 6)
     with torch.no_grad():
@@ -200,9 +269,18 @@ def build_concept_llama(path: Path, scale: float = 2.0) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(8)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-                         eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+        eos_token_id=1,
+        bos_token_id=1,
+        pad_token_id=0,
+    )
     model = LlamaForCausalLM(config)
     randomize(model, 8)
     with torch.no_grad():

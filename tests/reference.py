@@ -1,4 +1,5 @@
 """An independent float64 decode: reads the saved safetensors with numpy and applies the norm by hand."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,13 @@ def vectors_and_head(path: Path, kind: str, layer: int, view: str):
     cfg = json.loads((path / "config.json").read_text())
     if kind in ("llama", "qwen2", "olmo"):
         mlp = f"model.layers.{layer}.mlp."
-        vec = {"up": w[mlp + "up_proj.weight"], "gate": w[mlp + "gate_proj.weight"],
-               "down": w[mlp + "down_proj.weight"].T}[view]
-        if kind == "olmo":            # a LayerNorm with no weight or bias, eps 1e-5
+        vec = {
+            "up": w[mlp + "up_proj.weight"],
+            "gate": w[mlp + "gate_proj.weight"],
+            "down": w[mlp + "down_proj.weight"].T,
+        }[view]
+        if kind == "olmo":  # a LayerNorm with no weight or bias, eps 1e-5
+
             def norm(x):
                 mu = x.mean(-1, keepdims=True)
                 return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
@@ -29,6 +34,7 @@ def vectors_and_head(path: Path, kind: str, layer: int, view: str):
 
             def norm(x):
                 return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * g
+
         head = w["lm_head.weight"]
     else:
         if kind == "gpt2":
@@ -47,6 +53,7 @@ def vectors_and_head(path: Path, kind: str, layer: int, view: str):
             mu = x.mean(-1, keepdims=True)
             var = ((x - mu) ** 2).mean(-1, keepdims=True)
             return (x - mu) / np.sqrt(var + eps) * g + b
+
     return vec, norm, head
 
 

@@ -1,5 +1,6 @@
 """The notebook API, driven as a notebook would: open, decode, top, search, activations, clamp, compare,
 models. Results are checked against the float64 references the CLI tests use, and against the CLI's JSON."""
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,7 @@ def test_open_decode_and_top_against_float64(llama, model_dirs):
     assert not llama.is_decoded() and llama.views == ("up", "gate", "down")
     result = llama.decode()
     assert result.views == ["up", "gate", "down"] and result.neurons == 2 * 64 and result.decoded_units == 6
-    assert llama.decode().decoded_units == 0                 # cached: nothing decoded again
+    assert llama.decode().decoded_units == 0  # cached: nothing decoded again
     for layer, view, direction in ((1, "up", "pos"), (0, "gate", "neg"), (1, "down", "pos")):
         ids, probs = reference.decode(model_dirs["llama"], "llama", layer, view, direction, 10)
         for neuron in (0, 7, 63):
@@ -62,7 +63,7 @@ def test_open_decode_and_top_against_float64(llama, model_dirs):
             assert [t.token_id for t in top] == ids[neuron].tolist()
             np.testing.assert_allclose([t.prob for t in top], probs[neuron], rtol=1e-3)
             assert [t.token for t in top] == [vocab()[i] for i in ids[neuron]]
-    assert llama.neuron(PLANTED).top()[0].token == PLANTED_TOKEN       # (1, 7) as a tuple works too
+    assert llama.neuron(PLANTED).top()[0].token == PLANTED_TOKEN  # (1, 7) as a tuple works too
     tops = llama.neuron("1:7").tops()
     assert set(tops) == {"up", "gate", "down"} and tops["up"][0].token == PLANTED_TOKEN
 
@@ -74,16 +75,29 @@ def test_search_against_float64_and_the_cli(llama, model_dirs):
         for view in ("up", "gate", "down"):
             for direction in ("pos", "neg"):
                 ids, _ = reference.decode(model_dirs["llama"], "llama", layer, view, direction, 1)
-                want |= {(layer, n, view, direction) for n in range(64)
-                         if vocab()[ids[n, 0]].lstrip("\u0120").casefold() == "dog"}
+                want |= {
+                    (layer, n, view, direction)
+                    for n in range(64)
+                    if vocab()[ids[n, 0]].lstrip("\u0120").casefold() == "dog"
+                }
     hits = llama.search("DOG", limit=None)
     assert {(h.layer, h.neuron, h.view, h.direction) for h in hits} == want and (*PLANTED, "up", "pos") in want
     probs = [h.prob for h in hits]
     assert probs == sorted(probs, reverse=True)
     cli = cli_json("search", model_dirs["llama"], "DOG", "--limit", "1000", "--json", "--cache-dir", llama.cache_dir)
     assert cli["hits"] == hits.as_dicts()
-    shown = cli_json("show", model_dirs["llama"], "L1:N7", "--view", "gate", "--direction", "neg", "--json",
-                     "--cache-dir", llama.cache_dir)
+    shown = cli_json(
+        "show",
+        model_dirs["llama"],
+        "L1:N7",
+        "--view",
+        "gate",
+        "--direction",
+        "neg",
+        "--json",
+        "--cache-dir",
+        llama.cache_dir,
+    )
     top = llama.neuron("L1:N7").top("gate", "neg")
     assert shown["top"] == [{"token_id": t.token_id, "token": t.token, "prob": t.prob} for t in top]
 
@@ -91,7 +105,7 @@ def test_search_against_float64_and_the_cli(llama, model_dirs):
 def test_records_to_pandas(llama, monkeypatch):
     hits = llama.search("dog", max_rank=3)
     assert hits.as_dicts()[0]["rank"] == 1 and {"layer", "neuron", "token", "prob"} <= set(hits.as_dicts()[0])
-    monkeypatch.setitem(sys.modules, "pandas", None)            # pandas is not a dependency
+    monkeypatch.setitem(sys.modules, "pandas", None)  # pandas is not a dependency
     with pytest.raises(neuroscope.UsageError, match="needs pandas"):
         hits.to_pandas()
     monkeypatch.undo()
@@ -110,7 +124,7 @@ def test_user_errors_are_typed_and_checked_before_any_work(model_dirs, tmp_path)
         model.neuron("L0:N0").top(view="gate")
     with pytest.raises(neuroscope.UsageError, match="exceeds the cached top-10"):
         model.search("dog", max_rank=11)
-    assert not (tmp_path / "c").exists()                       # nothing decoded, nothing written
+    assert not (tmp_path / "c").exists()  # nothing decoded, nothing written
     with pytest.raises(neuroscope.UsageError, match="unknown device"):
         neuroscope.open(str(model_dirs["gpt2"]), device="gpu")
 
@@ -126,8 +140,12 @@ def test_activations_equal_a_hook_written_here(clamp_model):
     got = model.activations("t5 t9 dog", ["L1:N5", (0, 3)], chat=False)
     lm = model.loaded()
     seen = {}
-    hooks = [lm.model.model.layers[layer].mlp.down_proj.register_forward_pre_hook(
-        lambda _m, args, layer=layer: seen.__setitem__(layer, args[0][0].detach().clone())) for layer in (0, 1)]
+    hooks = [
+        lm.model.model.layers[layer].mlp.down_proj.register_forward_pre_hook(
+            lambda _m, args, layer=layer: seen.__setitem__(layer, args[0][0].detach().clone())
+        )
+        for layer in (0, 1)
+    ]
     try:
         ids = lm.tokenizer("t5 t9 dog", return_tensors="pt")["input_ids"]
         with torch.inference_mode():
@@ -148,21 +166,51 @@ def test_clamp_equals_the_cli(clamp_model, tmp_path, monkeypatch):
     dog = "L{}:N{}".format(*CLAMP_PLANTED)
     report = model.clamp({dog: 20}, prompt="t5 t9 t12 cat t40", target="dog", max_new_tokens=6)
     assert report.clamped.target_prob >= 5 * report.baseline.target_prob
-    cli = cli_json("clamp", folder, "--set", f"{dog}=20", "--prompt", "t5 t9 t12 cat t40", "--target", "dog",
-                   "--max-new-tokens", 6, "--device", "cpu", "--json")
-    assert {k: cli.pop(k) for k in ("hub_id", "revision")} == model.provenance      # what the CLI adds
-    s = report.experiment.settings                             # the JSON contract, from the report's attributes
+    cli = cli_json(
+        "clamp",
+        folder,
+        "--set",
+        f"{dog}=20",
+        "--prompt",
+        "t5 t9 t12 cat t40",
+        "--target",
+        "dog",
+        "--max-new-tokens",
+        6,
+        "--device",
+        "cpu",
+        "--json",
+    )
+    assert {k: cli.pop(k) for k in ("hub_id", "revision")} == model.provenance  # what the CLI adds
+    s = report.experiment.settings  # the JSON contract, from the report's attributes
 
     def side(run):
         return {"text": run.text, "target_prob": run.target_prob, "target_rate": run.target_rate}
 
-    close(cli, {"model": report.model, "clamps": [{"layer": 1, "neuron": 5, "value": 20.0, "mode": "set"}],
-                "prompt": "t5 t9 t12 cat t40", "target": "dog", "baseline": side(report.baseline),
-                "clamped": side(report.clamped), "settings": {"positions": "all", "chat": s.chat, "samples": None,
-                                                              "max_new_tokens": 6, "temperature": s.temperature,
-                                                              "top_p": s.top_p, "seed": s.seed},
-                "activation": [{"layer": a.ref.layer, "neuron": a.ref.neuron, "min": a.min, "max": a.max,
-                                "last": a.last} for a in report.activation]})
+    close(
+        cli,
+        {
+            "model": report.model,
+            "clamps": [{"layer": 1, "neuron": 5, "value": 20.0, "mode": "set"}],
+            "prompt": "t5 t9 t12 cat t40",
+            "target": "dog",
+            "baseline": side(report.baseline),
+            "clamped": side(report.clamped),
+            "settings": {
+                "positions": "all",
+                "chat": s.chat,
+                "samples": None,
+                "max_new_tokens": 6,
+                "temperature": s.temperature,
+                "top_p": s.top_p,
+                "seed": s.seed,
+            },
+            "activation": [
+                {"layer": a.ref.layer, "neuron": a.ref.neuron, "min": a.min, "max": a.max, "last": a.last}
+                for a in report.activation
+            ],
+        },
+    )
     assert [a.ref for a in report.activation] == [neuroscope.NeuronRef(*CLAMP_PLANTED)] and report.model == folder.name
     with pytest.raises(neuroscope.UsageError, match="out of range"):
         model.clamp({"L1:N64": 3}, prompt="hi")
@@ -172,25 +220,53 @@ def test_clamp_equals_the_cli(clamp_model, tmp_path, monkeypatch):
 
 def test_compare_equals_the_cli_and_models_lists_the_caches(tmp_path_factory):
     pair = build_pair(tmp_path_factory.getbasetemp() / "compare-pair")
-    result = neuroscope.compare(str(pair["base"]), str(pair["tuned"]), cache_dir=pair["cache"], progress=False,
-                                top=5)
+    result = neuroscope.compare(str(pair["base"]), str(pair["tuned"]), cache_dir=pair["cache"], progress=False, top=5)
     assert result.per_layer[0].same_top1 == 1.0 and result.per_layer[1].same_top1 < 0.9
     cli = cli_json("compare", pair["base"], pair["tuned"], "--top", 5, "--json", "--cache-dir", pair["cache"])
     assert [cli.pop(f"{side}_{k}") for side in ("base", "other") for k in ("hub_id", "revision")] == [None] * 4
     assert len(result.most_changed) == 5 and (result.base, result.other) == ("base", "tuned")
-    close(cli, {"base": result.base, "other": result.other, "view": result.view, "direction": result.direction,
-                "same_top1": result.same_top1, "mean_topk_jaccard": result.mean_topk_jaccard,
-                "per_layer": [{"layer": p.layer, "same_top1": p.same_top1, "neurons": p.neurons}
-                              for p in result.per_layer],
-                "most_changed": [{"layer": c.layer, "neuron": c.neuron, "base_top": c.base_top,
-                                  "other_top": c.other_top, "jaccard": c.jaccard, "prob_change": c.prob_change,
-                                  "cosine": c.cosine}
-                                 for c in result.most_changed]})
+    close(
+        cli,
+        {
+            "base": result.base,
+            "other": result.other,
+            "view": result.view,
+            "direction": result.direction,
+            "same_top1": result.same_top1,
+            "mean_topk_jaccard": result.mean_topk_jaccard,
+            "per_layer": [{"layer": p.layer, "same_top1": p.same_top1, "neurons": p.neurons} for p in result.per_layer],
+            "most_changed": [
+                {
+                    "layer": c.layer,
+                    "neuron": c.neuron,
+                    "base_top": c.base_top,
+                    "other_top": c.other_top,
+                    "jaccard": c.jaccard,
+                    "prob_change": c.prob_change,
+                    "cosine": c.cosine,
+                }
+                for c in result.most_changed
+            ],
+        },
+    )
     listed = neuroscope.models(pair["cache"])
     assert {m.model for m in listed} >= {"base", "tuned"} and all(m.complete for m in listed)
-    close(cli_json("models", "--json", "--cache-dir", pair["cache"]),
-          [{"model": m.model, "hub_id": m.hub_id, "revision": m.revision, "source": m.source, "layers": m.layers,
-            "neurons_per_layer": m.neurons_per_layer, "views": list(m.views), "complete": m.complete} for m in listed])
+    close(
+        cli_json("models", "--json", "--cache-dir", pair["cache"]),
+        [
+            {
+                "model": m.model,
+                "hub_id": m.hub_id,
+                "revision": m.revision,
+                "source": m.source,
+                "layers": m.layers,
+                "neurons_per_layer": m.neurons_per_layer,
+                "views": list(m.views),
+                "complete": m.complete,
+            }
+            for m in listed
+        ],
+    )
 
 
 def test_experiment_and_clamp_take_the_request_fields_by_name():

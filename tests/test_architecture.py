@@ -1,5 +1,6 @@
 """The shape of the code: no import cycles among the project's modules (imports inside functions count),
 no source file over 400 lines, every module inside the wheel, and no error recognised by its class name."""
+
 from __future__ import annotations
 
 import ast
@@ -11,8 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"neuroscope": ROOT / "neuroscope", "neuroscope.core": ROOT / "core", "neuroscope.cache": ROOT / "cache",
-            "neuroscope.tui": ROOT / "tui"}
+PACKAGES = {
+    "neuroscope": ROOT / "neuroscope",
+    "neuroscope.core": ROOT / "core",
+    "neuroscope.cache": ROOT / "cache",
+    "neuroscope.tui": ROOT / "tui",
+}
 MAX_LINES = 400
 
 
@@ -45,10 +50,10 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
     is_package = path.name == "__init__.py"
     here = name if is_package else name.rsplit(".", 1)[0]
     parts = name.split(".")
-    started = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}     # this module and the packages above it
+    started = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}  # this module and the packages above it
 
     def project_module(target: str) -> str:
-        while target and target not in known:       # `from pkg import name` where name is not a module
+        while target and target not in known:  # `from pkg import name` where name is not a module
             target = target.rsplit(".", 1)[0] if "." in target else ""
         return target
 
@@ -71,7 +76,7 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
             if target in named or target not in started:
                 out.add(target)
             above = target
-            while "." in above:                         # the packages Python runs on the way to the target
+            while "." in above:  # the packages Python runs on the way to the target
                 above = above.rsplit(".", 1)[0]
                 if above in known and above not in started:
                     out.add(above)
@@ -135,15 +140,20 @@ def test_a_name_imported_from_the_package_init_is_a_cycle(tmp_path):
     """The root's shape: the package __init__ imports api, api imports the services; a service that takes a
     name from the package (even inside a function) closes a cycle, one that imports a sibling module does
     not, and neither does a package above it that it only passes through."""
-    write(tmp_path, {"pkg/__init__.py": "from .api import Model\n",
-                     "pkg/api.py": "from .sub.service import run\nclass Model: ...\n",
-                     "pkg/sub/__init__.py": "",
-                     "pkg/sub/service.py": "from .. import errors\nfrom ..errors import Oops\n\n"
-                                           "def run():\n    from .. import Model\n",
-                     "pkg/errors.py": "class Oops(Exception): ...\n"})
+    write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from .api import Model\n",
+            "pkg/api.py": "from .sub.service import run\nclass Model: ...\n",
+            "pkg/sub/__init__.py": "",
+            "pkg/sub/service.py": "from .. import errors\nfrom ..errors import Oops\n\n"
+            "def run():\n    from .. import Model\n",
+            "pkg/errors.py": "class Oops(Exception): ...\n",
+        },
+    )
     packages = {"pkg": tmp_path / "pkg"}
     found = graph(packages)
-    assert found["pkg.sub.service"] == {"pkg", "pkg.errors"}      # the name Model, then errors by both routes
+    assert found["pkg.sub.service"] == {"pkg", "pkg.errors"}  # the name Model, then errors by both routes
     assert cycles(found) == [["pkg", "pkg.api", "pkg.sub.service"]]
     write(tmp_path, {"pkg/sub/service.py": "from .. import errors\n\ndef run():\n    from ..errors import Oops\n"})
     assert graph(packages)["pkg.sub.service"] == {"pkg.errors"} and cycles(graph(packages)) == []
@@ -152,24 +162,37 @@ def test_a_name_imported_from_the_package_init_is_a_cycle(tmp_path):
 def test_a_package_init_on_the_way_to_a_module_counts(tmp_path):
     """Importing lib.store from outside lib runs lib/__init__ first: if that __init__ imports the importer,
     the two are a cycle even though neither names the other's module."""
-    write(tmp_path, {"pkg/__init__.py": "", "pkg/app.py": "from .lib.store import Store\n",
-                     "pkg/lib/__init__.py": "from ..app import App\n", "pkg/lib/store.py": "class Store: ...\n"})
+    write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/app.py": "from .lib.store import Store\n",
+            "pkg/lib/__init__.py": "from ..app import App\n",
+            "pkg/lib/store.py": "class Store: ...\n",
+        },
+    )
     found = graph({"pkg": tmp_path / "pkg"})
     assert found["pkg.app"] == {"pkg.lib", "pkg.lib.store"}
     assert cycles(found) == [["pkg.app", "pkg.lib"]]
 
 
 def test_no_source_file_over_400_lines():
-    long = {str(p.relative_to(ROOT)): n for p in [*modules().values(), *ROOT.glob("tests/**/*.py"),
-                                                  *ROOT.glob("bench/*.py")]
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in [*modules().values(), *ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/*.py")]
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert long == {}
 
 
 def test_errors_are_matched_by_type_never_by_class_name():
-    def class_name(node) -> bool:            # type(x).__name__
-        return isinstance(node, ast.Attribute) and node.attr == "__name__" and isinstance(node.value, ast.Call) \
+    def class_name(node) -> bool:  # type(x).__name__
+        return (
+            isinstance(node, ast.Attribute)
+            and node.attr == "__name__"
+            and isinstance(node.value, ast.Call)
             and getattr(node.value.func, "id", None) == "type"
+        )
 
     offenders = []
     for name, path in modules().items():
@@ -182,21 +205,41 @@ def test_errors_are_matched_by_type_never_by_class_name():
 @pytest.mark.slow
 def test_every_module_is_in_the_wheel(tmp_path):
     """Packages are found from the folders, so no module can drop out of the wheel."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     [wheel] = tmp_path.glob("neuroscope-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    want = {name.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
-            for name, path in modules().items()}
+    want = {
+        name.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
+        for name, path in modules().items()
+    }
     assert want - names == set()
     assert "neuroscope/tui/app.tcss" in names
 
 
 # Each choice list is declared once, in its domain module; every other module imports it. module -> names
-CHOICE_LISTS = {"neuroscope.choices": ("VIEWS", "DIRECTIONS", "MATCH_MODES", "SEARCH_MATCHES", "TOP_K_RANGE"),
-                "neuroscope.concepts": ("BY",), "neuroscope.core.clamp": ("MODES", "POSITIONS"),
-                "neuroscope.core.options": ("DTYPES",), "neuroscope.export": ("FORMATS",),
-                "neuroscope.cache.examples": ("CASES",)}
+CHOICE_LISTS = {
+    "neuroscope.choices": ("VIEWS", "DIRECTIONS", "MATCH_MODES", "SEARCH_MATCHES", "TOP_K_RANGE"),
+    "neuroscope.concepts": ("BY",),
+    "neuroscope.core.clamp": ("MODES", "POSITIONS"),
+    "neuroscope.core.options": ("DTYPES",),
+    "neuroscope.export": ("FORMATS",),
+    "neuroscope.cache.examples": ("CASES",),
+}
 
 
 def declared_choices(found: dict[str, Path]) -> dict[tuple[str, str], tuple]:
@@ -226,8 +269,11 @@ def restated_choices(found: dict[str, Path]) -> list[str]:
     offenders = []
     for module, path in found.items():
         tree = ast.parse(path.read_text())
-        declarations = {id(node.value) for node in tree.body if isinstance(node, ast.Assign)
-                        and any((module, getattr(t, "id", None)) in lists for t in node.targets)}
+        declarations = {
+            id(node.value)
+            for node in tree.body
+            if isinstance(node, ast.Assign) and any((module, getattr(t, "id", None)) in lists for t in node.targets)
+        }
         for node in ast.walk(tree):
             if not isinstance(node, (ast.Tuple, ast.List, ast.Set)) or len(node.elts) < 2 or id(node) in declarations:
                 continue
@@ -251,4 +297,5 @@ def test_a_restated_choice_list_is_found(tmp_path):
     copy = tmp_path / "copy.py"
     copy.write_text('"""up, gate, down"""\nWANTED = ["up"]\nfor view in ("down", "up", "gate"):\n    pass\n')
     assert restated_choices({**found, "neuroscope.copy": copy}) == [
-        "neuroscope.copy:3 restates neuroscope.choices.VIEWS ('up', 'gate', 'down')"]
+        "neuroscope.copy:3 restates neuroscope.choices.VIEWS ('up', 'gate', 'down')"
+    ]

@@ -1,5 +1,6 @@
 """What neurons do on text: trace against hooks written here, examples of a planted neuron, an interrupted
 examples run, agreement against a count made here, and bad input."""
+
 from __future__ import annotations
 
 import threading
@@ -14,8 +15,11 @@ from neuroscope.errors import Cancelled
 from .fuzzing import run, snapshot
 from .models import FIRING, build_firing_llama, firing_corpus, vocab
 
-MODULES = {"llama": ("model.layers", "down_proj", "gate_proj", "up_proj"),
-           "gpt2": ("transformer.h", "c_proj", None, None), "neox": ("gpt_neox.layers", "dense_4h_to_h", None, None)}
+MODULES = {
+    "llama": ("model.layers", "down_proj", "gate_proj", "up_proj"),
+    "gpt2": ("transformer.h", "c_proj", None, None),
+    "neox": ("gpt_neox.layers", "dense_4h_to_h", None, None),
+}
 
 
 def hooked_forward(lm, kind: str, ids: torch.Tensor) -> dict:
@@ -25,12 +29,18 @@ def hooked_forward(lm, kind: str, ids: torch.Tensor) -> dict:
     seen, handles = {}, []
     for i, block in enumerate(layers):
         mlp = block.mlp
-        handles.append(getattr(mlp, down).register_forward_pre_hook(
-            lambda _m, a, i=i: seen.__setitem__(("act", i), a[0][0].float().clone())))
+        handles.append(
+            getattr(mlp, down).register_forward_pre_hook(
+                lambda _m, a, i=i: seen.__setitem__(("act", i), a[0][0].float().clone())
+            )
+        )
         for name, attr in (("gate", gate), ("up", up)):
             if attr:
-                handles.append(getattr(mlp, attr).register_forward_hook(
-                    lambda _m, _a, out, i=i, name=name: seen.__setitem__((name, i), out[0].float().clone())))
+                handles.append(
+                    getattr(mlp, attr).register_forward_hook(
+                        lambda _m, _a, out, i=i, name=name: seen.__setitem__((name, i), out[0].float().clone())
+                    )
+                )
     try:
         with torch.inference_mode():
             lm.model(input_ids=ids)
@@ -52,7 +62,7 @@ def test_trace_equals_hooks_written_here(model_dirs, tmp_path, kind):
     for trace_, ref in zip(result.neurons, refs):
         layer, neuron = (int(x) for x in ref[1:].split(":N"))
         np.testing.assert_allclose(trace_.activations, seen[("act", layer)][:, neuron].numpy(), rtol=1e-4, atol=1e-6)
-    everything = torch.stack([seen[("act", i)] for i in range(2)])            # [L, T, n]
+    everything = torch.stack([seen[("act", i)] for i in range(2)])  # [L, T, n]
     assert [t.token for t in result.tokens] == [vocab()[i] for i in ids[0].tolist()]
     for t, token in enumerate(result.tokens):
         best = everything[:, t, :].abs().flatten().argmax().item()
@@ -66,7 +76,7 @@ def test_trace_equals_hooks_written_here(model_dirs, tmp_path, kind):
             assert top.case == ("+" if top.gate > 0 else "-") + ("+" if top.up > 0 else "-")
         else:
             assert top.gate is None and top.case is None
-        with model.store("down") as store:                                     # the label: down, by the sign
+        with model.store("down") as store:  # the label: down, by the sign
             want = store.top(top.layer, top.neuron, "down", "pos" if top.activation > 0 else "neg")[0].token
         assert top.label == want
     assert set(result.as_dict()) == {"model", "prompt", "tokens", "neurons"}
@@ -94,7 +104,7 @@ def test_a_planted_neuron_fires_where_it_should(firing):
     counts = neuron.cases()
     assert sum(counts["cases"].values()) == 4096 and 0 < counts["positive"] < 1
     again = model.examples(str(corpus), tokens=4096, per_neuron=20, window=64, batch=4)
-    assert again.processed == 0                                                  # cached
+    assert again.processed == 0  # cached
 
 
 def test_an_interrupted_run_resumes_to_the_same_examples(firing, tmp_path):
@@ -111,7 +121,7 @@ def test_an_interrupted_run_resumes_to_the_same_examples(firing, tmp_path):
             cancel.set()
 
     interrupted.progress = lambda _label: (progress, lambda: None)
-    with pytest.raises(Cancelled):                     # committed after every batch, cancelled mid-run
+    with pytest.raises(Cancelled):  # committed after every batch, cancelled mid-run
         interrupted.examples(str(corpus), tokens=4096, window=64, batch=4, cancel=cancel, commit_s=0.0)
     with interrupted._cached_store() as store:
         assert 0 < Examples(store).spec["windows_done"] < 64 and not Examples(store).complete
@@ -144,7 +154,7 @@ def test_agreement_against_a_count_made_here(firing):
         perms = [rng.permutation(store.neurons) for _ in range(2)]
         assert all((p != np.arange(store.neurons)).sum() > store.neurons // 2 for p in perms)
 
-        def hit(layer, neuron, decoder, view):        # any example of neuron in the decode of decoder?
+        def hit(layer, neuron, decoder, view):  # any example of neuron in the decode of decoder?
             found = False
             for sign in ("pos", "neg"):
                 for e in ex.neuron(layer, neuron, sign, context=4):
@@ -170,19 +180,22 @@ def test_agreement_against_a_count_made_here(firing):
     assert set(result.as_dict()) == {"model", "top_k", "per_neuron", "agree", "chance", "views"}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["trace", "{m}", "--prompt", " "], "the prompt is empty"),
-    (["trace", "{m}", "--prompt", "dog", "--neuron", "L9:N1"], "layer 9 is out of range"),
-    (["trace", "{m}", "--prompt", "dog", "--neuron", "L1-N1"], "malformed neuron"),
-    (["examples", "{m}", "--corpus", "{root}/missing.txt"], "no such corpus"),
-    (["examples", "{m}", "--corpus", "{root}/empty.txt"], "is empty"),
-    (["examples", "{m}", "--corpus", "{root}/binary.txt"], "is binary"),
-    (["examples", "{m}", "--corpus", "{root}/empty-folder"], "holds no .txt or .md files"),
-    (["examples", "{m}", "--per-neuron", "0"], "expected a number of at least 1"),
-    (["examples", "{m}", "--corpus", "{root}/short.txt"], "fewer than one window"),
-    (["show", "{m}", "L9:N0", "--examples"], "layer 9 is out of range"),
-    (["show", "{m}", "L0:N0", "--examples"], "has no examples yet"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["trace", "{m}", "--prompt", " "], "the prompt is empty"),
+        (["trace", "{m}", "--prompt", "dog", "--neuron", "L9:N1"], "layer 9 is out of range"),
+        (["trace", "{m}", "--prompt", "dog", "--neuron", "L1-N1"], "malformed neuron"),
+        (["examples", "{m}", "--corpus", "{root}/missing.txt"], "no such corpus"),
+        (["examples", "{m}", "--corpus", "{root}/empty.txt"], "is empty"),
+        (["examples", "{m}", "--corpus", "{root}/binary.txt"], "is binary"),
+        (["examples", "{m}", "--corpus", "{root}/empty-folder"], "holds no .txt or .md files"),
+        (["examples", "{m}", "--per-neuron", "0"], "expected a number of at least 1"),
+        (["examples", "{m}", "--corpus", "{root}/short.txt"], "fewer than one window"),
+        (["show", "{m}", "L9:N0", "--examples"], "layer 9 is out of range"),
+        (["show", "{m}", "L0:N0", "--examples"], "has no examples yet"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(firing, tmp_path, args, message):
     folder, _, _ = firing
     (tmp_path / "empty.txt").write_text("")
@@ -195,7 +208,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(firing, tmp_path, args,
     before = snapshot(cache)
     outcome = run([a.format(m=folder, root=tmp_path) for a in args] + ["--cache-dir", str(cache)])
     assert outcome.code == 2 and not outcome.problems() and message in outcome.stderr, outcome.stderr
-    assert "loading" not in outcome.stderr                                   # caught before the model loads
+    assert "loading" not in outcome.stderr  # caught before the model loads
     assert snapshot(cache) == before
 
 
@@ -207,12 +220,37 @@ def test_the_window_fits_a_short_context(model_dirs, tmp_path):
     folder, cache = model_dirs["gpt2"], tmp_path / "cache"
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(" ".join(vocab()[3:200]) * 3)
-    refused = run(["examples", str(folder), "--corpus", str(corpus), "--tokens", "256", "--window", "65",
-                   "--cache-dir", str(cache)])
+    refused = run(
+        [
+            "examples",
+            str(folder),
+            "--corpus",
+            str(corpus),
+            "--tokens",
+            "256",
+            "--window",
+            "65",
+            "--cache-dir",
+            str(cache),
+        ]
+    )
     assert refused.code == 2 and "--window 65 exceeds" in refused.stderr and not refused.problems()
     assert not cache.exists() or snapshot(cache) == {}
-    done = run(["examples", str(folder), "--corpus", str(corpus), "--tokens", "256", "--json", "--cache-dir",
-                str(cache), "--device", "cpu"])
+    done = run(
+        [
+            "examples",
+            str(folder),
+            "--corpus",
+            str(corpus),
+            "--tokens",
+            "256",
+            "--json",
+            "--cache-dir",
+            str(cache),
+            "--device",
+            "cpu",
+        ]
+    )
     assert done.code == 0 and not done.problems(), done.stderr
     from neuroscope.cache.examples import Examples
     from neuroscope.cache.store import Store

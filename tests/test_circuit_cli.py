@@ -1,5 +1,6 @@
 """`neuroscope circuit`: the JSON contract on tiny saved models with a planted edge (L0:N3 writes what L2:N5's
 up row reads), lists sorted by |weight|, the float64 weights, and the refusals (one line, exit 2, nothing made)."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ def test_json_contract_planted_edge_first_and_float64_weights(tiny, tmp_path, ca
     got = json.loads(out)
     assert list(got) == ["model", "hub_id", "revision", "layer", "neuron", "upstream", "downstream", "tokens"]
     assert (got["layer"], got["neuron"]) == (t, j) and list(got["tokens"]) == ["gate", "up"]
-    assert len(got["upstream"]) == 5 and got["downstream"] == []            # the last layer feeds no neuron
+    assert len(got["upstream"]) == 5 and got["downstream"] == []  # the last layer feeds no neuron
     assert all(list(e) == ["layer", "neuron", "via", "weight", "label"] for e in got["upstream"])
     assert all(by_weight(x) for x in (got["upstream"], got["tokens"]["gate"], got["tokens"]["up"]))
     assert (got["upstream"][0]["layer"], got["upstream"][0]["neuron"], got["upstream"][0]["via"]) == (s, i, "up")
@@ -48,7 +49,7 @@ def test_json_contract_planted_edge_first_and_float64_weights(tiny, tmp_path, ca
 
     code, out, err = circuit(capsys, tiny["llama"], f"L{s}:N{i}", "--json", "--via", "up", cache=tmp_path)
     down = json.loads(out)
-    assert code == 0 and down["upstream"] == [] and list(down["tokens"]) == ["up"]   # layer 0: nothing upstream
+    assert code == 0 and down["upstream"] == [] and list(down["tokens"]) == ["up"]  # layer 0: nothing upstream
     first = down["downstream"][0]
     assert (first["layer"], first["neuron"], first["via"]) == (t, j, "up") and by_weight(down["downstream"])
     assert all(e["via"] == "up" for e in down["downstream"]) and len(down["downstream"]) == 20
@@ -63,18 +64,25 @@ def test_gpt2_reads_through_up_only(tiny, tmp_path, capsys):
     assert [e["neuron"] for e in got["upstream"]] == sorted(range(NEURONS), key=lambda n: -abs(ref[n]))[:20]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["L9:N0"], "layer 9 is out of range"),
-    (["L1:N64"], "neuron 64 is out of range"),
-    (["L1:N0", "--top", "0"], "--top must be"),
-    (["L1:N0", "--top", "33"], "--top must be"),
-    (["L1:N0", "--via", "gate"], "no 'gate' read vector"),
-    (["nonsense"], "malformed neuron"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["L9:N0"], "layer 9 is out of range"),
+        (["L1:N64"], "neuron 64 is out of range"),
+        (["L1:N0", "--top", "0"], "--top must be"),
+        (["L1:N0", "--top", "33"], "--top must be"),
+        (["L1:N0", "--via", "gate"], "no 'gate' read vector"),
+        (["nonsense"], "malformed neuron"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2_before_anything_loads(tiny, tmp_path, args, message):
     cache = tmp_path / "cache"
-    run = subprocess.run([sys.executable, "-m", "neuroscope", "circuit", str(tiny["gpt2"]), *args, "--cache-dir",
-                          str(cache)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "neuroscope", "circuit", str(tiny["gpt2"]), *args, "--cache-dir", str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2, run.stderr
     assert message in run.stderr.strip().splitlines()[-1] and "Traceback" not in run.stderr
-    assert not cache.exists()                                # nothing was made
+    assert not cache.exists()  # nothing was made

@@ -1,5 +1,6 @@
 """One class, one module: a project class extends another module's class only to extend it, never as a
 mixin nor by overriding its methods (compose widgets and call plain functions instead; docs/architecture.md)."""
+
 from __future__ import annotations
 
 import ast
@@ -17,7 +18,7 @@ def project_classes(found: dict[str, Path]) -> dict[tuple[str, str], tuple[ast.C
     out = {}
     for (module, name), node in defined.items():
         here = module if found[module].name == "__init__.py" else module.rsplit(".", 1)[0]
-        names = {}                                     # a name imported from a project module -> (module, name)
+        names = {}  # a name imported from a project module -> (module, name)
         for imp in ast.walk(trees[module]):
             if isinstance(imp, ast.ImportFrom):
                 base = imp.module or ""
@@ -27,7 +28,7 @@ def project_classes(found: dict[str, Path]) -> dict[tuple[str, str], tuple[ast.C
                 names.update({alias.asname or alias.name: (base, alias.name) for alias in imp.names})
         bases = []
         for b in node.bases:
-            b = b.value if isinstance(b, ast.Subscript) else b        # ModalScreen[None]
+            b = b.value if isinstance(b, ast.Subscript) else b  # ModalScreen[None]
             written = ast.unparse(b)
             target = (module, written) if (module, written) in defined else names.get(written)
             bases.append(target if target in defined else written)
@@ -46,10 +47,10 @@ def cross_module_inheritance(found: dict[str, Path]) -> list[str]:
     is declared abstract (ABC, Protocol or an @abstractmethod of that name). ``__init__`` may be extended."""
     classes = project_classes(found)
 
-    def external(key) -> list[str]:         # every non-project base up the project chain
+    def external(key) -> list[str]:  # every non-project base up the project chain
         return [x for b in classes[key][1] for x in (external(b) if isinstance(b, tuple) else [b])]
 
-    def methods(key) -> dict[str, bool]:    # name -> abstract, over the project chain
+    def methods(key) -> dict[str, bool]:  # name -> abstract, over the project chain
         node, bases = classes[key]
         out = {n: False for b in bases if isinstance(b, tuple) for n in methods(b)}
         for f in node.body:
@@ -58,8 +59,10 @@ def cross_module_inheritance(found: dict[str, Path]) -> list[str]:
         return out
 
     def exception(key) -> bool:
-        return any(isinstance(getattr(builtins, b, None), type) and issubclass(getattr(builtins, b), BaseException)
-                   for b in external(key))
+        return any(
+            isinstance(getattr(builtins, b, None), type) and issubclass(getattr(builtins, b), BaseException)
+            for b in external(key)
+        )
 
     offenders = []
     for key, (node, bases) in classes.items():
@@ -71,8 +74,9 @@ def cross_module_inheritance(found: dict[str, Path]) -> list[str]:
             abstract = {"ABC", "Protocol"} & {b.rsplit(".", 1)[-1] for b in external(base)}
             if not [b for b in external(base) if b != "object"]:
                 offenders.append(f"{where}, a mixin")
-            intercepted = sorted(n for n, is_abstract in methods(base).items()
-                                 if n in own and not (abstract or is_abstract))
+            intercepted = sorted(
+                n for n, is_abstract in methods(base).items() if n in own and not (abstract or is_abstract)
+            )
             if intercepted:
                 offenders.append(f"{where} and overrides {', '.join(intercepted)}")
     return offenders
@@ -84,13 +88,18 @@ def test_no_cross_module_mixins():
 
 
 def test_a_cross_module_mixin_is_found(tmp_path):
-    (tmp_path / "a.py").write_text("class Actions:\n    def act(self): ...\n\n\nclass Screen(Base):\n"
-                                   "    def compose(self): ...\n\n\nclass Failure(Exception):\n    pass\n")
-    (tmp_path / "b.py").write_text("from .a import Actions, Failure, Screen\n\n\nclass Main(Actions, Base):\n"
-                                   "    pass\n\n\nclass Other(Screen):\n    def compose(self): ...\n\n\n"
-                                   "class Extended(Screen):\n    def __init__(self): ...\n\n\n"
-                                   "class Worse(Failure):\n    pass\n")
+    (tmp_path / "a.py").write_text(
+        "class Actions:\n    def act(self): ...\n\n\nclass Screen(Base):\n"
+        "    def compose(self): ...\n\n\nclass Failure(Exception):\n    pass\n"
+    )
+    (tmp_path / "b.py").write_text(
+        "from .a import Actions, Failure, Screen\n\n\nclass Main(Actions, Base):\n"
+        "    pass\n\n\nclass Other(Screen):\n    def compose(self): ...\n\n\n"
+        "class Extended(Screen):\n    def __init__(self): ...\n\n\n"
+        "class Worse(Failure):\n    pass\n"
+    )
     found = {"neuroscope.x.a": tmp_path / "a.py", "neuroscope.x.b": tmp_path / "b.py"}
     assert cross_module_inheritance(found) == [
         "neuroscope.x.b.Main (line 4) inherits neuroscope.x.a.Actions, a mixin",
-        "neuroscope.x.b.Other (line 8) inherits neuroscope.x.a.Screen and overrides compose"]
+        "neuroscope.x.b.Other (line 8) inherits neuroscope.x.a.Screen and overrides compose",
+    ]

@@ -1,4 +1,5 @@
 """`neuroscope compare`: the JSON contract, the plain table, and the refusals (one line, exit code 2)."""
+
 from __future__ import annotations
 
 import json
@@ -24,22 +25,34 @@ def test_json_contract_and_reference_fractions(pair, capsys):  # noqa: F811
     code, out, err = compare(capsys, pair["base"], pair["tuned"], "--json", "--top", "5", cache=pair["cache"])
     assert code == 0, err
     got = json.loads(out)
-    assert list(got) == ["base", "base_hub_id", "base_revision", "other", "other_hub_id", "other_revision", "view",
-                         "direction", "same_top1", "mean_topk_jaccard", "per_layer",
-                         "most_changed"]
+    assert list(got) == [
+        "base",
+        "base_hub_id",
+        "base_revision",
+        "other",
+        "other_hub_id",
+        "other_revision",
+        "view",
+        "direction",
+        "same_top1",
+        "mean_topk_jaccard",
+        "per_layer",
+        "most_changed",
+    ]
     assert (got["base"], got["other"], got["view"], got["direction"]) == ("base", "tuned", "up", "pos")
     same = []
     for layer in range(2):
         a, _ = reference.decode(pair["base"], "llama", layer, "up", "pos", 10)
         b, _ = reference.decode(pair["tuned"], "llama", layer, "up", "pos", 10)
         same.append(np.mean(a[:, 0] == b[:, 0]))
-    assert got["per_layer"] == [{"layer": i, "same_top1": pytest.approx(s, abs=1e-12), "neurons": 64}
-                                for i, s in enumerate(same)]
+    assert got["per_layer"] == [
+        {"layer": i, "same_top1": pytest.approx(s, abs=1e-12), "neurons": 64} for i, s in enumerate(same)
+    ]
     assert got["same_top1"] == pytest.approx(np.mean(same), abs=1e-12)
     assert len(got["most_changed"]) == 5
     first = got["most_changed"][0]
     assert list(first) == ["layer", "neuron", "base_top", "other_top", "jaccard", "prob_change", "cosine"]
-    assert 0 <= first["prob_change"] <= 1                    # what the table's Δprob column shows
+    assert 0 <= first["prob_change"] <= 1  # what the table's Δprob column shows
     assert first["layer"] == 1 and 0 <= first["jaccard"] < 1 and -1 <= first["cosine"] < 1
     assert isinstance(first["base_top"], str) and isinstance(first["other_top"], str)
 
@@ -76,11 +89,26 @@ def test_different_tokenizer_is_refused(pair, capsys):  # noqa: F811
 
 
 def test_different_shape_is_refused_by_the_real_command(pair, model_dirs):  # noqa: F811
-    proc = subprocess.run([sys.executable, "-m", "neuroscope", "compare", str(pair["base"]), str(model_dirs["gpt2"]),
-                           "--cache-dir", str(pair["cache"])], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neuroscope",
+            "compare",
+            str(pair["base"]),
+            str(model_dirs["gpt2"]),
+            "--cache-dir",
+            str(pair["cache"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.splitlines() == ["neuroscope compare: error: MLP shapes differ: base has 2 layers x 64 "
-                                        "neurons, gpt2 has 2 x 128; only models of one shape compare"]
+    assert proc.stderr.splitlines() == [
+        "neuroscope compare: error: MLP shapes differ: base has 2 layers x 64 "
+        "neurons, gpt2 has 2 x 128; only models of one shape compare"
+    ]
 
 
 def test_missing_view_is_refused(pair, model_dirs, capsys):  # noqa: F811
@@ -89,11 +117,13 @@ def test_missing_view_is_refused(pair, model_dirs, capsys):  # noqa: F811
 
 
 def test_cached_pair_compares_without_torch(pair):  # noqa: F811
-    code = ("import sys; from neuroscope.cli import main; "
-            f"rc = main(['compare', {str(pair['base'])!r}, {str(pair['tuned'])!r}, '--json', "
-            f"'--cache-dir', {str(pair['cache'])!r}]); "
-            "assert rc == 0; assert 'torch' not in sys.modules, 'torch loaded'; "
-            "assert 'textual' not in sys.modules")
+    code = (
+        "import sys; from neuroscope.cli import main; "
+        f"rc = main(['compare', {str(pair['base'])!r}, {str(pair['tuned'])!r}, '--json', "
+        f"'--cache-dir', {str(pair['cache'])!r}]); "
+        "assert rc == 0; assert 'torch' not in sys.modules, 'torch loaded'; "
+        "assert 'textual' not in sys.modules"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["per_layer"][0]["same_top1"] == 1.0

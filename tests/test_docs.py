@@ -2,6 +2,7 @@
 targets, every relative link (and #anchor) in README and docs/*.md leads somewhere, every path the pages
 name exists, and every `neuroscope …` example they show is accepted (or, where it shows a usage error,
 refused) by the real argument parser."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 
 def slug(heading: str) -> str:
     """GitHub's anchor for a heading: markup and punctuation dropped, lower case, spaces to hyphens."""
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip())      # a link in a heading: its text
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip())  # a link in a heading: its text
     return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
 
 
@@ -71,7 +72,7 @@ def test_every_docs_page_is_linked_from_the_readme():
 def test_every_relative_link_and_anchor_exists(page):
     dead = []
     for link in links(page):
-        if re.match(r"[a-z]+:", link):                   # https:, mailto:
+        if re.match(r"[a-z]+:", link):  # https:, mailto:
             continue
         target, _, anchor = link.partition("#")
         path = (page.parent / target).resolve() if target else page
@@ -85,15 +86,14 @@ def test_every_relative_link_and_anchor_exists(page):
 def named_paths(page: Path) -> set[str]:
     """Repository paths a page names in inline code: `core/arch.py`, `tui/widgets/`, `tests/models.py`."""
     text = page.read_text()
-    return {p for p in re.findall(r"`([\w.-]+(?:/[\w.-]+)+/?)`", text)
-            if re.search(r"\.(py|toml|md|tcss)$|/$", p)}
+    return {p for p in re.findall(r"`([\w.-]+(?:/[\w.-]+)+/?)`", text) if re.search(r"\.(py|toml|md|tcss)$|/$", p)}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_path_a_page_names_exists(page):
     missing = []
     for name in sorted(named_paths(page)):
-        if (ROOT / name).exists() or (ROOT / "neuroscope" / name).exists():   # `cli/model.py`: neuroscope/cli/…
+        if (ROOT / name).exists() or (ROOT / "neuroscope" / name).exists():  # `cli/model.py`: neuroscope/cli/…
             continue
         missing.append(name)
     assert not missing, f"{page.name} names paths that do not exist: {missing}"
@@ -106,10 +106,10 @@ def examples(page: Path):
         lines = body.splitlines()
         for i, line in enumerate(lines):
             command = line[2:] if lang == "console" and line.startswith("$ ") else line if lang == "sh" else ""
-            if "neuroscope " not in command or "$" in command:       # $v: a shell loop's variable
+            if "neuroscope " not in command or "$" in command:  # $v: a shell loop's variable
                 continue
             output = []
-            for after in lines[i + 1:]:
+            for after in lines[i + 1 :]:
                 if after.startswith("$ "):
                     break
                 output.append(after)
@@ -118,7 +118,7 @@ def examples(page: Path):
             words = list(lexer)
             if "neuroscope" not in words:
                 continue
-            argv = words[words.index("neuroscope") + 1:]
+            argv = words[words.index("neuroscope") + 1 :]
             stop = next((k for k, w in enumerate(argv) if w in ("|", ";", "&&", "||", ">", "<", "&")), len(argv))
             yield argv[:stop], any(o.startswith("usage:") for o in output)
 
@@ -156,7 +156,7 @@ def test_docs_commands_has_a_section_naming_every_option_of_every_command():
     """docs/commands.md: `## name` per command, naming each of its options (the options every command
     takes may be named once, above the first section)."""
     text = (DOCS / "commands.md").read_text()
-    intro = text[:text.index("\n## ")]
+    intro = text[: text.index("\n## ")]
     sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", text, re.M | re.S))
     problems = []
     for name, parser in subparsers().items():

@@ -1,5 +1,6 @@
 """Export: every format read back record for record against the cache, awkward token texts surviving the
 standard json and csv readers, and worker processes writing what one process writes."""
+
 from __future__ import annotations
 
 import csv
@@ -26,11 +27,21 @@ def test_export_reads_back_record_for_record(concept_model, tmp_path, fmt):
         with open(out, newline="") as handle:
             rows = []
             for r in csv.DictReader(handle):
-                top = [{"token_id": int(r[f"token_id_{k}"]), "token": r[f"token_{k}"], "prob": float(r[f"prob_{k}"])}
-                       for k in range(1, 11)]
-                rows.append({"layer": int(r["layer"]), "neuron": int(r["neuron"]), "view": r["view"],
-                             "direction": r["direction"], "label": r["label"], "label_mass": float(r["label_mass"]),
-                             "top": top})
+                top = [
+                    {"token_id": int(r[f"token_id_{k}"]), "token": r[f"token_{k}"], "prob": float(r[f"prob_{k}"])}
+                    for k in range(1, 11)
+                ]
+                rows.append(
+                    {
+                        "layer": int(r["layer"]),
+                        "neuron": int(r["neuron"]),
+                        "view": r["view"],
+                        "direction": r["direction"],
+                        "label": r["label"],
+                        "label_mass": float(r["label_mass"]),
+                        "top": top,
+                    }
+                )
     else:
         import pyarrow.parquet as pq
 
@@ -62,8 +73,21 @@ def test_export_rows_survive_awkward_token_texts(fmt):
 
     from neuroscope.export import block, csv_cell, json_text
 
-    texts = ["line\u2028sep", "para\u2029sep", "\x85nel", "a,b", 'say "hi"', "line\nbreak", "cr\rlf", "back\\slash", "",
-             " ", "ünï ✓", "\u2581dog", "tab\tx"]                # the first six are also labels
+    texts = [
+        "line\u2028sep",
+        "para\u2029sep",
+        "\x85nel",
+        "a,b",
+        'say "hi"',
+        "line\nbreak",
+        "cr\rlf",
+        "back\\slash",
+        "",
+        " ",
+        "ünï ✓",
+        "\u2581dog",
+        "tab\tx",
+    ]  # the first six are also labels
     quote = json_text if fmt == "jsonl" else csv_cell
     enc = np.array([quote(t) for t in texts], dtype=object)
     rng = np.random.default_rng(0)
@@ -74,9 +98,8 @@ def test_export_rows_survive_awkward_token_texts(fmt):
     names = [texts[i] for i in range(6)]
     text = block(fmt, 3, "gate", "neg", ids, probs, [quote(t) for t in names], masses, enc)
     if fmt == "jsonl":
-        rows = [json.loads(line) for line in text.splitlines()]             # one record per line, whatever splits
-        cells = [[r["neuron"], r["label"], r["label_mass"], *[x for t in r["top"] for x in t.values()]]
-                 for r in rows]
+        rows = [json.loads(line) for line in text.splitlines()]  # one record per line, whatever splits
+        cells = [[r["neuron"], r["label"], r["label_mass"], *[x for t in r["top"] for x in t.values()]] for r in rows]
         assert all(r["layer"] == 3 and r["view"] == "gate" and r["direction"] == "neg" for r in rows)
         assert all(isinstance(t["prob"], float) for r in rows for t in r["top"])
     else:
@@ -97,4 +120,4 @@ def test_export_by_worker_processes_equals_one_process(concept_model, tmp_path, 
     one, pool = tmp_path / f"one.{fmt}", tmp_path / f"pool.{fmt}"
     assert model.export(fmt, str(one), workers=1) == model.export(fmt, str(pool), workers=2) == 2 * 3 * 2 * 64
     assert one.read_bytes() == pool.read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([one.name, pool.name])   # no partial files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([one.name, pool.name])  # no partial files left

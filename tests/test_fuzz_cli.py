@@ -1,5 +1,6 @@
 """Fuzzing every subcommand in process (Hypothesis): exit 0 or 2, no traceback, one error line, and the
 cache folder unchanged unless the command writes there by design. About 600 cases in all."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,21 @@ from hypothesis import HealthCheck, given, settings
 
 from .fuzzing import argv, run, snapshot, writes_by_design
 
-CASES = {"decode": 50, "show": 70, "search": 60, "models": 20, "clamp": 90, "compare": 50, "tui": 60, "trace": 40,
-         "examples": 40, "agreement": 20, "top": 40, "concept": 30, "export": 40}
+CASES = {
+    "decode": 50,
+    "show": 70,
+    "search": 60,
+    "models": 20,
+    "clamp": 90,
+    "compare": 50,
+    "tui": 60,
+    "trace": 40,
+    "examples": 40,
+    "agreement": 20,
+    "top": 40,
+    "concept": 30,
+    "export": 40,
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +66,13 @@ def check_case(world, args: list[str]) -> None:
 
 @pytest.mark.parametrize("command", sorted(CASES))
 def test_fuzz_subcommand(sandbox, command):
-    @settings(max_examples=CASES[command], deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=CASES[command],
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(args=argv(command, sandbox["models"], str(sandbox["root"])))
     def case(args):
         check_case(sandbox, args)
@@ -69,9 +88,21 @@ def test_a_concept_with_no_neurons_keeps_the_decode_it_needed(sandbox, monkeypat
     neox = next(m for m in sandbox["models"] if m.endswith("neox"))
     fresh = {**sandbox, "cache": tmp_path / "cache"}
     monkeypatch.setenv("NEUROSCOPE_CACHE_DIR", str(fresh["cache"]))
-    args = ["clamp", "--prompt", "dog", "--max-new-tokens", "2", neox, "--concept", "cat", "--min-mass", "1",
-            "--set", "L0:N3=3"]
+    args = [
+        "clamp",
+        "--prompt",
+        "dog",
+        "--max-new-tokens",
+        "2",
+        neox,
+        "--concept",
+        "cat",
+        "--min-mass",
+        "1",
+        "--set",
+        "L0:N3=3",
+    ]
     check_case(fresh, args)
-    outcome = run(args)                      # again: now served from the kept cache, no decode
+    outcome = run(args)  # again: now served from the kept cache, no decode
     assert outcome.code == 2 and "decoding " not in outcome.stderr and "no neuron" in outcome.stderr
     assert any(p.suffix == ".sqlite" for p in fresh["cache"].iterdir())

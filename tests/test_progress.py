@@ -1,5 +1,6 @@
 """The CLI's progress bar (neuroscope/progress.py): plain lines every few seconds when stderr is a file or a
 pipe (no carriage returns, no escape codes), a rich bar redrawn in place when stderr is a terminal."""
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,7 @@ def test_plain_lines_every_few_seconds_when_stderr_is_a_file(tmp_path, monkeypat
         for done in range(101):
             bar(done, 100)
             clock[0] += 0.5
-        bar(100, 100)                                   # the end reported twice is shown once
+        bar(100, 100)  # the end reported twice is shown once
         bar.close()
     text = log.read_text(encoding="utf-8")
     assert "\r" not in text and "\x1b" not in text
@@ -40,9 +41,24 @@ def test_a_real_decode_writes_plain_lines_to_a_pipe(model_dirs, tmp_path):
     """`neuroscope decode` with stderr a pipe (as in CI or `2> log`): plain lines, from 0 to all 384
     neuron-views (2 layers x 3 views x 64 neurons)."""
     env = {**os.environ, "NEUROSCOPE_DATA_DIR": str(tmp_path / "data"), "TERM": "xterm-256color"}
-    proc = subprocess.run([sys.executable, "-m", "neuroscope", "decode", str(model_dirs["llama"]), "--cache-dir",
-                           str(tmp_path / "cache"), "--device", "cpu", "--dtype", "float32"],
-                          capture_output=True, env=env, timeout=300)    # bytes: text mode would turn \r into \n
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neuroscope",
+            "decode",
+            str(model_dirs["llama"]),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+        ],
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )  # bytes: text mode would turn \r into \n
     err = proc.stderr.decode("utf-8")
     assert proc.returncode == 0, err
     assert "\r" not in err and "\x1b" not in err
@@ -60,7 +76,7 @@ def test_a_terminal_gets_a_rich_bar_redrawn_in_place(monkeypatch):
     master, slave = os.openpty()
     chunks: list[bytes] = []
 
-    def drain():            # read while the bar draws, so a full pty buffer can never block it
+    def drain():  # read while the bar draws, so a full pty buffer can never block it
         while True:
             try:
                 chunk = os.read(master, 65536)
@@ -80,7 +96,7 @@ def test_a_terminal_gets_a_rich_bar_redrawn_in_place(monkeypatch):
     reader.join(timeout=10)
     os.close(master)
     out = b"".join(chunks).decode("utf-8", errors="replace")
-    assert "━" in out and "\x1b[" in out and "\r" in out, repr(out)     # rich's bar, styled, redrawn
+    assert "━" in out and "\x1b[" in out and "\r" in out, repr(out)  # rich's bar, styled, redrawn
     assert "100/100 neuron-views" in out and "100.0%" in out
-    assert out.rstrip("\r\n").endswith("\x1b[?25h"), repr(out[-80:])   # the cursor is back
-    assert "█" not in out                                               # not the plain lines
+    assert out.rstrip("\r\n").endswith("\x1b[?25h"), repr(out[-80:])  # the cursor is back
+    assert "█" not in out  # not the plain lines

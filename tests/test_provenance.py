@@ -1,5 +1,6 @@
 """Every command's JSON names the model's hub id and revision when known: a folder inside the Hugging Face
 cache, a config that names its hub id, a GGUF's repository field; a plain folder names none."""
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,17 @@ def places(model_dirs, tmp_path_factory):
     shutil.copytree(model_dirs["llama"], named)
     config = json.loads((named / "config.json").read_text())
     (named / "config.json").write_text(json.dumps({**config, "_name_or_path": "someone/tiny-named"}))
-    return {"snapshot": (snapshot, "tiny-org/tiny.llama", REVISION), "named": (named, "someone/tiny-named", None),
-            "gguf": (build_gguf(model_dirs["llama"], root / "tiny.gguf", repo="gguf-org/tiny-gguf"),
-                     "gguf-org/tiny-gguf", None),
-            "bare gguf": (build_gguf(model_dirs["llama"], root / "bare.gguf"), None, None),
-            "plain": (model_dirs["llama"], None, None)}
+    return {
+        "snapshot": (snapshot, "tiny-org/tiny.llama", REVISION),
+        "named": (named, "someone/tiny-named", None),
+        "gguf": (
+            build_gguf(model_dirs["llama"], root / "tiny.gguf", repo="gguf-org/tiny-gguf"),
+            "gguf-org/tiny-gguf",
+            None,
+        ),
+        "bare gguf": (build_gguf(model_dirs["llama"], root / "bare.gguf"), None, None),
+        "plain": (model_dirs["llama"], None, None),
+    }
 
 
 def json_of(args):
@@ -52,7 +59,7 @@ def test_json_names_hub_id_and_revision(places, place, tmp_path):
 def test_compare_names_both_sides(places, tmp_path):
     cache = ["--cache-dir", str(tmp_path)]
     out = json_of(["compare", str(places["snapshot"][0]), str(places["named"][0]), "--json", *cache])
-    assert out["base"] == "tiny-org/tiny.llama"                  # a hub snapshot folder is named by its hub id
+    assert out["base"] == "tiny-org/tiny.llama"  # a hub snapshot folder is named by its hub id
     assert (out["base_hub_id"], out["base_revision"]) == ("tiny-org/tiny.llama", REVISION)
     assert (out["other_hub_id"], out["other_revision"]) == ("someone/tiny-named", None)
 

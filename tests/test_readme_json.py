@@ -1,6 +1,7 @@
 """The JSON shapes docs/commands.md documents (`- show → {"model",…}`) are the keys the commands really print,
 on a tiny model: a field added or renamed without the docs, or a documented field that no command prints, fails
 here."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROVENANCE = {"hub_id", "revision"}     # docs: named right after "model" when known, in every command
-PAGES = (ROOT / "docs" / "commands.md",)   # where the JSON contracts live (README links there)
+PROVENANCE = {"hub_id", "revision"}  # docs: named right after "model" when known, in every command
+PAGES = (ROOT / "docs" / "commands.md",)  # where the JSON contracts live (README links there)
 
 
 def parse(text: str):
@@ -26,12 +27,12 @@ def parse(text: str):
             pos += 1
             out = {}
             while text[pos] != "}":
-                if text[pos] == "…":              # "and more of the same": other keys allowed
+                if text[pos] == "…":  # "and more of the same": other keys allowed
                     out["…"] = None
                     pos += 1
                 elif text[pos] == '"':
                     end = text.index('"', pos + 1)
-                    key = text[pos + 1:end]
+                    key = text[pos + 1 : end]
                     pos = end + 1
                     out[key] = None
                     if text[pos] == ":":
@@ -46,7 +47,7 @@ def parse(text: str):
             inner = None if text[pos] == "…" else value()
             pos = text.index("]", pos) + 1
             return [inner]
-        raise ValueError(f"unexpected {text[pos:pos + 20]!r}")
+        raise ValueError(f"unexpected {text[pos : pos + 20]!r}")
 
     return value()
 
@@ -64,8 +65,12 @@ def documented() -> dict[str, object]:
 
 
 def test_the_parser_reads_nested_shapes():
-    assert parse('{"a","b":[{"c","d"}],"e":{"f"},"g":[…]}') == {"a": None, "b": [{"c": None, "d": None}],
-                                                                 "e": {"f": None}, "g": [None]}
+    assert parse('{"a","b":[{"c","d"}],"e":{"f"},"g":[…]}') == {
+        "a": None,
+        "b": [{"c": None, "d": None}],
+        "e": {"f": None},
+        "g": [None],
+    }
     assert parse('{"up":{"a"},…}') == {"up": {"a": None}, "…": None}
 
 
@@ -100,8 +105,12 @@ def outputs(model_dirs, tmp_path_factory):
     corpus.write_text(" ".join(["dog cat doghouse hotdog"] * 400))
 
     def run(*args):
-        proc = subprocess.run([sys.executable, "-m", "neuroscope", *args, "--cache-dir", cache],
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "neuroscope", *args, "--cache-dir", cache],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, (args, proc.stderr)
         return proc.stdout
 
@@ -115,8 +124,23 @@ def outputs(model_dirs, tmp_path_factory):
     got["top"] = run("top", model, "--json")
     got["concept"] = run("concept", model, "dog", "--json")
     got["export"] = run("export", model, "--format", "jsonl").splitlines()[0]
-    got["clamp"] = run("clamp", model, "--set", "L1:N7=5", "--prompt", "dog cat", "--target", "dog",
-                       "--max-new-tokens", "3", "--samples", "2", "--temperature", "1", "--json")
+    got["clamp"] = run(
+        "clamp",
+        model,
+        "--set",
+        "L1:N7=5",
+        "--prompt",
+        "dog cat",
+        "--target",
+        "dog",
+        "--max-new-tokens",
+        "3",
+        "--samples",
+        "2",
+        "--temperature",
+        "1",
+        "--json",
+    )
     from .core.test_compare import perturbed_copy
 
     tuned = perturbed_copy(model_dirs["llama"], tmp_path_factory.mktemp("tuned") / "tuned", layers=(1,))

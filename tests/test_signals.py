@@ -2,6 +2,7 @@
 process group) and `kill` (SIGTERM to the command alone) during an export by worker processes leave no
 file, no partial file and no worker behind, with one line on stderr and the shell's exit codes (130, 143);
 a decode stopped by SIGTERM keeps its finished units and the next run resumes to the same cache."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ from neuroscope.errors import NeuroscopeError
 from .models import build_slow_llama
 
 pytestmark = pytest.mark.slow
-NEURONS = 24_000            # 2 layers x 3 views x 2 directions x 24,000 = 288,000 rows: the CLI uses its pool
+NEURONS = 24_000  # 2 layers x 3 views x 2 directions x 24,000 = 288,000 rows: the CLI uses its pool
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +35,25 @@ def wide_model(tmp_path_factory):
     return folder, model
 
 
-POOL = 2        # the CPUs the stopped export's command is told it has, whatever the machine's: its pool size
+POOL = 2  # the CPUs the stopped export's command is told it has, whatever the machine's: its pool size
 
 
 def start(args: list[str], cpus: int | None = None) -> subprocess.Popen:
     """``neuroscope ARGS`` in a session of its own; with ``cpus``, its os.cpu_count() says that many (the export
     sizes its pool by it, and with one CPU makes none)."""
-    command = [sys.executable, "-m", "neuroscope"] if cpus is None else [
-        sys.executable, "-c", f"import os, sys; os.cpu_count = lambda: {cpus}; sys.argv[0] = 'neuroscope'; "
-                              "from neuroscope.cli import main; sys.exit(main())"]
-    return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    command = (
+        [sys.executable, "-m", "neuroscope"]
+        if cpus is None
+        else [
+            sys.executable,
+            "-c",
+            f"import os, sys; os.cpu_count = lambda: {cpus}; sys.argv[0] = 'neuroscope'; "
+            "from neuroscope.cli import main; sys.exit(main())",
+        ]
+    )
+    return subprocess.Popen(
+        [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def workers(pid: int) -> set[int]:
@@ -86,7 +95,7 @@ def units_done(cache: Path) -> int:
     try:
         with Store(files[0], readonly=True) as store:
             return len(store.done_units()) if store.ready else 0
-    except (sqlite3.Error, NeuroscopeError):     # created this instant, not yet whole: poll again
+    except (sqlite3.Error, NeuroscopeError):  # created this instant, not yet whole: poll again
         return 0
 
 
@@ -96,28 +105,33 @@ def test_export_stopped_leaves_nothing(wide_model, tmp_path, sig, to_group, code
     out = tmp_path / "out"
     out.mkdir()
     target = out / "all.jsonl"
-    proc = start(["export", str(folder), "--format", "jsonl", "--out", str(target),
-                  "--cache-dir", str(model.path.parent)], cpus=POOL)
+    proc = start(
+        ["export", str(folder), "--format", "jsonl", "--out", str(target), "--cache-dir", str(model.path.parent)],
+        cpus=POOL,
+    )
     wait_for(lambda: any(out.glob(".all.jsonl.*.partial")) or proc.poll() is not None)
     wait_for(lambda: len(workers(proc.pid)) == POOL or proc.poll() is not None)
-    spawned = workers(proc.pid)                      # every worker spawned; none can have imported and
-    assert proc.poll() is None and len(spawned) == POOL   # rendered 288,000 rows yet
+    spawned = workers(proc.pid)  # every worker spawned; none can have imported and
+    assert proc.poll() is None and len(spawned) == POOL  # rendered 288,000 rows yet
     time.sleep(0.1)
     os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert err.strip().splitlines() == ["neuroscope: interrupted; no file was written (any decode it started keeps "
-                                        "its finished layers)"]
-    assert list(out.iterdir()) == []                                 # neither the file nor a partial one
-    wait_for(lambda: all(gone(w) for w in spawned), timeout=10)                      # no worker left
+    assert err.strip().splitlines() == [
+        "neuroscope: interrupted; no file was written (any decode it started keeps its finished layers)"
+    ]
+    assert list(out.iterdir()) == []  # neither the file nor a partial one
+    wait_for(lambda: all(gone(w) for w in spawned), timeout=10)  # no worker left
 
 
 def test_export_not_stopped_writes_every_row(wide_model, tmp_path):
     """The same command left alone: every row, so the test above stops a run that had work left."""
     folder, model = wide_model
     target = tmp_path / "all.jsonl"
-    proc = start(["export", str(folder), "--format", "jsonl", "--out", str(target),
-                  "--cache-dir", str(model.path.parent)], cpus=POOL)
+    proc = start(
+        ["export", str(folder), "--format", "jsonl", "--out", str(target), "--cache-dir", str(model.path.parent)],
+        cpus=POOL,
+    )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     with open(target, "rb") as handle:
@@ -137,7 +151,7 @@ def test_decode_stopped_by_sigterm_resumes_to_the_same_cache(wide_model, tmp_pat
     assert proc.returncode == 143, err
     assert "interrupted; every finished layer is saved" in err and "Traceback" not in err
     done = units_done(cache)
-    assert 1 <= done < 2 * 3                                          # stopped part-way, finished units kept
+    assert 1 <= done < 2 * 3  # stopped part-way, finished units kept
     again = subprocess.run([sys.executable, "-m", "neuroscope", *args], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     with Store(next(cache.glob("wide-llama-*.sqlite")), readonly=True) as got, Store(model.path, readonly=True) as want:
@@ -184,6 +198,6 @@ def test_sigterm_to_rank_0_of_a_multi_device_decode_stops_every_rank(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert time.monotonic() - started < 20 and "Traceback" not in err      # not a 60 s wait per rank
+    assert time.monotonic() - started < 20 and "Traceback" not in err  # not a 60 s wait per rank
     wait_for(lambda: all(gone(r) for r in ranks), timeout=10)
     assert 2 <= units_done(cache) < 12

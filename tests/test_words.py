@@ -1,5 +1,6 @@
 """Words, not tokens: leading pieces join the word they begin, labels have a floor, tokens print escaped,
 and `top` ranks content words first (a tiny model with planted pieces, and the real demo)."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,25 @@ import torch
 from neuroscope.cache.labels import LABEL_FLOOR, label_unit
 from neuroscope.cache.words import escape_token, is_piece_of, vocabulary_keys, word_groups
 
-G = "\u0120"       # the byte-level BPE space marker
-PIECE_VOCAB = ["<unk>", "<eos>", f"{G}California", f"{G}Californ", f"{G}Calif", "California", f"{G}earth",
-               f"{G}earthquake", f"{G}earthqu", f"{G}earthquakes", f"{G}dog", f"{G}the", "ing", f"{G}h", "yss", "op"]
+G = "\u0120"  # the byte-level BPE space marker
+PIECE_VOCAB = [
+    "<unk>",
+    "<eos>",
+    f"{G}California",
+    f"{G}Californ",
+    f"{G}Calif",
+    "California",
+    f"{G}earth",
+    f"{G}earthquake",
+    f"{G}earthqu",
+    f"{G}earthquakes",
+    f"{G}dog",
+    f"{G}the",
+    "ing",
+    f"{G}h",
+    "yss",
+    "op",
+]
 PLANTED = {"Californ": (1, 5, "up"), "earthqu": (0, 9, "down"), "earth": (1, 13, "up")}
 
 
@@ -30,13 +47,13 @@ def test_leading_pieces_join_their_word_and_real_words_stay():
     for piece in (f"{G}Californ", f"{G}Calif", "California"):
         assert got[piece] == "california"
     assert got[f"{G}earthqu"] == got[f"{G}earthquakes"] == "earthquake"
-    assert got[f"{G}earth"] == "earth"                        # a word of its own: never swallowed
-    assert got[f"{G}h"] == "h" and got["<unk>"] == ""          # too short to be a piece; special: no key
+    assert got[f"{G}earth"] == "earth"  # a word of its own: never swallowed
+    assert got[f"{G}h"] == "h" and got["<unk>"] == ""  # too short to be a piece; special: no key
     # the rule, case by case (Zipf numbers are wordfreq's English list)
     assert is_piece_of("californ", "california", 1.4, 5.0)
-    assert not is_piece_of("calif", "californiaaaaaaa", 1.0, 5.0)     # less than half the word
-    assert not is_piece_of("cal", "cali", 0.0, 5.0)                    # fewer than 4 letters
-    assert not is_piece_of("earth", "earthquake", 5.06, 4.15)          # more common than the word
+    assert not is_piece_of("calif", "californiaaaaaaa", 1.0, 5.0)  # less than half the word
+    assert not is_piece_of("cal", "cali", 0.0, 5.0)  # fewer than 4 letters
+    assert not is_piece_of("earth", "earthquake", 5.06, 4.15)  # more common than the word
 
 
 def test_a_label_below_the_floor_is_no_label():
@@ -51,8 +68,18 @@ def test_a_label_below_the_floor_is_no_label():
     assert label2[0] == 0 and mass2[0] == 0 and count2[0] == 0
 
 
-@pytest.mark.parametrize("text, shown", [("\u00a0", "\\u00a0"), ("\n", "\\n"), (" a\tb", " a\\tb"),
-                                         ("\u200b", "\\u200b"), ("dog", "dog"), ("\\", "\\\\"), ("é", "é")])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("\u00a0", "\\u00a0"),
+        ("\n", "\\n"),
+        (" a\tb", " a\\tb"),
+        ("\u200b", "\\u200b"),
+        ("dog", "dog"),
+        ("\\", "\\\\"),
+        ("é", "é"),
+    ],
+)
 def test_invisible_characters_are_escaped(text, shown):
     assert escape_token(text) == shown
 
@@ -71,9 +98,18 @@ def piece_model(tmp_path_factory):
     texts = PIECE_VOCAB + [f"t{i}" for i in range(256 - len(PIECE_VOCAB))]
     path = tmp_path_factory.mktemp("pieces") / "piece-llama"
     torch.manual_seed(3)
-    config = LlamaConfig(vocab_size=len(texts), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-                         eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=len(texts),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+        eos_token_id=1,
+        bos_token_id=1,
+        pad_token_id=0,
+    )
     model = LlamaForCausalLM(config)
     randomize(model, 3)
     with torch.no_grad():
@@ -93,8 +129,12 @@ def piece_model(tmp_path_factory):
 
 
 def run(*args, cache):
-    proc = subprocess.run([sys.executable, "-m", "neuroscope", *args, "--cache-dir", str(cache)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "neuroscope", *args, "--cache-dir", str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -109,12 +149,14 @@ def test_a_planted_piece_neuron_is_found_by_the_whole_word(piece_model, tmp_path
     concept = json.loads(run("concept", str(piece_model), "california", "--json", cache=cache).stdout)
     assert (layer, neuron, view) in {(n["layer"], n["neuron"], n["view"]) for n in concept["neurons"]}
     layer, neuron, view = PLANTED["earthqu"]
-    shown = json.loads(run("show", str(piece_model), f"L{layer}:N{neuron}", "--view", view, "--json",
-                           cache=cache).stdout)
+    shown = json.loads(
+        run("show", str(piece_model), f"L{layer}:N{neuron}", "--view", view, "--json", cache=cache).stdout
+    )
     assert shown["top"][0]["token"].endswith("earthqu") and shown["label"] == "earthquake"
     layer, neuron, view = PLANTED["earth"]
-    shown = json.loads(run("show", str(piece_model), f"L{layer}:N{neuron}", "--view", view, "--json",
-                           cache=cache).stdout)
+    shown = json.loads(
+        run("show", str(piece_model), f"L{layer}:N{neuron}", "--view", view, "--json", cache=cache).stdout
+    )
     assert shown["label"] == "earth"
     split = run("search", str(piece_model), "hyssop", cache=cache)
     assert "no token of the vocabulary is 'hyssop'" in split.stderr and "cannot stand for it" in split.stderr
@@ -124,13 +166,15 @@ def test_a_planted_piece_neuron_is_found_by_the_whole_word(piece_model, tmp_path
 DEMO = [pytest.mark.demo, pytest.mark.slow]
 # Judged here, not by the ranking code: English function words (determiners, pronouns, prepositions,
 # conjunctions, auxiliaries), and the token shapes that are no content word.
-STOP = set("""a an the this that these those all any each every some no none both either neither one
+STOP = set(
+    """a an the this that these those all any each every some no none both either neither one
 i me my mine we us our you your he him his she her it its they them their oneself itself themselves
 yourselves myself ourselves himself herself of in on at by for with without from to into onto upon over
 under about above below across after before between through during until since than as like thereof
 therein whereby whereas hence thus and or nor but yet so because although though while if unless whether
 is am are was were be been being have has had do does did can could may might must shall should will would
-not hadn didn doesn isn wasn don won""".split())
+not hadn didn doesn isn wasn don won""".split()
+)
 
 
 def content_word(label: str) -> bool:
@@ -148,12 +192,15 @@ def demo_cache(tmp_path_factory):
 @pytest.mark.slow
 def test_demo_california_earthquake_and_content_first(demo_cache):
     california = json.loads(run("search", "demo", "California", "--max-rank", "3", "--json", cache=demo_cache).stdout)
-    assert ("L25:N794" in [f"L{h['layer']}:N{h['neuron']}" for h in california["hits"][:5]])
+    assert "L25:N794" in [f"L{h['layer']}:N{h['neuron']}" for h in california["hits"][:5]]
     concept = json.loads(run("concept", "demo", "california", "--json", cache=demo_cache).stdout)
     assert (25, 794) in {(n["layer"], n["neuron"]) for n in concept["neurons"]}
     for ref in ("L11:N1501", "L7:N600", "L5:N1533"):
-        views = [json.loads(run("show", "demo", ref, "--view", v, "--direction", d, "--json", cache=demo_cache).stdout)
-                 for v in ("up", "gate", "down") for d in ("pos", "neg")]
+        views = [
+            json.loads(run("show", "demo", ref, "--view", v, "--direction", d, "--json", cache=demo_cache).stdout)
+            for v in ("up", "gate", "down")
+            for d in ("pos", "neg")
+        ]
         assert "earthquake" in {v["label"] for v in views}, ref
     top = json.loads(run("top", "demo", "--json", cache=demo_cache).stdout)["neurons"]
     assert len(top) == 20

@@ -1,5 +1,6 @@
 """The neuroscope browser app: bindings, screens and error routing. The work lives in screens/browser.py and
 the widgets its screens are composed of."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -43,7 +44,7 @@ class NeuroscopeApp(App[int]):
         super().__init__()
         self.source = source
         self.options = options or Options()
-        self.compare = compare   # compare mode: OTHER shown beside the source, neuron by neuron
+        self.compare = compare  # compare mode: OTHER shown beside the source, neuron by neuron
         if self.options.keymap:
             self.set_keymap(self.options.keymap)
 
@@ -51,8 +52,21 @@ class NeuroscopeApp(App[int]):
     def bindings(cls) -> dict:
         """Every binding of the app, its screens and widgets, by id (what the help table and the keymap
         name)."""
-        return keys.collect([cls, MainScreen, CompareScreen, BehaviourPane, NeuronTree, VimTable, FilterInput,
-                             ClampPanel, ChatPane, HelpScreen, ViewScreen])
+        return keys.collect(
+            [
+                cls,
+                MainScreen,
+                CompareScreen,
+                BehaviourPane,
+                NeuronTree,
+                VimTable,
+                FilterInput,
+                ClampPanel,
+                ChatPane,
+                HelpScreen,
+                ViewScreen,
+            ]
+        )
 
     def on_mount(self) -> None:
         if self.compare is not None:
@@ -100,8 +114,12 @@ class NeuroscopeApp(App[int]):
             if word and word.strip() and self.main_screen is not None:
                 self.main_screen.chat.add_concept(word.strip())
 
-        self.push_screen(GotoScreen("clamp a concept", "a word, e.g. dog: every neuron labelled with it goes into "
-                                    "the basket", "dog"), done)
+        self.push_screen(
+            GotoScreen(
+                "clamp a concept", "a word, e.g. dog: every neuron labelled with it goes into the basket", "dog"
+            ),
+            done,
+        )
 
     def open_model(self, spec: str) -> None:
         """Switch the browser to another model (decoding it in a worker if needed)."""
@@ -125,19 +143,22 @@ class NeuroscopeApp(App[int]):
         error = event.worker.error
         if isinstance(error, NeuroscopeError):
             message = str(error)
-        else:   # a bug: say so, with the exception's type, rather than pass it off as the user's problem
+        else:  # a bug: say so, with the exception's type, rather than pass it off as the user's problem
             message = f"unexpected {type(error).__name__}: {error} (a bug in neuroscope; please report it)"
         if event.worker.group == "decode":
             title = error.title if isinstance(error, NeuroscopeError) else "decode failed"
-            self.push_screen(ErrorScreen(title, f"{message}\n\nThe app keeps what was decoded. "
-                                                "Fix the cause and open the model again."))
+            self.push_screen(
+                ErrorScreen(
+                    title, f"{message}\n\nThe app keeps what was decoded. Fix the cause and open the model again."
+                )
+            )
         else:
             self.notify(message, title=f"{event.worker.name or event.worker.group} failed", severity="error")
 
 
 if TYPE_CHECKING:
-    _HOST: type[Host] = NeuroscopeApp   # mypy checks that the app is what the panes take it for
-    _PALETTE: type[Palette] = NeuroscopeApp   # and what the command palette does
+    _HOST: type[Host] = NeuroscopeApp  # mypy checks that the app is what the panes take it for
+    _PALETTE: type[Palette] = NeuroscopeApp  # and what the command palette does
 
 
 def run_app(source: Source, args, other: Source | None = None) -> int:

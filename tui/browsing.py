@@ -2,6 +2,7 @@
 the view and direction shown, and the one long run at a time (a decode or an examples run: they share the
 progress row and the cancel event). The screen creates it and hands it to the panes that need it; they read
 and set it here rather than reach into the screen."""
+
 from __future__ import annotations
 
 import threading
@@ -22,16 +23,16 @@ class Browsing:
         self.source = source
         self.options = options
         self.model = model_for(source, options, lambda text: post(DecodeNote(text)), progress_messages(post))
-        self.runner = model_for(source, options)   # the whole model, loaded once: chat, probe, examples
+        self.runner = model_for(source, options)  # the whole model, loaded once: chat, probe, examples
         self.path = self.model.path
         self.store: Store | None = None
         self.current: NeuronRef | None = None
         self.view = "up"
         self.direction = "pos"
         self.cancel = threading.Event()
-        self.decoding = False                              # a decode or an examples run is going on
-        self.progress_label = "decoding (esc cancels)"    # the progress row's label (decode or examples)
-        self.waiting: Task | None = None   # a decode's or examples run's activity-line Task, until its first progress
+        self.decoding = False  # a decode or an examples run is going on
+        self.progress_label = "decoding (esc cancels)"  # the progress row's label (decode or examples)
+        self.waiting: Task | None = None  # a decode's or examples run's activity-line Task, until its first progress
 
     def open_store(self) -> str | None:
         """Open (or reopen, to see new meta) the cache read-only; ``store`` stays None while it has no meta

@@ -1,4 +1,5 @@
 """Command palette (ctrl+p): go to neuron, switch model, switch view / direction, help."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 _GOTO_PREFIX = re.compile(r"^\s*(go\s*to|goto|neuron|go)\s*(neuron)?\s*", re.I)
 
-Command = tuple[str, Callable[[], object], str]     # (name, what it runs, help)
+Command = tuple[str, Callable[[], object], str]  # (name, what it runs, help)
 
 
 class Palette(Protocol):
@@ -44,13 +45,28 @@ class NeuroscopeCommands(Provider):
         app = self.neuroscope
         cmds: list[Command] = [("Go to neuron…", app.action_goto_prompt, "type L29:N808 or 29:808")]
         for view in VIEWS:
-            cmds.append((f"Switch view: {view}", partial(app.action_main, f"set_view('{view}')"),
-                         f"show each neuron's {view} view"))
-        cmds.append(("Toggle direction (pos/neg)", partial(app.action_main, "toggle_direction"),
-                     "what a neuron promotes vs suppresses"))
+            cmds.append(
+                (
+                    f"Switch view: {view}",
+                    partial(app.action_main, f"set_view('{view}')"),
+                    f"show each neuron's {view} view",
+                )
+            )
+        cmds.append(
+            (
+                "Toggle direction (pos/neg)",
+                partial(app.action_main, "toggle_direction"),
+                "what a neuron promotes vs suppresses",
+            )
+        )
         cmds.append(("Cancel decode", partial(app.action_main, "back"), "finished layers are kept"))
-        cmds.append(("Clamp a concept…", app.action_concept_prompt,
-                     "put every neuron labelled with a word into the clamp basket, each with its sign"))
+        cmds.append(
+            (
+                "Clamp a concept…",
+                app.action_concept_prompt,
+                "put every neuron labelled with a word into the clamp basket, each with its sign",
+            )
+        )
         cmds.append(("Help: keys", app.action_help, "every key of the app"))
         return cmds
 
@@ -62,8 +78,13 @@ class NeuroscopeCommands(Provider):
             if status is None:
                 continue
             done = "complete" if status.get("complete") else "partial"
-            out.append((f"Switch model: {status['model']}", partial(app.open_model, status["source"]),
-                        f"{status['layers']} × {status['neurons_per_layer']} neurons, {done} — {status['source']}"))
+            out.append(
+                (
+                    f"Switch model: {status['model']}",
+                    partial(app.open_model, status["source"]),
+                    f"{status['layers']} × {status['neurons_per_layer']} neurons, {done} — {status['source']}",
+                )
+            )
         return out
 
     async def discover(self) -> Hits:

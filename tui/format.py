@@ -1,6 +1,7 @@
 """How tokens, probabilities and neurons are drawn. Everything returns rich Text (never markup: a token
 such as ``[b]`` must show as typed). Every token or label the app prints goes through show_token, and
 every probability or mass through prob_text (never above 1)."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ SIGN = {"pos": "+", "neg": "−"}
 def show_token(token: str) -> str:
     """A token as one visible line: escapes like JSON, a leading space shown as ␣."""
     body = json.dumps(token, ensure_ascii=False)[1:-1].replace('\\"', '"')
-    body = "".join(c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" for c in body)   # U+00A0, U+200B
+    body = "".join(c if c.isprintable() or c == " " else f"\\u{ord(c):04x}" for c in body)  # U+00A0, U+200B
     stripped = body.lstrip(" ")
     return "␣" * (len(body) - len(stripped)) + stripped
 
@@ -52,14 +53,15 @@ class TreeLabel:
     """What the tree shows after a neuron: its strongest concept label over all views and directions (with
     where it is strongest), or, where no label reaches LABEL_FLOOR, the top-1 token of the view shown."""
 
-    text: str            # the label ("dog ×7") or the token's raw text
-    value: float         # label mass or token probability
-    where: str = ""      # where_mark of the label; "" for a token
+    text: str  # the label ("dog ×7") or the token's raw text
+    value: float  # label mass or token probability
+    where: str = ""  # where_mark of the label; "" for a token
     token: bool = False
 
 
-def neuron_label(layer: int, neuron: int, label: TreeLabel | None, sort_value: str | None = None,
-                 width: int = 0) -> Text:
+def neuron_label(
+    layer: int, neuron: int, label: TreeLabel | None, sort_value: str | None = None, width: int = 0
+) -> Text:
     """``sort_value``: the key a sorted layer is in order of, shown as a column after the neuron (its name
     padded to ``width``), before the label, so it is never cut off."""
     text = Text(f"L{layer}:N{neuron}".ljust(width if sort_value is not None else 0), style="bold")
@@ -68,10 +70,10 @@ def neuron_label(layer: int, neuron: int, label: TreeLabel | None, sort_value: s
         text.append(" │", style="dim")
     if label is None:
         text.append(" …", style="dim")
-    elif label.token:                              # no label: the top-1 token, quoted and dim
+    elif label.token:  # no label: the top-1 token, quoted and dim
         text.append(f" “{show_token(label.text)[:20]}”", style="dim green")
         text.append(f" {prob_text(label.value)}", style="dim")
-    else:                                          # where first: a narrow tree cuts the label's end, not it
+    else:  # where first: a narrow tree cuts the label's end, not it
         text.append(f" {label.where} ", style="cyan")
         text.append(show_token(label.text)[:20], style="green")
         text.append(f" {min(1.0, label.value):.2f}", style="dim")
@@ -90,16 +92,19 @@ def concept_labels(store, layer: int, view: str, direction: str, neurons):
         return None
     keys, masses, counts = (a[list(neurons)] for a in got[:3])
     names = labels.keys(keys.tolist())
-    return [None if not names.get(int(k)) or m < LABEL_FLOOR else (_named(names[int(k)], c), min(1.0, float(m)))
-            for k, m, c in zip(keys.tolist(), masses.tolist(), counts.tolist())]
+    return [
+        None if not names.get(int(k)) or m < LABEL_FLOOR else (_named(names[int(k)], c), min(1.0, float(m)))
+        for k, m, c in zip(keys.tolist(), masses.tolist(), counts.tolist())
+    ]
 
 
 def _named(key: str, count: int) -> str:
     return f"{key} ×{count}" if count > 1 else key
 
 
-def tree_labels(store: Store, layer: int, view: str, direction: str,
-                neurons: range | Sequence[int]) -> list[TreeLabel | None] | None:
+def tree_labels(
+    store: Store, layer: int, view: str, direction: str, neurons: range | Sequence[int]
+) -> list[TreeLabel | None] | None:
     """A TreeLabel per neuron, or None when this layer shows nothing yet. The label arrays of the layer's
     units are read once each (one small blob per view and direction) and compared with numpy over the
     neurons shown; the view shown goes first, so a tie names it. A contiguous range is one slice read of
@@ -143,8 +148,13 @@ def tree_labels(store: Store, layer: int, view: str, direction: str,
     for i in range(n):
         name = names.get(int(best_key[i])) if labelled[i] else None
         if name:
-            out.append(TreeLabel(_named(name, int(best_count[i])), min(1.0, float(best_mass[i])),
-                                 where_mark(*units[int(best_unit[i])])))
+            out.append(
+                TreeLabel(
+                    _named(name, int(best_count[i])),
+                    min(1.0, float(best_mass[i])),
+                    where_mark(*units[int(best_unit[i])]),
+                )
+            )
         elif texts is not None:
             out.append(TreeLabel(texts[top_ids[i]], min(1.0, top_probs[i]), token=True))
         else:

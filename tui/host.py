@@ -1,5 +1,6 @@
 """What the panes ask of the app. Widgets never import the app (an import-linter contract), so they reach it
 through this Protocol; NeuroscopeApp implements it (app.py has mypy check that it does)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Protocol, cast

@@ -5,6 +5,7 @@ Each row names the bindings it shows by their ids (``{view.up}``); the keys come
 always says what the keys are. Keys that Textual's own widgets bind (the palette, focus, a tree's arrows,
 enter in an input) are written as they are.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,47 +22,81 @@ ROWS: list[tuple[str, str, str]] = [
     ("Anywhere", "{help}", "this help"),
     ("Anywhere", "ctrl+p", "command palette: go to neuron (L29:N808 or 29:808), switch model, switch view"),
     ("Anywhere", "{quit} / ctrl+q", "quit (a running decode stops; finished layers are kept)"),
-    ("Anywhere", "{back}", "while the line over the filter says \"loading model… (n s)\" (clamp, probe, examples, "
-                           "chat): cancel what waits on it; the app stays usable"),
+    (
+        "Anywhere",
+        "{back}",
+        'while the line over the filter says "loading model… (n s)" (clamp, probe, examples, '
+        "chat): cancel what waits on it; the app stays usable",
+    ),
     ("Browser", "{filter}", "filter neurons by token (results update as you type)"),
-    ("Browser", "{view} then {view.up} / {view.gate} / {view.down} / {view.keep}",
-     "show the up / gate / down view, or keep it (two keys: a stray letter never switches the view)"),
+    (
+        "Browser",
+        "{view} then {view.up} / {view.gate} / {view.down} / {view.keep}",
+        "show the up / gate / down view, or keep it (two keys: a stray letter never switches the view)",
+    ),
     ("Browser", "{direction}", "toggle direction: pos (what the neuron promotes) / neg (what it suppresses)"),
     ("Browser", "enter", "open: expand a layer or group; on a neuron, focus its token table"),
     ("Browser", "{back}", "back: leave the filter or table, then clear the filter, then cancel a decode"),
     ("Browser", "tab / shift+tab", "move between tree, token table, filter, match mode and results"),
     ("Tree", "up / down, {tree.down} / {tree.up}", "move"),
-    ("Tree", "left / right, {tree.collapse} / {tree.expand}",
-     "collapse (or go to parent) / expand (or go to first child)"),
+    (
+        "Tree",
+        "left / right, {tree.collapse} / {tree.expand}",
+        "collapse (or go to parent) / expand (or go to first child)",
+    ),
     ("Tree", "{tree.first} / {tree.last}", "first / last line"),
-    ("Tree", "(labels)", "each neuron's strongest concept label over all views and directions: where it is "
-                         "strongest (u/g/d = up/gate/down, + pos, − neg: u− is up neg), the label ×tokens sharing "
-                         "it, its mass; "
-                         f"below a mass of {LABEL_FLOOR} it is no label and the top-1 token of the view shown "
-                         "stands in, “quoted” and dim"),
+    (
+        "Tree",
+        "(labels)",
+        "each neuron's strongest concept label over all views and directions: where it is "
+        "strongest (u/g/d = up/gate/down, + pos, − neg: u− is up neg), the label ×tokens sharing "
+        "it, its mass; "
+        f"below a mass of {LABEL_FLOOR} it is no label and the top-1 token of the view shown "
+        "stands in, “quoted” and dim",
+    ),
     ("Tables", "{table.down} / {table.up}, {table.first} / {table.last}", "move, first / last row"),
     ("Tables", "{table.back}", "back to the tree"),
     ("Filter", "enter", "go to the first result"),
     ("Filter", "{filter.match}", "cycle the match mode: word, exact, prefix, contains, label (concept label)"),
     ("Results", "enter", "jump to that neuron (view and direction follow the result)"),
-    ("Behaviour", "{examples.run}", "compute every neuron's max-activating examples over the default corpus "
-                                    "(esc cancels; resumes)"),
+    (
+        "Behaviour",
+        "{examples.run}",
+        "compute every neuron's max-activating examples over the default corpus (esc cancels; resumes)",
+    ),
     ("Behaviour", "enter", "in the probe box: the selected neuron's activation on each token of the text"),
-    ("Behaviour", "{tree.firing}", "sort each layer's neurons by how often they fire, the rate after each "
-                                   "neuron / back to index order (the cursor stays on its neuron)"),
-    ("Concepts", "{tree.mass}", "sort each layer's neurons by label mass in the view shown (most specialised "
-                                "first), the mass after each neuron / back to index order"),
-    ("Concepts", "ctrl+p, Clamp a concept…", "put every neuron labelled with a word into the clamp basket, each "
-                                             "with the sign that promotes it"),
+    (
+        "Behaviour",
+        "{tree.firing}",
+        "sort each layer's neurons by how often they fire, the rate after each "
+        "neuron / back to index order (the cursor stays on its neuron)",
+    ),
+    (
+        "Concepts",
+        "{tree.mass}",
+        "sort each layer's neurons by label mass in the view shown (most specialised "
+        "first), the mass after each neuron / back to index order",
+    ),
+    (
+        "Concepts",
+        "ctrl+p, Clamp a concept…",
+        "put every neuron labelled with a word into the clamp basket, each with the sign that promotes it",
+    ),
     ("Behaviour", "{agreement.toggle}", "show / hide how often the decode names what neurons fire on, per layer"),
     ("Clamp", "{clamp.add}", "add the selected neuron to the clamp basket (asks for a value, suggests one)"),
     ("Clamp", "{chat.toggle}", "show / hide the chat pane (basket, prompt, baseline vs clamped replies)"),
-    ("Clamp", "{basket.edit}, {basket.remove}, {basket.clear}, {basket.undo}",
-     "in the basket: edit the value, remove the clamp, clear the basket, undo the last remove or clear"),
+    (
+        "Clamp",
+        "{basket.edit}, {basket.remove}, {basket.clear}, {basket.undo}",
+        "in the basket: edit the value, remove the clamp, clear the basket, undo the last remove or clear",
+    ),
     ("Clamp", "enter", "in the prompt or target: generate baseline and clamped replies side by side"),
     ("Clamp", "{chat.cancel}", "cancel a running generation (partial replies are kept)"),
-    ("Compare", "{compare.changed}",
-     "tui BASE --compare OTHER: show / hide the changed-only list (most-changed neurons first)"),
+    (
+        "Compare",
+        "{compare.changed}",
+        "tui BASE --compare OTHER: show / hide the changed-only list (most-changed neurons first)",
+    ),
     ("Compare", "{compare.next} / {compare.prev}", "tui BASE --compare OTHER: next / previous most-changed neuron"),
 ]
 _NAMED = {"slash": "/", "question_mark": "?"}
@@ -114,8 +149,10 @@ def screen_wide(bindings: Iterable[BindingType], pane: str) -> list[Binding]:
 def rows(bindings: dict[str, Binding], keymap: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
     """(section, keys, what) for the help screen and README; KeyError names a row's unknown binding id."""
     keymap = keymap or {}
-    return [(section, _FIELD.sub(lambda m: binding_keys(bindings[m.group(1)], keymap), keys), what)
-            for section, keys, what in ROWS]
+    return [
+        (section, _FIELD.sub(lambda m: binding_keys(bindings[m.group(1)], keymap), keys), what)
+        for section, keys, what in ROWS
+    ]
 
 
 def keys_markdown(table: list[tuple[str, str, str]]) -> str:

@@ -1,4 +1,5 @@
 """Typed messages that workers post back to the UI thread."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from textual.message import Message
 
 from ..cache.store import Hit
 
-if TYPE_CHECKING:   # the engine's types only: this module never imports torch
+if TYPE_CHECKING:  # the engine's types only: this module never imports torch
     from ..core.agreement import Agreement
     from ..core.clamp import Clamp
     from ..core.compare import Comparison
@@ -75,10 +76,10 @@ class ClampSuggestion(Message):
     """A neuron's natural activation on the chat prompt, and a clamp value suggested from it."""
 
     ref: NeuronRef
-    activation: Activation | None     # None when it could not be measured
+    activation: Activation | None  # None when it could not be measured
     suggested: float
     prompt: str
-    task: Task | None = None          # the activity line's Task; a cancelled one is dropped
+    task: Task | None = None  # the activity line's Task; a cancelled one is dropped
 
 
 @dataclass
@@ -133,7 +134,7 @@ class ProbeResult(Message):
     ref: NeuronRef
     tokens: list[str]
     values: list[float]
-    task: Task | None = None          # the activity line's Task; a cancelled one is dropped
+    task: Task | None = None  # the activity line's Task; a cancelled one is dropped
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Build (or resume, or find cached) a model's circuit graph in its cache file, unit by unit under the decode
 lock, as core.pipeline does for the decode."""
+
 from __future__ import annotations
 
 import threading
@@ -21,14 +22,18 @@ Note = Callable[[str], None]
 @dataclass
 class GraphResult:
     path: Path
-    units_done: int          # units computed by this call (0: the graph was cached)
+    units_done: int  # units computed by this call (0: the graph was cached)
     seconds: float
     device: str
 
 
 def graph_spec(info: ModelInfo, top: int) -> dict:
-    return {"top": top, "reads": [v for v in ("gate", "up") if v in info.views], "layers": info.layers,
-            "neurons": info.neurons}
+    return {
+        "top": top,
+        "reads": [v for v in ("gate", "up") if v in info.views],
+        "layers": info.layers,
+        "neurons": info.neurons,
+    }
 
 
 def _same(old: dict | None, spec: dict) -> bool:
@@ -37,11 +42,22 @@ def _same(old: dict | None, spec: dict) -> bool:
     return all(old.get(key) == value for key, value in spec.items())
 
 
-def ensure_graph(source: Source, *, info: ModelInfo | None = None, cache_dir=None, device: str = "auto",
-                 top: int = EDGE_TOP, rebuild: bool = False, trust_remote_code: bool = False, loaded=None,
-                 progress: Callable[[int, int], None] | None = None, note: Note | None = None,
-                 cancel: threading.Event | None = None, chunk_elements: int | None = None,
-                 dtype=None) -> GraphResult:
+def ensure_graph(
+    source: Source,
+    *,
+    info: ModelInfo | None = None,
+    cache_dir=None,
+    device: str = "auto",
+    top: int = EDGE_TOP,
+    rebuild: bool = False,
+    trust_remote_code: bool = False,
+    loaded=None,
+    progress: Callable[[int, int], None] | None = None,
+    note: Note | None = None,
+    cancel: threading.Event | None = None,
+    chunk_elements: int | None = None,
+    dtype=None,
+) -> GraphResult:
     """Every neuron's top-``top`` edges into the cache; resumes a stopped pass; returns at once when it is there.
     ``loaded``: the model when it is loaded already (else the decode's cheapest load)."""
     import torch

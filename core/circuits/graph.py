@@ -9,6 +9,7 @@ targets from
 the last layer down, the unit for t completes the fan-out of layer t - 1; the fan-outs still collecting are
 committed with the unit as partial rows, so a pass stopped anywhere resumes from its last unit.
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,9 +23,9 @@ from ...cache.edges import Packed
 from ...errors import Cancelled
 from .weights import CircuitWeights
 
-CHUNK_ELEMENTS = 1 << 24        # virtual weights per block (64 MB in float32)
+CHUNK_ELEMENTS = 1 << 24  # virtual weights per block (64 MB in float32)
 
-Commit = Callable[..., None]   # cache.edges.Edges.commit
+Commit = Callable[..., None]  # cache.edges.Edges.commit
 
 
 @dataclass
@@ -37,13 +38,19 @@ class Top:
 
     @classmethod
     def empty(cls, rows: int, device) -> "Top":
-        return cls(torch.zeros(rows, 0, device=device), torch.zeros(rows, 0, dtype=torch.int64, device=device),
-                   torch.zeros(rows, 0, dtype=torch.int64, device=device))
+        return cls(
+            torch.zeros(rows, 0, device=device),
+            torch.zeros(rows, 0, dtype=torch.int64, device=device),
+            torch.zeros(rows, 0, dtype=torch.int64, device=device),
+        )
 
     @classmethod
     def of(cls, p: Packed, device) -> "Top":
-        return cls(torch.from_numpy(p.weights.copy()).to(device), torch.from_numpy(p.ids.astype("int64")).to(device),
-                   torch.from_numpy(p.vias.astype("int64")).to(device))
+        return cls(
+            torch.from_numpy(p.weights.copy()).to(device),
+            torch.from_numpy(p.ids.astype("int64")).to(device),
+            torch.from_numpy(p.vias.astype("int64")).to(device),
+        )
 
     def merge(self, weights: torch.Tensor, ids: torch.Tensor, vias: torch.Tensor, k: int, rows=slice(None)) -> None:
         """Fold candidates ([r, c] each, for ``rows`` of this top) in, keeping the k largest |weight|."""
@@ -67,8 +74,11 @@ class Top:
         self.vias = torch.cat([self.vias, torch.zeros(rows, pad, device=dev, dtype=torch.int64)], 1)
 
     def packed(self) -> Packed:
-        return Packed(self.ids.cpu().numpy().astype("int32"), self.vias.cpu().numpy().astype("int8"),
-                      self.weights.float().cpu().numpy())
+        return Packed(
+            self.ids.cpu().numpy().astype("int32"),
+            self.vias.cpu().numpy().astype("int8"),
+            self.weights.float().cpu().numpy(),
+        )
 
 
 class GraphPass:
@@ -87,12 +97,18 @@ class GraphPass:
         return list(range(self.cw.layers - 1, 0, -1))
 
     def writes(self, layer: int) -> torch.Tensor:
-        if layer not in self._writes:                   # every source layer is read once per pass
+        if layer not in self._writes:  # every source layer is read once per pass
             self._writes[layer] = self.cw.writes(layer)
         return self._writes[layer]
 
-    def run(self, done: set[int], partial: dict[tuple[int, str], Packed], commit: Commit,
-            progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None) -> None:
+    def run(
+        self,
+        done: set[int],
+        partial: dict[tuple[int, str], Packed],
+        commit: Commit,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         """Do the units not in ``done``, starting from the stored ``partial`` fan-outs; ``commit`` each."""
         units, reads = self.units, self.cw.reads
         outs = {key: Top.of(p, self.device) for key, p in partial.items()}
@@ -104,15 +120,23 @@ class GraphPass:
                 continue
             started = time.perf_counter()
             fan_in = self.unit(t, outs, cancel)
-            fan_out = {(t - 1, via): (outs.pop((t - 1, via), None) or Top.empty(self.neurons, self.device)).packed()
-                       for via in reads}
-            if t == self.cw.layers - 1:      # the last layer feeds no neuron
+            fan_out = {
+                (t - 1, via): (outs.pop((t - 1, via), None) or Top.empty(self.neurons, self.device)).packed()
+                for via in reads
+            }
+            if t == self.cw.layers - 1:  # the last layer feeds no neuron
                 fan_out.update({(t, via): Top.empty(self.neurons, self.device).packed() for via in reads})
             tokens = {}
             for layer in ((t, 0) if t == 1 else (t,)) if self.with_tokens else ():
                 tokens.update({(layer, via): top.packed() for via, top in self.tokens(layer, cancel).items()})
-            commit(t, {via: top.packed() for via, top in fan_in.items()}, fan_out,
-                   {key: o.packed() for key, o in outs.items()}, time.perf_counter() - started, tokens)
+            commit(
+                t,
+                {via: top.packed() for via, top in fan_in.items()},
+                fan_out,
+                {key: o.packed() for key, o in outs.items()},
+                time.perf_counter() - started,
+                tokens,
+            )
             finished += 1
             if progress is not None:
                 progress(finished, len(units))
@@ -122,7 +146,7 @@ class GraphPass:
         reads = self.cw.reads
         fan_in = {via: Top.empty(n, self.device) for via in reads}
         for vi, via in enumerate(reads):
-            rows = self.cw.read_rows(t, via).T.contiguous()            # [hidden, n]
+            rows = self.cw.read_rows(t, via).T.contiguous()  # [hidden, n]
             target_ids = torch.arange(n, device=self.device) + t * n
             for s in range(t):
                 out = outs.setdefault((s, via), Top.empty(n, self.device))
@@ -130,14 +154,20 @@ class GraphPass:
                 for a in range(0, n, self.rows):
                     if cancel is not None and cancel.is_set():
                         raise Cancelled()
-                    block = source[a:a + self.rows] @ rows             # [c, n] virtual weights
+                    block = source[a : a + self.rows] @ rows  # [c, n] virtual weights
                     mag = block.abs()
-                    top_in = mag.topk(min(k, block.shape[0]), dim=0).indices       # [k', n] source rows
-                    fan_in[via].merge(block.gather(0, top_in).T, (top_in + (s * n + a)).T,
-                                      torch.full_like(top_in.T, vi), k)
-                    top_out = mag.topk(min(k, n), dim=1).indices                     # [c, k'] target neurons
-                    out.merge(block.gather(1, top_out), target_ids[top_out], torch.full_like(top_out, vi), k,
-                              rows=slice(a, a + block.shape[0]))
+                    top_in = mag.topk(min(k, block.shape[0]), dim=0).indices  # [k', n] source rows
+                    fan_in[via].merge(
+                        block.gather(0, top_in).T, (top_in + (s * n + a)).T, torch.full_like(top_in.T, vi), k
+                    )
+                    top_out = mag.topk(min(k, n), dim=1).indices  # [c, k'] target neurons
+                    out.merge(
+                        block.gather(1, top_out),
+                        target_ids[top_out],
+                        torch.full_like(top_out, vi),
+                        k,
+                        rows=slice(a, a + block.shape[0]),
+                    )
         return fan_in
 
     def tokens(self, layer: int, cancel: threading.Event | None) -> dict[str, Top]:
@@ -152,7 +182,7 @@ class GraphPass:
             for a in range(0, embed.shape[0], self.rows):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
-                block = embed[a:a + self.rows] @ rows                        # [c, n] token scores
+                block = embed[a : a + self.rows] @ rows  # [c, n] token scores
                 best = block.abs().topk(min(self.top, block.shape[0]), dim=0).indices
                 top.merge(block.gather(0, best).T, (best + a).T, torch.full_like(best.T, vi), self.top)
         return out

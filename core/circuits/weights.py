@@ -15,6 +15,7 @@ Everything the per-family knowledge needs comes from core.arch (``mlp_norms``, `
 Not modelled: Gemma2's post_feedforward_layernorm (a per-token norm of the source layer's whole MLP output)
 and Gemma's sqrt(hidden) embedding scale (one constant per model, so no ranking changes).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
@@ -86,8 +87,9 @@ def virtual_weights(cw: CircuitWeights, source_layer: int, target_layer: int, vi
     return cw.writes(source_layer) @ cw.read_rows(target_layer, view).T
 
 
-def token_weights(cw: CircuitWeights, layer: int, view: str, neuron: int,
-                  top: int) -> tuple[torch.Tensor, torch.Tensor]:
+def token_weights(
+    cw: CircuitWeights, layer: int, view: str, neuron: int, top: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(token ids, weights) of the ``top`` tokens by |E[t] · (g ⊙ r_j)|: what a neuron's read responds to
     directly in the input embedding (highest |weight| first)."""
     row = cw.read_rows(layer, view)[neuron]

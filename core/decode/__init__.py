@@ -14,6 +14,7 @@ in-place passes over the R x V logits:
   bf16 terms outside the candidates (bench/decode_bench.py measures the agreement with float32).
 Only one chunk of logits is ever held.
 """
+
 from __future__ import annotations
 
 from ...errors import Cancelled
@@ -22,5 +23,16 @@ from .device import dtype_name, pick_device, pick_dtype
 from .head import Head
 from .scorer import HEAD_SLICE, MAX_HALF_RANGE, Scorer
 
-__all__ = ["Cancelled", "DecodeRecipe", "Decoder", "HEAD_SLICE", "Head", "MAX_HALF_RANGE", "Scorer", "chunk_rows",
-           "dtype_name", "pick_device", "pick_dtype"]
+__all__ = [
+    "Cancelled",
+    "DecodeRecipe",
+    "Decoder",
+    "HEAD_SLICE",
+    "Head",
+    "MAX_HALF_RANGE",
+    "Scorer",
+    "chunk_rows",
+    "dtype_name",
+    "pick_device",
+    "pick_dtype",
+]

@@ -1,5 +1,6 @@
 """The threaded decoder: (layer, view) units read on a helper thread, scored in chunks sized to memory,
 written on another helper thread; CUDA copies on a side stream; out-of-memory answered by smaller chunks."""
+
 from __future__ import annotations
 
 import threading
@@ -34,8 +35,9 @@ def _large_allocations_use_mmap(threshold: int = 1 << 20) -> None:
         pass
 
 
-def chunk_rows(vocab: int, device: torch.device, budget_mb: int | None, bytes_per_logit: int = 8,
-               bytes_per_row: int = 0) -> int:
+def chunk_rows(
+    vocab: int, device: torch.device, budget_mb: int | None, bytes_per_logit: int = 8, bytes_per_row: int = 0
+) -> int:
     """Rows per chunk so that the chunk's buffers fit the budget: per-logit buffers (the classic path
     holds the float32 logits and the spare buffer a wide logit range needs, 8 bytes a logit) plus
     per-row ones (the candidate columns)."""
@@ -122,13 +124,21 @@ class Decoder:
         return _upload(vectors, self.device) if cuda else vectors
 
     @torch.inference_mode()
-    def decode_unit(self, layer: int, view: str, progress: Callable[[int], None] | None = None,
-                    cancel: threading.Event | None = None, vectors: torch.Tensor | None = None):
+    def decode_unit(
+        self,
+        layer: int,
+        view: str,
+        progress: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+        vectors: torch.Tensor | None = None,
+    ):
         """Both directions of one layer and view: ((ids, probs) pos, (ids, probs) neg), numpy [n, k]."""
         vectors = self.fetch(layer, view) if vectors is None else vectors
         if not bool(torch.isfinite(vectors).all()):
-            raise DamagedModel(f"{self.adapter.origin or 'the checkpoint'}: layer {layer} {view} weights hold NaN "
-                               f"or infinite values (the file is damaged)")
+            raise DamagedModel(
+                f"{self.adapter.origin or 'the checkpoint'}: layer {layer} {view} weights hold NaN "
+                f"or infinite values (the file is damaged)"
+            )
         n = vectors.shape[0]
         k = self.scorer.k
         out = [(np.empty((n, k), np.int32), np.empty((n, k), np.float32)) for _ in range(2)]
@@ -142,7 +152,7 @@ class Decoder:
             except _OOM:
                 if self.rows == 1:
                     raise
-                self.rows = max(1, self.rows // 2)   # answer OOM with smaller chunks, never a crash
+                self.rows = max(1, self.rows // 2)  # answer OOM with smaller chunks, never a crash
                 self.scorer.release()
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -155,8 +165,10 @@ class Decoder:
             start = stop
         if not all(np.isfinite(probs).all() for _, probs in out):
             peak = float(vectors.abs().max())
-            raise DamagedModel(f"{self.adapter.origin or 'the checkpoint'}: layer {layer} {view} decodes to NaN "
-                               f"probabilities (its weights reach {peak:.3g}: the file is damaged)")
+            raise DamagedModel(
+                f"{self.adapter.origin or 'the checkpoint'}: layer {layer} {view} decodes to NaN "
+                f"probabilities (its weights reach {peak:.3g}: the file is damaged)"
+            )
         return out[0], out[1]
 
     def _score_rows(self, rows: torch.Tensor):
@@ -166,8 +178,13 @@ class Decoder:
             return self.scorer.score(norm(v), both=True)
         return self.scorer.score(norm(v), both=False) + self.scorer.score(norm(-v), both=False)
 
-    def run(self, units: Sequence[tuple[int, str]], on_unit: UnitFn, progress: ProgressFn | None = None,
-            cancel: threading.Event | None = None) -> None:
+    def run(
+        self,
+        units: Sequence[tuple[int, str]],
+        on_unit: UnitFn,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         """Decode each unit and hand it to ``on_unit`` (which stores it). The next unit's weights are read
         and the previous unit is written on helper threads, so neither stalls the matmuls; a unit is
         always written before the run returns or raises."""

@@ -1,4 +1,5 @@
 """Where a decode runs and in which matmul dtype."""
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,10 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16
     cpu = getattr(torch, "cpu", None)
-    fast_bf16 = getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or \
-        getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+    fast_bf16 = (
+        getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+    )
     return torch.bfloat16 if fast_bf16 else torch.float32
 
 

@@ -1,4 +1,5 @@
 """The LM head, final norm and soft-capping prepared on one device, and the exact float32 rescoring."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ class Head:
     adapter: Adapter
     device: torch.device
     mm_dtype: torch.dtype
-    dot: Callable | None = None    # fused gather-dot (core.decode.kernels.gather_dot) for the exact rescoring
+    dot: Callable | None = None  # fused gather-dot (core.decode.kernels.gather_dot) for the exact rescoring
     w_exact: torch.Tensor = field(init=False)
     w_mm: torch.Tensor = field(init=False)
 
@@ -31,9 +32,12 @@ class Head:
         self.norm = fp32_norm(self.adapter, self.device)
         self.vocab, self.hidden = self.w_exact.shape
         if not bool(torch.isfinite(self.w_exact).all()) or not all(
-                bool(torch.isfinite(p).all()) for p in self.norm.parameters()):
-            raise DamagedModel(f"{self.adapter.origin or 'the checkpoint'}: the LM head or final norm holds NaN or "
-                               f"infinite values (the file is damaged)")
+            bool(torch.isfinite(p).all()) for p in self.norm.parameters()
+        ):
+            raise DamagedModel(
+                f"{self.adapter.origin or 'the checkpoint'}: the LM head or final norm holds NaN or "
+                f"infinite values (the file is damaged)"
+            )
         self.shared_neg = self.bias is None and self._norm_is_odd()
         # the blockwise scorer works on the raw matmul output: no bias to add, no soft-capping to apply
         self.blockwise_ok = self.bias is None and self.softcap is None
@@ -60,19 +64,21 @@ class Head:
         budget = (16 << 20) if x.device.type == "cpu" else (256 << 20)  # cache-sized on CPU; few launches on GPU
         step = max(1, budget // (per_row * self.hidden * 4))
         if self._gather is None or self._gather[1].shape[0] < step * per_row:
-            self._gather = (torch.empty((step * per_row, self.hidden), dtype=self.w_exact.dtype, device=x.device),
-                            torch.empty((step * per_row, self.hidden), dtype=torch.float32, device=x.device))
+            self._gather = (
+                torch.empty((step * per_row, self.hidden), dtype=self.w_exact.dtype, device=x.device),
+                torch.empty((step * per_row, self.hidden), dtype=torch.float32, device=x.device),
+            )
         native, wide = self._gather
         out = torch.empty(cols.shape, dtype=torch.float32, device=x.device)
         for s in range(0, rows, step):
-            c = cols[s:s + step].flatten()
+            c = cols[s : s + step].flatten()
             n = c.numel()
             if native.dtype == torch.float32:
                 w = torch.index_select(self.w_exact, 0, c, out=wide[:n])
             else:
                 w = wide[:n].copy_(torch.index_select(self.w_exact, 0, c, out=native[:n]))
-            w = w.view(-1, per_row, self.hidden)                       # [r, C, H]
-            out[s:s + step] = torch.bmm(w, x[s:s + step].unsqueeze(-1)).squeeze(-1)
+            w = w.view(-1, per_row, self.hidden)  # [r, C, H]
+            out[s : s + step] = torch.bmm(w, x[s : s + step].unsqueeze(-1)).squeeze(-1)
         if self.bias is not None:
             out = out + self.bias[cols]
         return self._cap(out)

@@ -14,6 +14,7 @@ much again. Two kernels keep the extra traffic near one read of the bf16 logits:
 answers False (the decoder then keeps its torch path) when Triton is missing or anything disagrees. With
 TRITON_INTERPRET=1 the kernels run on the CPU, which is how the tests check them.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,13 +24,14 @@ from functools import lru_cache
 
 import torch
 
-BLOCK = 64           # tokens per block (core.decode uses this one too)
-GROUP = 32           # blocks per program of block_stats (a 32 x 64 tile)
-HIDDEN_STEP = 128    # hidden dims per step of gather_dot
-DOT_COLS = 16        # candidates per program of gather_dot (a 16 x 128 tile: few registers, no spills)
+BLOCK = 64  # tokens per block (core.decode uses this one too)
+GROUP = 32  # blocks per program of block_stats (a 32 x 64 tile)
+HIDDEN_STEP = 128  # hidden dims per step of gather_dot
+DOT_COLS = 16  # candidates per program of gather_dot (a 16 x 128 tile: few registers, no spills)
 
 
 # ---- torch twins (the definitions; also the CPU path of the blockwise scorer) ------------------------------
+
 
 def block_stats_torch(y: torch.Tensor):
     """(bmax, bmin, spos, sneg), each float32 [R, ceil(V/64)], of logits y [R, V]."""
@@ -54,6 +56,7 @@ def gather_dot_torch(x: torch.Tensor, w: torch.Tensor, cols: torch.Tensor) -> to
 
 # ---- Triton kernels ------------------------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=None)
 def _kernels():
     """The jitted kernels, built on first use (so TRITON_INTERPRET set by then is honoured)."""
@@ -61,8 +64,9 @@ def _kernels():
     import triton.language as tl
 
     @triton.jit
-    def stats_kernel(y_ptr, stride, vocab, nb, bmax_ptr, bmin_ptr, spos_ptr, sneg_ptr,
-                     GROUP_: tl.constexpr, BLOCK_: tl.constexpr):
+    def stats_kernel(
+        y_ptr, stride, vocab, nb, bmax_ptr, bmin_ptr, spos_ptr, sneg_ptr, GROUP_: tl.constexpr, BLOCK_: tl.constexpr
+    ):
         row = tl.program_id(0).to(tl.int64)
         blocks = tl.program_id(1) * GROUP_ + tl.arange(0, GROUP_)
         cols = blocks[:, None] * BLOCK_ + tl.arange(0, BLOCK_)[None, :]
@@ -82,8 +86,7 @@ def _kernels():
         tl.store(sneg_ptr + out, sneg, mask=keep)
 
     @triton.jit
-    def gather_kernel(x_ptr, w_ptr, cols_ptr, out_ptr, hidden, ncols,
-                      COLS: tl.constexpr, STEP: tl.constexpr):
+    def gather_kernel(x_ptr, w_ptr, cols_ptr, out_ptr, hidden, ncols, COLS: tl.constexpr, STEP: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         j = tl.program_id(1) * COLS + tl.arange(0, COLS)
         jmask = j < ncols
@@ -93,8 +96,9 @@ def _kernels():
             h = h0 + tl.arange(0, STEP)
             hmask = h < hidden
             xv = tl.load(x_ptr + row * hidden + h, mask=hmask, other=0.0)
-            wv = tl.load(w_ptr + idx[:, None] * hidden + h[None, :], mask=jmask[:, None] & hmask[None, :],
-                         other=0.0).to(tl.float32)
+            wv = tl.load(
+                w_ptr + idx[:, None] * hidden + h[None, :], mask=jmask[:, None] & hmask[None, :], other=0.0
+            ).to(tl.float32)
             acc += tl.sum(wv * xv[None, :], axis=1)
         tl.store(out_ptr + row * ncols + j, acc, mask=jmask)
 
@@ -123,8 +127,9 @@ def gather_dot(x: torch.Tensor, w: torch.Tensor, cols: torch.Tensor) -> torch.Te
     cols = cols.contiguous()
     out = torch.empty((rows, ncols), dtype=torch.float32, device=x.device)
     with _on(x):
-        gather_kernel[(rows, triton.cdiv(ncols, DOT_COLS))](x, w, cols, out, x.shape[1], ncols,
-                                                              COLS=DOT_COLS, STEP=HIDDEN_STEP)
+        gather_kernel[(rows, triton.cdiv(ncols, DOT_COLS))](
+            x, w, cols, out, x.shape[1], ncols, COLS=DOT_COLS, STEP=HIDDEN_STEP
+        )
     return out
 
 

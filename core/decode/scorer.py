@@ -1,6 +1,7 @@
 """Top-k of softmax(lm_head(x)) for chunks of normalised vectors: the classic torch passes and the
 blockwise scorer (block statistics from core.decode.kernels or their torch twins), both ending in the same exact
 float32 rescoring of a small candidate set."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -11,7 +12,7 @@ from .head import Head
 from .kernels import BLOCK
 
 MAX_HALF_RANGE = 80.0  # exp(80) and exp(-80) are both safe in float32
-HEAD_SLICE = 8192      # vocabulary rows per bf16 matmul
+HEAD_SLICE = 8192  # vocabulary rows per bf16 matmul
 
 
 def _block_candidates(f: torch.Tensor, blk: torch.Tensor | None, kc: int, largest: bool) -> torch.Tensor:
@@ -45,13 +46,13 @@ class Scorer:
         self.kc = min(head.vocab, self.k if exact else 2 * self.k + 16)
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def _buffer(self, name: str, rows: int, dtype: torch.dtype, device: torch.device,
-                width: int | None = None) -> torch.Tensor:
+    def _buffer(
+        self, name: str, rows: int, dtype: torch.dtype, device: torch.device, width: int | None = None
+    ) -> torch.Tensor:
         """Reused logits buffers: a fresh multi-MB allocation per chunk costs page faults on CPU."""
         width = width or self.head.vocab
         buf = self._buffers.get(name)
-        if buf is None or buf.shape[0] < rows or buf.shape[1] != width or buf.dtype != dtype \
-                or buf.device != device:
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != width or buf.dtype != dtype or buf.device != device:
             self._buffers.pop(name, None)
             del buf  # free the old buffer before allocating its replacement
             buf = self._buffers[name] = torch.empty((rows, width), dtype=dtype, device=device)
@@ -75,10 +76,10 @@ class Scorer:
             xb = x.to(h.mm_dtype)
             y = self._buffer("y", rows, h.mm_dtype, x.device, min(HEAD_SLICE, h.vocab))
             for v in range(0, h.vocab, HEAD_SLICE):
-                w = h.w_mm[v:v + HEAD_SLICE]
+                w = h.w_mm[v : v + HEAD_SLICE]
                 part = y[:, : w.shape[0]]
                 torch.mm(xb, w.t(), out=part)
-                f[:, v:v + w.shape[0]].copy_(part)
+                f[:, v : v + w.shape[0]].copy_(part)
         if h.bias is not None:
             f.add_(h.bias)
         if h.softcap is not None:
@@ -140,11 +141,14 @@ class Scorer:
         results = []
         for d in range(len(cand)):
             sign = 1.0 if d == 0 else -1.0
-            exact = self.head.logits_exact(x, cand[d]) * sign   # this direction's logits at candidates
+            exact = self.head.logits_exact(x, cand[d]) * sign  # this direction's logits at candidates
             approx_d = approx[d] * sign
             c = centres[d]
-            total = sums[d] - torch.exp((approx_d - c.unsqueeze(1)).double()).sum(1) \
+            total = (
+                sums[d]
+                - torch.exp((approx_d - c.unsqueeze(1)).double()).sum(1)
                 + torch.exp((exact - c.unsqueeze(1)).double()).sum(1)
+            )
             lse = torch.log(total.clamp_min(1e-300)) + c.double()
             vals, order = exact.topk(self.k, dim=1)
             ids = cand[d].gather(1, order)
@@ -158,7 +162,7 @@ def _row_extreme(f: torch.Tensor, blk: torch.Tensor | None, nb: int, largest: bo
     if blk is not None:
         parts.append(blk.amax(1) if largest else blk.amin(1))
     if nb * BLOCK < f.shape[1]:
-        tail = f[:, nb * BLOCK:]
+        tail = f[:, nb * BLOCK :]
         parts.append(tail.amax(1) if largest else tail.amin(1))
     out = parts[0]
     for p in parts[1:]:

@@ -1,5 +1,6 @@
 """A loaded model as the decoder, clamping and compare see it: its MLP layers and views, final norm and
 LM head, found through the architecture registry (core.arch)."""
+
 from __future__ import annotations
 
 import copy
@@ -24,19 +25,19 @@ class Adapter:
 
     arch: str
     model: nn.Module
-    layers: list[nn.Module]          # each layer's MLP module
-    names: dict[str, str]            # view -> attribute of the MLP module
-    layouts: dict[str, str]          # view -> "rows" (weight[i] is neuron i) or "cols" (weight[:, i])
+    layers: list[nn.Module]  # each layer's MLP module
+    names: dict[str, str]  # view -> attribute of the MLP module
+    layouts: dict[str, str]  # view -> "rows" (weight[i] is neuron i) or "cols" (weight[:, i])
     final_norm: nn.Module
-    head: nn.Linear                  # every family's LM head (a quantized one subclasses it)
-    down_name: str                   # the module whose input is the neuron activation (for clamping)
+    head: nn.Linear  # every family's LM head (a quantized one subclasses it)
+    down_name: str  # the module whose input is the neuron activation (for clamping)
     softcap: float | None = None
-    fetch: Callable[..., torch.Tensor] | None = None   # streamed checkpoints: (layer, view, pin) -> one matrix
+    fetch: Callable[..., torch.Tensor] | None = None  # streamed checkpoints: (layer, view, pin) -> one matrix
     # streamed and GGUF models: any other parameter by its module-tree name (e.g. model.embed_tokens.weight), read
     # from the file in the module's own convention; core.circuits reads the embedding and MLP-input norms with it
     read: Callable[[str], torch.Tensor] | None = None
-    origin: str = ""                 # where the weights were read from (named in damaged-file errors)
-    family: Family = field(kw_only=True)   # the registry entry (core.arch)
+    origin: str = ""  # where the weights were read from (named in damaged-file errors)
+    family: Family = field(kw_only=True)  # the registry entry (core.arch)
 
     @property
     def views(self) -> list[str]:
@@ -97,13 +98,20 @@ def adapter_for(model: PreTrainedModel) -> Adapter:
     norm = getattr(base, family.final_norm, None)
     found = [getattr(block, family.mlp, None) for block in blocks or ()]
     mlps = [m for m in found if m is not None]
-    if head is None or norm is None or not mlps or len(mlps) < len(found) or not all(
-            all(hasattr(m, attr) for attr in family.modules.values()) for m in mlps):
-        raise UnsupportedModel(f"{arch}: its modules are not where neuroscope's '{family.name}' entry expects "
-                               f"them; supported: {SUPPORTED}")
+    if (
+        head is None
+        or norm is None
+        or not mlps
+        or len(mlps) < len(found)
+        or not all(all(hasattr(m, attr) for attr in family.modules.values()) for m in mlps)
+    ):
+        raise UnsupportedModel(
+            f"{arch}: its modules are not where neuroscope's '{family.name}' entry expects them; supported: {SUPPORTED}"
+        )
     softcap = getattr(config, "final_logit_softcapping", None) or None
-    return Adapter(arch, model, mlps, dict(family.modules), dict(family.layouts), norm, head, family.down, softcap,
-                   family=family)
+    return Adapter(
+        arch, model, mlps, dict(family.modules), dict(family.layouts), norm, head, family.down, softcap, family=family
+    )
 
 
 @dataclass

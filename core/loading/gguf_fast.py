@@ -8,6 +8,7 @@ device, so the final norm is the model's own module. Every GGUF architecture an 
 names (core.arch: ``Family.gguf``: Llama, Qwen2/3, Gemma/Gemma2) is read here, with that entry's tensor names,
 skeleton class and norm convention; others take the transformers path (core.loading.models.load).
 """
+
 from __future__ import annotations
 
 import mmap
@@ -86,7 +87,7 @@ class GGUFFile:
         self._need(n)
         start = self.pos
         self.pos = start + n
-        return self.buf[start:self.pos].decode("utf-8", errors="replace")
+        return self.buf[start : self.pos].decode("utf-8", errors="replace")
 
     def _value(self, vtype: int, keep: bool = True, depth: int = 0):
         if vtype in _SCALARS:
@@ -119,15 +120,17 @@ class GGUFFile:
         dims, qtype, offset = self.tensors[name]
         if qtype not in GGML_QUANT_SIZES:
             raise self._damaged(f"tensor {name!r} has an unknown quantization type {qtype}")
-        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]   # a known type: the check above
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]  # a known type: the check above
         if dims[0] % block:
             raise self._damaged(f"tensor {name!r}: row of {dims[0]} is not a whole number of {block}-blocks")
         rows = int(np.prod(dims[1:], dtype=object)) if len(dims) > 1 else 1
         row_bytes = dims[0] // block * type_size
         start = self.data_start + offset
         if start + rows * row_bytes > len(self.buf):
-            raise self._damaged(f"truncated (tensor {name!r} needs bytes up to {start + rows * row_bytes:,}, "
-                                f"the file has {len(self.buf):,})")
+            raise self._damaged(
+                f"truncated (tensor {name!r} needs bytes up to {start + rows * row_bytes:,}, "
+                f"the file has {len(self.buf):,})"
+            )
         return start, rows, row_bytes
 
     def tensor(self, name: str) -> np.ndarray:
@@ -192,7 +195,7 @@ def _optional_field_int(gg: GGUFFile, key: str) -> int | None:
     return None if gg.fields.get(key) is None else _field_int(gg, key)
 
 
-STANDARD = GGUFLayout(archs={})   # llama.cpp's tensor names, for architectures the reader does not take
+STANDARD = GGUFLayout(archs={})  # llama.cpp's tensor names, for architectures the reader does not take
 
 
 def describe(gg: GGUFFile) -> dict:
@@ -208,17 +211,24 @@ def describe(gg: GGUFFile) -> dict:
         raise gg._damaged(f"no {layout.embed}")
     hidden, vocab = int(embd[0][0]), int(embd[0][1])
     layers, neurons = _field_int(gg, f"{arch}.block_count"), _field_int(gg, f"{arch}.feed_forward_length")
-    info = {"arch": arch, "layers": layers, "neurons": neurons,
-            "hidden": _field_int(gg, f"{arch}.embedding_length"),
-            "vocab": vocab, "context": _optional_field_int(gg, f"{arch}.context_length"),
-            "tied": layout.head not in gg.tensors,
-            "chat_template": isinstance(gg.fields.get("tokenizer.chat_template"), str)}
+    info = {
+        "arch": arch,
+        "layers": layers,
+        "neurons": neurons,
+        "hidden": _field_int(gg, f"{arch}.embedding_length"),
+        "vocab": vocab,
+        "context": _optional_field_int(gg, f"{arch}.context_length"),
+        "tied": layout.head not in gg.tensors,
+        "chat_template": isinstance(gg.fields.get("tokenizer.chat_template"), str),
+    }
     if info["hidden"] != hidden:
         raise gg._damaged(f"token_embd.weight is {hidden} wide, the metadata says {info['hidden']}")
     if layout is not STANDARD:  # the decode-only reader: every tensor it reads must be there, in its shape
         want: dict[str, tuple[int, ...]] = {
             name.format(i=i): (hidden, neurons) if view != "down" else (neurons, hidden)
-            for i in range(layers) for view, name in layout.ffn.items()}
+            for i in range(layers)
+            for view, name in layout.ffn.items()
+        }
         want[layout.norm] = (hidden,)
         if not info["tied"]:
             want[layout.head] = (hidden, vocab)
@@ -249,17 +259,26 @@ def skeleton(gg: GGUFFile, info: dict, layout: GGUFLayout):
     eps = f.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
     if not isinstance(eps, float) or not 0 < eps < 1:
         raise gg._damaged(f"metadata {arch}.attention.layer_norm_rms_epsilon is {eps!r}")
-    extra = {name: _metadata_number(gg, f"{arch}.{key}") for key, name in layout.metadata.items()
-             if f"{arch}.{key}" in f}
+    extra = {
+        name: _metadata_number(gg, f"{arch}.{key}") for key, name in layout.metadata.items() if f"{arch}.{key}" in f
+    }
     try:
         config = AutoConfig.for_model(
-            layout.archs[arch], vocab_size=info["vocab"], hidden_size=info["hidden"],
-            intermediate_size=info["neurons"], num_hidden_layers=info["layers"], num_attention_heads=heads,
+            layout.archs[arch],
+            vocab_size=info["vocab"],
+            hidden_size=info["hidden"],
+            intermediate_size=info["neurons"],
+            num_hidden_layers=info["layers"],
+            num_attention_heads=heads,
             num_key_value_heads=_optional_field_int(gg, f"{arch}.attention.head_count_kv") or heads,
-            rms_norm_eps=float(eps), tie_word_embeddings=info["tied"], **extra)
+            rms_norm_eps=float(eps),
+            tie_word_embeddings=info["tied"],
+            **extra,
+        )
     except ValueError as exc:  # a transformers too old to know the architecture
-        raise UnsupportedModel(f"{gg.path}: this transformers cannot build a '{layout.archs[arch]}' model "
-                               f"({first_line(exc)})") from None
+        raise UnsupportedModel(
+            f"{gg.path}: this transformers cannot build a '{layout.archs[arch]}' model ({first_line(exc)})"
+        ) from None
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config)
 
@@ -296,7 +315,7 @@ def load_for_decode(source, gg: GGUFFile | None = None):
         if attr is not None:
             names[f"{family.base}.{family.blocks}.{i}.{attr}.weight"] = (layout.mlp_norm.format(i=i), layout.norm_shift)
 
-    def read(name: str) -> torch.Tensor:     # other tensors, in the skeleton module's convention (see put)
+    def read(name: str) -> torch.Tensor:  # other tensors, in the skeleton module's convention (see put)
         if name not in names or names[name][0] not in gg.tensors:
             raise KeyError(name)
         return torch.from_numpy(gg.tensor(names[name][0]).copy()) - names[name][1]

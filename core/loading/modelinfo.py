@@ -6,6 +6,7 @@ bytes inside its file) and returns a :class:`ModelInfo`. The CLI, the app and th
 typed against it (neuron references, views, clamps, token counts) before any weight is loaded or any
 decode starts, so a typo or a damaged file costs milliseconds, not a model load.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ LIMITS = {"layers": 100_000, "neurons": 10_000_000, "hidden": 1_000_000, "vocab"
 class ModelInfo:
     source: Source
     family: Family
-    arch: str                 # config model_type, or the GGUF architecture
+    arch: str  # config model_type, or the GGUF architecture
     shape: Shape
     chat_template: bool
 
@@ -60,8 +61,9 @@ class ModelInfo:
 
     def check_new_tokens(self, count: int) -> None:
         if self.shape.context is not None and count > self.shape.context:
-            raise UsageError(f"--max-new-tokens {count} exceeds {self.source.name}'s context of "
-                             f"{self.shape.context:,} tokens")
+            raise UsageError(
+                f"--max-new-tokens {count} exceeds {self.source.name}'s context of {self.shape.context:,} tokens"
+            )
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -95,8 +97,9 @@ def _check_checkpoint(folder: Path, family: Family, shape: Shape, cfg: dict) -> 
             if entry is None:
                 raise DamagedModel(f"{where} has no {name} (config.json says {shape.layers} layers)")
             if entry.shape != want:
-                raise DamagedModel(f"{entry.path.name}: {name} has shape {list(entry.shape)}, config.json "
-                                   f"implies {list(want)}")
+                raise DamagedModel(
+                    f"{entry.path.name}: {name} has shape {list(entry.shape)}, config.json implies {list(want)}"
+                )
     extra = family.weight_name(shape.layers, family.views[0])
     if index.entry(extra) is not None:
         raise DamagedModel(f"{where} has more layers than the {shape.layers} config.json says")
@@ -106,8 +109,10 @@ def _check_checkpoint(folder: Path, family: Family, shape: Shape, cfg: dict) -> 
     if head is None:
         raise DamagedModel(f"{where} has no LM head ({family.head}.weight)")
     if head.shape != (shape.vocab, shape.hidden):
-        raise DamagedModel(f"{head.path.name}: the LM head has shape {list(head.shape)}, config.json implies "
-                           f"{[shape.vocab, shape.hidden]}")
+        raise DamagedModel(
+            f"{head.path.name}: the LM head has shape {list(head.shape)}, config.json implies "
+            f"{[shape.vocab, shape.hidden]}"
+        )
 
 
 def inspect_model(source: Source) -> ModelInfo:
@@ -137,4 +142,3 @@ def inspect_model(source: Source) -> ModelInfo:
     if tok_config.is_file():
         chat = chat or isinstance(_read_json(tok_config, "tokenizer_config.json").get("chat_template"), (str, list))
     return ModelInfo(source, family, str(cfg.get("model_type")), shape, chat)
-

@@ -1,5 +1,6 @@
 """Load a model from a Source: the cheapest load that decodes exactly like the full model
 (``load_for_decode``), or the whole model with its tokenizer (``load``)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,18 @@ from .sources import Source
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-__all__ = ["SUPPORTED", "Adapter", "DecodeModel", "LoadedModel", "adapter_for", "fp32_norm", "load",
-           "load_for_decode", "load_tokenizer", "reading"]
+__all__ = [
+    "SUPPORTED",
+    "Adapter",
+    "DecodeModel",
+    "LoadedModel",
+    "adapter_for",
+    "fp32_norm",
+    "load",
+    "load_for_decode",
+    "load_tokenizer",
+    "reading",
+]
 
 
 def load_for_decode(source: Source, trust_remote_code: bool = False):
@@ -30,7 +41,7 @@ def load_for_decode(source: Source, trust_remote_code: bool = False):
         from . import gguf_fast
 
         gg = gguf_fast.GGUFFile(source.path)
-        arch = gg.fields.get("general.architecture")       # a string in every GGUF file that names one
+        arch = gg.fields.get("general.architecture")  # a string in every GGUF file that names one
         if by_gguf_arch(arch if isinstance(arch, str) else None) is not None:
             quiet()
             loaded = gguf_fast.load_for_decode(source, gg)
@@ -48,8 +59,9 @@ def load_for_decode(source: Source, trust_remote_code: bool = False):
     return load(source, trust_remote_code=trust_remote_code)
 
 
-def load(source: Source, trust_remote_code: bool = False, dtype: torch.dtype | str = "auto",
-         tokenizer=None) -> LoadedModel:
+def load(
+    source: Source, trust_remote_code: bool = False, dtype: torch.dtype | str = "auto", tokenizer=None
+) -> LoadedModel:
     """Load model + tokenizer on the CPU through transformers. Safetensors are preferred; remote code
     runs only when ``trust_remote_code`` is given. Every weight must come from the checkpoint: a missing
     one (which transformers would fill with random numbers) is a DamagedModel."""
@@ -65,12 +77,13 @@ def load(source: Source, trust_remote_code: bool = False, dtype: torch.dtype | s
     hush = contextlib.redirect_stderr(io.StringIO()) if source.kind == "gguf" else contextlib.nullcontext()
     with reading(source.name), hush:
         # with output_loading_info transformers returns (model, info); its annotation names only the model
-        model, info = cast("tuple[PreTrainedModel, dict]", AutoModelForCausalLM.from_pretrained(
-            str(source.load_dir), dtype=dtype, output_loading_info=True, **kwargs))
+        model, info = cast(
+            "tuple[PreTrainedModel, dict]",
+            AutoModelForCausalLM.from_pretrained(str(source.load_dir), dtype=dtype, output_loading_info=True, **kwargs),
+        )
     missing = sorted(info.get("missing_keys") or ())
     if missing:
-        raise DamagedModel(f"{source.name}: {len(missing)} weight(s) missing from the checkpoint "
-                           f"(first: {missing[0]})")
+        raise DamagedModel(f"{source.name}: {len(missing)} weight(s) missing from the checkpoint (first: {missing[0]})")
     model.eval()
     model.requires_grad_(False)
     adapter = adapter_for(model)

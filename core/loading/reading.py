@@ -1,5 +1,6 @@
 """Calling transformers on the user's files: quiet, and with its failures turned into one line naming the
 files (``reading``); the tokenizer, whose JSON files are parsed first so a damaged one is named."""
+
 from __future__ import annotations
 
 import logging
@@ -35,15 +36,21 @@ def reading(name: str):
         raise
     except Exception as exc:
         if "trust_remote_code" in str(exc):
-            raise ModelLoadError(f"{name} needs its own code to load; rerun with --trust-remote-code if you "
-                                 f"trust it") from None
+            raise ModelLoadError(
+                f"{name} needs its own code to load; rerun with --trust-remote-code if you trust it"
+            ) from None
         if "does not recognize this architecture" in str(exc):
             raise UnsupportedModel(f"unsupported architecture in {name}; supported: {SUPPORTED}") from None
         raise ModelLoadError(f"could not load {name}: {first_line(exc)}") from exc
 
 
-TOKENIZER_JSON = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-                  "added_tokens.json")
+TOKENIZER_JSON = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "added_tokens.json",
+)
 
 
 def load_tokenizer(source: Source, trust_remote_code: bool = False):

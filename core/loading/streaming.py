@@ -7,6 +7,7 @@ dropped after. Peak memory is about the head + one MLP matrix + one chunk of log
 sharded checkpoints (model.safetensors.index.json) both work. Every tensor read must have the shape the
 skeleton expects, so a config.json that disagrees with its weights is one clear line, not a crash later.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,14 +24,23 @@ from .reading import load_tokenizer, quiet, reading
 from .sources import Source
 from .weights import SafetensorsIndex, read_fd
 
-PIECE = 32 << 20   # a tensor larger than this is read in pieces by parallel threads
+PIECE = 32 << 20  # a tensor larger than this is read in pieces by parallel threads
 READERS = min(8, os.cpu_count() or 1)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-           "BOOL": torch.bool}
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 class Checkpoint:
@@ -52,8 +62,9 @@ class Checkpoint:
         if entry is None:
             raise KeyError(name)
         if shape is not None and tuple(shape) != entry.shape:
-            raise DamagedModel(f"{entry.path.name}: {name} has shape {list(entry.shape)}, config.json implies "
-                               f"{list(shape)}")
+            raise DamagedModel(
+                f"{entry.path.name}: {name} has shape {list(entry.shape)}, config.json implies {list(shape)}"
+            )
         if entry.dtype not in _DTYPES:
             raise DamagedModel(f"{entry.path.name}: {name} has dtype {entry.dtype}, which neuroscope cannot read")
         out = torch.empty(entry.shape, dtype=_DTYPES[entry.dtype], pin_memory=pin)
@@ -126,8 +137,10 @@ def load_streaming(source: Source, trust_remote_code: bool = False):
                 raise KeyError(name)
             shapes[(layer, view)] = tuple(getattr(adapter.layers[layer], adapter.names[view]).weight.shape)
             if entry.shape != shapes[(layer, view)]:
-                raise DamagedModel(f"{entry.path.name}: {name} has shape {list(entry.shape)}, config.json "
-                                   f"implies {list(shapes[(layer, view)])}")
+                raise DamagedModel(
+                    f"{entry.path.name}: {name} has shape {list(entry.shape)}, config.json "
+                    f"implies {list(shapes[(layer, view)])}"
+                )
 
     def fetch(layer: int, view: str, pin: bool = False) -> torch.Tensor:
         return ckpt.get(family.weight_name(layer, view), pin=pin, shape=shapes[(layer, view)])

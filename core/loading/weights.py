@@ -5,6 +5,7 @@ reads tensors into torch) and compare's weight vectors (core.compare, which read
 Opening a folder reads only the headers and checks that every tensor's bytes lie inside its file, so a
 truncated or garbled checkpoint is one clear line before any work starts.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,31 @@ from ...errors import DamagedModel, first_line
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
-MAX_HEADER = 256 << 20                      # a real header is a few MB at most
-ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-            "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+MAX_HEADER = 256 << 20  # a real header is a few MB at most
+ITEMSIZE = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+}
 NUMPY = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
 
 @dataclass(frozen=True)
 class Entry:
     path: Path
-    offset: int          # absolute byte offset of the tensor's data in its file
+    offset: int  # absolute byte offset of the tensor's data in its file
     nbytes: int
     dtype: str
     shape: tuple[int, ...]
@@ -63,8 +79,10 @@ def _header(path: Path) -> tuple[int, dict]:
             raise DamagedModel(f"{path}: truncated safetensors file ({size} bytes, no header)")
         length = int.from_bytes(raw, "little")
         if length > min(MAX_HEADER, size - 8):
-            raise DamagedModel(f"{path}: truncated or garbled safetensors file (the header claims {length:,} "
-                               f"bytes, the file has {size:,})")
+            raise DamagedModel(
+                f"{path}: truncated or garbled safetensors file (the header claims {length:,} "
+                f"bytes, the file has {size:,})"
+            )
         text = handle.read(length)
     try:
         header = json.loads(text)
@@ -78,8 +96,13 @@ def _header(path: Path) -> tuple[int, dict]:
 def _entry(path: Path, base: int, size: int, name: str, info) -> Entry:
     try:
         dtype, shape, (start, stop) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        ok = (isinstance(dtype, str) and all(isinstance(d, int) and d >= 0 for d in shape)
-              and isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop)
+        ok = (
+            isinstance(dtype, str)
+            and all(isinstance(d, int) and d >= 0 for d in shape)
+            and isinstance(start, int)
+            and isinstance(stop, int)
+            and 0 <= start <= stop
+        )
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
@@ -89,8 +112,9 @@ def _entry(path: Path, base: int, size: int, name: str, info) -> Entry:
     if stop - start != math.prod(shape) * ITEMSIZE[dtype]:
         raise DamagedModel(f"{path}: tensor {name!r}'s shape {list(shape)} does not match its byte range")
     if base + stop > size:
-        raise DamagedModel(f"{path}: truncated (tensor {name!r} needs bytes up to {base + stop:,}, the file has "
-                           f"{size:,})")
+        raise DamagedModel(
+            f"{path}: truncated (tensor {name!r} needs bytes up to {base + stop:,}, the file has {size:,})"
+        )
     return Entry(path, base + start, stop - start, dtype, shape)
 
 

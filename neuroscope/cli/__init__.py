@@ -5,6 +5,7 @@ concepts, app: one module each, with its options and the functions that run them
 chosen command and maps what it raises to one line and an exit code; output.py is what commands print
 through. argparse only: the work is the notebook API's (neuroscope.api) and core/cache/tui's.
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,5 +1,6 @@
 """The argparse types the command groups share: a top-k within its bounds, whole numbers with a floor, and a
 list of views. Each refusal is the message argparse prints after "argument --OPTION:"."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,7 @@ def top_k(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--top-k must be a whole number, not '{text}'") from None
     try:
-        return check_top_k(value)                 # the API's check; argparse's message names the flag
+        return check_top_k(value)  # the API's check; argparse's message names the flag
     except NeuroscopeError:
         low, high = TOP_K_RANGE
         raise argparse.ArgumentTypeError(f"--top-k must be between {low} and {high}") from None
@@ -23,6 +24,7 @@ def top_k(text: str) -> int:
 
 def at_least(minimum: int):
     """An argparse type: a whole number of at least ``minimum``."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -31,6 +33,7 @@ def at_least(minimum: int):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"expected a number of at least {minimum}, not {value}")
         return value
+
     return parse
 
 

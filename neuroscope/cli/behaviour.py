@@ -1,5 +1,6 @@
 """`neuroscope trace`, `neuroscope examples`, `neuroscope agreement` and `show --examples`: what neurons do on
 text, printed from the API's results (neuroscope.behaviour)."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from ..core.refs import NeuronRef
 from .arguments import positive
 from .output import emit_json, open_model
 
-SHOWN = 5          # examples per sign in the plain `show --examples` output
+SHOWN = 5  # examples per sign in the plain `show --examples` output
 
 
 def register(sub, common, engine) -> None:
@@ -19,33 +20,55 @@ def register(sub, common, engine) -> None:
     p.add_argument("--prompt", required=True, help="the text to run")
     p.add_argument("--chat", action="store_true", help="apply the model's chat template to the prompt")
     p.add_argument("--top", type=positive, default=10, help="neurons listed per token, by |activation| (default 10)")
-    p.add_argument("--neuron", dest="neurons", action="append", default=[], metavar="NEURON",
-                   help="also give this neuron's activation at every token (repeatable)")
+    p.add_argument(
+        "--neuron",
+        dest="neurons",
+        action="append",
+        default=[],
+        metavar="NEURON",
+        help="also give this neuron's activation at every token (repeatable)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_trace)
 
-    p = sub.add_parser("examples", parents=[common, engine],
-                       help="max-activating examples of every neuron over a corpus (cached, resumable)")
+    p = sub.add_parser(
+        "examples",
+        parents=[common, engine],
+        help="max-activating examples of every neuron over a corpus (cached, resumable)",
+    )
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--corpus", default=None,
-                   help="a .txt file, a folder of .txt/.md files, a .jsonl/.parquet/.csv file, a folder saved by "
-                        "datasets' save_to_disk (FOLDER@SPLIT), or a Hugging Face dataset name[:config][@split] "
-                        "(default split train; needs neuroscope[corpora]) (default: the King James Bible)")
-    p.add_argument("--text-column", default=None, metavar="COLUMN",
-                   help="the column (or JSON field) holding the text in a .jsonl/.parquet/.csv file or a dataset "
-                        "(default text)")
+    p.add_argument(
+        "--corpus",
+        default=None,
+        help="a .txt file, a folder of .txt/.md files, a .jsonl/.parquet/.csv file, a folder saved by "
+        "datasets' save_to_disk (FOLDER@SPLIT), or a Hugging Face dataset name[:config][@split] "
+        "(default split train; needs neuroscope[corpora]) (default: the King James Bible)",
+    )
+    p.add_argument(
+        "--text-column",
+        default=None,
+        metavar="COLUMN",
+        help="the column (or JSON field) holding the text in a .jsonl/.parquet/.csv file or a dataset (default text)",
+    )
     p.add_argument("--tokens", type=positive, default=100_000, help="corpus tokens to run (default 100,000)")
     p.add_argument("--per-neuron", type=positive, default=20, help="examples kept per neuron and sign (default 20)")
     p.add_argument("--context", type=positive, default=24, help="tokens shown around an example (default 24)")
-    p.add_argument("--window", type=positive, default=None,
-                   help="tokens per forward pass row (default 128, or the model's context where shorter)")
+    p.add_argument(
+        "--window",
+        type=positive,
+        default=None,
+        help="tokens per forward pass row (default 128, or the model's context where shorter)",
+    )
     p.add_argument("--batch-size", type=positive, default=8, help="rows per forward pass (default 8)")
     p.add_argument("--rebuild", action="store_true", help="discard the cached examples and run again")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_examples)
 
-    p = sub.add_parser("agreement", parents=[common, engine],
-                       help="how often the weight decode names what neurons respond to, per layer")
+    p = sub.add_parser(
+        "agreement",
+        parents=[common, engine],
+        help="how often the weight decode names what neurons respond to, per layer",
+    )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_agreement)
@@ -53,7 +76,7 @@ def register(sub, common, engine) -> None:
 
 def _tok(text: str, width: int = 14) -> str:
     shown = json.dumps(text, ensure_ascii=False)
-    return shown if len(shown) <= width else shown[:width - 2] + "…\""
+    return shown if len(shown) <= width else shown[: width - 2] + '…"'
 
 
 def cmd_trace(args) -> int:
@@ -64,8 +87,10 @@ def cmd_trace(args) -> int:
         return 0
     print(f"{model.name}: the top {args.top} neurons of each token by |activation| (label: what it writes there)")
     for token in result.tokens:
-        firings = "  ".join(f"{NeuronRef(f.layer, f.neuron)} {f.activation:+.2f}"
-                            f"{' ' + f.case if f.case else ''} {_tok(f.label or '?')}" for f in token.top[:4])
+        firings = "  ".join(
+            f"{NeuronRef(f.layer, f.neuron)} {f.activation:+.2f}{' ' + f.case if f.case else ''} {_tok(f.label or '?')}"
+            for f in token.top[:4]
+        )
         print(f"  {token.index:>3} {_tok(token.token):<16} {firings}")
     for n in result.neurons or ():
         values = " ".join(f"{v:+.2f}" for v in n.activations)
@@ -75,26 +100,45 @@ def cmd_trace(args) -> int:
 
 def cmd_examples(args) -> int:
     model = open_model(args)
-    result = model.examples(args.corpus, tokens=args.tokens, per_neuron=args.per_neuron, window=args.window,
-                            batch=args.batch_size, rebuild=args.rebuild, text_column=args.text_column)
-    summary = {"model": model.name, "corpus": result.corpus, "corpus_source": result.source, "tokens": result.tokens,
-               "processed": result.processed, "per_neuron": args.per_neuron, "seconds": round(result.seconds, 3),
-               "complete": result.complete}
+    result = model.examples(
+        args.corpus,
+        tokens=args.tokens,
+        per_neuron=args.per_neuron,
+        window=args.window,
+        batch=args.batch_size,
+        rebuild=args.rebuild,
+        text_column=args.text_column,
+    )
+    summary = {
+        "model": model.name,
+        "corpus": result.corpus,
+        "corpus_source": result.source,
+        "tokens": result.tokens,
+        "processed": result.processed,
+        "per_neuron": args.per_neuron,
+        "seconds": round(result.seconds, 3),
+        "complete": result.complete,
+    }
     if args.json:
         emit_json(summary, model)
         return 0
     what = "computed" if result.processed else "already cached"
-    print(f"{model.name}: top-{args.per_neuron} examples of every neuron, both signs, over {result.tokens:,} tokens "
-          f"of {label(result.corpus, result.source)} {what} in {result.seconds:.1f} s -> {result.path}")
+    print(
+        f"{model.name}: top-{args.per_neuron} examples of every neuron, both signs, over {result.tokens:,} tokens "
+        f"of {label(result.corpus, result.source)} {what} in {result.seconds:.1f} s -> {result.path}"
+    )
     return 0
 
 
 def examples_of(neuron, context: int) -> dict:
     """What `show --examples` adds: both signs' examples and the GLU cases (the JSON shape)."""
     counts = neuron.cases()
-    return {"pos": [e.as_dict() for e in neuron.examples("pos", context=context)],
-            "neg": [e.as_dict() for e in neuron.examples("neg", context=context)],
-            "cases": counts["cases"], "positive": counts["positive"]}
+    return {
+        "pos": [e.as_dict() for e in neuron.examples("pos", context=context)],
+        "neg": [e.as_dict() for e in neuron.examples("neg", context=context)],
+        "cases": counts["cases"],
+        "positive": counts["positive"],
+    }
 
 
 def _context(example: dict) -> str:
@@ -123,10 +167,13 @@ def cmd_agreement(args) -> int:
     if args.json:
         emit_json(result.as_dict(), model)
         return 0
-    print(f"{model.name}: a neuron agrees when a token of its decoded top-{result.top_k} is among the tokens at its "
-          f"top-{result.per_neuron} examples (up/gate: the token; down: the next token)")
-    print(f"overall {result.agree:.1%} agree (chance, decodes paired with other neurons' examples: "
-          f"{result.chance:.1%})")
+    print(
+        f"{model.name}: a neuron agrees when a token of its decoded top-{result.top_k} is among the tokens at its "
+        f"top-{result.per_neuron} examples (up/gate: the token; down: the next token)"
+    )
+    print(
+        f"overall {result.agree:.1%} agree (chance, decodes paired with other neurons' examples: {result.chance:.1%})"
+    )
     for view, a in result.views.items():
         print(f"\n{view}: {a.agree:.1%} (chance {a.chance:.1%})")
         for p in a.per_layer:

@@ -1,5 +1,6 @@
 """`neuroscope circuit MODEL NEURON`: the neurons that feed a neuron, the neurons that read it, and the input
 tokens it responds to directly, from the weights alone (neuroscope.circuits)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,17 +17,25 @@ def _top(text: str) -> int:
     try:
         return check_top(int(text))
     except (ValueError, UsageError):
-        raise argparse.ArgumentTypeError(f"--top must be a whole number between 1 and {EDGE_TOP}, "
-                                         f"not '{text}'") from None
+        raise argparse.ArgumentTypeError(
+            f"--top must be a whole number between 1 and {EDGE_TOP}, not '{text}'"
+        ) from None
 
 
 def register(sub, common, engine) -> None:
-    p = sub.add_parser("circuit", parents=[common, engine],
-                       help="a neuron's circuit from the weights: what feeds it, what reads it, which tokens it reads")
+    p = sub.add_parser(
+        "circuit",
+        parents=[common, engine],
+        help="a neuron's circuit from the weights: what feeds it, what reads it, which tokens it reads",
+    )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("neuron", metavar="NEURON", help="L29:N808 or 29:808")
-    p.add_argument("--top", type=_top, default=DEFAULT_TOP,
-                   help=f"neighbours and tokens listed per list (1-{EDGE_TOP}, default {DEFAULT_TOP})")
+    p.add_argument(
+        "--top",
+        type=_top,
+        default=DEFAULT_TOP,
+        help=f"neighbours and tokens listed per list (1-{EDGE_TOP}, default {DEFAULT_TOP})",
+    )
     p.add_argument("--via", choices=READS, help="only this read vector (default: every one the model has)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_circuit)
@@ -35,8 +44,8 @@ def register(sub, common, engine) -> None:
 def cmd_circuit(args) -> int:
     ref = NeuronRef.parse(args.neuron)
     model = open_model(args)
-    model.neuron(ref)                    # out of range: one line, nothing loaded
-    check_via(model, args.via)           # --via gate on GPT-2: one line, nothing loaded
+    model.neuron(ref)  # out of range: one line, nothing loaded
+    check_via(model, args.via)  # --via gate on GPT-2: one line, nothing loaded
     out = circuit(model, ref, top=args.top, via=args.via)
     if args.json:
         emit_json(out, model)
@@ -45,12 +54,16 @@ def cmd_circuit(args) -> int:
     for title, key in (("reads from (upstream)", "upstream"), ("writes to (downstream)", "downstream")):
         print(f"{title}:")
         if not out[key]:
-            print("  none" + (" (layer 0 reads no earlier neuron)" if key == "upstream" else
-                              " (the last layer feeds no neuron)"))
+            print(
+                "  none"
+                + (" (layer 0 reads no earlier neuron)" if key == "upstream" else " (the last layer feeds no neuron)")
+            )
         for e in out[key]:
             shown = str(NeuronRef(e["layer"], e["neuron"]))
             print(f"  {shown:<12} via {e['via']:<4} {e['weight']:>+10.4f}  {e['label'] or '—'}")
     for via, tokens in out["tokens"].items():
-        print(f"input tokens ({via}): " + "  ".join(f"{json.dumps(t['token'], ensure_ascii=False)} {t['weight']:+.3f}"
-                                                    for t in tokens))
+        print(
+            f"input tokens ({via}): "
+            + "  ".join(f"{json.dumps(t['token'], ensure_ascii=False)} {t['weight']:+.3f}" for t in tokens)
+        )
     return 0

@@ -4,6 +4,7 @@ Everything the user typed is checked before the model loads (Model.experiment an
 API): clamps, values, settings and presets on their own, neuron ranges, the context length and the chat
 template against the model's headers, the prompt's and target's tokens with the tokenizer alone. A typo
 costs milliseconds, not a model load."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,42 +21,88 @@ from .output import emit_json, fmt_prob, fmt_ratio, note, open_model
 
 
 def register(sub, common, engine) -> None:
-    p = sub.add_parser("clamp", parents=[common, engine], help="clamp neurons and generate: baseline vs clamped",
-                       epilog="--save-preset NAME keeps every setting of the run (clamps, mode, positions, prompt, "
-                              "chat, target, samples, max-new-tokens, temperature, top-p, seed, concept, strength, "
-                              "min-mass); --preset NAME re-runs it, and any of these options given with it "
-                              "overrides the saved value (--set adds clamps; --mode applies to the preset's too).")
+    p = sub.add_parser(
+        "clamp",
+        parents=[common, engine],
+        help="clamp neurons and generate: baseline vs clamped",
+        epilog="--save-preset NAME keeps every setting of the run (clamps, mode, positions, prompt, "
+        "chat, target, samples, max-new-tokens, temperature, top-p, seed, concept, strength, "
+        "min-mass); --preset NAME re-runs it, and any of these options given with it "
+        "overrides the saved value (--set adds clamps; --mode applies to the preset's too).",
+    )
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NEURON=VALUE",
-                   help="a neuron and its value, e.g. L29:N808=8 (repeatable)")
-    p.add_argument("--mode", choices=MODES, default=None,
-                   help="set (default): replace the activation; add: add to it; scale: multiply it")
-    p.add_argument("--positions", choices=POSITIONS, default=None,
-                   help="clamp at every position (default) or only at generated ones")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NEURON=VALUE",
+        help="a neuron and its value, e.g. L29:N808=8 (repeatable)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="set (default): replace the activation; add: add to it; scale: multiply it",
+    )
+    p.add_argument(
+        "--positions",
+        choices=POSITIONS,
+        default=None,
+        help="clamp at every position (default) or only at generated ones",
+    )
     p.add_argument("--prompt", default=None, help="the prompt text")
-    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
-                   help="apply the model's chat template to the prompt (--no-chat: not, over a preset's)")
+    p.add_argument(
+        "--chat",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="apply the model's chat template to the prompt (--no-chat: not, over a preset's)",
+    )
     p.add_argument("--target", default=None, help="a word whose probability (first token) is measured")
     p.add_argument("--max-new-tokens", type=positive, default=None, help="default 40")
-    p.add_argument("--samples", type=positive, default=None,
-                   help="sample N replies each way and report how many contain --target (a progress bar with "
-                        "ETA on stderr; Ctrl-C stops)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="sample with this temperature (default: greedy; 0: greedy over a preset's)")
+    p.add_argument(
+        "--samples",
+        type=positive,
+        default=None,
+        help="sample N replies each way and report how many contain --target (a progress bar with "
+        "ETA on stderr; Ctrl-C stops)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sample with this temperature (default: greedy; 0: greedy over a preset's)",
+    )
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=None, help="default 0")
-    p.add_argument("--concept", default=None, metavar="WORD",
-                   help="clamp every neuron labelled WORD, each with the sign that pushes it into the output")
-    p.add_argument("--strength", type=float, default=None,
-                   help=f"with --concept: the value is sign x strength x the neuron's peak activation "
-                        f"(default {DEFAULT_STRENGTH:g})")
-    p.add_argument("--min-mass", type=float, default=None,
-                   help=f"with --concept: only neurons whose label holds at least this mass "
-                        f"(default {DEFAULT_MIN_MASS:g})")
-    p.add_argument("--preset", default=None, metavar="NAME",
-                   help="re-run a saved experiment; options given with it override what it saved")
-    p.add_argument("--save-preset", default=None, metavar="NAME",
-                   help="save this run's clamps and every setting under NAME")
+    p.add_argument(
+        "--concept",
+        default=None,
+        metavar="WORD",
+        help="clamp every neuron labelled WORD, each with the sign that pushes it into the output",
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help=f"with --concept: the value is sign x strength x the neuron's peak activation "
+        f"(default {DEFAULT_STRENGTH:g})",
+    )
+    p.add_argument(
+        "--min-mass",
+        type=float,
+        default=None,
+        help=f"with --concept: only neurons whose label holds at least this mass (default {DEFAULT_MIN_MASS:g})",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help="re-run a saved experiment; options given with it override what it saved",
+    )
+    p.add_argument(
+        "--save-preset", default=None, metavar="NAME", help="save this run's clamps and every setting under NAME"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_clamp)
 
@@ -85,8 +132,11 @@ def _split_note(t) -> str:
     """What p(target) measures when the tokenizer splits the word (only its first token is measured)."""
     if t.tokens <= 1:
         return ""
-    verdict = ("a leading piece that stands for the word" if stands_for(t.token, t.word) else
-               "too short a piece to stand for the word: p(target) is that piece's probability")
+    verdict = (
+        "a leading piece that stands for the word"
+        if stands_for(t.token, t.word)
+        else "too short a piece to stand for the word: p(target) is that piece's probability"
+    )
     return f" (the first of its {t.tokens} tokens; {verdict})"
 
 
@@ -94,9 +144,9 @@ def cmd_clamp(args) -> int:
     if args.save_preset:
         check_preset_name(args.save_preset)
     model = open_model(args)
-    exp = experiment(model, ClampRequest.of(vars(args), clamps=args.sets))   # each option is a field of that name
-    prepared = model.prepare(exp)                  # headers and tokenizer only: every check before the load
-    if args.save_preset:                           # every setting, so that --preset NAME re-runs this experiment
+    exp = experiment(model, ClampRequest.of(vars(args), clamps=args.sets))  # each option is a field of that name
+    prepared = model.prepare(exp)  # headers and tokenizer only: every check before the load
+    if args.save_preset:  # every setting, so that --preset NAME re-runs this experiment
         clamps, settings = exp.preset()
         path = save_preset(args.save_preset, clamps, {"model": model.name, **settings})
         note(f"saved preset '{args.save_preset}' -> {path}")
@@ -112,8 +162,10 @@ def cmd_clamp(args) -> int:
         print(f"  natural activation of {a.ref} on the prompt: min {a.min:.3f}  max {a.max:.3f}  last {a.last:.3f}")
     if result.target is not None:
         t = result.target
-        print(f"  target {json.dumps(target, ensure_ascii=False)} -> token {json.dumps(t.token, ensure_ascii=False)}"
-              + _split_note(t))
+        print(
+            f"  target {json.dumps(target, ensure_ascii=False)} -> token {json.dumps(t.token, ensure_ascii=False)}"
+            + _split_note(t)
+        )
         n = exp.samples or 0
         print(f"  {'':<9} {'p(target)':>10}  {'replies with target' if n else ''}".rstrip())
         for name, side in (("baseline", result.baseline), ("clamped", result.clamped)):

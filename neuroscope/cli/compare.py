@@ -1,4 +1,5 @@
 """`neuroscope compare BASE OTHER`: how much of the neuron map a fine-tune kept, layer by layer."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ def _bar(fraction: float, width: int = BAR) -> str:
 
 def _tok(text: str, width: int = 16) -> str:
     shown = json.dumps(text, ensure_ascii=False)
-    return shown if len(shown) <= width else shown[:width - 2] + "…\""
+    return shown if len(shown) <= width else shown[: width - 2] + '…"'
 
 
 def cmd_compare(args) -> int:
@@ -48,8 +49,10 @@ def cmd_compare(args) -> int:
 def print_plain(c: Comparison) -> None:
     total = sum(p.neurons for p in c.per_layer)
     print(f"{c.base} vs {c.other} · {c.view} {c.direction} · top-{c.top_k}")
-    print(f"same top-1 token: {c.same_top1:.1%} of {total:,} neurons   mean top-{c.top_k} Jaccard: "
-          f"{c.mean_topk_jaccard:.3f}   (paper, Llama-3.1-8B vs Instruct, up: {PAPER_SAME_TOP1:.1%})")
+    print(
+        f"same top-1 token: {c.same_top1:.1%} of {total:,} neurons   mean top-{c.top_k} Jaccard: "
+        f"{c.mean_topk_jaccard:.3f}   (paper, Llama-3.1-8B vs Instruct, up: {PAPER_SAME_TOP1:.1%})"
+    )
     print()
     print(f"{'layer':<6} {'neurons':>7}  {'same top-1':>10}  {'':<{BAR}}  {'jaccard':>7}")
     for p in c.per_layer:
@@ -61,5 +64,7 @@ def print_plain(c: Comparison) -> None:
     print(f"{'neuron':<12} {'jaccard':>7} {'Δprob':>8} {'cosine':>7}  {'base top':<16}  {'other top':<16}")
     for m in c.most_changed:
         cosine = "-" if m.cosine is None else f"{m.cosine:.3f}"
-        print(f"{str(NeuronRef(m.layer, m.neuron)):<12} {m.jaccard:>7.3f} {fmt_prob(m.prob_change, 3):>8} {cosine:>7}  "
-              f"{_tok(m.base_top):<16}  {_tok(m.other_top):<16}")
+        print(
+            f"{str(NeuronRef(m.layer, m.neuron)):<12} {m.jaccard:>7.3f} {fmt_prob(m.prob_change, 3):>8} {cosine:>7}  "
+            f"{_tok(m.base_top):<16}  {_tok(m.other_top):<16}"
+        )

@@ -1,5 +1,6 @@
 """Running a command: errors reach the user by type (a NeuroscopeError is one line and exit code 2; anything
 else is a bug and keeps its traceback), Ctrl-C and SIGTERM stop a command with its finished work kept."""
+
 from __future__ import annotations
 
 import signal
@@ -18,10 +19,12 @@ class CommandError(UsageError):
 
 
 RESUME = "interrupted; every finished layer is saved, run the same command again to resume"
-INTERRUPTED = {"examples": "interrupted; the examples up to the last commit (at most 30 s ago) are saved, run the same "
-                           "command again to resume",
-               "export": "interrupted; no file was written (any decode it started keeps its finished layers)",
-               "clamp": "interrupted; no result was measured (a --save-preset, if given, is already saved)"}
+INTERRUPTED = {
+    "examples": "interrupted; the examples up to the last commit (at most 30 s ago) are saved, run the same "
+    "command again to resume",
+    "export": "interrupted; no file was written (any decode it started keeps its finished layers)",
+    "clamp": "interrupted; no result was measured (a --save-preset, if given, is already saved)",
+}
 
 
 class Terminated(KeyboardInterrupt):
@@ -75,6 +78,6 @@ def user_message(exc: BaseException) -> str | None:
         return None if typed is None else str(typed)
     if isinstance(exc, MemoryError):
         return "out of memory"
-    if isinstance(exc, OSError) and exc.errno is not None:   # the disk or the OS said no: not a bug of ours
+    if isinstance(exc, OSError) and exc.errno is not None:  # the disk or the OS said no: not a bug of ours
         return f"{exc.strerror or type(exc).__name__}{f': {exc.filename}' if exc.filename else ''}"
     return None

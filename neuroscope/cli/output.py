@@ -1,5 +1,6 @@
 """What every command prints through: notes on stderr, JSON on stdout, the CLI's progress bar, and the API
 model made from what the user typed."""
+
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,7 @@ def note(message: str) -> None:
     sys.stderr.flush()
 
 
-SCIENTIFIC_BELOW = 1e-3      # a probability or ratio this small prints as 3.06e-07, never as 0.0000
+SCIENTIFIC_BELOW = 1e-3  # a probability or ratio this small prints as 3.06e-07, never as 0.0000
 
 
 def fmt_prob(p: float | None, digits: int = 4) -> str:
@@ -40,8 +41,9 @@ def progress_bar(label: str):
     """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory: "decode …"
     counts neuron-views, "examples …" corpus tokens."""
     what = label.split()[0]
-    unit = {"examples": "tokens", "export": "neuron-directions", "clamp": "tokens",
-            "circuit": "layers"}.get(what, "neuron-views")
+    unit = {"examples": "tokens", "export": "neuron-directions", "clamp": "tokens", "circuit": "layers"}.get(
+        what, "neuron-views"
+    )
     bar = ProgressBar(what, unit=unit)
     return bar, bar.close
 
@@ -51,12 +53,15 @@ def emit_json(value, *models) -> None:
     key (compare, with two models: ``base_hub_id`` … after ``base``, ``other_hub_id`` … after ``other``)."""
     if models and isinstance(value, dict):
         value = with_provenance(value, models)
-    sys.stdout.write(json_text(value) + "\n")    # one line, whatever the token texts hold
+    sys.stdout.write(json_text(value) + "\n")  # one line, whatever the token texts hold
 
 
 def with_provenance(value: dict, models) -> dict:
-    sides = {"model": ("", models[0])} if len(models) == 1 else {"base": ("base_", models[0]),
-                                                                  "other": ("other_", models[1])}
+    sides = (
+        {"model": ("", models[0])}
+        if len(models) == 1
+        else {"base": ("base_", models[0]), "other": ("other_", models[1])}
+    )
     out = {}
     for key, item in value.items():
         out[key] = item
@@ -68,6 +73,12 @@ def with_provenance(value: dict, models) -> dict:
 
 def open_model(args, spec: str | None = None) -> api.Model:
     """The API's model for what the user typed, reporting on stderr."""
-    return api.open(args.model if spec is None else spec, cache_dir=args.cache_dir,
-                    device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"),
-                    trust_remote_code=getattr(args, "trust_remote_code", False), progress=progress_bar, note=note)
+    return api.open(
+        args.model if spec is None else spec,
+        cache_dir=args.cache_dir,
+        device=getattr(args, "device", "auto"),
+        dtype=getattr(args, "dtype", "auto"),
+        trust_remote_code=getattr(args, "trust_remote_code", False),
+        progress=progress_bar,
+        note=note,
+    )

@@ -1,5 +1,6 @@
 """The decode lock and cache lookup, on real files: one holder at a time even while holders remove the lock
 file, a cache found by its key whatever name it was made under, and only stale caches removed."""
+
 from __future__ import annotations
 
 import os
@@ -43,18 +44,28 @@ def test_one_holder_at_a_time_while_holders_discard_the_lock_file(tmp_path):
 
 def make_cache(path, source: str, fingerprint: str) -> None:
     with Store(path) as store:
-        store.initialize(dict(name=path.name, source=source, fingerprint=fingerprint, layers=1, neurons_per_layer=1,
-                              top_k=1, views=["up"]), ["a", "b"])
+        store.initialize(
+            dict(
+                name=path.name,
+                source=source,
+                fingerprint=fingerprint,
+                layers=1,
+                neurons_per_layer=1,
+                top_k=1,
+                views=["up"],
+            ),
+            ["a", "b"],
+        )
 
 
 def test_found_by_key_and_only_stale_caches_removed(tmp_path):
     key = cache_key("/models/m", "fp1")
-    made_as = tmp_path / f"demo-{key}.sqlite"              # made under one display name
+    made_as = tmp_path / f"demo-{key}.sqlite"  # made under one display name
     make_cache(made_as, "/models/m", "fp1")
-    assert cache_path("m", "/models/m", "fp1", tmp_path) == made_as     # reached under another
-    stale = tmp_path / f"m-{cache_key('/models/m', 'fp0')}.sqlite"      # same model, older files
-    other = tmp_path / f"x-{cache_key('/models/x', 'fp0')}.sqlite"      # another model
-    twin = tmp_path / f"m-{key}.sqlite"                                  # same key under another name: not stale
+    assert cache_path("m", "/models/m", "fp1", tmp_path) == made_as  # reached under another
+    stale = tmp_path / f"m-{cache_key('/models/m', 'fp0')}.sqlite"  # same model, older files
+    other = tmp_path / f"x-{cache_key('/models/x', 'fp0')}.sqlite"  # another model
+    twin = tmp_path / f"m-{key}.sqlite"  # same key under another name: not stale
     for path, source, fp in ((stale, "/models/m", "fp0"), (other, "/models/x", "fp0"), (twin, "/models/m", "fp1")):
         make_cache(path, source, fp)
     notes = []
@@ -68,6 +79,6 @@ def test_a_stale_cache_in_use_is_left_alone(tmp_path):
     stale = tmp_path / f"m-{cache_key('/models/m', 'fp0')}.sqlite"
     make_cache(stale, "/models/m", "fp0")
     keep = tmp_path / f"m-{cache_key('/models/m', 'fp1')}.sqlite"
-    with decode_lock(stale):                               # another process is decoding the old weights
+    with decode_lock(stale):  # another process is decoding the old weights
         remove_stale("/models/m", keep, tmp_path)
     assert stale.exists()

@@ -1,4 +1,5 @@
 """The store on a real SQLite file, against counts and records planted by hand."""
+
 import sqlite3
 
 import numpy as np
@@ -39,9 +40,11 @@ def test_word_match_ignores_case_and_space_markers(store):
     assert sorted(vocab()[i] for i in ids) == sorted(["dog", "Dog", "\u0120dog"])
     assert [vocab()[i] for i in store.match_tokens("Dog", "exact")] == ["Dog"]
     assert sorted(vocab()[i] for i in store.match_tokens("dog", "prefix")) == sorted(
-        ["dog", "Dog", "\u0120dog", "doghouse"])
+        ["dog", "Dog", "\u0120dog", "doghouse"]
+    )
     assert sorted(vocab()[i] for i in store.match_tokens("dog", "contains")) == sorted(
-        ["dog", "Dog", "\u0120dog", "doghouse", "hotdog"])
+        ["dog", "Dog", "\u0120dog", "doghouse", "hotdog"]
+    )
 
 
 def test_search_ranks_views_and_directions(store):
@@ -49,7 +52,9 @@ def test_search_ranks_views_and_directions(store):
     assert [(h.layer, h.neuron, h.view, h.direction, h.rank) for h in hits] == [(1, 4, "up", "pos", 0)]
     hits = store.search("dog", max_rank=2, directions=["pos"])
     assert [(h.layer, h.neuron, h.view, h.rank, h.prob) for h in hits] == [
-        (1, 4, "up", 0, pytest.approx(0.9)), (0, 2, "down", 1, pytest.approx(0.3))]
+        (1, 4, "up", 0, pytest.approx(0.9)),
+        (0, 2, "down", 1, pytest.approx(0.3)),
+    ]
     assert store.search("dog", max_rank=2, views=["down"], directions=["pos"])[0].neuron == 2
     assert store.search("hotdog", match="exact", max_rank=3)[0].token == "hotdog"
     assert store.search("zebra") == []
@@ -58,14 +63,22 @@ def test_search_ranks_views_and_directions(store):
 def test_show_reads_one_neuron(store):
     top = store.top(1, 4, "up", "pos")
     assert [(t.token, round(t.prob, 2)) for t in top] == [("Dog", 0.9), ("hotdog", 0.05), ("t2", 0.01)]
-    assert store.top(1, 4, "up", "neg")[0].token_id == 11      # neg was written reversed
-    assert store.top(0, 0, "gate", "pos") is None               # a view never decoded
+    assert store.top(1, 4, "up", "neg")[0].token_id == 11  # neg was written reversed
+    assert store.top(0, 0, "gate", "pos") is None  # a view never decoded
 
 
 def test_units_are_atomic(store, tmp_path):
     assert store.done_units() == {(0, "up"), (0, "down"), (1, "up"), (1, "down")}
-    assert store.status() == {"model": "t", "source": "t", "hub_id": None, "revision": None, "layers": 2,
-                              "neurons_per_layer": 5, "views": ["up", "down"], "complete": True}
+    assert store.status() == {
+        "model": "t",
+        "source": "t",
+        "hub_id": None,
+        "revision": None,
+        "layers": 2,
+        "neurons_per_layer": 5,
+        "views": ["up", "down"],
+        "complete": True,
+    }
     # A trigger written here makes the last statement of the unit's transaction fail, after its units and
     # decoded rows (both directions) and its postings are already inserted: all of them must roll back.
     store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON token_stats BEGIN SELECT RAISE(ABORT, 'boom'); END")
@@ -77,7 +90,7 @@ def test_units_are_atomic(store, tmp_path):
         assert store.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE view = 'gate'").fetchone()[0] == 0, table
     assert (0, "gate") not in store.done_units()
     store.conn.execute("DROP TRIGGER boom")
-    store.write_unit(0, "gate", unit, unit)                # nothing half-written is in the way
+    store.write_unit(0, "gate", unit, unit)  # nothing half-written is in the way
     assert (0, "gate") in store.done_units()
 
 
@@ -85,7 +98,7 @@ def test_a_unit_is_written_once(store):
     before = store.tops(0, "up", "pos")
     unit = (np.zeros((5, 3), np.int32), np.zeros((5, 3), np.float32))
     with pytest.raises(sqlite3.IntegrityError):
-        store.write_unit(0, "up", unit, unit)              # already there: a second write is a bug, not a no-op
+        store.write_unit(0, "up", unit, unit)  # already there: a second write is a bug, not a no-op
     for a, b in zip(before, store.tops(0, "up", "pos")):
         np.testing.assert_array_equal(a, b)
 
@@ -94,7 +107,7 @@ def test_ready_only_with_meta_and_vocabulary(tmp_path):
     s = Store(tmp_path / "r.sqlite")
     assert not s.ready
     s.set_meta(name="t", source="t", layers=1, neurons_per_layer=2, top_k=1, views=["up"], vocab=len(vocab()))
-    assert not s.ready                                     # meta alone (an interrupted legacy init) is not usable
+    assert not s.ready  # meta alone (an interrupted legacy init) is not usable
     s.initialize(dict(name="t", source="t", layers=1, neurons_per_layer=2, top_k=1, views=["up"]), vocab())
     assert s.ready and s.meta["vocab"] == len(vocab())
     s.close()

@@ -1,5 +1,6 @@
 """Virtual weights and the circuit graph against float64 products written here, on tiny saved models of each
 family (safetensors and GGUF read through the decode's own loaders), with a planted edge."""
+
 from __future__ import annotations
 
 import threading
@@ -21,7 +22,7 @@ from neuroscope.errors import Cancelled
 from ..gguf_models import build_family, write_gguf
 from ..models import randomize, save_tokenizer
 
-SOURCE, TARGET = (0, 3), (2, 5)         # the planted edge: L0:N3's down column feeds L2:N5's up row
+SOURCE, TARGET = (0, 3), (2, 5)  # the planted edge: L0:N3's down column feeds L2:N5's up row
 LAYERS, HIDDEN, NEURONS = 3, 32, 64
 
 
@@ -30,13 +31,21 @@ def build_circuit_model(kind: str, path, seed: int = 0, plant: bool = True):
     5 x L2:N5's up row through L2's MLP-input gain (centred for LayerNorm families), that up row scaled by 3."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    shape = ({"n_embd": HIDDEN, "n_layer": LAYERS, "n_head": 4, "n_inner": NEURONS, "n_positions": 64}
-             if kind == "gpt2" else
-             {"hidden_size": HIDDEN, "intermediate_size": NEURONS, "num_hidden_layers": LAYERS,
-              "num_attention_heads": 4, "max_position_embeddings": 64,
-              **({} if kind == "gpt_neox" else {"num_key_value_heads": 2, "head_dim": 8})})
-    config = AutoConfig.for_model(kind, vocab_size=384, tie_word_embeddings=False, eos_token_id=1, bos_token_id=1,
-                                  **shape)
+    shape = (
+        {"n_embd": HIDDEN, "n_layer": LAYERS, "n_head": 4, "n_inner": NEURONS, "n_positions": 64}
+        if kind == "gpt2"
+        else {
+            "hidden_size": HIDDEN,
+            "intermediate_size": NEURONS,
+            "num_hidden_layers": LAYERS,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 64,
+            **({} if kind == "gpt_neox" else {"num_key_value_heads": 2, "head_dim": 8}),
+        }
+    )
+    config = AutoConfig.for_model(
+        kind, vocab_size=384, tie_word_embeddings=False, eos_token_id=1, bos_token_id=1, **shape
+    )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     randomize(model, seed)
@@ -58,25 +67,40 @@ def parts(model, kind):
     """(up rows of layer, down columns [h, n] of layer, MLP-input gain of layer, centred) as modules hold them."""
     if kind == "gpt2":
         h = model.transformer.h
-        return (lambda t: h[t].mlp.c_fc.weight.T), (lambda s: h[s].mlp.c_proj.weight.T), \
-            (lambda t: h[t].ln_2.weight), True
+        return (
+            (lambda t: h[t].mlp.c_fc.weight.T),
+            (lambda s: h[s].mlp.c_proj.weight.T),
+            (lambda t: h[t].ln_2.weight),
+            True,
+        )
     if kind == "gpt_neox":
         h = model.gpt_neox.layers
-        return (lambda t: h[t].mlp.dense_h_to_4h.weight), (lambda s: h[s].mlp.dense_4h_to_h.weight), \
-            (lambda t: h[t].post_attention_layernorm.weight), True
+        return (
+            (lambda t: h[t].mlp.dense_h_to_4h.weight),
+            (lambda s: h[s].mlp.dense_4h_to_h.weight),
+            (lambda t: h[t].post_attention_layernorm.weight),
+            True,
+        )
     h = model.model.layers
     norm = {"gemma2": "pre_feedforward_layernorm"}.get(kind, "post_attention_layernorm")
     shift = 1.0 if kind.startswith("gemma") else 0.0
-    return (lambda t: h[t].mlp.up_proj.weight), (lambda s: h[s].mlp.down_proj.weight), \
-        (lambda t: getattr(h[t], norm).weight + shift), False
+    return (
+        (lambda t: h[t].mlp.up_proj.weight),
+        (lambda s: h[s].mlp.down_proj.weight),
+        (lambda t: getattr(h[t], norm).weight + shift),
+        False,
+    )
 
 
 def reference(folder, kind: str, s: int, t: int, view: str = "up") -> np.ndarray:
     """float64 w[i, j] = Σ_d d̃_i[d] g_t[d] r_j[d], from the saved tensors by their checkpoint names."""
     w = {k: v.astype(np.float64) for k, v in load_file(str(folder / "model.safetensors")).items()}
     if kind == "gpt2":
-        down, rows, g = w[f"transformer.h.{s}.mlp.c_proj.weight"], w[f"transformer.h.{t}.mlp.c_fc.weight"].T, \
-            w[f"transformer.h.{t}.ln_2.weight"]
+        down, rows, g = (
+            w[f"transformer.h.{s}.mlp.c_proj.weight"],
+            w[f"transformer.h.{t}.mlp.c_fc.weight"].T,
+            w[f"transformer.h.{t}.ln_2.weight"],
+        )
     elif kind == "gpt_neox":
         down = w[f"gpt_neox.layers.{s}.mlp.dense_4h_to_h.weight"].T
         rows = w[f"gpt_neox.layers.{t}.mlp.dense_h_to_4h.weight"]
@@ -112,8 +136,12 @@ def test_virtual_weights_equal_the_float64_product(folders, kind):
     assert cw.reads == (("up",) if kind in ("gpt2", "gpt_neox") else ("gate", "up"))
     for s, t in ((0, 1), (0, 2), (1, 2)):
         for view in cw.reads:
-            np.testing.assert_allclose(virtual_weights(cw, s, t, view).numpy(),
-                                       reference(folders[kind], kind, s, t, view), rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(
+                virtual_weights(cw, s, t, view).numpy(),
+                reference(folders[kind], kind, s, t, view),
+                rtol=1e-9,
+                atol=1e-9,
+            )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -129,14 +157,17 @@ def test_gguf_virtual_weights_equal_the_safetensors_ones(tmp_path, kind):
     gguf = write_gguf(folder, tmp_path / f"{kind}.gguf")
     a, b = weights_of(folder), weights_of(gguf)
     for view in ("gate", "up"):
-        np.testing.assert_allclose(virtual_weights(b, 0, 1, view).numpy(), reference(folder, kind, 0, 1, view),
-                                   rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(virtual_weights(a, 0, 1, view).numpy(), virtual_weights(b, 0, 1, view).numpy(),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            virtual_weights(b, 0, 1, view).numpy(), reference(folder, kind, 0, 1, view), rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            virtual_weights(a, 0, 1, view).numpy(), virtual_weights(b, 0, 1, view).numpy(), rtol=1e-5, atol=1e-5
+        )
     ids, scores = token_weights(b, 1, "up", 7, 5)
     emb = load_file(str(folder / "model.safetensors"))["model.embed_tokens.weight"].astype(np.float64)
     gain = load_file(str(folder / "model.safetensors"))[
-        f"model.layers.1.{'pre_feedforward_layernorm' if kind == 'gemma2' else 'post_attention_layernorm'}.weight"]
+        f"model.layers.1.{'pre_feedforward_layernorm' if kind == 'gemma2' else 'post_attention_layernorm'}.weight"
+    ]
     row = load_file(str(folder / "model.safetensors"))["model.layers.1.mlp.up_proj.weight"][7]
     want = emb @ ((gain + (1.0 if kind == "gemma2" else 0.0)) * row)
     assert list(ids.numpy()) == list(np.argsort(-np.abs(want))[:5])
@@ -145,6 +176,7 @@ def test_gguf_virtual_weights_equal_the_safetensors_ones(tmp_path, kind):
 
 # -- the graph --------------------------------------------------------------------------------------------------
 
+
 def expected_graph(folder, kind: str, k: int):
     """Every neuron's top-k fan-in per read and fan-out over all reads and later layers, from the float64 product."""
     reads = ("up",) if kind in ("gpt2", "gpt_neox") else ("gate", "up")
@@ -152,7 +184,7 @@ def expected_graph(folder, kind: str, k: int):
     for t in range(1, LAYERS):
         for vi, via in enumerate(reads):
             blocks = [reference(folder, kind, s, t, via) for s in range(t)]
-            full = np.concatenate(blocks)                      # [t * n, n]: rows are global source ids
+            full = np.concatenate(blocks)  # [t * n, n]: rows are global source ids
             order = np.argsort(-np.abs(full), axis=0)[:k].T
             fan_in[(t, via)] = (order, np.take_along_axis(full.T, order, 1))
             for s, b in enumerate(blocks):
@@ -188,19 +220,20 @@ def check_graph(path, folder, kind, k):
         p = got_out[key]
         assert np.array_equal(p.ids.astype(np.int64) * len(reads) + p.vias, codes), key
         np.testing.assert_allclose(p.weights, w, rtol=1e-5, atol=1e-5)
-    assert all(got_out[(LAYERS - 1, via)].ids.shape[1] == 0 for via in reads)    # the last layer feeds no neuron
+    assert all(got_out[(LAYERS - 1, via)].ids.shape[1] == 0 for via in reads)  # the last layer feeds no neuron
 
 
 @pytest.mark.parametrize("kind", ("llama", "gpt2"))
 def test_the_stored_graph_is_the_float64_top_k_chunked_or_not(folders, tmp_path, kind):
     source = resolve(str(folders[kind]))
     for chunk, where in ((NEURONS * NEURONS, "whole"), (7 * NEURONS, "chunked")):
-        result = ensure_graph(source, cache_dir=tmp_path / where, device="cpu", top=8, chunk_elements=chunk,
-                              dtype=torch.float64)
+        result = ensure_graph(
+            source, cache_dir=tmp_path / where, device="cpu", top=8, chunk_elements=chunk, dtype=torch.float64
+        )
         assert result.units_done == LAYERS - 1
         check_graph(result.path, folders[kind], kind, 8)
     again = ensure_graph(source, cache_dir=tmp_path / "whole", device="cpu", top=8)
-    assert again.units_done == 0                            # cached: a lookup
+    assert again.units_done == 0  # cached: a lookup
 
 
 def test_a_pass_stopped_after_one_unit_resumes_to_the_same_graph(folders, tmp_path):
@@ -208,12 +241,20 @@ def test_a_pass_stopped_after_one_unit_resumes_to_the_same_graph(folders, tmp_pa
     cancel = threading.Event()
 
     def progress(done, total):
-        if done == 1:                 # the first unit is committed: stop the pass inside the next one
+        if done == 1:  # the first unit is committed: stop the pass inside the next one
             cancel.set()
 
     with pytest.raises(Cancelled):
-        ensure_graph(source, cache_dir=tmp_path, device="cpu", top=8, dtype=torch.float64, progress=progress,
-                     cancel=cancel, chunk_elements=4 * NEURONS)
+        ensure_graph(
+            source,
+            cache_dir=tmp_path,
+            device="cpu",
+            top=8,
+            dtype=torch.float64,
+            progress=progress,
+            cancel=cancel,
+            chunk_elements=4 * NEURONS,
+        )
     with Store(cache_path(source.name, source.source, source.fingerprint, tmp_path), readonly=True) as store:
         assert Edges(store).spec["done"] == [LAYERS - 1]
     resumed = ensure_graph(source, cache_dir=tmp_path, device="cpu", top=8, dtype=torch.float64)
@@ -223,11 +264,12 @@ def test_a_pass_stopped_after_one_unit_resumes_to_the_same_graph(folders, tmp_pa
 
 def test_the_stored_tokens_are_the_float64_embedding_top_k(folders, tmp_path):
     folder = folders["gpt2"]
-    result = ensure_graph(resolve(str(folder)), cache_dir=tmp_path, device="cpu", top=6, chunk_elements=50 * NEURONS,
-                          dtype=torch.float64)
+    result = ensure_graph(
+        resolve(str(folder)), cache_dir=tmp_path, device="cpu", top=6, chunk_elements=50 * NEURONS, dtype=torch.float64
+    )
     w = {k: v.astype(np.float64) for k, v in load_file(str(folder / "model.safetensors")).items()}
     embed = w["transformer.wte.weight"]
-    embed = embed - embed.mean(axis=1, keepdims=True)           # ln_1 / ln_2 are LayerNorms: centred
+    embed = embed - embed.mean(axis=1, keepdims=True)  # ln_1 / ln_2 are LayerNorms: centred
     with Store(result.path, readonly=True) as store:
         for layer in range(LAYERS):
             got = Edges(store).layer(layer, "tokens", "up")

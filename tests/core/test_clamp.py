@@ -1,5 +1,6 @@
 """Clamp hooks on a tiny Llama whose L1:N5 writes "dog": the effect, the modes and positions, and that
 the hooks are always gone afterwards (normal exit, exception, cancel): outputs equal bit for bit."""
+
 import threading
 
 import pytest
@@ -49,7 +50,7 @@ def test_clamping_the_planted_neuron_raises_p_dog(lm, prompt):
     high = next_token_probs(lm, prompt, ClampSet([Clamp(DOG, 20.0)]))[target.token_id]
     assert high >= 5 * base and high > 0.01
     other = next_token_probs(lm, prompt, ClampSet([Clamp(NeuronRef(1, 6), 20.0)]))[target.token_id]
-    assert other < high / 5   # a neuron that does not write "dog" does not do it
+    assert other < high / 5  # a neuron that does not write "dog" does not do it
     assert hooks_installed(lm.adapter) == 0
 
 
@@ -70,7 +71,7 @@ def test_hooks_gone_after_normal_exit_exception_and_cancel(lm, prompt):
 
     def on_text(text):
         pieces.append(text)
-        cancel.set()          # cancel after the first streamed piece
+        cancel.set()  # cancel after the first streamed piece
 
     gen = generate(lm, prompt, GenSettings(max_new_tokens=30), clamps, on_text=on_text, cancel=cancel)
     assert gen.cancelled and gen.new_tokens < 30
@@ -78,6 +79,7 @@ def test_hooks_gone_after_normal_exit_exception_and_cancel(lm, prompt):
 
     def boom(_text):
         raise KeyboardInterrupt
+
     with pytest.raises(KeyboardInterrupt):
         generate(lm, prompt, GenSettings(max_new_tokens=5), clamps, on_text=boom)
     assert hooks_installed(lm.adapter) == 0 and torch.equal(logits(lm, prompt), before)
@@ -101,7 +103,7 @@ def test_modes(lm, prompt, mode):
 def test_generated_positions_leave_the_prompt_alone(lm, prompt):
     natural = seen_by_down(lm, prompt, None, DOG)
     got = seen_by_down(lm, prompt, ClampSet([Clamp(DOG, 9.0)], positions="generated"), DOG)
-    assert torch.equal(got[:-1], natural[:-1]) and got[-1] == 9.0   # the last prompt position predicts
+    assert torch.equal(got[:-1], natural[:-1]) and got[-1] == 9.0  # the last prompt position predicts
 
 
 def test_generation_greedy_is_deterministic_and_streams(lm, prompt):
@@ -118,8 +120,10 @@ def test_sampling_is_seeded_and_counts_target_rate(lm, prompt):
     a = generate(lm, prompt, settings, num=4)
     b = generate(lm, prompt, settings, num=4)
     assert a.texts == b.texts and len(a.texts) == 4
-    result = run_experiment(lm, Experiment(PROMPT, ClampSet([Clamp(DOG, 20.0)]), GenSettings(max_new_tokens=6),
-                                           target=CLAMP_WORD, samples=8))
+    result = run_experiment(
+        lm,
+        Experiment(PROMPT, ClampSet([Clamp(DOG, 20.0)]), GenSettings(max_new_tokens=6), target=CLAMP_WORD, samples=8),
+    )
     assert result.clamped.target_rate > result.baseline.target_rate
     assert result.clamped.target_prob >= 5 * result.baseline.target_prob
     assert [a.ref for a in result.activation] == [DOG]

@@ -1,4 +1,5 @@
 """Base vs perturbed copy: the comparison against statistics computed here from float64 reference decodes."""
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ def perturbed_copy(src: Path, dst: Path, layers: tuple[int, ...], scale: float =
     marks = tuple(f"layers.{layer}.mlp." for layer in layers) + tuple(f"h.{layer}.mlp." for layer in layers)
     for name, value in weights.items():
         if any(m in name for m in marks):
-            sigma = float(np.median(np.abs(value))) / 0.6745    # robust: a planted row does not inflate it
+            sigma = float(np.median(np.abs(value))) / 0.6745  # robust: a planted row does not inflate it
             noise = scale * sigma * rng.standard_normal(value.shape)
             weights[name] = (value + noise).astype(value.dtype)
     save_file(weights, str(dst / "model.safetensors"), metadata={"format": "pt"})
@@ -101,15 +102,14 @@ def _reference(pair, view: str, direction: str):
 def test_fractions_match_float64_reference(pair, view, direction):
     sources, (base, tuned) = _stores(pair)
     with base, tuned:
-        result = compare_stores(base, tuned, view, direction, top=20, base_source=sources[0],
-                                other_source=sources[1])
+        result = compare_stores(base, tuned, view, direction, top=20, base_source=sources[0], other_source=sources[1])
     ref_layers, ref_jac, ref_cos = _reference(pair, view, direction)
     assert [p.same_top1 for p in result.per_layer] == pytest.approx(ref_layers, abs=1e-12)
     assert [p.neurons for p in result.per_layer] == [64, 64]
     assert result.same_top1 == pytest.approx(sum(ref_layers) / 2, abs=1e-12)
     assert result.mean_topk_jaccard == pytest.approx(np.mean(list(ref_jac.values())), abs=1e-12)
-    assert result.per_layer[0].same_top1 == 1.0           # layer 0 is untouched
-    assert result.per_layer[1].same_top1 < 0.9            # layer 1 really changed
+    assert result.per_layer[0].same_top1 == 1.0  # layer 0 is untouched
+    assert result.per_layer[1].same_top1 < 0.9  # layer 1 really changed
     assert not result.same_model
     # most changed: the lowest Jaccards of all, each with the right Jaccard and weight cosine
     listed = result.most_changed
@@ -121,10 +121,25 @@ def test_fractions_match_float64_reference(pair, view, direction):
         assert c.cosine == pytest.approx(ref_cos[(c.layer, c.neuron)], abs=1e-6)
     for a, b in zip(listed, listed[1:]):
         assert (a.jaccard, -a.prob_change) <= (b.jaccard, -b.prob_change)
-    assert set(result.as_dict()) == {"base", "other", "view", "direction", "same_top1", "mean_topk_jaccard",
-                                     "per_layer", "most_changed"}
-    assert set(result.as_dict()["most_changed"][0]) == {"layer", "neuron", "base_top", "other_top", "jaccard",
-                                                        "prob_change", "cosine"}
+    assert set(result.as_dict()) == {
+        "base",
+        "other",
+        "view",
+        "direction",
+        "same_top1",
+        "mean_topk_jaccard",
+        "per_layer",
+        "most_changed",
+    }
+    assert set(result.as_dict()["most_changed"][0]) == {
+        "layer",
+        "neuron",
+        "base_top",
+        "other_top",
+        "jaccard",
+        "prob_change",
+        "cosine",
+    }
 
 
 def test_same_model_agrees_completely(pair):
@@ -139,11 +154,21 @@ def test_different_tokenizer_is_refused(pair):
     odd = other_tokenizer(pair["base"], pair["root"] / "othertok")
     sources, (a, b) = _stores(pair, "base", "base")
     b.close()
-    precheck(sources[0], resolve(str(odd)))   # same sizes: only the cached vocab tables can tell
-    with a, Store(ensure_decoded(resolve(str(odd)), DecodeRecipe(dtype="float32", device="cpu"),
-                                 cache_dir=pair["cache"]).path, readonly=True) as b:
-        with pytest.raises(Incompatible, match=r'tokenizer vocabularies differ: 1 of 384 token id has different '
-                                               r'text \(first: id 2 is "dog" in BASE, "wolf" in OTHER\)'):
+    precheck(sources[0], resolve(str(odd)))  # same sizes: only the cached vocab tables can tell
+    with (
+        a,
+        Store(
+            ensure_decoded(
+                resolve(str(odd)), DecodeRecipe(dtype="float32", device="cpu"), cache_dir=pair["cache"]
+            ).path,
+            readonly=True,
+        ) as b,
+    ):
+        with pytest.raises(
+            Incompatible,
+            match=r"tokenizer vocabularies differ: 1 of 384 token id has different "
+            r'text \(first: id 2 is "dog" in BASE, "wolf" in OTHER\)',
+        ):
             check_compatible(a, b)
 
 
@@ -167,7 +192,7 @@ def test_cosines_of_transposed_and_bf16_tensors(model_dirs, tmp_path):
         assert value == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), abs=1e-9)
     folder = tmp_path / "bf16"
     folder.mkdir()
-    t = torch.randn(32, 8)   # down_proj is [hidden, neurons]
+    t = torch.randn(32, 8)  # down_proj is [hidden, neurons]
     save_torch({"model.layers.0.mlp.down_proj.weight": t.bfloat16()}, str(folder / "model.safetensors"))
     got = SafetensorsWeights(folder).vectors(0, "down", [1, 6], 8, 32)
     np.testing.assert_array_equal(got, t.bfloat16().double().numpy().T[[1, 6]])

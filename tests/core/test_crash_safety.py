@@ -1,5 +1,6 @@
 """A decode killed with SIGKILL at any moment loses nothing and resumes to the same cache; two decoders and
 a reader on one model never corrupt it, decode each unit once, and never remove the lock while it is held."""
+
 from __future__ import annotations
 
 import os
@@ -88,8 +89,20 @@ def units_done(cache: Path) -> int:
 
 
 def decode_cmd(folder: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "neuroscope", "decode", str(folder), "--cache-dir", str(cache), "--device", "cpu",
-            "--dtype", "float32", "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "neuroscope",
+        "decode",
+        str(folder),
+        "--cache-dir",
+        str(cache),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--json",
+    ]
 
 
 def assert_consistent(cache: Path, reference: Path, complete: bool = False) -> set:
@@ -113,7 +126,8 @@ def assert_consistent(cache: Path, reference: Path, complete: bool = False) -> s
                     np.testing.assert_array_equal(a, b)
         for token in ("dog", "t5", "t123"):
             assert store.search(token, max_rank=10, limit=None) == [
-                h for h in ref.search(token, max_rank=10, limit=None) if (h.layer, h.view) in done]
+                h for h in ref.search(token, max_rank=10, limit=None) if (h.layer, h.view) in done
+            ]
         if complete:
             assert done == ref.done_units() and len(done) == UNITS
         return done
@@ -130,12 +144,12 @@ def test_sigkill_at_random_moments_resumes_to_the_same_cache(slow_model, tmp_pat
             deadline = time.monotonic() + 120
             while not list(cache.glob("*.sqlite")) and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
-            if attempt == 0:                          # once per sequence among the units, whatever the load
+            if attempt == 0:  # once per sequence among the units, whatever the load
                 while units_done(cache) == 0 and proc.poll() is None and time.monotonic() < deadline:
                     time.sleep(0.01)
                 time.sleep(rng.uniform(0, 0.2))
             else:
-                time.sleep(rng.uniform(0, 1.5))       # somewhere in initialisation or the units
+                time.sleep(rng.uniform(0, 1.5))  # somewhere in initialisation or the units
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
@@ -157,8 +171,12 @@ def test_sigkill_inside_a_transaction(slow_model, tmp_path, where):
     folder, reference = slow_model
     cache, signal_file = tmp_path / "cache", tmp_path / "paused"
     env = {**os.environ, "PAUSE_AT": where, "PAUSE_SIGNAL": str(signal_file)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, *decode_cmd(folder, cache)[3:]], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, *decode_cmd(folder, cache)[3:]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not signal_file.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -170,7 +188,7 @@ def test_sigkill_inside_a_transaction(slow_model, tmp_path, where):
     out = subprocess.run(decode_cmd(folder, cache), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     if where == "meta":
-        assert "it was never finished" in out.stderr       # the unfinished file is started again, and said so
+        assert "it was never finished" in out.stderr  # the unfinished file is started again, and said so
     assert_consistent(cache, reference, complete=True)
 
 
@@ -195,8 +213,10 @@ def test_two_decoders_and_a_reader(slow_model, tmp_path):
         stop, seen, errors = threading.Event(), set(), []
         reader = threading.Thread(target=read_while_decoding, args=(cache, reference, stop, seen, errors))
         reader.start()
-        procs = [subprocess.Popen(decode_cmd(folder, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen(decode_cmd(folder, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         outs = [p.communicate(timeout=300) for p in procs]
         stop.set()
         reader.join()
@@ -205,10 +225,10 @@ def test_two_decoders_and_a_reader(slow_model, tmp_path):
         import json
 
         decoded = [json.loads(out)["units_decoded"] for out, _ in outs]
-        assert sorted(decoded) == [0, UNITS], decoded            # one decoded every unit, the other waited
+        assert sorted(decoded) == [0, UNITS], decoded  # one decoded every unit, the other waited
         assert any("waiting for it to finish" in err for _, err in outs)
         assert len(seen) == 1, "the lock file was removed and made again while the decode ran"
         assert assert_consistent(cache, reference, complete=True)
         [path] = cache.glob("*.sqlite")
         with Store(path, readonly=True) as store:
-            assert len(store.unit_log()) == UNITS                 # each unit written exactly once
+            assert len(store.unit_log()) == UNITS  # each unit written exactly once

@@ -1,4 +1,5 @@
 """The engine against an independent float64 reference, on tiny models loaded through the real path."""
+
 import numpy as np
 import pytest
 
@@ -14,8 +15,9 @@ VIEWS = {"llama": ["up", "gate", "down"], "gpt2": ["up", "down"], "neox": ["up",
 
 
 def _decode(model_dirs, cache_dir, kind, dtype="float32", top_k=10):
-    result = ensure_decoded(resolve(str(model_dirs[kind])), DecodeRecipe(top_k=top_k, dtype=dtype, device="cpu"),
-                            cache_dir=cache_dir)
+    result = ensure_decoded(
+        resolve(str(model_dirs[kind])), DecodeRecipe(top_k=top_k, dtype=dtype, device="cpu"), cache_dir=cache_dir
+    )
     return result, Store(result.path, readonly=True)
 
 
@@ -71,5 +73,6 @@ def test_top_k_option_and_narrow_views(model_dirs, cache_dir):
 
 def test_missing_view_is_refused(model_dirs, cache_dir):
     with pytest.raises(ValueError, match="has no 'gate' view"):
-        ensure_decoded(resolve(str(model_dirs["gpt2"])), DecodeRecipe(views=["gate"], device="cpu"),
-                       cache_dir=cache_dir)
+        ensure_decoded(
+            resolve(str(model_dirs["gpt2"])), DecodeRecipe(views=["gate"], device="cpu"), cache_dir=cache_dir
+        )

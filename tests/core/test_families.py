@@ -1,6 +1,7 @@
 """Architectures added by one registry entry (core/arch.py) and a fixture (tests/models.py): OLMo, whose
 final norm is a LayerNorm without parameters, and Qwen2, whose attention has biases. Each decodes like its
 float64 reference, streamed and whole, and clamps through the registry's down projection."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,11 +47,11 @@ def test_streamed_and_whole_loads_agree_and_clamping_hooks_the_down_projection(f
 
     source = resolve(str(families[kind]))
     streamed, whole = load_for_decode(source), load(source)
-    assert streamed.adapter.fetch is not None                  # read from the checkpoint, matrix by matrix
+    assert streamed.adapter.fetch is not None  # read from the checkpoint, matrix by matrix
     for view in ("up", "gate", "down"):
         assert torch.equal(streamed.adapter.vectors(1, view), whole.adapter.vectors(1, view))
     assert by_model_type(kind).down == whole.adapter.down_name == "down_proj"
-    ids = torch.tensor([[2, 14, 18, 40]])       # token ids (transformers gives Qwen2 its own tokenizer class)
+    ids = torch.tensor([[2, 14, 18, 40]])  # token ids (transformers gives Qwen2 its own tokenizer class)
     with torch.inference_mode():
         plain = whole.model(input_ids=ids).logits
         with clamped(whole.adapter, ClampSet([Clamp.parse("L1:N3=25")])):

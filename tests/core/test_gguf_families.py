@@ -3,6 +3,7 @@ written as llama.cpp's converter writes them (tests/models.py write_gguf). The d
 (core/loading/gguf_fast.py) must decode each like a float64 reference computed here from the original
 safetensors weights, and like the same weights saved with save_pretrained; the planted neuron decodes to its
 token; and the final norm, head and MLP it builds are what transformers' own GGUF loader builds."""
+
 from __future__ import annotations
 
 import json
@@ -76,11 +77,11 @@ def test_gguf_decodes_like_its_float64_reference_and_its_safetensors(files, tmp_
                     np.testing.assert_allclose(probs, want_probs, rtol=1e-3, err_msg=where)
                     np.testing.assert_array_equal(ids, y.tops(layer, view, d)[0], err_msg=where)
         top = x.top(*PLANTED, "up", "pos")[0]
-        assert top.token == " dog"     # "Ġdog" (gpt2 BPE) or "▁dog" (Gemma's SentencePiece)
+        assert top.token == " dog"  # "Ġdog" (gpt2 BPE) or "▁dog" (Gemma's SentencePiece)
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "gemma2"])   # transformers reads no gemma (v1) GGUF, and
-def test_reads_what_transformers_reads(files, kind):                # no qwen3 head_dim but the default one
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "gemma2"])  # transformers reads no gemma (v1) GGUF, and
+def test_reads_what_transformers_reads(files, kind):  # no qwen3 head_dim but the default one
     """The final norm, head and MLP matrices the decode-only reader builds equal those of transformers' own
     GGUF loader (which de-quantizes and converts the whole file), and those of the original model."""
     from transformers import AutoModelForCausalLM

@@ -3,6 +3,7 @@
 The kernels run here in Triton's interpreter (TRITON_INTERPRET=1, in a child process so the setting
 cannot leak into other tests); on a GPU the decoder compiles them and checks them against the same torch
 twins before using them (core.decode.kernels.fused_ok)."""
+
 import importlib.util
 import json
 import math
@@ -27,7 +28,7 @@ def _stats_f64(y: np.ndarray):
     rows, vocab = y.shape
     out = [np.empty((rows, math.ceil(vocab / 64))) for _ in range(4)]
     for b in range(out[0].shape[1]):
-        blk = y[:, b * 64:(b + 1) * 64]
+        blk = y[:, b * 64 : (b + 1) * 64]
         hi, lo = blk.max(1), blk.min(1)
         out[0][:, b], out[1][:, b] = hi, lo
         out[2][:, b] = np.exp(blk - hi[:, None]).sum(1)

@@ -1,4 +1,5 @@
 """Interrupted decodes resume; changed weights are never served stale; concurrent decodes stay consistent."""
+
 import json
 import subprocess
 import sys
@@ -29,15 +30,16 @@ def test_cancel_keeps_finished_units_and_resumes(model_dirs, cache_dir):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32"),
-                       cache_dir=cache_dir, cancel=cancel, on_unit=on_unit)
+        ensure_decoded(
+            source, DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir, cancel=cancel, on_unit=on_unit
+        )
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     with Store(path, readonly=True) as store:
-        assert store.done_units() == set(seen)          # finished units committed, nothing partial
+        assert store.done_units() == set(seen)  # finished units committed, nothing partial
         assert not store.status()["complete"]
     result = ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir)
     assert 2 <= len(seen) < 6
-    assert result.decoded_units == 6 - len(seen)        # resumed, did not redo the finished units
+    assert result.decoded_units == 6 - len(seen)  # resumed, did not redo the finished units
     fresh = ensure_decoded(source, DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir.parent / "fresh")
     with Store(result.path, readonly=True) as a, Store(fresh.path, readonly=True) as b:
         for layer in range(2):
@@ -48,7 +50,7 @@ def test_cancel_keeps_finished_units_and_resumes(model_dirs, cache_dir):
 def test_rebuilt_weights_get_a_new_cache(tmp_path, cache_dir):
     path = build("neox", tmp_path / "m", seed=1)
     first = ensure_decoded(resolve(str(path)), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir)
-    build("neox", tmp_path / "m", seed=2)               # same path, new weights
+    build("neox", tmp_path / "m", seed=2)  # same path, new weights
     second = ensure_decoded(resolve(str(path)), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=cache_dir)
     assert second.path != first.path and second.decoded_units == 4
     assert not first.path.exists(), "the stale cache must be removed"
@@ -60,14 +62,25 @@ def test_rebuilt_weights_get_a_new_cache(tmp_path, cache_dir):
         ids, _ = store.tops(0, "up", "pos", 0, 1)
     # the cached top-1 matches the new weights, not the old
     v = w["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"][0]
-    ln = torch.nn.functional.layer_norm(v, (32,), w["gpt_neox.final_layer_norm.weight"],
-                                        w["gpt_neox.final_layer_norm.bias"], 1e-5)
+    ln = torch.nn.functional.layer_norm(
+        v, (32,), w["gpt_neox.final_layer_norm.weight"], w["gpt_neox.final_layer_norm.bias"], 1e-5
+    )
     assert int((w["embed_out.weight"] @ ln).argmax()) == int(ids[0, 0])
 
 
 def test_two_processes_decoding_the_same_model(model_dirs, cache_dir):
-    cmd = [sys.executable, "-m", "neuroscope", "decode", str(model_dirs["gpt2"]), "--cache-dir", str(cache_dir),
-           "--device", "cpu", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuroscope",
+        "decode",
+        str(model_dirs["gpt2"]),
+        "--cache-dir",
+        str(cache_dir),
+        "--device",
+        "cpu",
+        "--json",
+    ]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -82,10 +95,23 @@ def test_two_processes_decoding_the_same_model(model_dirs, cache_dir):
 
 def test_two_process_gloo_decode_fills_the_same_cache(model_dirs, tmp_path):
     """--devices cpu,cpu spawns two ranks (gloo); rank 0 writes every unit, identical to one process."""
-    single = ensure_decoded(resolve(str(model_dirs["llama"])), DecodeRecipe(device="cpu", dtype="float32"),
-                            cache_dir=tmp_path / "one")
-    cmd = [sys.executable, "-m", "neuroscope", "decode", str(model_dirs["llama"]), "--devices", "cpu,cpu",
-           "--dtype", "float32", "--json", "--cache-dir", str(tmp_path / "two")]
+    single = ensure_decoded(
+        resolve(str(model_dirs["llama"])), DecodeRecipe(device="cpu", dtype="float32"), cache_dir=tmp_path / "one"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuroscope",
+        "decode",
+        str(model_dirs["llama"]),
+        "--devices",
+        "cpu,cpu",
+        "--dtype",
+        "float32",
+        "--json",
+        "--cache-dir",
+        str(tmp_path / "two"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     [path] = (tmp_path / "two").glob("*.sqlite")
@@ -106,7 +132,7 @@ def test_one_cache_one_precision(model_dirs, cache_dir):
     from neuroscope.core.pipeline import cached_views
 
     auto = dtype_name(pick_dtype("auto", pick_device("cpu")))
-    first = "float32" if auto == "bfloat16" else "bfloat16"          # the precision auto would NOT pick here
+    first = "float32" if auto == "bfloat16" else "bfloat16"  # the precision auto would NOT pick here
     source = resolve(str(model_dirs["llama"]))
     cancel, seen = threading.Event(), []
 
@@ -115,12 +141,13 @@ def test_one_cache_one_precision(model_dirs, cache_dir):
         cancel.set()
 
     with pytest.raises(Cancelled):
-        ensure_decoded(source, DecodeRecipe(device="cpu", dtype=first),
-                       cache_dir=cache_dir, cancel=cancel, on_unit=on_unit)
+        ensure_decoded(
+            source, DecodeRecipe(device="cpu", dtype=first), cache_dir=cache_dir, cancel=cancel, on_unit=on_unit
+        )
     result = ensure_decoded(source, DecodeRecipe(device="cpu", dtype="auto"), cache_dir=cache_dir)
     with Store(result.path, readonly=True) as store:
         assert store.precision == first and store.status()["complete"]
-        assert {with_ for _, _, with_ in store.unit_log()} == {f"cpu {first}"}     # no unit in another precision
+        assert {with_ for _, _, with_ in store.unit_log()} == {f"cpu {first}"}  # no unit in another precision
     assert cached_views(result.path, [], 1, first) is not None and cached_views(result.path, [], 1, auto) is None
     notes = []
     again = ensure_decoded(source, DecodeRecipe(device="cpu", dtype=auto), cache_dir=cache_dir, note=notes.append)

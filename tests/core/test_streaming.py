@@ -1,4 +1,5 @@
 """Streaming a safetensors checkpoint decodes exactly like loading the whole model."""
+
 import json
 
 import numpy as np
@@ -55,8 +56,9 @@ def test_sharded_checkpoint_streams(tmp_path):
     model.save_pretrained(sharded, max_shard_size="20KB")
     for f in single.glob("tokenizer*"):
         (sharded / f.name).write_bytes(f.read_bytes())
-    (sharded / "special_tokens_map.json").write_text((single / "special_tokens_map.json").read_text()) \
-        if (single / "special_tokens_map.json").exists() else None
+    (sharded / "special_tokens_map.json").write_text((single / "special_tokens_map.json").read_text()) if (
+        single / "special_tokens_map.json"
+    ).exists() else None
     index = json.loads((sharded / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 2
     streamed = load_for_decode(resolve(str(sharded)))
@@ -97,5 +99,5 @@ def test_truncated_checkpoint_read_in_pieces_is_a_clear_error(model_dirs, tmp_pa
         handle.truncate(size - 5000)  # the last tensor loses its tail: several pieces come back short
     with pytest.raises(DamagedModel, match="truncated while reading"):
         ckpt.get(last)
-    with pytest.raises(DamagedModel, match="truncated"):   # opened afresh, the headers already tell
+    with pytest.raises(DamagedModel, match="truncated"):  # opened afresh, the headers already tell
         streaming.Checkpoint(folder)

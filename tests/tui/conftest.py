@@ -1,4 +1,5 @@
 """Fixtures for the app's tests: one tiny Llama per session, decoded once by the real engine."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,8 @@ def pytest_pyfunc_call(pyfuncitem):
 
 @dataclass
 class TinyModel:
-    folder: Path        # the saved model (config, safetensors, tokenizer)
-    cache_dir: Path     # a cache folder holding its complete decode
+    folder: Path  # the saved model (config, safetensors, tokenizer)
+    cache_dir: Path  # a cache folder holding its complete decode
     cache_file: Path
     planted: str = f"L{PLANTED_LAYER}:N{PLANTED_NEURON}"
     token: str = PLANTED_TOKEN
@@ -55,8 +56,9 @@ def app_factory(tiny_model):
 
     def make(cache_dir=None, folder=None):
         source = resolve(str(folder or tiny_model.folder))
-        return NeuroscopeApp(source, Options(cache_dir=str(cache_dir or tiny_model.cache_dir), device="cpu",
-                                             dtype="float32"))
+        return NeuroscopeApp(
+            source, Options(cache_dir=str(cache_dir or tiny_model.cache_dir), device="cpu", dtype="float32")
+        )
 
     return make
 

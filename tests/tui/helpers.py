@@ -1,4 +1,5 @@
 """Small helpers for Pilot tests: wait for a condition instead of sleeping a fixed time."""
+
 from __future__ import annotations
 
 import time
@@ -16,7 +17,7 @@ async def wait_for(pilot, condition, timeout: float = 10.0, step: float = 0.05) 
 
 def static_text(widget: Static) -> str:
     """The plain text a Static shows."""
-    content = widget.content if hasattr(widget, "content") else widget.renderable   # Textual < 6: renderable
+    content = widget.content if hasattr(widget, "content") else widget.renderable  # Textual < 6: renderable
     return content.plain if hasattr(content, "plain") else str(content)
 
 

@@ -2,6 +2,7 @@
 model… (n s)" on the activity line at once, the seconds counting up, until the result replaces it; escape
 cancels and leaves the app usable. The load is the real one, slowed by a fixed sleep so a test can watch
 it (the tiny model loads in well under a second)."""
+
 from __future__ import annotations
 
 import time
@@ -59,9 +60,12 @@ async def test_clamp_says_loading_model_at_once_counts_then_asks(app_factory, sl
         shown = await press_shows_loading(pilot, "c")
         assert "measuring L0:N0" in shown and "esc cancels" in shown
         await wait_for(pilot, lambda: "loading model… (1 s)" in activity(app), timeout=3)
-        await wait_for(pilot, lambda: isinstance(app.screen, ClampValueScreen)
-                       and app.screen.query("#clamp-value-input"), timeout=30)
-        assert activity(app) == ""                                   # replaced by the result
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ClampValueScreen) and app.screen.query("#clamp-value-input"),
+            timeout=30,
+        )
+        assert activity(app) == ""  # replaced by the result
         await pilot.press("escape")
 
 
@@ -75,15 +79,18 @@ async def test_escape_cancels_a_clamp_while_the_model_loads(app_factory, slow_lo
         await pilot.press("escape")
         assert activity(app) == ""
         assert any(n.message.startswith("cancelled: measuring L0:N0") for n in app._notifications)
-        await pilot.press("j")                                       # usable at once
+        await pilot.press("j")  # usable at once
         assert screen.current == NeuronRef(0, 1)
-        await wait_for(pilot, lambda: screen.runner._lm is not None, timeout=30)    # it loaded behind
+        await wait_for(pilot, lambda: screen.runner._lm is not None, timeout=30)  # it loaded behind
         await pilot.pause(0.3)
         assert app.screen is screen and not screen.chat.basket.clamps  # the cancelled request asks nothing
-        await pilot.press("c")                                       # loaded now: no wait, asks at once
+        await pilot.press("c")  # loaded now: no wait, asks at once
         assert not activity(app).startswith("loading model")
-        await wait_for(pilot, lambda: isinstance(app.screen, ClampValueScreen)
-                       and app.screen.query("#clamp-value-input"), timeout=30)
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ClampValueScreen) and app.screen.query("#clamp-value-input"),
+            timeout=30,
+        )
         assert "L0:N1" in str(app.screen.query_one("#clamp-value-box").border_title)
 
 
@@ -112,7 +119,7 @@ async def test_probe_says_loading_model_then_shows_the_strip(app_factory, slow_l
         probe.focus()
         probe.value = "dog cat zebra"
         assert "probing L0:N0" in await press_shows_loading(pilot, "enter")
-        assert static_text(strip).startswith("loading model…")      # not a bare "running…"
+        assert static_text(strip).startswith("loading model…")  # not a bare "running…"
         await wait_for(pilot, lambda: "peak" in static_text(strip), timeout=30)
         assert static_text(strip).startswith("L0:N0 ") and activity(app) == ""
 
@@ -131,7 +138,7 @@ async def test_escape_cancels_a_probe_while_the_model_loads(app_factory, slow_lo
         assert activity(app) == "" and static_text(strip) == "probe cancelled"
         await wait_for(pilot, lambda: screen.runner._lm is not None, timeout=30)
         await pilot.pause(0.3)
-        assert static_text(strip) == "probe cancelled"             # the late result is dropped
+        assert static_text(strip) == "probe cancelled"  # the late result is dropped
 
 
 async def test_chat_says_loading_model_until_the_replies_stream(app_factory, slow_load):

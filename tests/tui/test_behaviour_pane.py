@@ -1,5 +1,6 @@
 """Pilot tests of what the app shows of a neuron's behaviour, on the planted firing model: its examples
 with the activating token highlighted, the probe strip, sorting a layer by firing, and the agreement chart."""
+
 from __future__ import annotations
 
 import sys
@@ -30,6 +31,7 @@ def firing_app(tmp_path_factory):
 
     def make():
         return NeuroscopeApp(model.source, Options(cache_dir=str(root / "cache"), device="cpu", dtype="float32"))
+
     return make
 
 
@@ -43,11 +45,11 @@ async def test_examples_probe_sort_and_agreement(firing_app):
         app.goto(NeuronRef(*FIRING))
         await pilot.pause()
         box = screen.query_one("#examples")
-        shown = box.content if hasattr(box, "content") else box.renderable      # the rich Text given to it
+        shown = box.content if hasattr(box, "content") else box.renderable  # the rich Text given to it
         lines = shown.plain.splitlines()
         assert lines[0].lstrip().startswith("+") and "++" in lines[0] and "dog" in lines[0]
         assert lines[3].lstrip().startswith("-") and "+-" in lines[3] and "cat" in lines[3]
-        highlighted = [shown.plain[s.start:s.end] for s in shown.spans if "reverse" in str(s.style)]
+        highlighted = [shown.plain[s.start : s.end] for s in shown.spans if "reverse" in str(s.style)]
         assert highlighted[:3] == ["dog"] * 3 and highlighted[3:6] == ["cat"] * 3
         assert "GLU cases" in lines[-1] and "fires (> 0) on" in lines[-1]
 
@@ -60,7 +62,7 @@ async def test_examples_probe_sort_and_agreement(firing_app):
         assert strip.startswith(f"{NeuronRef(*FIRING)} ") and "peak +" in strip
 
         screen.neuron_tree.focus()
-        await pilot.press("F")                               # sort each layer by how often its neurons fire
+        await pilot.press("F")  # sort each layer by how often its neurons fire
         await pilot.pause()
         layer0 = screen.neuron_tree.layer_nodes()[0]
         group = layer0.children[0]
@@ -70,26 +72,26 @@ async def test_examples_probe_sort_and_agreement(firing_app):
         ex = Examples(screen.store)
         counts = ex.counts(0)[1]
         assert list(group.data.members) == sorted(range(64), key=lambda i: (-int(counts[i]), i))
-        assert screen.neuron_tree.node_for(*FIRING).data.start == FIRING[1]     # still reachable by its number
+        assert screen.neuron_tree.node_for(*FIRING).data.start == FIRING[1]  # still reachable by its number
         await pilot.pause()
-        leaf = screen.neuron_tree.cursor_node                                   # the cursor stayed on its neuron
+        leaf = screen.neuron_tree.cursor_node  # the cursor stayed on its neuron
         assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", *FIRING)
         assert leaf.parent.is_expanded and screen.current == NeuronRef(*FIRING)
         firing = ex.counts(FIRING[0])[1][FIRING[1]] / (int(ex.spec["windows"]) * int(ex.spec["window"]))
-        name = str(NeuronRef(*FIRING)).ljust(len("L1:N63"))                  # the tree's name column
-        assert leaf.label.plain.startswith(f"{name} {f'{firing:.1%}':>6} │ ")   # its firing rate, a column
+        name = str(NeuronRef(*FIRING)).ljust(len("L1:N63"))  # the tree's name column
+        assert leaf.label.plain.startswith(f"{name} {f'{firing:.1%}':>6} │ ")  # its firing rate, a column
         await pilot.press("F")
         assert screen.neuron_tree.layer_nodes()[0].children[0].data.members is None
         await pilot.pause()
         leaf = screen.neuron_tree.cursor_node
         assert (leaf.data.kind, leaf.data.layer, leaf.data.start) == ("neuron", *FIRING)
-        assert "%" not in leaf.label.plain and "│" not in leaf.label.plain   # index order: no sort column
+        assert "%" not in leaf.label.plain and "│" not in leaf.label.plain  # index order: no sort column
 
         await pilot.press("A")
         chart = screen.query_one("#behaviour-agreement")
         await wait_for(pilot, lambda: chart.fractions, timeout=30)
         assert len(chart.fractions) == 2 and "of neurons agree" in chart.title
-        agreement = screen.query_one("#behaviour").agreement.views[screen.view]   # the pane owns it
+        agreement = screen.query_one("#behaviour").agreement.views[screen.view]  # the pane owns it
         assert chart.chance == agreement.chance
         await pilot.pause()
         shown = chart.render().plain

@@ -1,4 +1,5 @@
 """Pilot tests of the browser against a tiny Llama decoded by the real engine (see conftest.py)."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,14 @@ def cursor(app):
 
 
 async def ready(pilot):
-    await wait_for(pilot, lambda: pilot.app.main_screen is not None and pilot.app.main_screen.neuron_tree.cursor_node
-                   is not None and pilot.app.main_screen.current is not None)
+    await wait_for(
+        pilot,
+        lambda: (
+            pilot.app.main_screen is not None
+            and pilot.app.main_screen.neuron_tree.cursor_node is not None
+            and pilot.app.main_screen.current is not None
+        ),
+    )
 
 
 async def test_opens_on_first_neuron_and_navigates_tree(app_factory, tiny_model):
@@ -50,14 +57,14 @@ async def test_opens_on_first_neuron_and_navigates_tree(app_factory, tiny_model)
         assert "L0:N3" in detail_title(app)
         await pilot.press("k")
         assert cursor(app) == ("neuron", 0, 2)
-        await pilot.press("G")                       # last line: the collapsed layer 1
+        await pilot.press("G")  # last line: the collapsed layer 1
         assert cursor(app) == ("layer", 1, 0)
-        await pilot.press("l")                       # expand L1 (groups load on expand)
-        await pilot.press("l")                       # into its first group
+        await pilot.press("l")  # expand L1 (groups load on expand)
+        await pilot.press("l")  # into its first group
         assert cursor(app) == ("group", 1, 0)
-        await pilot.press("l", "l")                  # expand the group, first neuron
+        await pilot.press("l", "l")  # expand the group, first neuron
         assert cursor(app) == ("neuron", 1, 0)
-        await pilot.press("h", "h")                  # to the group, collapse it
+        await pilot.press("h", "h")  # to the group, collapse it
         assert cursor(app) == ("group", 1, 0)
         assert not screen.neuron_tree.cursor_node.is_expanded
         await pilot.press("home")
@@ -70,7 +77,7 @@ async def test_lazy_groups_never_create_all_neurons(app_factory):
         await ready(pilot)
         tree = main(app).neuron_tree
         layer1 = tree.layer_nodes()[1]
-        assert not layer1.children                   # nothing loaded until expanded
+        assert not layer1.children  # nothing loaded until expanded
         tree.ensure_loaded(layer1)
         assert [c.data.kind for c in layer1.children] == ["group"]
         assert not layer1.children[0].children
@@ -91,7 +98,7 @@ async def test_views_and_direction(app_factory, tiny_model):
         await pilot.press("n")
         assert "up neg" in detail_title(app) and "up neg" in main(app).sub_title
         assert top_token(app) != tiny_model.token
-        assert leaf.label.plain == "L1:N7 u+ zebra 1.00"   # the tree names the strongest label: up pos
+        assert leaf.label.plain == "L1:N7 u+ zebra 1.00"  # the tree names the strongest label: up pos
         assert any("direction: neg" in n.message for n in app._notifications)
         await pilot.press("v", "g")
         assert "gate neg" in detail_title(app)
@@ -116,19 +123,19 @@ async def test_filter_then_jump_to_result(app_factory, tiny_model):
         rows = table_cells(screen.results)
         assert rows[0][:4] == [tiny_model.planted, "up", "pos", "1"] and rows[0][4] == tiny_model.token
         assert "match 'zebra' (word" in str(screen.results.border_title)
-        await pilot.press("n")                       # typed into the filter, not a direction switch
+        await pilot.press("n")  # typed into the filter, not a direction switch
         assert screen.direction == "pos"
         await pilot.press("backspace")
         await wait_for(pilot, lambda: screen.results.row_count > 0)
-        await pilot.press("enter")                   # enter in the filter: first result, focus results
+        await pilot.press("enter")  # enter in the filter: first result, focus results
         await pilot.pause()
         assert app.focused is screen.results
         assert tiny_model.planted in detail_title(app)
-        await pilot.press("enter")                   # enter on a result: jump, focus the tree
+        await pilot.press("enter")  # enter on a result: jump, focus the tree
         await pilot.pause()
         assert cursor(app) == ("neuron", 1, 7)
         assert app.focused is screen.neuron_tree
-        await pilot.press("escape")                  # back: clear the filter
+        await pilot.press("escape")  # back: clear the filter
         assert not screen.results.display and screen.query_one("#query", Input).value == ""
 
 
@@ -143,7 +150,7 @@ async def test_filter_match_modes(app_factory, tiny_model):
         await wait_for(pilot, lambda: screen.results.display)
         assert screen.results.row_count == 0
         assert "no neuron" in str(screen.results.border_title)
-        await pilot.press("ctrl+t", "ctrl+t")        # word -> exact -> prefix
+        await pilot.press("ctrl+t", "ctrl+t")  # word -> exact -> prefix
         await wait_for(pilot, lambda: screen.results.row_count > 0)
         assert "prefix" in str(screen.results.border_title)
         assert tiny_model.planted in [r[0] for r in table_cells(screen.results)]
@@ -210,7 +217,7 @@ async def test_palette_bad_neuron_is_a_notification(app_factory):
         before = (cursor(app), detail_title(app))
         await pilot.press("ctrl+p")
         await pilot.pause()
-        await pilot.press(*"9:0")                       # the tiny model has layers 0-1
+        await pilot.press(*"9:0")  # the tiny model has layers 0-1
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_for(pilot, lambda: any("out of range" in n.message for n in app._notifications))
@@ -234,15 +241,18 @@ async def test_worker_error_becomes_notification(app_factory, monkeypatch):
         await pilot.press("d", "o", "g")
         await wait_for(pilot, lambda: any("the cache went away" in n.message for n in app._notifications))
         assert app.is_running and isinstance(app.screen, MainScreen)
-        await pilot.press("escape", "j")             # still responsive
+        await pilot.press("escape", "j")  # still responsive
         assert app.focused is main(app).neuron_tree
 
 
 async def test_decodes_missing_cache_in_worker(app_factory, empty_cache, tiny_model):
     app = app_factory(cache_dir=empty_cache)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: main(app) is not None and "decoded" in main(app).sub_title
-                       and not main(app).decoding, timeout=60)
+        await wait_for(
+            pilot,
+            lambda: main(app) is not None and "decoded" in main(app).sub_title and not main(app).decoding,
+            timeout=60,
+        )
         screen = main(app)
         assert sorted(screen.neuron_tree.layer_nodes()) == [0, 1]
         assert not screen.query_one("#decode-row").display
@@ -259,7 +269,7 @@ async def test_cancelled_decode_keeps_work_and_resumes(app_factory, empty_cache,
     post = MainScreen.post_message
 
     def cancel_after_first_unit(self, message):
-        if isinstance(message, UnitCommitted):      # posted by the worker thread right after the commit
+        if isinstance(message, UnitCommitted):  # posted by the worker thread right after the commit
             self.cancel.set()
         return post(self, message)
 
@@ -275,12 +285,15 @@ async def test_cancelled_decode_keeps_work_and_resumes(app_factory, empty_cache,
     monkeypatch.setattr(MainScreen, "post_message", post)
     app = app_factory(cache_dir=empty_cache)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: main(app) is not None and "decoded" in main(app).sub_title
-                       and not main(app).decoding, timeout=60)
+        await wait_for(
+            pilot,
+            lambda: main(app) is not None and "decoded" in main(app).sub_title and not main(app).decoding,
+            timeout=60,
+        )
         assert any(f"resuming: {len(first)} layer-views already cached" in n.message for n in app._notifications)
     with Store(path, readonly=True) as store:
         log = store.unit_log()
-        assert store.status()["complete"] and len(log) == 6 and log[:len(first)] == first
+        assert store.status()["complete"] and len(log) == 6 and log[: len(first)] == first
 
 
 async def test_palette_switch_model_keeps_the_cache(app_factory, tiny_model, tmp_path):

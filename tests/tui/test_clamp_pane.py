@@ -1,6 +1,7 @@
 """Pilot tests of the clamp basket and the chat pane (streaming, cancel), and a snapshot of the pane.
 
 Regenerate the snapshot after an intended change: pytest tests/tui/test_clamp_pane.py --snapshot-update"""
+
 from __future__ import annotations
 
 import time
@@ -56,7 +57,7 @@ async def test_basket_add_edit_remove_clear(app_factory, tiny_model):
         screen.query_one("#clamp-value-input", Input).value = "lots"
         await pilot.press("enter")
         await pilot.pause()
-        assert app.screen is screen                           # a bad value keeps the prompt open
+        assert app.screen is screen  # a bad value keeps the prompt open
         assert any("not a number" in n.message for n in app._notifications)
         screen.query_one("#clamp-value-input", Input).value = "6.5"
         await pilot.press("enter")
@@ -69,7 +70,7 @@ async def test_basket_add_edit_remove_clear(app_factory, tiny_model):
         await add_clamp(pilot, "-2")
         await wait_for(pilot, lambda: len(chat.basket.clamps) == 2)
         chat.basket.focus()
-        await pilot.press("e")                                # edit the first row's value
+        await pilot.press("e")  # edit the first row's value
         await wait_for(pilot, lambda: isinstance(app.screen, ClampValueScreen))
         app.screen.query_one("#clamp-value-input", Input).value = "9"
         await pilot.press("enter")
@@ -78,11 +79,12 @@ async def test_basket_add_edit_remove_clear(app_factory, tiny_model):
         assert table_cells(chat.basket) == [["L0:N1", "-2", "set"]]
         await pilot.press("X")
         assert chat.basket.clamps == [] and chat.basket.row_count == 0
-        assert app._notifications and list(app._notifications)[-1].message == ("clamp basket cleared (1 clamp): "
-                                                                               "U puts it back")
-        await pilot.press("U")                                # undo the clear
+        assert app._notifications and list(app._notifications)[-1].message == (
+            "clamp basket cleared (1 clamp): U puts it back"
+        )
+        await pilot.press("U")  # undo the clear
         assert table_cells(chat.basket) == [["L0:N1", "-2", "set"]]
-        await pilot.press("U")                                # and the remove before it
+        await pilot.press("U")  # and the remove before it
         assert table_cells(chat.basket) == [["L0:N0", "9", "set"], ["L0:N1", "-2", "set"]]
         await pilot.press("U")
         assert list(app._notifications)[-1].message == "nothing to undo in the basket"
@@ -103,13 +105,13 @@ async def test_chat_streams_side_by_side_and_escape_cancels(app_factory, tiny_mo
         await pilot.press("enter")
         assert chat.generating
         await wait_for(pilot, lambda: len(chat.texts["baseline"].split()) >= 3, timeout=20)
-        assert chat.generating                                # streamed before the end
+        assert chat.generating  # streamed before the end
         await pilot.press("escape")
         await wait_for(pilot, lambda: not chat.generating, timeout=20)
         assert "cancelled" in static_text(chat.query_one("#chat-status"))
         assert len(chat.texts["baseline"].split()) < 40 and chat.texts["clamped"] == ""
         assert hooks_installed(lm.adapter) == 0
-        await pilot.press("escape")                           # nothing to cancel: back to the tree
+        await pilot.press("escape")  # nothing to cancel: back to the tree
         assert app.focused is app.main_screen.neuron_tree
 
 
@@ -137,7 +139,7 @@ def planted_sign(tiny_model) -> int:
 
     w = {k: v.astype(np.float64) for k, v in load_file(str(tiny_model.folder / "model.safetensors")).items()}
     row = w[f"model.layers.{PLANTED_LAYER}.mlp.up_proj.weight"][PLANTED_NEURON]
-    logits = w["lm_head.weight"] @ (row / np.sqrt((row ** 2).mean() + 1e-6) * w["model.norm.weight"])
+    logits = w["lm_head.weight"] @ (row / np.sqrt((row**2).mean() + 1e-6) * w["model.norm.weight"])
     word = vocab().index(tiny_model.token)
     assert word in (logits.argmax(), logits.argmin())
     return 1 if logits.argmax() == word else -1
@@ -156,12 +158,12 @@ async def test_concept_palette_fills_the_basket_with_the_planted_neuron(app_fact
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen.query("#goto-input"))
-        app.screen.query_one("#goto-input", Input).value = tiny_model.token.upper() + "S"    # normal form
+        app.screen.query_one("#goto-input", Input).value = tiny_model.token.upper() + "S"  # normal form
         await pilot.press("enter")
         await wait_for(pilot, lambda: chat.basket.clamps, timeout=30)
         refs = {str(c.ref): c.value for c in chat.basket.clamps}
         assert tiny_model.planted in refs
-        assert refs[tiny_model.planted] == 3.0 * planted_sign(tiny_model)       # no examples: sign x strength
+        assert refs[tiny_model.planted] == 3.0 * planted_sign(tiny_model)  # no examples: sign x strength
         assert chat.display and "in the basket" in static_text(chat.query_one("#chat-status"))
         before = list(chat.basket.clamps)
         app.action_concept_prompt()

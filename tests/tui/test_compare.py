@@ -2,6 +2,7 @@
 agreement chart, the changed-only walk and the two-model filter, on the tiny Llama and a noisy copy.
 
 Regenerate the snapshots after an intended change: pytest tests/tui/test_compare.py --snapshot-update"""
+
 from __future__ import annotations
 
 import json
@@ -42,16 +43,25 @@ def compare_app(tiny_model, tuned):
     from neuroscope.tui.options import Options
 
     def make(other=None, cache=None):
-        return NeuroscopeApp(resolve(str(tiny_model.folder)),
-                             Options(cache_dir=str(cache or tuned["cache"]), device="cpu", dtype="float32"),
-                             compare=resolve(str(other or tuned["folder"])))
+        return NeuroscopeApp(
+            resolve(str(tiny_model.folder)),
+            Options(cache_dir=str(cache or tuned["cache"]), device="cpu", dtype="float32"),
+            compare=resolve(str(other or tuned["folder"])),
+        )
+
     return make
 
 
 async def ready(pilot):
     app = pilot.app
-    await wait_for(pilot, lambda: app.main_screen is not None and app.main_screen.comparison is not None
-                   and app.main_screen.current is not None)
+    await wait_for(
+        pilot,
+        lambda: (
+            app.main_screen is not None
+            and app.main_screen.comparison is not None
+            and app.main_screen.current is not None
+        ),
+    )
     for widget in app.screen.query(Input):
         widget.cursor_blink = False
     await pilot.pause()
@@ -78,17 +88,17 @@ async def test_side_by_side_in_sync_and_chart(compare_app):
         assert "same top-1 L0 100.0%" in chart and f"all layers {c.same_top1:.1%}" in chart and "100%│" in chart
         assert title(screen).startswith("L0:N0  up pos  top-1 kept  jaccard 1.00")
         base, other = panes(screen)
-        assert base == other and len(base) == 10           # layer 0 is untouched: identical panes
+        assert base == other and len(base) == 10  # layer 0 is untouched: identical panes
         await pilot.press("j", "j")
         assert title(screen).startswith("L0:N2  up pos")
         assert panes(screen)[0] == panes(screen)[1]
-        await pilot.press("v", "g")                           # view switch: both panes and the statistics follow
+        await pilot.press("v", "g")  # view switch: both panes and the statistics follow
         await wait_for(pilot, lambda: screen.comparison.view == "gate")
         assert title(screen).startswith("L0:N2  gate pos")
         assert "gate pos" in screen.chart.render().plain
         table = screen.query_one("#pane-base")
         table.focus()
-        await pilot.press("j", "j", "j")                    # cursors of the two panes move together
+        await pilot.press("j", "j", "j")  # cursors of the two panes move together
         assert screen.query_one("#pane-other").cursor_row == table.cursor_row == 3
 
 
@@ -104,7 +114,7 @@ async def test_changed_only_walks_most_changed_with_highlights(compare_app):
         table = screen.changed_table
         assert table.display and table.row_count == len(changed)
         assert screen.current == changed[0].ref
-        assert screen.neuron_tree.cursor_node.data.layer == changed[0].layer      # the tree follows
+        assert screen.neuron_tree.cursor_node.data.layer == changed[0].layer  # the tree follows
         assert screen.neuron_tree.cursor_node.data.start == changed[0].neuron
         await pilot.press("j")
         assert screen.current == changed[1].ref
@@ -119,7 +129,7 @@ async def test_changed_only_walks_most_changed_with_highlights(compare_app):
             cell = other_table.get_row_at(i)[1]
             assert (cell.style == ONLY) == (cell.plain not in base_tokens), cell.plain
         assert any(other_table.get_row_at(i)[1].style == ONLY for i in range(other_table.row_count))
-        await pilot.press("o", "right_square_bracket")       # list hidden: ] still walks
+        await pilot.press("o", "right_square_bracket")  # list hidden: ] still walks
         assert not table.display and screen.current == changed[2].ref
         await pilot.press("left_square_bracket", "left_square_bracket")
         assert screen.current == changed[0].ref
@@ -131,7 +141,7 @@ async def test_filter_searches_both_models(compare_app, tiny_model):
         await ready(pilot)
         screen = app.main_screen
         await pilot.press("slash", *"w0")
-        await pilot.press("ctrl+t", "ctrl+t")             # prefix: many tokens, so some match one model only
+        await pilot.press("ctrl+t", "ctrl+t")  # prefix: many tokens, so some match one model only
         await wait_for(pilot, lambda: screen.results.row_count > 0)
         rows = table_cells(screen.results)
         where = {r[-1] for r in rows}
@@ -163,13 +173,14 @@ async def test_other_decoded_on_demand_and_vocab_refused(compare_app, tiny_model
     shutil.copy(tiny_model.cache_file, cache / tiny_model.cache_file.name)
     app = compare_app(other=odd, cache=cache)
     async with app.run_test(size=SIZE) as pilot:
+
         def error_text() -> str:  # the modal's widgets mount a moment after the screen is pushed
             if not isinstance(app.screen, ErrorScreen):
                 return ""
             return " ".join(static_text(w) for w in app.screen.query("Static"))
 
         await wait_for(pilot, lambda: "vocabularies" in error_text(), timeout=60)
-        assert list(Path(cache).glob("odd-vocab-*.sqlite"))          # OTHER was decoded in the worker
+        assert list(Path(cache).glob("odd-vocab-*.sqlite"))  # OTHER was decoded in the worker
         text = error_text()
         assert "tokenizer vocabularies differ" in text and '"dog"' in text and '"wolf"' in text
 
@@ -177,7 +188,7 @@ async def test_other_decoded_on_demand_and_vocab_refused(compare_app, tiny_model
 def test_snapshot_side_by_side(snap_compare, compare_app):
     async def run_before(pilot) -> None:
         await ready(pilot)
-        await pilot.press("right_square_bracket")         # the most-changed neuron
+        await pilot.press("right_square_bracket")  # the most-changed neuron
         await pilot.pause(0.2)
 
     assert snap_compare(compare_app(), terminal_size=SIZE, run_before=run_before)

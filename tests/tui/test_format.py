@@ -1,4 +1,5 @@
 """What the app prints for tokens, probabilities and the agreement chart (no model needed)."""
+
 from __future__ import annotations
 
 from neuroscope.tui.format import prob_text, show_token
@@ -6,7 +7,7 @@ from neuroscope.tui.widgets.agreement_chart import CHANCE, axis_top, chart_text
 
 
 def test_invisible_and_control_tokens_are_escaped():
-    assert show_token("\u00a0") == "\\u00a0"          # prints as a space otherwise
+    assert show_token("\u00a0") == "\\u00a0"  # prints as a space otherwise
     assert show_token("\n") == "\\n" and show_token("\t") == "\\t"
     assert show_token("\u200b") == "\\u200b"
     assert show_token(" dog") == "␣dog" and show_token("[b]") == "[b]"
@@ -14,7 +15,7 @@ def test_invisible_and_control_tokens_are_escaped():
 
 
 def test_no_probability_above_one_is_shown():
-    assert prob_text(1.0000038) == "1.000" and prob_text(1.0006) == "1.000"   # not 1.001
+    assert prob_text(1.0000038) == "1.000" and prob_text(1.0006) == "1.000"  # not 1.001
     assert prob_text(0.5) == "0.500" and prob_text(3e-7) == "3e-07"
 
 
@@ -23,9 +24,9 @@ def _rows(text: str) -> list[str]:
 
 
 def test_agreement_axis_scales_to_the_data_and_draws_chance():
-    fractions = [0.02, 0.05, 0.08, 0.10]               # a behaviour agreement: a few per cent per layer
+    fractions = [0.02, 0.05, 0.08, 0.10]  # a behaviour agreement: a few per cent per layer
     rows = _rows(chart_text(fractions, 40, 4, chance=0.03))
-    bars = rows[:4]                                    # top row first, then the layer axis
+    bars = rows[:4]  # top row first, then the layer axis
     assert bars[0].startswith(" 10%│") and bars[-1].startswith("  0%│")
     # cells per bar: 4 wide + 1 gap after the 5-cell axis; the 10 % layer is full to the top, the 8 % one
     # fills 3.2 of 4 rows, so none is flattened to the bottom eighth

@@ -1,4 +1,5 @@
 """The app module never imports torch (only the decode worker does, lazily)."""
+
 import subprocess
 import sys
 

@@ -1,5 +1,6 @@
 """Single letters are safe: typed into an input they are text (no binding fires), and a stray word typed
 into the tree never switches the view (views are `v` then u / g / d); what a key changes is named."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,16 @@ async def ready(pilot):
 
 
 def state(screen: MainScreen) -> tuple:
-    return (screen.view, screen.direction, screen.current, screen.chat.display, len(screen.chat.basket.clamps),
-            screen.neuron_tree.order_name, screen.decoding, type(screen.app.screen).__name__)
+    return (
+        screen.view,
+        screen.direction,
+        screen.current,
+        screen.chat.display,
+        len(screen.chat.basket.clamps),
+        screen.neuron_tree.order_name,
+        screen.decoding,
+        type(screen.app.screen).__name__,
+    )
 
 
 async def test_a_stray_word_in_the_tree_changes_nothing(app_factory):
@@ -28,7 +37,7 @@ async def test_a_stray_word_in_the_tree_changes_nothing(app_factory):
         screen = app.main_screen
         screen.neuron_tree.focus()
         before = state(screen)
-        await pilot.press(*"dog")                    # d = down and g = gate before views went behind v
+        await pilot.press(*"dog")  # d = down and g = gate before views went behind v
         await pilot.pause()
         assert state(screen) == before and screen.view == "up"
         assert not [n for n in app._notifications if n.title == "view"]
@@ -44,11 +53,11 @@ async def test_v_then_a_view_key_switches_and_says_so(app_factory):
         await pilot.press("d")
         assert screen.view == "down" and app.screen is screen
         assert [n.message for n in app._notifications if n.title == "view"][-1].startswith("view: down")
-        await pilot.press("v", "escape")             # escape keeps the view
+        await pilot.press("v", "escape")  # escape keeps the view
         assert screen.view == "down" and app.screen is screen
-        await pilot.press("v", "o")                  # any other key is no view: the prompt stays open
+        await pilot.press("v", "o")  # any other key is no view: the prompt stays open
         assert isinstance(app.screen, ViewScreen)
-        await pilot.press("v")                       # v again closes it
+        await pilot.press("v")  # v again closes it
         assert app.screen is screen and screen.view == "down"
 
 

@@ -1,5 +1,6 @@
 """Every pane stays usable at 80x24 and 160x45: with the chat pane open the token table keeps at least 5
 rows, the help key is always in the footer, and the focused widget is always marked."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,17 +42,17 @@ async def test_chat_open_keeps_five_token_rows_and_the_help_key(app_factory, siz
         await pilot.pause(0.2)
         assert screen.chat.display and screen.query_one("#chat-replies").region.height >= 2
         assert visible_rows(table) >= 5
-        help_key = footer_help(app)          # in the prompt "?" is text: f1 is the help key
+        help_key = footer_help(app)  # in the prompt "?" is text: f1 is the help key
         assert help_key is not None and help_key.key_display == "f1" and help_key.region.right <= width
-        screen.chat.basket.focus()            # the basket's own keys crowd the footer: help stays first
+        screen.chat.basket.focus()  # the basket's own keys crowd the footer: help stays first
         await pilot.pause()
         help_key = footer_help(app)
         assert help_key is not None and help_key.key_display == "?" and help_key.region.right <= width
         assert help_key.region.x <= 1
         screen.query_one("#chat-prompt").focus()
         behaviour = screen.query_one("#behaviour")
-        assert behaviour.display == (size[1] >= 36)   # short: the chat pane takes the examples' rows
-        await pilot.press("escape", "C")              # chat closed again: the examples come back
+        assert behaviour.display == (size[1] >= 36)  # short: the chat pane takes the examples' rows
+        await pilot.press("escape", "C")  # chat closed again: the examples come back
         await pilot.pause(0.2)
         assert behaviour.display and behaviour.region.height >= 2 and visible_rows(table) >= 5
 

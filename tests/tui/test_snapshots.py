@@ -1,6 +1,7 @@
 """Snapshots (pytest-textual-snapshot) of the main screen, the filter results and the help screen.
 
 Regenerate after an intended change: pytest tests/tui/test_snapshots.py --snapshot-update"""
+
 from __future__ import annotations
 
 from helpers import wait_for
@@ -55,6 +56,7 @@ def test_main_screen_160x45(snap_compare, app_factory):
 def test_chat_open_80x24(snap_compare, app_factory):
     """The chat pane open on a short terminal: 5 token rows stay, the prompt is marked as focused, help is
     the footer's first key (f1: in an input "?" is text)."""
+
     async def run_before(pilot) -> None:
         await _ready(pilot)
         await pilot.press("C")
@@ -74,6 +76,7 @@ def test_view_picker_80x24(snap_compare, app_factory):
 
 def test_sorted_by_mass_keeps_the_cursor_160x45(snap_compare, app_factory):
     """M on L0:N5: the cursor stays on it, each neuron shows its label mass (magenta) after its name."""
+
     async def run_before(pilot) -> None:
         from neuroscope.core.refs import NeuronRef
 

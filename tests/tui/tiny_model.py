@@ -4,6 +4,7 @@
 ``save_pretrained`` so the real loading path runs. Neuron L1:N7's up-projection row is set to a
 multiple of the LM-head row of PLANTED_TOKEN, so it decodes to that token top-1 in the ``up`` view.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,9 +36,18 @@ def build_tiny_llama(folder: str | Path, seed: int = 0) -> Path:
     fast.save_pretrained(folder)
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                         tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         # A unit-scale head gives peaked, varied distributions (the default init makes them flat).

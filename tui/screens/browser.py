@@ -4,6 +4,7 @@ clamp basket and chat pane, and the back key. Each screen composes its own panes
 mode's: a ComparisonPane); they own their keys (screen-wide: keys.screen_wide) and workers, share the state of
 one Browsing (tui/browsing.py), and the screen tells them the neuron, view and direction to show. The decode
 and every filter query run in workers; layers appear as the decode commits them."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -80,7 +81,7 @@ class BrowserScreen(Screen):
             self.refresh_view()
 
     @property
-    def neuron_tree(self) -> NeuronTree:    # not ``tree``: DOMNode.tree is Textual's debug rendering
+    def neuron_tree(self) -> NeuronTree:  # not ``tree``: DOMNode.tree is Textual's debug rendering
         return self.query_one("#tree", NeuronTree)
 
     @property
@@ -98,7 +99,7 @@ class BrowserScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = self.source.name
-        self.chat.display = False                  # #results and #decode-row start hidden (app.tcss)
+        self.chat.display = False  # #results and #decode-row start hidden (app.tcss)
         self.open_store()
         if self.store is None or not self.store.status()["complete"]:
             self.start_decode()
@@ -141,7 +142,7 @@ class BrowserScreen(Screen):
         def committed(layer: int, view: str) -> None:
             self.post_message(UnitCommitted(layer, view))
 
-        try:                              # imports torch: only ever in this thread
+        try:  # imports torch: only ever in this thread
             self.browsing.model.decode(cancel=self.cancel, announce=False, on_unit=committed)
         except Cancelled:
             return "cancelled"
@@ -149,7 +150,7 @@ class BrowserScreen(Screen):
 
     def on_decode_progress(self, message: DecodeProgress) -> None:
         if self.browsing.waiting is not None:
-            self.on_first_progress()     # the progress bar replaces the activity line
+            self.on_first_progress()  # the progress bar replaces the activity line
         self.query_one("#decode-bar", ProgressBar).update(total=max(1, message.total), progress=message.done)
         if not self.cancel.is_set():
             self.query_one("#decode-label", Static).update(self.browsing.progress_label)
@@ -186,8 +187,11 @@ class BrowserScreen(Screen):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         host(self).route_worker_state(event)  # failures -> error modal / notification
-        if event.worker.group != "decode" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,
-                                                                 WorkerState.CANCELLED):
+        if event.worker.group != "decode" or event.state not in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
             return
         self.end_run()
         self.open_store()
@@ -198,12 +202,15 @@ class BrowserScreen(Screen):
             self.neuron_tree.cursor_line = 0
         if event.state == WorkerState.SUCCESS and event.worker.result == "cancelled":
             done = len(self.store.done_units()) if self.store else 0
-            self.notify(f"decode cancelled; {done} finished layer-views kept — reopen the model to resume",
-                        title="decode", severity="warning")
+            self.notify(
+                f"decode cancelled; {done} finished layer-views kept — reopen the model to resume",
+                title="decode",
+                severity="warning",
+            )
         self.update_header()
         if event.state == WorkerState.SUCCESS:
             for comparison in self.query(ComparisonPane):
-                comparison.start_compare()       # the base's decode is complete: compare it now
+                comparison.start_compare()  # the base's decode is complete: compare it now
 
     def on_examples_done(self, message: ExamplesDone) -> None:
         """The behaviour pane's examples run ended (done, cancelled, or failed: its error is a notification
@@ -216,8 +223,12 @@ class BrowserScreen(Screen):
         self.open_store()
         if self.current is not None:
             self.show_neuron(self.current)
-        self.notify("examples ready" if message.outcome == "done" else
-                    "examples cancelled; what was done is kept, press E to resume", title="examples")
+        self.notify(
+            "examples ready"
+            if message.outcome == "done"
+            else "examples cancelled; what was done is kept, press E to resume",
+            title="examples",
+        )
 
     # -- the selected neuron -------------------------------------------------------------
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
@@ -274,6 +285,7 @@ class BrowserScreen(Screen):
     def action_pick_view(self) -> None:
         """`v`, then u / g / d: the view changes only on the second key (a stray d or g does nothing)."""
         views = self.store.views if self.store is not None else VIEWS
+
         def picked(view: str | None) -> None:
             if view:
                 self.action_set_view(view)
@@ -290,8 +302,7 @@ class BrowserScreen(Screen):
 
     def action_toggle_direction(self) -> None:
         self.direction = "neg" if self.direction == "pos" else "pos"
-        self.notify(f"direction: {self.direction} — {DIRECTION_MEANS[self.direction]}", title="direction",
-                    timeout=2)
+        self.notify(f"direction: {self.direction} — {DIRECTION_MEANS[self.direction]}", title="direction", timeout=2)
 
     def refresh_view(self) -> None:
         """After a view or direction switch: the panes, the tree's labels (or order) and the header follow."""
@@ -304,7 +315,7 @@ class BrowserScreen(Screen):
             self.show_neuron(self.current)
         self.update_header()
         for comparison in self.query(ComparisonPane):
-            comparison.start_compare()          # the statistics are made again for the view shown
+            comparison.start_compare()  # the statistics are made again for the view shown
 
     # -- filter ----------------------------------------------------------------------------
     def action_focus_filter(self) -> None:
@@ -353,7 +364,7 @@ class BrowserScreen(Screen):
             self.query_one("#chat-prompt", Input).focus()
 
     def on_resize(self) -> None:
-        self.set_class(self.size.height < 36, "-short")      # 80x24: the chat pane takes the behaviour's rows
+        self.set_class(self.size.height < 36, "-short")  # 80x24: the chat pane takes the behaviour's rows
 
     def action_back(self) -> None:
         if self.chat.cancel_generation():

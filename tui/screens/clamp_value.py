@@ -1,4 +1,5 @@
 """Ask for a clamp value (and mode) for one neuron, suggesting one from its natural activation."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

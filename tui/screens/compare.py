@@ -3,6 +3,7 @@ with its layout, screens/layout.py) with one ComparisonPane (widgets/comparison.
 detail pane: the selected neuron in both models side by side, the per-layer agreement as a bar chart, a
 "changed only" list that walks the most-changed neurons, and a filter that searches both models. The pane
 owns the other model, the statistics and their workers; its keys work anywhere on the screen."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -59,5 +60,5 @@ class CompareScreen(BrowserScreen):
     def changed_table(self) -> ChangedTable:
         return self.query_one("#changed", ChangedTable)
 
-    def on_compare_failed(self, message: CompareFailed) -> None:   # the pane shows it on its chart first
+    def on_compare_failed(self, message: CompareFailed) -> None:  # the pane shows it on its chart first
         self.app.push_screen(ErrorScreen("cannot compare these models", message.text))

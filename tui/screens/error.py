@@ -1,4 +1,5 @@
 """A failure explained in a modal: what went wrong and what to do; the app keeps running."""
+
 from __future__ import annotations
 
 from rich.text import Text

@@ -1,4 +1,5 @@
 """A one-line prompt for the palette's "Go to neuron…"."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -13,8 +14,9 @@ class GotoScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="goto.cancel")]
 
-    def __init__(self, title: str = "go to neuron", hint: str = "L29:N808 or 29:808, enter to go",
-                 placeholder: str = "L29:N808"):
+    def __init__(
+        self, title: str = "go to neuron", hint: str = "L29:N808 or 29:808, enter to go", placeholder: str = "L29:N808"
+    ):
         super().__init__()
         self.question, self.hint, self.placeholder = title, hint, placeholder
 

@@ -1,4 +1,5 @@
 """Every key, as tui.keys makes the table from the Bindings (and the user's keymap)."""
+
 from __future__ import annotations
 
 from rich.table import Table

@@ -1,6 +1,7 @@
 """The browser's layout, shared by the browser (screens/main.py) and compare mode (screens/compare.py): the
 tree on the left; on the right the filter's results, the screen's panes for the selected neuron and the chat
 pane; under them the progress row, the activity line, the filter bar and the keys."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -2,6 +2,7 @@
 panes: its tokens (NeuronDetail), what it does on text (BehaviourPane, with the behaviour keys E, F, M, A)
 and the decode <-> behaviour agreement chart that A shows. The rest is shared with compare mode
 (screens/browser.py, screens/layout.py)."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

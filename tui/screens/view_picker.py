@@ -1,5 +1,6 @@
 """Switching the view is two keys, `v` then `u` / `g` / `d`: a stray letter typed into the tree (d, g)
 never changes what the browser shows."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -10,8 +11,11 @@ from textual.widgets import Static
 from ...choices import VIEWS
 from .. import keys
 
-VIEW_MEANS = {"up": "what each neuron reads (its up row)", "gate": "what opens each neuron's gate (its gate row)",
-              "down": "what each neuron writes (its down column)"}
+VIEW_MEANS = {
+    "up": "what each neuron reads (its up row)",
+    "gate": "what opens each neuron's gate (its gate row)",
+    "down": "what each neuron writes (its down column)",
+}
 DIRECTION_MEANS = {"pos": "what each neuron promotes", "neg": "what each neuron suppresses"}
 
 
@@ -34,8 +38,11 @@ class ViewScreen(ModalScreen[str | None]):
         keymap = keymap.keymap if keymap is not None else {}
         by_id = {b.id: b for b in self.BINDINGS if isinstance(b, Binding)}
         picks = " · ".join(f"{keys.binding_keys(by_id[f'view.{v}'], keymap)} {v}" for v in VIEWS if v in self.views)
-        box = Static(f"view ({self.current} now):  {picks}  ·  {keys.binding_keys(by_id['view.keep'], keymap)} "
-                     f"keeps {self.current}", id="view-box")
+        box = Static(
+            f"view ({self.current} now):  {picks}  ·  {keys.binding_keys(by_id['view.keep'], keymap)} "
+            f"keeps {self.current}",
+            id="view-box",
+        )
         box.border_title = "switch view"
         yield box
 

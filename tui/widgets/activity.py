@@ -3,6 +3,7 @@ model… (12 s)" until the whole model is loaded, then what it runs, the seconds
 escape cancels. Panes begin a Task when they start a worker that needs the model and end it when the
 result comes; a cancelled task's result is dropped (a load in progress cannot be interrupted: the model
 finishes loading in the background and the next use starts at once)."""
+
 from __future__ import annotations
 
 import threading
@@ -25,8 +26,8 @@ TICK_S = 0.25
 
 @dataclass
 class Task:
-    what: str                                       # "measuring L0:N3 on the prompt"
-    on_cancel: Callable[[], object] | None = None   # e.g. set the engine's cancel event
+    what: str  # "measuring L0:N3 on the prompt"
+    on_cancel: Callable[[], object] | None = None  # e.g. set the engine's cancel event
     started: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
     done: bool = False

@@ -3,6 +3,7 @@ layer's neurons whose top-1 token is the same in both models, in the browser (A)
 names what they fire on. The y axis is scaled to the data (the smallest of 1, 2, 5, 10, 20, 25, 50, 100 %
 above the highest bar and the chance level), so layers at 2-10 % are not flattened to ▁; a chance level, when
 given, is drawn as a ╌ line across the bars that do not reach it."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -24,8 +25,9 @@ def _percent(value: float) -> str:
     return f"{value:.0%}" if value >= 0.01 else f"{value:.1%}"
 
 
-def chart_text(fractions: list[float], width: int, height: int, selected: int | None = None,
-               chance: float | None = None) -> Text:
+def chart_text(
+    fractions: list[float], width: int, height: int, selected: int | None = None, chance: float | None = None
+) -> Text:
     """The bars (``height`` rows, y axis 0 to axis_top) and a layer axis, fitted into ``width`` cells; the
     chance level (a fraction, or None) as a ╌ line where the bars stay under it."""
     top = axis_top(fractions, chance)
@@ -52,12 +54,12 @@ def chart_text(fractions: list[float], width: int, height: int, selected: int | 
             text.append((CHANCE if line else " ") * gap, style="yellow")
         text.append("\n")
     axis = [" "] * (len(shown) * step)
-    every = max(1, -(-4 // step))          # a label every few bars, never overlapping
+    every = max(1, -(-4 // step))  # a label every few bars, never overlapping
     for layer in range(0, len(shown), every):
         label = str(layer)
         start = layer * step
-        if start + len(label) <= len(axis) and all(c == " " for c in axis[max(0, start - 1):start + len(label)]):
-            axis[start:start + len(label)] = label
+        if start + len(label) <= len(axis) and all(c == " " for c in axis[max(0, start - 1) : start + len(label)]):
+            axis[start : start + len(label)] = label
     text.append(" " * (AXIS - 1) + "L", style="dim")
     text.append("".join(axis), style="dim")
     if len(shown) < n:
@@ -68,7 +70,7 @@ def chart_text(fractions: list[float], width: int, height: int, selected: int | 
 def _style(frac: float, selected: bool, chance: float | None) -> str:
     if selected:
         return "bold yellow"
-    if chance is not None:                 # against chance: well above it, above it, at or under it
+    if chance is not None:  # against chance: well above it, above it, at or under it
         return "green" if frac >= 2 * chance else "blue" if frac > chance else "red"
     return "green" if frac >= 0.75 else "red" if frac < 0.5 else "blue"
 
@@ -112,5 +114,4 @@ class AgreementChart(Widget):
         if self.chance is not None:
             head.append(f" · {CHANCE} chance", style="yellow")
         rows = max(1, min(self.BAR_ROWS, self.size.height - 2))
-        return head + Text("\n") + chart_text(self.fractions, max(8, self.size.width), rows, self.selected,
-                                               self.chance)
+        return head + Text("\n") + chart_text(self.fractions, max(8, self.size.width), rows, self.selected, self.chance)

@@ -7,6 +7,7 @@ often they fire (F) or by how specialised they are (M: label mass in the view an
 the decode <-> behaviour agreement per layer (A) in the chart the screen hands it. Its screen makes these keys
 work wherever the focus is (keys.screen_wide); the progress of an examples run and its end go to the screen as
 messages (DecodeProgress, ExamplesDone), since the screen's progress row is shared with the decode."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
     from ...core.refs import NeuronRef
     from ..browsing import Browsing
 
-SHOWN = 3          # examples per sign
-CONTEXT = 10       # tokens of context per example line
+SHOWN = 3  # examples per sign
+CONTEXT = 10  # tokens of context per example line
 
 
 def example_line(example, width: int = 60) -> Text:
@@ -99,14 +100,15 @@ class BehaviourPane(Vertical):
         self.model = browsing.runner  # the API's Model: the probe loads it once, shared with the chat pane
         self.neuron_tree = tree
         self.chart = chart
-        self.agreement: Agreement | None = None   # the decode <-> behaviour agreement, once A computed it
+        self.agreement: Agreement | None = None  # the decode <-> behaviour agreement, once A computed it
         self.ref: NeuronRef | None = None
-        self.probe_task: Task | None = None       # the running probe's Task on the activity line
+        self.probe_task: Task | None = None  # the running probe's Task on the activity line
 
     def compose(self) -> ComposeResult:
         yield Static("", id="examples")
-        yield Input(placeholder="probe: type text, enter shows this neuron's activation on each token", id="probe",
-                    compact=True)
+        yield Input(
+            placeholder="probe: type text, enter shows this neuron's activation on each token", id="probe", compact=True
+        )
         yield Static("", id="probe-strip")
 
     def on_mount(self) -> None:
@@ -119,8 +121,12 @@ class BehaviourPane(Vertical):
         box = self.query_one("#examples", Static)
         ex = Examples(store) if store is not None else None
         if ex is None or not ex.has_tables() or not ex.complete:
-            box.update(Text("no examples yet: press E (or run `neuroscope examples MODEL`) to see where neurons "
-                            "fire", style="dim"))
+            box.update(
+                Text(
+                    "no examples yet: press E (or run `neuroscope examples MODEL`) to see where neurons fire",
+                    style="dim",
+                )
+            )
             return
         lines = Text(no_wrap=True, overflow="ellipsis")
         for sign in DIRECTIONS:
@@ -131,9 +137,12 @@ class BehaviourPane(Vertical):
         if counts is not None:
             cases, positive = counts
             total = int(ex.run_spec["windows"]) * int(ex.run_spec["window"])
-            lines.append_text(case_bar(None if cases is None else {c: int(cases[i, ref.neuron])
-                                                                  for i, c in enumerate(CASES)},
-                                       int(positive[ref.neuron]) / max(1, total)))
+            lines.append_text(
+                case_bar(
+                    None if cases is None else {c: int(cases[i, ref.neuron]) for i, c in enumerate(CASES)},
+                    int(positive[ref.neuron]) / max(1, total),
+                )
+            )
         box.update(lines)
 
     def refresh_view(self) -> None:
@@ -154,9 +163,12 @@ class BehaviourPane(Vertical):
         if not text or self.ref is None:
             return
         loading = getattr(self.model, "_lm", None) is None
-        self.query_one("#probe-strip", Static).update(Text("loading model… (the line over the filter counts the "
-                                                           "seconds; esc cancels)" if loading else "running…",
-                                                           style="dim italic"))
+        self.query_one("#probe-strip", Static).update(
+            Text(
+                "loading model… (the line over the filter counts the seconds; esc cancels)" if loading else "running…",
+                style="dim italic",
+            )
+        )
         if self.probe_task is not None:
             self.probe_task.cancelled.set()
         self.probe_task = begin(self, f"probing {self.ref} on the text", self.cancelled)
@@ -179,13 +191,13 @@ class BehaviourPane(Vertical):
         self.query_one("#probe-strip", Static).update(head + strip(message.tokens, message.values))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        host(self).route_worker_state(event)      # failures become notifications
+        host(self).route_worker_state(event)  # failures become notifications
         if event.state not in (WorkerState.ERROR, WorkerState.CANCELLED):
             return
         if event.worker.group == "probe":
             end(self, self.probe_task)
             self.query_one("#probe-strip", Static).update(Text("probe failed", style="dim italic"))
-        elif event.worker.group == "examples":     # the screen puts the progress row away; E can run again
+        elif event.worker.group == "examples":  # the screen puts the progress row away; E can run again
             self.post_message(ExamplesDone("failed"))
 
     # -- E: examples -----------------------------------------------------------------------------------
@@ -201,7 +213,7 @@ class BehaviourPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="examples", name="examples")
     def examples_worker(self) -> None:
-        self.model.progress = progress_messages(self.post_message)     # DecodeProgress bubbles to the screen
+        self.model.progress = progress_messages(self.post_message)  # DecodeProgress bubbles to the screen
         try:
             self.model.examples(cancel=self.browsing.cancel)
         except Cancelled:
@@ -229,8 +241,11 @@ class BehaviourPane(Vertical):
                 orders[layer] = np.lexsort((np.arange(len(positive)), -positive)).tolist()
                 values[layer] = [f"{p / tokens:.1%}" for p in positive.tolist()]
         self.neuron_tree.set_order(orders, "firing", values)
-        self.notify("each layer's neurons by how often they fire (> 0), most first; the column after each neuron "
-                    "is its firing rate over the corpus", timeout=4)
+        self.notify(
+            "each layer's neurons by how often they fire (> 0), most first; the column after each neuron "
+            "is its firing rate over the corpus",
+            timeout=4,
+        )
 
     # -- M: sort by label mass (how specialised) ------------------------------------------------------
     def action_sort_mass(self) -> None:
@@ -239,9 +254,12 @@ class BehaviourPane(Vertical):
             self.neuron_tree.set_order({})
             self.notify("neurons in index order", timeout=2)
         elif self.sort_by_mass():
-            self.notify(f"each layer's neurons by label mass in {b.view} {b.direction} (the most "
-                        f"specialised first; it follows view and direction switches); the column after each "
-                        f"neuron is that mass", timeout=4)
+            self.notify(
+                f"each layer's neurons by label mass in {b.view} {b.direction} (the most "
+                f"specialised first; it follows view and direction switches); the column after each "
+                f"neuron is that mass",
+                timeout=4,
+            )
 
     def sort_by_mass(self) -> bool:
         store = self.browsing.store
@@ -262,8 +280,7 @@ class BehaviourPane(Vertical):
     def action_toggle_agreement(self) -> None:
         chart = self.chart
         if chart is None:
-            self.notify("the decode ↔ behaviour agreement shows in the browser (without --compare)",
-                        severity="warning")
+            self.notify("the decode ↔ behaviour agreement shows in the browser (without --compare)", severity="warning")
             return
         chart.display = not chart.display
         if chart.display:
@@ -284,5 +301,8 @@ class BehaviourPane(Vertical):
         if chart is None or result is None or view not in result.views:
             return
         a = result.views[view]
-        chart.show([p.agree for p in a.per_layer], f"{view}: {a.agree:.1%} of neurons agree · chance "
-                                                  f"{a.chance:.1%} · all views {result.agree:.1%}", a.chance)
+        chart.show(
+            [p.agree for p in a.per_layer],
+            f"{view}: {a.agree:.1%} of neurons agree · chance {a.chance:.1%} · all views {result.agree:.1%}",
+            a.chance,
+        )

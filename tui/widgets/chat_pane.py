@@ -1,5 +1,6 @@
 """The chat pane: the clamp basket, a prompt and a target word, and baseline vs clamped replies
 streaming side by side with p(target) for both. Generation runs in a thread worker; escape cancels."""
+
 from __future__ import annotations
 
 import threading
@@ -38,10 +39,10 @@ class ChatPane(Vertical):
         """``model``: the API's Model (neuroscope.api), loaded on first use in a worker."""
         super().__init__(**kwargs)
         self.model, self.options = model, options
-        self.model.note = lambda text: self.app.call_from_thread(self.status, text)   # loading…, clamping…
+        self.model.note = lambda text: self.app.call_from_thread(self.status, text)  # loading…, clamping…
         self.cancel_event = threading.Event()
         self.generating = False
-        self.tasks: dict[str, Task] = {}       # worker group -> its Task on the activity line
+        self.tasks: dict[str, Task] = {}  # worker group -> its Task on the activity line
         self.texts = {side: "" for side in SIDES}
         self.max_new_tokens = options.chat_max_new_tokens
         self.default_prompt = options.chat_prompt or DEFAULT_PROMPT
@@ -60,7 +61,7 @@ class ChatPane(Vertical):
         yield Static("c adds the selected neuron · enter runs · escape cancels", id="chat-status")
 
     def on_show(self) -> None:
-        self.screen.add_class("-chat-open")       # app.tcss gives the pane the behaviour's rows when short
+        self.screen.add_class("-chat-open")  # app.tcss gives the pane the behaviour's rows when short
 
     def on_hide(self) -> None:
         self.screen.remove_class("-chat-open")
@@ -111,7 +112,7 @@ class ChatPane(Vertical):
         prompt = self.prompt_text() or self.default_prompt
         old = self.tasks.get("clamp-suggest")
         if old is not None:
-            old.cancelled.set()                       # the newer c wins (the worker is exclusive)
+            old.cancelled.set()  # the newer c wins (the worker is exclusive)
         self.tasks["clamp-suggest"] = task = begin(self, f"measuring {ref} on “{prompt}” for a clamp value")
         self.suggest_worker(ref, prompt, task)
 
@@ -125,10 +126,14 @@ class ChatPane(Vertical):
     def on_clamp_suggestion(self, message: ClampSuggestion) -> None:
         end(self, message.task)
         if message.task is not None and message.task.cancelled.is_set():
-            return                                    # escape was pressed while it ran
+            return  # escape was pressed while it ran
         act = message.activation
-        note = (f"natural activation on “{message.prompt}”: min {act.min:.3g} · max {act.max:.3g} · "
-                f"last {act.last:.3g}\nsuggested: 4 × the larger extreme" if act is not None else "")
+        note = (
+            f"natural activation on “{message.prompt}”: min {act.min:.3g} · max {act.max:.3g} · "
+            f"last {act.last:.3g}\nsuggested: 4 × the larger extreme"
+            if act is not None
+            else ""
+        )
         self.status("ready")
 
         def done(result: tuple[float, str] | None) -> None:
@@ -152,8 +157,7 @@ class ChatPane(Vertical):
             self.app.notify("the prompt is empty: type a question first", title="chat", severity="error")
             return False
         if not self.basket.clamps:
-            self.app.notify("the clamp basket is empty: select a neuron and press c", title="chat",
-                            severity="error")
+            self.app.notify("the clamp basket is empty: select a neuron and press c", title="chat", severity="error")
             return False
         if self.generating:
             self.app.notify("a generation is running: escape cancels it", title="chat", severity="warning")
@@ -176,8 +180,9 @@ class ChatPane(Vertical):
         from ...core.measure import Result
 
         chat = has_chat_template(self.model.tokenizer())
-        exp = self.model.experiment(clamps.clamps, prompt, target, chat=chat, max_new_tokens=self.max_new_tokens,
-                                    positions=clamps.positions)
+        exp = self.model.experiment(
+            clamps.clamps, prompt, target, chat=chat, max_new_tokens=self.max_new_tokens, positions=clamps.positions
+        )
         built = self.model.prepare(exp)
         buffers: dict[str, list[str]] = {side: [] for side in SIDES}
         last = [time.monotonic()]
@@ -200,7 +205,7 @@ class ChatPane(Vertical):
             result = self.model.run(exp, built, on_text=on_text, cancel=cancel).result
         finally:
             flush()
-        assert isinstance(result, Result)       # ClampReport types it as object
+        assert isinstance(result, Result)  # ClampReport types it as object
         if result.target is not None:
             for side in SIDES:
                 prob = getattr(result, side).target_prob
@@ -209,7 +214,7 @@ class ChatPane(Vertical):
         self.post_message(ChatFinished(cancel.is_set()))
 
     def on_chat_stream(self, message: ChatStream) -> None:
-        end(self, self.tasks.pop("chat", None))       # the replies stream now: they say what happens
+        end(self, self.tasks.pop("chat", None))  # the replies stream now: they say what happens
         self.texts[message.side] += message.text
         self.query_one(f"#{message.side}-text", Static).update(Text(self.texts[message.side]))
 
@@ -225,7 +230,7 @@ class ChatPane(Vertical):
         self.status("cancelled (partial replies kept)" if message.cancelled else "done")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        host(self).route_worker_state(event)      # failures become notifications
+        host(self).route_worker_state(event)  # failures become notifications
         if event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
             end(self, self.tasks.pop(event.worker.group, None))
             if event.worker.group == "chat":

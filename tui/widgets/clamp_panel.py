@@ -1,4 +1,5 @@
 """The clamp basket: the neurons to clamp, their values and modes; editable and clearable."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,7 +27,7 @@ class ClampPanel(DataTable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self.clamps: list[Clamp] = []
-        self.undo: list[list[Clamp]] = []      # the basket before each remove or clear, newest last
+        self.undo: list[list[Clamp]] = []  # the basket before each remove or clear, newest last
 
     def on_mount(self) -> None:
         self.add_columns("neuron", "value", "mode")
@@ -80,8 +81,11 @@ class ClampPanel(DataTable):
         n = len(self.clamps)
         self.clamps.clear()
         self.refill()
-        self.app.notify(f"clamp basket cleared ({n} clamp{'s' if n > 1 else ''}): U puts {'them' if n > 1 else 'it'} "
-                        "back", title="clamp", timeout=6)
+        self.app.notify(
+            f"clamp basket cleared ({n} clamp{'s' if n > 1 else ''}): U puts {'them' if n > 1 else 'it'} back",
+            title="clamp",
+            timeout=6,
+        )
 
     def action_undo(self) -> None:
         if not self.undo:

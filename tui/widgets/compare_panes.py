@@ -1,5 +1,6 @@
 """Base vs other, side by side: the selected neuron's top tokens in both models (tokens that only one
 model has in its top-k are highlighted), and the list of most-changed neurons."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -12,7 +13,7 @@ from ..format import bar, prob_text, show_token
 from .tables import VimTable
 
 BAR = 5
-ONLY = "bold yellow"        # a token in this model's top-k but not in the other's
+ONLY = "bold yellow"  # a token in this model's top-k but not in the other's
 
 
 class SidePane(Vertical):
@@ -47,8 +48,12 @@ class SidePane(Vertical):
         for t in top:
             only = t.token_id not in other_ids
             token = Text(show_token(t.token), style=ONLY if only else "")
-            table.add_row(Text(str(t.rank + 1), style=ONLY if only else "dim"), token, prob_text(t.prob),
-                          Text(bar(t.prob, BAR), style="yellow" if only else "blue"))
+            table.add_row(
+                Text(str(t.rank + 1), style=ONLY if only else "dim"),
+                token,
+                prob_text(t.prob),
+                Text(bar(t.prob, BAR), style="yellow" if only else "blue"),
+            )
         if 0 < row < table.row_count:
             table.move_cursor(row=row, animate=False)
 
@@ -62,8 +67,15 @@ class ComparePanes(Vertical):
             yield SidePane("base", id="side-base")
             yield SidePane("other", id="side-other")
 
-    def show(self, ref: NeuronRef, view: str, direction: str, names: tuple[str, str],
-             tops: tuple[list | None, list | None], cosine: float | None) -> float | None:
+    def show(
+        self,
+        ref: NeuronRef,
+        view: str,
+        direction: str,
+        names: tuple[str, str],
+        tops: tuple[list | None, list | None],
+        cosine: float | None,
+    ) -> float | None:
         """Fill both panes; return the Jaccard overlap of the two top-k sets (None if one is missing)."""
         base, other = tops
         ids = [set() if top is None else {t.token_id for t in top} for top in tops]
@@ -98,16 +110,25 @@ class ChangedTable(VimTable):
     changed: list = []
 
     def on_mount(self) -> None:
-        for label, key, width in (("neuron", "neuron", 9), ("jacc", "jaccard", 4), ("cos", "cosine", 5),
-                                  ("base top", "base", 11), ("other top", "other", 11)):
+        for label, key, width in (
+            ("neuron", "neuron", 9),
+            ("jacc", "jaccard", 4),
+            ("cos", "cosine", 5),
+            ("base top", "base", 11),
+            ("other top", "other", 11),
+        ):
             self.add_column(label, key=key, width=width)
 
     def fill(self, changed: list) -> None:
         self.changed = list(changed)
         self.clear()
         self.add_rows(
-            (str(c.ref), f"{c.jaccard:.2f}", "-" if c.cosine is None else f"{c.cosine:.3f}",
-             Text(show_token(c.base_top)), Text(show_token(c.other_top), style=ONLY if c.base_top != c.other_top
-                                                else ""))
+            (
+                str(c.ref),
+                f"{c.jaccard:.2f}",
+                "-" if c.cosine is None else f"{c.cosine:.3f}",
+                Text(show_token(c.base_top)),
+                Text(show_token(c.other_top), style=ONLY if c.base_top != c.other_top else ""),
+            )
             for c in changed
         )

@@ -3,6 +3,7 @@
 side. It owns the other model (decoded in its own worker when its cache is incomplete), the statistics
 (computed in a worker from the two caches, core.compare, whenever the view or direction changes) and the
 filter's search of both models. Its keys (``KEYS``) work anywhere on its screen (keys.screen_wide)."""
+
 from __future__ import annotations
 
 import time
@@ -29,7 +30,7 @@ from .agreement_chart import AgreementChart
 from .compare_panes import ChangedTable, ComparePanes
 from .filter import RESULT_LIMIT, search_cache
 
-CHANGED = 200   # most-changed neurons listed
+CHANGED = 200  # most-changed neurons listed
 KEYS = [
     Binding("o", "changed_only", "Changed", id="compare.changed"),
     Binding("right_square_bracket", "walk_changed(1)", "Next changed", show=False, id="compare.next"),
@@ -93,8 +94,12 @@ class ComparisonPane(Vertical):
     def on_mount(self) -> None:
         self.changed_table.display = False
         if self.same_model:
-            self.notify(f"BASE and OTHER are the same model ({self.browsing.source.name}): every neuron agrees "
-                        f"with itself, agreement 1.0", title="compare", timeout=6)
+            self.notify(
+                f"BASE and OTHER are the same model ({self.browsing.source.name}): every neuron agrees "
+                f"with itself, agreement 1.0",
+                title="compare",
+                timeout=6,
+            )
         self.other_worker()
 
     def on_unmount(self) -> None:
@@ -111,20 +116,24 @@ class ComparisonPane(Vertical):
         def progress(done: int, total: int) -> None:
             if time.monotonic() - last[0] >= 0.2 or done == total:
                 last[0] = time.monotonic()
-                self.post_message(CompareStatus(f"decoding {self.other.name} for the comparison: "
-                                                f"{done / max(1, total):.0%}"))
+                self.post_message(
+                    CompareStatus(f"decoding {self.other.name} for the comparison: {done / max(1, total):.0%}")
+                )
 
         self.post_message(CompareStatus(f"loading {self.other.name} to decode it…"))
         self.other_model.progress = lambda _label: (progress, lambda: None)
-        self.other_model.decode(cancel=self.browsing.cancel, announce=False)   # imports torch: in this thread
+        self.other_model.decode(cancel=self.browsing.cancel, announce=False)  # imports torch: in this thread
         return "ready"
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         host(self).route_worker_state(event)
         if event.worker.group == "decode-other" and event.state == WorkerState.ERROR:
             self.chart.set_status(f"could not decode {self.other.name}: {event.worker.error}")
-        if event.state == WorkerState.SUCCESS and event.worker.group == "decode-other" \
-                and event.worker.result == "ready":
+        if (
+            event.state == WorkerState.SUCCESS
+            and event.worker.group == "decode-other"
+            and event.worker.result == "ready"
+        ):
             self.other_ready = True
             self.open_other()
             self.start_compare()
@@ -151,8 +160,9 @@ class ComparisonPane(Vertical):
         self.post_message(CompareStatus("comparing…"))
         with Store(path, readonly=True) as base, Store(self.other_path, readonly=True) as other:
             try:
-                result = compare_stores(base, other, view, direction, top=CHANGED, base_source=base_source,
-                                        other_source=self.other)
+                result = compare_stores(
+                    base, other, view, direction, top=CHANGED, base_source=base_source, other_source=self.other
+                )
             except Incompatible as exc:
                 self.post_message(CompareFailed(str(exc)))
                 return
@@ -163,7 +173,7 @@ class ComparisonPane(Vertical):
     def on_compare_status(self, message: CompareStatus) -> None:
         self.chart.set_status(message.text)
 
-    def on_compare_failed(self, message: CompareFailed) -> None:   # the screen shows it in an error modal too
+    def on_compare_failed(self, message: CompareFailed) -> None:  # the screen shows it in an error modal too
         self.chart.set_status(f"cannot compare: {message.text}")
 
     def on_compare_ready(self, message: CompareReady) -> None:
@@ -171,8 +181,10 @@ class ComparisonPane(Vertical):
         if (c.view, c.direction) != (self.browsing.view, self.browsing.direction):
             return  # stale: the view changed while it ran
         self.comparison = c
-        self.chart.show([p.same_top1 for p in c.per_layer],
-                        f"all layers {c.same_top1:.1%} · jaccard {c.mean_topk_jaccard:.2f} · {c.view} {c.direction}")
+        self.chart.show(
+            [p.same_top1 for p in c.per_layer],
+            f"all layers {c.same_top1:.1%} · jaccard {c.mean_topk_jaccard:.2f} · {c.view} {c.direction}",
+        )
         self.changed_table.fill(c.most_changed)
         if self.browsing.current is not None:
             self.show(self.browsing.current)
@@ -186,8 +198,9 @@ class ComparisonPane(Vertical):
         other = self.other_store if not self.same_model else store
         top_b = store.top(ref.layer, ref.neuron, b.view, b.direction)
         top_o = other.top(ref.layer, ref.neuron, b.view, b.direction) if other is not None else None
-        self.query_one("#compare", ComparePanes).show(ref, b.view, b.direction, (b.source.name, self.other.name),
-                                                      (top_b, top_o), self.cosine(ref))
+        self.query_one("#compare", ComparePanes).show(
+            ref, b.view, b.direction, (b.source.name, self.other.name), (top_b, top_o), self.cosine(ref)
+        )
 
     def cosine(self, ref: NeuronRef) -> float | None:
         if self.comparison is not None and (ref.layer, ref.neuron) in self.comparison.changed_index:

@@ -1,5 +1,6 @@
 """The selected neuron: its top-k tokens with probability bars for the current view and direction,
 and one compact line per other view, so read-side (up/gate) and write-side (down) meaning show together."""
+
 from __future__ import annotations
 
 from rich.text import Text

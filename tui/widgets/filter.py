@@ -1,5 +1,6 @@
 """The filter bar (a query input plus the match mode, and the worker that runs the query) and its results
 table."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,7 @@ from .tables import VimTable
 RESULT_LIMIT = 200
 MAX_RANK = 3
 DEBOUNCE_S = 0.15
-MATCH_MODES = SEARCH_MATCHES      # label: neurons whose concept label is the query's concept key
+MATCH_MODES = SEARCH_MATCHES  # label: neurons whose concept label is the query's concept key
 
 
 def search_cache(path, query: str, match: str):
@@ -38,8 +39,9 @@ def search_cache(path, query: str, match: str):
             return []
         if match == "label":
             return label_search(store, query, limit=RESULT_LIMIT)
-        return with_labels(store, store.search(query, match=match, max_rank=min(MAX_RANK, store.top_k),
-                                               limit=RESULT_LIMIT))
+        return with_labels(
+            store, store.search(query, match=match, max_rank=min(MAX_RANK, store.top_k), limit=RESULT_LIMIT)
+        )
 
 
 class FilterInput(Input):
@@ -104,7 +106,7 @@ class FilterBar(Horizontal):
             message.stop()  # stale
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        host(self).route_worker_state(event)      # a failed query becomes a notification
+        host(self).route_worker_state(event)  # a failed query becomes a notification
 
 
 class ResultsTable(VimTable):
@@ -112,8 +114,15 @@ class ResultsTable(VimTable):
 
     In the compare screen each hit also says which model it came from (``where``: "both", "base" or
     "other"); the table owns that column too, so a re-layout on resize keeps it."""
-    COLUMNS = (("neuron", "neuron", 10), ("view", "view", 4), ("dir", "dir", 3), ("#", "rank", 2),
-               ("token", "token", 12), ("prob", "prob", 5))
+
+    COLUMNS = (
+        ("neuron", "neuron", 10),
+        ("view", "view", 4),
+        ("dir", "dir", 3),
+        ("#", "rank", 2),
+        ("token", "token", 12),
+        ("prob", "prob", 5),
+    )
     LABEL = ("label", "label", 14)
     WHERE = ("in", "in", 5)
     hits: list[Hit] = []
@@ -157,27 +166,39 @@ class ResultsTable(VimTable):
         n, query, match = len(message.hits), message.query, message.match
         more = "+" if n >= RESULT_LIMIT else ""
         if message.where is None:
-            self.border_title = (f"{n}{more} match '{query}' ({match}, top {MAX_RANK})" if n else
-                                 f"no neuron's top {MAX_RANK} matches '{query}' ({match})")
+            self.border_title = (
+                f"{n}{more} match '{query}' ({match}, top {MAX_RANK})"
+                if n
+                else f"no neuron's top {MAX_RANK} matches '{query}' ({match})"
+            )
         else:
-            self.border_title = (f"{n}{more} match '{query}' in either model ({match}, top {MAX_RANK})" if n else
-                                 f"no neuron's top {MAX_RANK} matches '{query}' in either model")
+            self.border_title = (
+                f"{n}{more} match '{query}' in either model ({match}, top {MAX_RANK})"
+                if n
+                else f"no neuron's top {MAX_RANK} matches '{query}' in either model"
+            )
 
     def fill(self, hits: list[Hit], where: list[str] | None = None) -> None:
         """Show ``hits``; ``where[i]`` (compare only) names the model hit i came from."""
         relayout = (where is None) != (self.where is None)
         self.hits, self.where = list(hits), None if where is None else list(where)
-        if relayout:                                   # the model column came or went: fit again
+        if relayout:  # the model column came or went: fit again
             self._layout(self._fits())
         self.clear()
         self.add_rows(self._row(h, None if where is None else where[i]) for i, h in enumerate(hits))
 
     def _row(self, h: Hit, where: str | None) -> tuple:
-        cells = [str(NeuronRef(h.layer, h.neuron)), h.view, h.direction, str(h.rank + 1), Text(show_token(h.token)),
-                 prob_text(h.prob)]
+        cells = [
+            str(NeuronRef(h.layer, h.neuron)),
+            h.view,
+            h.direction,
+            str(h.rank + 1),
+            Text(show_token(h.token)),
+            prob_text(h.prob),
+        ]
         if self.wide:
             label, mass = h.label, h.label_mass
-            if label is not None and mass is not None and mass >= LABEL_FLOOR:       # under the floor: no label
+            if label is not None and mass is not None and mass >= LABEL_FLOOR:  # under the floor: no label
                 cells.append(Text(show_token(str(Label(label, min(1.0, mass), h.label_count, 0.0)))))
             else:
                 cells.append("")

@@ -1,5 +1,6 @@
 """The footer with the help key first, so a narrow terminal (80 columns) or a widget with many keys never
 pushes it off the line."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

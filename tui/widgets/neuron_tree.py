@@ -1,5 +1,6 @@
 """Model ▸ layers ▸ groups of 256 neurons ▸ neurons. Children are created when a node is expanded, so
 a model with hundreds of thousands of neurons never has more than a few hundred tree nodes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,12 +23,12 @@ LabelSource = Callable[[int, "range | tuple[int, ...]"], "list[TreeLabel | None]
 
 @dataclass
 class NodeInfo:
-    kind: str            # "layer" | "group" | "neuron"
+    kind: str  # "layer" | "group" | "neuron"
     layer: int
-    start: int = 0       # group: first neuron; neuron: the neuron
-    stop: int = 0        # group: one past the last neuron
+    start: int = 0  # group: first neuron; neuron: the neuron
+    stop: int = 0  # group: one past the last neuron
     loaded: bool = False
-    members: tuple[int, ...] | None = None   # a group of a sorted layer: its neurons, in order
+    members: tuple[int, ...] | None = None  # a group of a sorted layer: its neurons, in order
 
     @property
     def neurons(self) -> "range | tuple[int, ...]":
@@ -54,9 +55,9 @@ class NeuronTree(Tree[NodeInfo]):
         super().__init__(Text(title, style="bold"), **kwargs)
         self.neurons = neurons
         self.labels = labels
-        self.order: dict[int, list[int]] = {}     # layer -> neurons in display order (empty: index order)
-        self.order_name = ""                      # what the order is by ("firing", "label mass")
-        self.order_values: dict[int, list[str]] = {}   # layer -> each neuron's sort key, as shown after it
+        self.order: dict[int, list[int]] = {}  # layer -> neurons in display order (empty: index order)
+        self.order_name = ""  # what the order is by ("firing", "label mass")
+        self.order_values: dict[int, list[str]] = {}  # layer -> each neuron's sort key, as shown after it
         self._rank: dict[int, dict[int, int]] = {}
         self.show_root = True
         self.guide_depth = 2
@@ -88,25 +89,35 @@ class NeuronTree(Tree[NodeInfo]):
                 if order is None:
                     node.add(Text(f"N{start}–{stop - 1}"), NodeInfo("group", info.layer, start, stop))
                 else:
-                    node.add(Text(f"{self.order_name} #{start + 1}–{stop}", style="italic"),
-                             NodeInfo("group", info.layer, start, stop, members=tuple(order[start:stop])))
+                    node.add(
+                        Text(f"{self.order_name} #{start + 1}–{stop}", style="italic"),
+                        NodeInfo("group", info.layer, start, stop, members=tuple(order[start:stop])),
+                    )
         else:
             self._add_neurons(node, info.neurons)
 
     def _leaf_label(self, layer: int, neuron: int, label: TreeLabel | None) -> Text:
         values = self.order_values.get(layer)
-        return neuron_label(layer, neuron, label, values[neuron] if values is not None else None,
-                            len(f"L{layer}:N{max(0, self.neurons - 1)}"))
+        return neuron_label(
+            layer,
+            neuron,
+            label,
+            values[neuron] if values is not None else None,
+            len(f"L{layer}:N{max(0, self.neurons - 1)}"),
+        )
 
     def _add_neurons(self, node: TreeNode[NodeInfo], neurons: range | tuple[int, ...]) -> None:
         layer = node_info(node).layer
         tops = self.labels(layer, neurons) if self.labels else None
         for i, neuron in enumerate(neurons):
-            node.add_leaf(self._leaf_label(layer, neuron, tops[i] if tops else None),
-                          NodeInfo("neuron", layer, neuron, neuron + 1))
+            node.add_leaf(
+                self._leaf_label(layer, neuron, tops[i] if tops else None),
+                NodeInfo("neuron", layer, neuron, neuron + 1),
+            )
 
-    def set_order(self, orders: dict[int, list[int]], name: str = "",
-                  values: dict[int, list[str]] | None = None) -> None:
+    def set_order(
+        self, orders: dict[int, list[int]], name: str = "", values: dict[int, list[str]] | None = None
+    ) -> None:
         """Show each layer's neurons in this order (empty: index order), each with its sort key's value
         (``values[layer][neuron]``, e.g. "0.93" or "12%"). The loaded groups are rebuilt; the neuron under
         the cursor stays under it (its group is opened)."""

@@ -1,4 +1,5 @@
 """A DataTable with the vim aliases (hidden from the footer)."""
+
 from __future__ import annotations
 
 from textual.binding import Binding
