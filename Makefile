@@ -41,12 +41,13 @@ test-lowest: install
 	$(BIN)/uv pip list --python $(LOWEST)/bin/python | grep -iE "^(torch|transformers|textual|sqlite-utils|platformdirs|numpy|safetensors|gguf|hypothesis|pytest|triton|wordfreq|datasets) "
 	$(LOWEST)/bin/python -m pytest -q -m "not demo and not slow and not snapshot"
 
-# ruff and import-linter's contracts (pyproject.toml) on the package as it installs: the source tree maps
-# neuroscope.core/.cache/.tui to top-level folders, which neither tool can follow, so the wheel is unpacked and
-# checked there; import-linter with `python -S` (no .pth files: the editable install stays out of the way),
+# ruff (lint, and format --check) on the tree; import-linter's contracts (pyproject.toml) on the package as it
+# installs: the source tree maps neuroscope.core/.cache/.tui to top-level folders, which it cannot follow, so
+# the wheel is unpacked and checked there; import-linter with `python -S` (no .pth files: the editable install stays out of the way),
 # mypy on the unpacked folder, which comes before site-packages in its search path (its cache outlives .lint).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	rm -rf .lint build
 	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w .lint .
 	$(BIN)/python -m zipfile -e .lint/neuroscope-*.whl .lint/site
