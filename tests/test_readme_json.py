@@ -23,6 +23,8 @@ def parse(text: str):
 
     def value():
         nonlocal pos
+        while text[pos].isspace():  # a shape may wrap onto the next line of the page
+            pos += 1
         if text[pos] == "{":
             pos += 1
             out = {}
@@ -38,7 +40,9 @@ def parse(text: str):
                     if text[pos] == ":":
                         pos += 1
                         out[key] = value()
-                if text[pos] == ",":
+                elif not text[pos].isspace():
+                    raise ValueError(f"unexpected {text[pos : pos + 20]!r}")
+                if text[pos] in ", \n":
                     pos += 1
             pos += 1
             return out
@@ -120,6 +124,7 @@ def outputs(model_dirs, tmp_path_factory):
     got["trace"] = run("trace", model, "--prompt", "dog cat", "--neuron", "L1:N7", "--json")
     got["agreement"] = run("agreement", model, "--json")
     got["search"] = run("search", model, "dog", "--json")
+    got["circuit"] = run("circuit", model, "L1:N7", "--top", "3", "--json")
     got["models"] = run("models", "--json")
     got["top"] = run("top", model, "--json")
     got["concept"] = run("concept", model, "dog", "--json")
