@@ -68,6 +68,18 @@ class Family:
     mlp_norms: tuple[str, ...] = ("post_attention_layernorm",)
     mlp_norm_kind: str = "rms"
     norm_shift: float = 0.0
+    # attention as exact attribution (core.circuits.attribution) splits it: the attribute of a layer holding its
+    # attention module, that module's output projection and its layout ("cols": a Linear, whose input columns
+    # h*d:(h+1)*d belong to head h; "rows": GPT-2's Conv1D, whose rows do), the config keys of the head count,
+    # the config key saying the MLP reads the block's input in parallel with attention (NeoX), and the model
+    # types whose blocks rescale each output per token before it joins the residual (Gemma2's post-attention
+    # and post-feed-forward norms), which the attribution does not model yet
+    attention: str = "self_attn"
+    attn_out: str = "o_proj"
+    attn_out_layout: str = "cols"
+    head_keys: tuple[str, ...] = ("num_attention_heads",)
+    parallel_key: str | None = None
+    unattributed: tuple[str, ...] = ()
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -93,6 +105,14 @@ class Family:
     def mlp_norm_attr(self, block) -> str | None:
         """The attribute of ``block`` (one decoder layer) holding the norm in front of its MLP, or None."""
         return next((a for a in self.mlp_norms if getattr(block, a, None) is not None), None)
+
+    def check_attribution(self, arch: str) -> None:
+        """UnsupportedModel when exact attribution (core.circuits.attribution) does not model this model type."""
+        if arch in self.unattributed:
+            raise UnsupportedModel(
+                f"attribution does not model {arch} yet (its blocks rescale each output per token before it "
+                "joins the residual stream)"
+            )
 
     def final_norm_path(self) -> str:
         return f"{self.base}.{self.final_norm}"
@@ -132,6 +152,7 @@ GEMMA = replace(
     activation_key="hidden_activation",
     mlp_norms=("pre_feedforward_layernorm", "post_attention_layernorm"),
     norm_shift=1.0,
+    unattributed=("gemma2",),
     gguf=GGUFLayout(
         archs={"gemma": "gemma", "gemma2": "gemma2"},
         norm_shift=1.0,
@@ -174,6 +195,10 @@ FAMILIES: tuple[Family, ...] = (
         default_neurons_per_hidden=4,
         mlp_norms=("ln_2",),
         mlp_norm_kind="layer",
+        attention="attn",
+        attn_out="c_proj",
+        attn_out_layout="rows",
+        head_keys=("n_head",),
         description="GPT-2 (up/down)",
     ),
     Family(
@@ -189,6 +214,9 @@ FAMILIES: tuple[Family, ...] = (
         embed="embed_in",
         head_aliases={"lm_head.weight": "embed_out.weight"},
         mlp_norm_kind="layer",
+        attention="attention",
+        attn_out="dense",
+        parallel_key="use_parallel_residual",
         description="GPT-NeoX/Pythia (up/down)",
     ),
 )

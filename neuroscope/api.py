@@ -282,6 +282,15 @@ class Model:
 
         return trace(self, prompt, chat, top, neurons)
 
+    def attribute(self, prompt: str, ref, at: int | None = None, top: int = 20, chat: bool = False):
+        """``ref``'s read pre-activations at token ``at`` of ``prompt`` (negative counts from the end; default
+        where it fires most) split exactly into the embedding, each attention head, each earlier neuron
+        (activation × virtual weight / the norm's scale) and the biases: the ``top`` by |value| and the rest (a
+        core.circuits.attribution.Attribution with ``as_dict()`` and ``to_pandas()``)."""
+        from .attribution import attribute
+
+        return attribute(self, prompt, ref, at, top, chat)
+
     def examples(
         self,
         corpus=None,

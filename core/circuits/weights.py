@@ -66,9 +66,13 @@ class CircuitWeights:
         """What a LayerNorm reads of vectors written into the residual stream: their centred part."""
         return vectors - vectors.mean(dim=-1, keepdim=True) if self.centre else vectors
 
+    def rows(self, layer: int, view: str) -> torch.Tensor:
+        """[neurons, hidden] the ``view`` rows of ``layer`` as the MLP holds them (no gain)."""
+        return self._put(self.adapter.vectors(layer, view))
+
     def read_rows(self, layer: int, view: str) -> torch.Tensor:
         """[neurons, hidden] the ``view`` rows of ``layer`` scaled by that layer's MLP-input gain: r_j ⊙ g."""
-        return self._put(self.adapter.vectors(layer, view)) * self.gain(layer)
+        return self.rows(layer, view) * self.gain(layer)
 
     def embedding(self) -> torch.Tensor:
         """[vocab, hidden] the input embedding as the first layer's norm reads it (centred for LayerNorms)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+from ..attribution import DEFAULT_TOP
 from ..choices import DIRECTIONS
 from ..core.corpus import label
 from ..core.refs import NeuronRef
+from ..errors import UsageError
 from .arguments import positive
 from .output import emit_json, open_model
 
@@ -19,7 +21,12 @@ def register(sub, common, engine) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--prompt", required=True, help="the text to run")
     p.add_argument("--chat", action="store_true", help="apply the model's chat template to the prompt")
-    p.add_argument("--top", type=positive, default=10, help="neurons listed per token, by |activation| (default 10)")
+    p.add_argument(
+        "--top",
+        type=positive,
+        default=None,
+        help="neurons listed per token, by |activation| (default 10); with --attribute, sources listed (default 20)",
+    )
     p.add_argument(
         "--neuron",
         dest="neurons",
@@ -27,6 +34,18 @@ def register(sub, common, engine) -> None:
         default=[],
         metavar="NEURON",
         help="also give this neuron's activation at every token (repeatable)",
+    )
+    p.add_argument(
+        "--attribute",
+        metavar="NEURON",
+        help="split this neuron's read pre-activations at one token into their sources (embedding, heads, "
+        "earlier neurons, biases), exactly",
+    )
+    p.add_argument(
+        "--at",
+        type=int,
+        metavar="INDEX",
+        help="the token --attribute explains (negative counts from the end; default: where it fires most)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_trace)
@@ -80,12 +99,22 @@ def _tok(text: str, width: int = 14) -> str:
 
 
 def cmd_trace(args) -> int:
+    if args.at is not None and args.attribute is None:
+        raise UsageError("--at needs --attribute NEURON (the neuron whose pre-activation it explains)")
+    target = NeuronRef.parse(args.attribute) if args.attribute is not None else None
+    top = args.top or 10
     model = open_model(args)
-    result = model.trace(args.prompt, chat=args.chat, top=args.top, neurons=args.neurons or None)
+    attribution = None
+    if target is not None:  # everything it needs checked first: the neuron, --at, the family
+        attribution = model.attribute(args.prompt, target, at=args.at, top=args.top or DEFAULT_TOP, chat=args.chat)
+    result = model.trace(args.prompt, chat=args.chat, top=top, neurons=args.neurons or None)
     if args.json:
-        emit_json(result.as_dict(), model)
+        out = result.as_dict()
+        if attribution is not None:
+            out["attribution"] = attribution.as_dict()
+        emit_json(out, model)
         return 0
-    print(f"{model.name}: the top {args.top} neurons of each token by |activation| (label: what it writes there)")
+    print(f"{model.name}: the top {top} neurons of each token by |activation| (label: what it writes there)")
     for token in result.tokens:
         firings = "  ".join(
             f"{NeuronRef(f.layer, f.neuron)} {f.activation:+.2f}{' ' + f.case if f.case else ''} {_tok(f.label or '?')}"
@@ -95,7 +124,26 @@ def cmd_trace(args) -> int:
     for n in result.neurons or ():
         values = " ".join(f"{v:+.2f}" for v in n.activations)
         print(f"{n.ref}: {values}")
+    if attribution is not None:
+        print_attribution(attribution)
     return 0
+
+
+def print_attribution(a) -> None:
+    ref = NeuronRef(a.layer, a.neuron)
+    print(f"why {ref} fired at token {a.index} {_tok(a.token)} (activation {a.activation:+.3f}):")
+    for via, read in a.reads.items():
+        print(f"  {via} pre-activation {read.total:+.4f} = (sum of parts, the norm's scale s = {read.scale:.4f})")
+        for p in read.sources:
+            where = {
+                "embed": "embedding",
+                "attn": f"L{p.layer}:H{p.head}" if p.head is not None else f"L{p.layer} attention",
+                "neuron": str(NeuronRef(p.layer or 0, p.neuron or 0)),
+                "bias": f"L{p.layer} bias",
+            }[p.kind]
+            extra = f"  act {p.activation:+.3f} x w {p.weight:+.4f} / s" if p.kind == "neuron" else ""
+            print(f"    {where:<14} {p.value:>+10.4f}  {_tok(p.label or '', 24):<24}{extra}")
+        print(f"    {'rest':<14} {read.rest:>+10.4f}")
 
 
 def cmd_examples(args) -> int:
