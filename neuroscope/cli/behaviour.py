@@ -133,7 +133,7 @@ def print_attribution(a) -> None:
     ref = NeuronRef(a.layer, a.neuron)
     print(f"why {ref} fired at token {a.index} {_tok(a.token)} (activation {a.activation:+.3f}):")
     for via, read in a.reads.items():
-        print(f"  {via} pre-activation {read.total:+.4f} = (sum of parts, the norm's scale s = {read.scale:.4f})")
+        print(f"  {via} pre-activation {read.total:+.4f}, the sum of (the norm's scale s = {read.scale:.4f}):")
         for p in read.sources:
             where = {
                 "embed": "embedding",
@@ -142,7 +142,7 @@ def print_attribution(a) -> None:
                 "bias": f"L{p.layer} bias",
             }[p.kind]
             extra = f"  act {p.activation:+.3f} x w {p.weight:+.4f} / s" if p.kind == "neuron" else ""
-            print(f"    {where:<14} {p.value:>+10.4f}  {_tok(p.label or '', 24):<24}{extra}")
+            print(f"    {where:<14} {p.value:>+10.4f}  {_tok(p.label, 24) if p.label else '—':<24}{extra}")
         print(f"    {'rest':<14} {read.rest:>+10.4f}")
 
 
