@@ -8,6 +8,7 @@ neuron carries the label of the read vector the edge goes into (its ``via``), po
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .choices import EDGE_TOP, READS
@@ -25,30 +26,55 @@ def check_top(top: int) -> int:
     return top
 
 
-def check_via(model: Model, via: str | None) -> list[str]:
+@dataclass(frozen=True)
+class Shape:
+    """What the circuit checks need of a model: from its cache's meta when it is decoded (the cache key holds
+    the weights' fingerprint, so they are the model's), else from its headers."""
+
+    arch: str
+    views: tuple[str, ...]
+    layers: int
+    neurons: int
+
+
+def model_shape(model: Model) -> Shape:
+    cached = model._cached_store()
+    if cached is not None:
+        with cached:
+            return Shape(str(cached.meta["arch"]), tuple(cached.views), cached.layers, cached.neurons)
+    info = model.info
+    return Shape(info.arch, tuple(info.views), info.layers, info.neurons)
+
+
+def check_via(model: Model, via: str | None, shape: Shape | None = None) -> list[str]:
     """The read vectors asked for (None: every one the model has); UsageError for one it lacks."""
-    reads = [v for v in READS if v in model.info.views]
+    shape = shape or model_shape(model)
+    reads = [v for v in READS if v in shape.views]
     if via is None:
         return reads
     if via not in reads:
-        raise UsageError(f"{model.info.arch} has no '{via}' read vector; it has {', '.join(reads)}")
+        raise UsageError(f"{shape.arch} has no '{via}' read vector; it has {', '.join(reads)}")
     return [via]
 
 
-def ensure_graph(model: Model, cancel=None):
-    """The model's circuit graph in its cache (built, or resumed, on first use)."""
+def graph_cached(model: Model, shape: Shape | None = None) -> bool:
+    """Whether the model's cache holds its whole circuit graph (then every question is a lookup, no torch)."""
     from .cache.edges import stored_edges_spec
-    from .core.circuits.build import ensure_graph as build
     from .core.circuits.build import graph_spec
 
-    spec = stored_edges_spec(model.path) if model.path.exists() else None
-    if not (
-        spec
-        and spec.get("top") == EDGE_TOP
-        and len(spec.get("done", [])) >= model.info.layers - 1
-        and spec == {**spec, **graph_spec(model.info, EDGE_TOP)}
-    ):
-        model.note(f"building the circuit graph of {model.name} (once; Ctrl-C stops, finished layers are kept)")
+    shape = shape or model_shape(model)
+    spec = stored_edges_spec(model.path) or {}
+    want = graph_spec(shape.views, shape.layers, shape.neurons, EDGE_TOP)
+    return bool(spec) and len(spec.get("done", [])) >= shape.layers - 1 and spec == {**spec, **want}
+
+
+def ensure_graph(model: Model, cancel=None):
+    """The model's circuit graph in its cache (built, or resumed, on first use); None when it was cached."""
+    from .core.circuits.build import ensure_graph as build
+
+    if graph_cached(model):
+        return None
+    model.note(f"building the circuit graph of {model.name} (once; Ctrl-C stops, finished layers are kept)")
     progress, close = model._progress("circuit")
     try:
         return build(
@@ -76,11 +102,12 @@ def circuit(model: Model, ref, top: int = DEFAULT_TOP, via: str | None = None) -
     top = check_top(top)
     neuron = model.neuron(ref)  # out of range: one line, nothing loaded
     ref = neuron.ref
-    vias = check_via(model, via)
+    shape = model_shape(model)
+    vias = check_via(model, via, shape)
     with model.store():  # decoded (and labelled) first: the neighbours' labels
         pass
     ensure_graph(model)
-    n = model.info.neurons
+    n = shape.neurons
     with Store(model.path, readonly=True) as store:
         edges = Edges(store)
         reads = list(edges.spec["reads"])

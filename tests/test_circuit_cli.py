@@ -86,3 +86,19 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_loads(tiny, tmp_path, 
     assert run.returncode == 2, run.stderr
     assert message in run.stderr.strip().splitlines()[-1] and "Traceback" not in run.stderr
     assert not cache.exists()  # nothing was made
+
+
+def test_cached_graph_is_a_lookup_without_torch(tiny, tmp_path, capsys):
+    (t, j) = TARGET
+    code, built, err = circuit(capsys, tiny["llama"], f"L{t}:N{j}", "--json", cache=tmp_path)
+    assert code == 0, err
+    script = (
+        "import sys; from neuroscope.cli import main; "
+        f"rc = main(['circuit', {str(tiny['llama'])!r}, 'L{t}:N{j}', '--json', '--cache-dir', {str(tmp_path)!r}]); "
+        "assert rc == 0; assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch loaded'; "
+        "assert 'gguf' not in sys.modules and 'textual' not in sys.modules"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(built)  # the lookup answers what the build did
+    assert "building" not in proc.stderr

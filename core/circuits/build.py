@@ -27,13 +27,9 @@ class GraphResult:
     device: str
 
 
-def graph_spec(info: ModelInfo, top: int) -> dict:
-    return {
-        "top": top,
-        "reads": [v for v in ("gate", "up") if v in info.views],
-        "layers": info.layers,
-        "neurons": info.neurons,
-    }
+def graph_spec(views, layers: int, neurons: int, top: int) -> dict:
+    """The spec a graph of a model with these ``views`` and shape is stored under (meta ``edges``)."""
+    return {"top": top, "reads": [v for v in ("gate", "up") if v in views], "layers": layers, "neurons": neurons}
 
 
 def _same(old: dict | None, spec: dict) -> bool:
@@ -60,21 +56,21 @@ def ensure_graph(
 ) -> GraphResult:
     """Every neuron's top-``top`` edges into the cache; resumes a stopped pass; returns at once when it is there.
     ``loaded``: the model when it is loaded already (else the decode's cheapest load)."""
-    import torch
+    note = note or (lambda _msg: None)
+    info = info or inspect_model(source)
+    spec = graph_spec(info.views, info.layers, info.neurons, top)
+    path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
+    started = time.perf_counter()
+    old = None if rebuild else stored_edges_spec(path)
+    if old is not None and _same(old, spec) and len(old.get("done", [])) >= info.layers - 1:
+        return GraphResult(path, 0, time.perf_counter() - started, "")
+    import torch  # only to build: a cached graph is a lookup, without torch
 
     from ..decode.device import pick_device
     from ..pipeline import cache_meta
     from .graph import CHUNK_ELEMENTS, GraphPass
     from .weights import CircuitWeights
 
-    note = note or (lambda _msg: None)
-    info = info or inspect_model(source)
-    spec = graph_spec(info, top)
-    path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
-    started = time.perf_counter()
-    old = None if rebuild else stored_edges_spec(path)
-    if old is not None and _same(old, spec) and len(old.get("done", [])) >= info.layers - 1:
-        return GraphResult(path, 0, time.perf_counter() - started, "")
     dev = pick_device(device)
     with decode_lock(path, note):
         lm = loaded or _load(source, trust_remote_code)
