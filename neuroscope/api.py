@@ -23,6 +23,8 @@ from .cache.catalog import cache_path
 from .cache.schema import TopToken
 from .cache.store import Hit, Store
 from .choices import DEFAULT_TOP_K
+from .circuit_results import Circuit
+from .circuits import DEFAULT_TOP
 from .concepts import DEFAULT_BY
 from .core.experiment import ClampRequest, Experiment
 from .core.loading.modelinfo import ModelInfo, inspect_model
@@ -166,6 +168,16 @@ class Model:
         ref = as_ref(ref)
         self.check_shape(ref.check)
         return Neuron(self, ref)
+
+    def circuit(self, ref, top: int = DEFAULT_TOP, via: str | None = None) -> Circuit:
+        """A neuron's circuit from the weights alone: the ``top`` earlier neurons that feed it (upstream), the
+        later neurons that read what it writes (downstream), highest |weight| first, and the input tokens each
+        read vector responds to directly. ``ref``: "L29:N808", "29:808", (29, 808), a NeuronRef or a Neuron;
+        ``via``: "gate" or "up" only (default: every read vector the model has). The graph is built into the
+        cache on first use (with progress); bad input raises before anything loads."""
+        from .circuits import circuit
+
+        return Circuit.of(circuit(self, as_ref(ref), top, via), self.provenance)
 
     def search(
         self,
