@@ -22,7 +22,7 @@ from . import clamping, comparing, decoding, weights
 from .cache.catalog import cache_path
 from .cache.schema import TopToken
 from .cache.store import Hit, Store
-from .choices import DEFAULT_TOP_K
+from .choices import DEFAULT_TOP_K, EXPORTS
 from .circuit_results import Circuit
 from .circuits import DEFAULT_TOP
 from .concepts import DEFAULT_BY
@@ -345,11 +345,19 @@ class Model:
 
         return concept_neurons(self, word, views)
 
-    def export(self, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1) -> int:
+    def export(self, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1, what: str = "neurons") -> int:
         """Every neuron-direction's top-k with its label, as jsonl, csv or parquet, to ``out`` (a path; None:
         stdout for jsonl and csv). Returns the row count; a failed export leaves no partial file.
         ``workers``: processes formatting jsonl/csv (None: one per core for large exports, as the CLI does;
-        they are spawned, so a plain script needs the usual ``if __name__ == "__main__":`` guard)."""
+        they are spawned, so a plain script needs the usual ``if __name__ == "__main__":`` guard).
+        ``what="edges"``: the circuit graph instead, one row per edge (neuroscope.export_edges; built first
+        when it is not cached)."""
+        if what not in EXPORTS:
+            raise UsageError(f"unknown export {what!r}: choose {', '.join(EXPORTS)}")
+        if what == "edges":
+            from .export_edges import export_model_edges
+
+            return export_model_edges(self, fmt, out, views)
         from .export import export_model
 
         return export_model(self, fmt, out, views, workers)
