@@ -22,7 +22,9 @@ from . import clamping, comparing, decoding, weights
 from .cache.catalog import cache_path
 from .cache.schema import TopToken
 from .cache.store import Hit, Store
-from .choices import DEFAULT_TOP_K
+from .choices import DEFAULT_TOP_K, EXPORTS
+from .circuit_results import Circuit
+from .circuits import DEFAULT_TOP
 from .concepts import DEFAULT_BY
 from .core.experiment import ClampRequest, Experiment
 from .core.loading.modelinfo import ModelInfo, inspect_model
@@ -166,6 +168,16 @@ class Model:
         ref = as_ref(ref)
         self.check_shape(ref.check)
         return Neuron(self, ref)
+
+    def circuit(self, ref, top: int = DEFAULT_TOP, via: str | None = None) -> Circuit:
+        """A neuron's circuit from the weights alone: the ``top`` earlier neurons that feed it (upstream), the
+        later neurons that read what it writes (downstream), highest |weight| first, and the input tokens each
+        read vector responds to directly. ``ref``: "L29:N808", "29:808", (29, 808), a NeuronRef or a Neuron;
+        ``via``: "gate" or "up" only (default: every read vector the model has). The graph is built into the
+        cache on first use (with progress); bad input raises before anything loads."""
+        from .circuits import circuit
+
+        return Circuit.of(circuit(self, as_ref(ref), top, via), self.provenance)
 
     def search(
         self,
@@ -342,11 +354,19 @@ class Model:
 
         return concept_neurons(self, word, views)
 
-    def export(self, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1) -> int:
+    def export(self, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1, what: str = "neurons") -> int:
         """Every neuron-direction's top-k with its label, as jsonl, csv or parquet, to ``out`` (a path; None:
         stdout for jsonl and csv). Returns the row count; a failed export leaves no partial file.
         ``workers``: processes formatting jsonl/csv (None: one per core for large exports, as the CLI does;
-        they are spawned, so a plain script needs the usual ``if __name__ == "__main__":`` guard)."""
+        they are spawned, so a plain script needs the usual ``if __name__ == "__main__":`` guard).
+        ``what="edges"``: the circuit graph instead, one row per edge (neuroscope.export_edges; built first
+        when it is not cached)."""
+        if what not in EXPORTS:
+            raise UsageError(f"unknown export {what!r}: choose {', '.join(EXPORTS)}")
+        if what == "edges":
+            from .export_edges import export_model_edges
+
+            return export_model_edges(self, fmt, out, views)
         from .export import export_model
 
         return export_model(self, fmt, out, views, workers)

@@ -9,13 +9,12 @@ neuron carries the label of the read vector the edge goes into (its ``via``), po
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .choices import EDGE_TOP, READS
 from .errors import UsageError
 
-if TYPE_CHECKING:
-    from .api import Model
+Model = Any  # neuroscope.api.Model, which calls this module: importing it here, even for typing, is a cycle
 
 DEFAULT_TOP = 20
 

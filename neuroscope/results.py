@@ -38,9 +38,12 @@ def check_view_direction(view: str | None, direction: str | None) -> None:
 
 
 def as_ref(value) -> NeuronRef:
-    """A neuron given as "L29:N808", "29:808", (29, 808) or a NeuronRef."""
+    """A neuron given as "L29:N808", "29:808", (29, 808), a NeuronRef, or anything with a NeuronRef as its
+    ``ref`` (a Neuron, a circuit's Edge)."""
     if isinstance(value, NeuronRef):
         return value
+    if isinstance(getattr(value, "ref", None), NeuronRef):
+        return value.ref
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return NeuronRef(*value)
     if isinstance(value, str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..cache.words import quoted
-from ..choices import DIRECTIONS, VIEWS
+from ..choices import DIRECTIONS, EXPORTS, VIEWS
 from ..concepts import BY, DEFAULT_BY
 from .arguments import natural, positive, views
 from .output import emit_json, fmt_prob, note, open_model
@@ -47,10 +47,21 @@ def register(sub, common, engine) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_concept)
 
-    p = sub.add_parser("export", parents=[common, engine], help="every neuron's top-k and label: jsonl, csv, parquet")
+    p = sub.add_parser(
+        "export",
+        parents=[common, engine],
+        help="every neuron's top-k and label, or the circuit graph's edges: jsonl, csv, parquet",
+    )
     p.add_argument("model", metavar="MODEL")
+    p.add_argument(
+        "--what",
+        choices=EXPORTS,
+        default="neurons",
+        help="neurons (default): every neuron-direction's top-k and label; edges: the circuit graph, one row per "
+        "edge (built first when it is not cached)",
+    )
     p.add_argument("--format", default="jsonl", help="jsonl (default), csv or parquet (needs pyarrow)")
-    p.add_argument("--views", type=views, default=None)
+    p.add_argument("--views", type=views, default=None, help="the views to export (--what neurons only)")
     p.add_argument("--out", default=None, help="the file (default: stdout for jsonl and csv)")
     p.set_defaults(run=cmd_export)
 
@@ -118,8 +129,9 @@ def cmd_concept(args) -> int:
 
 def cmd_export(args) -> int:
     model = open_model(args)
-    count = model.export(args.format, args.out, views=args.views, workers=None)
+    count = model.export(args.format, args.out, views=args.views, workers=None, what=args.what)
     if args.out not in (None, "-"):
-        note(f"wrote {count:,} neuron-directions of {model.name} to {args.out}")
+        rows = "edges" if args.what == "edges" else "neuron-directions"
+        note(f"wrote {count:,} {rows} of {model.name} to {args.out}")
     sys.stdout.flush()
     return 0
