@@ -170,11 +170,8 @@ class Model:
         return Neuron(self, ref)
 
     def circuit(self, ref, top: int = DEFAULT_TOP, via: str | None = None) -> Circuit:
-        """A neuron's circuit from the weights alone: the ``top`` earlier neurons that feed it (upstream), the
-        later neurons that read what it writes (downstream), highest |weight| first, and the input tokens each
-        read vector responds to directly. ``ref``: "L29:N808", "29:808", (29, 808), a NeuronRef or a Neuron;
-        ``via``: "gate" or "up" only (default: every read vector the model has). The graph is built into the
-        cache on first use (with progress); bad input raises before anything loads."""
+        """A neuron's circuit from the weights alone (upstream, downstream, input tokens; highest |weight| first;
+        ``via`` "gate" or "up" only); the graph is built into the cache on first use (neuroscope.circuits)."""
         from .circuits import circuit
 
         return Circuit.of(circuit(self, as_ref(ref), top, via), self.provenance)
@@ -295,10 +292,8 @@ class Model:
         return trace(self, prompt, chat, top, neurons)
 
     def attribute(self, prompt: str, ref, at: int | None = None, top: int = 20, chat: bool = False):
-        """``ref``'s read pre-activations at token ``at`` of ``prompt`` (negative counts from the end; default
-        where it fires most) split exactly into the embedding, each attention head, each earlier neuron
-        (activation × virtual weight / the norm's scale) and the biases: the ``top`` by |value| and the rest (a
-        core.circuits.attribution.Attribution with ``as_dict()`` and ``to_pandas()``)."""
+        """``ref``'s read pre-activations at token ``at`` of ``prompt`` split exactly into their sources (an
+        Attribution: ``as_dict()``, ``to_pandas()``; neuroscope.attribution)."""
         from .attribution import attribute
 
         return attribute(self, prompt, ref, at, top, chat)
@@ -357,10 +352,8 @@ class Model:
     def export(self, fmt: str = "jsonl", out=None, views=None, workers: int | None = 1, what: str = "neurons") -> int:
         """Every neuron-direction's top-k with its label, as jsonl, csv or parquet, to ``out`` (a path; None:
         stdout for jsonl and csv). Returns the row count; a failed export leaves no partial file.
-        ``workers``: processes formatting jsonl/csv (None: one per core for large exports, as the CLI does;
-        they are spawned, so a plain script needs the usual ``if __name__ == "__main__":`` guard).
-        ``what="edges"``: the circuit graph instead, one row per edge (neuroscope.export_edges; built first
-        when it is not cached)."""
+        ``workers``: processes formatting jsonl/csv (None: one per core for large exports; spawned, so a plain
+        script needs ``if __name__ == "__main__":``). ``what="edges"``: the circuit graph, one row per edge."""
         if what not in EXPORTS:
             raise UsageError(f"unknown export {what!r}: choose {', '.join(EXPORTS)}")
         if what == "edges":

@@ -4,14 +4,15 @@ with the neurons' labels. Everything the user typed is checked before the model 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import GenerationError, UsageError
 from .results import as_ref
 
 if TYPE_CHECKING:
-    from .api import Model
     from .core.circuits.attribution import Attribution
+
+Model = Any  # neuroscope.api.Model, which calls this module: importing it here, even for typing, is a cycle
 
 DEFAULT_TOP = 20
 MAX_TOP = 1000
