@@ -17,6 +17,7 @@ CASES = {
     "compare": 50,
     "tui": 60,
     "trace": 40,
+    "circuit": 30,
     "examples": 40,
     "agreement": 20,
     "top": 40,
