@@ -71,15 +71,16 @@ class Family:
     # attention as exact attribution (core.circuits.attribution) splits it: the attribute of a layer holding its
     # attention module, that module's output projection and its layout ("cols": a Linear, whose input columns
     # h*d:(h+1)*d belong to head h; "rows": GPT-2's Conv1D, whose rows do), the config keys of the head count,
-    # the config key saying the MLP reads the block's input in parallel with attention (NeoX), and the model
-    # types whose blocks rescale each output per token before it joins the residual (Gemma2's post-attention
-    # and post-feed-forward norms), which the attribution does not model yet
+    # the config key saying the MLP reads the block's input in parallel with attention (NeoX), and the norms
+    # some blocks put on an output before it joins the residual (Gemma2's post-attention and post-feed-forward
+    # norms: linear but for their scale at the token, so the attribution scales each part by it)
     attention: str = "self_attn"
     attn_out: str = "o_proj"
     attn_out_layout: str = "cols"
     head_keys: tuple[str, ...] = ("num_attention_heads",)
     parallel_key: str | None = None
-    unattributed: tuple[str, ...] = ()
+    attn_out_norm: str | None = None
+    mlp_out_norm: str | None = None
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -106,13 +107,14 @@ class Family:
         """The attribute of ``block`` (one decoder layer) holding the norm in front of its MLP, or None."""
         return next((a for a in self.mlp_norms if getattr(block, a, None) is not None), None)
 
-    def check_attribution(self, arch: str) -> None:
-        """UnsupportedModel when exact attribution (core.circuits.attribution) does not model this model type."""
-        if arch in self.unattributed:
-            raise UnsupportedModel(
-                f"attribution does not model {arch} yet (its blocks rescale each output per token before it "
-                "joins the residual stream)"
-            )
+    def out_norm(self, block, which: str):
+        """The norm ``block`` puts on its attention ("attn") or MLP ("mlp") output before the residual, or None.
+        Gemma1 has a post_attention_layernorm too, but it is the norm in front of its MLP: not an output norm."""
+        attr = self.attn_out_norm if which == "attn" else self.mlp_out_norm
+        module = getattr(block, attr, None) if attr else None
+        if module is None or (which == "attn" and attr == self.mlp_norm_attr(block)):
+            return None
+        return module
 
     def final_norm_path(self) -> str:
         return f"{self.base}.{self.final_norm}"
@@ -152,7 +154,8 @@ GEMMA = replace(
     activation_key="hidden_activation",
     mlp_norms=("pre_feedforward_layernorm", "post_attention_layernorm"),
     norm_shift=1.0,
-    unattributed=("gemma2",),
+    attn_out_norm="post_attention_layernorm",
+    mlp_out_norm="post_feedforward_layernorm",
     gguf=GGUFLayout(
         archs={"gemma": "gemma", "gemma2": "gemma2"},
         norm_shift=1.0,

@@ -44,7 +44,6 @@ def attribute(model: Model, prompt: str, ref, at: int | None = None, top: int = 
     check_at(at)
     neuron = as_ref(ref)
     model.info.check_ref(neuron)
-    model.info.family.check_attribution(model.info.arch)
     if chat and not model.info.chat_template:
         raise GenerationError(f"{model.name} has no chat template: drop --chat and write the prompt out in full")
     from .core.circuits.attribution import attribute as run

@@ -7,11 +7,13 @@ sum: the embedding (position embeddings and Gemma's scale included: it is block 
 attention layer adds (each head's slice of the output projection, plus its bias), what each earlier MLP adds
 (activation_i × down column d_i, plus its bias) and, unless the block is parallel (NeoX), layer L's own
 attention. With ř = c(g ⊙ r_j) (centring moves onto the read row) each part contributes part · ř / s(x); for a
-neuron that is activation × w_ij / s(x), w_ij being core.circuits' virtual weight. The parts, with the read's
+neuron that is activation × w_ij / s(x), w_ij being core.circuits' virtual weight. Gemma2 puts a norm on each
+attention and MLP output before the residual: linear but for its scale s_o at the token, so a part through it
+is read with g_o ⊙ ř / s_o (and a neuron's weight is that token's). The parts, with the read's
 bias and r_j · β, sum to the pre-activation the model computes (float64 here, float32 there).
 
-The per-family knowledge (attention module, output projection and its layout, head count, parallel blocks)
-comes from core.arch.
+The per-family knowledge (attention module, output projection and its layout, head count, parallel blocks,
+output norms) comes from core.arch.
 """
 
 from __future__ import annotations
@@ -141,6 +143,11 @@ def _capture(lm, layer: int, ids: torch.Tensor) -> dict:
         out_proj = getattr(attention, family.attn_out)
         hooks.append(out_proj.register_forward_pre_hook(lambda _m, args, k=k: keep(("z", k), args[0])))
         hooks.append(down_module(adapter, k).register_forward_pre_hook(lambda _m, args, k=k: keep(("act", k), args[0])))
+        if family.out_norm(blocks[k], "attn") is not None:  # the raw outputs: the output norms' scales
+            hooks.append(attention.register_forward_hook(lambda _m, _a, out, k=k: keep(("attn", k), _first(out))))
+        if family.out_norm(blocks[k], "mlp") is not None:
+            mlp = getattr(blocks[k], family.mlp)
+            hooks.append(mlp.register_forward_hook(lambda _m, _a, out, k=k: keep(("mlp", k), _first(out))))
     with FORWARD_LOCK:
         try:
             adapter.model(input_ids=ids, use_cache=False)
@@ -176,7 +183,6 @@ def attribute(lm, ids: torch.Tensor, ref: NeuronRef, at: int | None = None, top:
     from ..generate import on_model
 
     adapter, family = lm.adapter, lm.adapter.family
-    family.check_attribution(adapter.arch)
     ids = on_model(lm, ids)
     got = _capture(lm, ref.layer, ids)
     L, j = ref.layer, ref.neuron
@@ -190,6 +196,17 @@ def attribute(lm, ids: torch.Tensor, ref: NeuronRef, at: int | None = None, top:
     cw = CircuitWeights(adapter, x.device, torch.float64)
     beta = parameter(adapter, got["norm"], "bias")
     reads = {}
+
+    def through(k: int, which: str, rr: torch.Tensor) -> torch.Tensor:
+        """What block k's attention or MLP output is read with: ř, or g_o ⊙ ř / s_o where an output norm
+        (Gemma2's) rescales it at the token."""
+        norm = family.out_norm(got["blocks"][k], which)
+        if norm is None:
+            return rr
+        gain = parameter(adapter, norm)
+        assert gain is not None
+        return (gain.double() + family.norm_shift) * rr / _scale(got[(which, k)][t], norm, layer_norm)
+
     for view in (v for v in READS if v in adapter.names):
         row = cw.read_rows(L, view)[j]
         rr = row - row.mean() if layer_norm else row  # c(g ⊙ r): centring moves onto the read row
@@ -201,21 +218,23 @@ def attribute(lm, ids: torch.Tensor, ref: NeuronRef, at: int | None = None, top:
             w_out = parameter(adapter, proj)
             assert w_out is not None
             w_out = w_out.double()
-            q = w_out.T @ rr if family.attn_out_layout == "cols" else w_out @ rr  # [heads * head_dim]
+            ra = through(k, "attn", rr)
+            q = w_out.T @ ra if family.attn_out_layout == "cols" else w_out @ ra  # [heads * head_dim]
             per_head = (got[("z", k)][t] * q).view(heads, -1).sum(-1) / s
             fixed += [Part("attn", k, h, None, float(v)) for h, v in enumerate(per_head)]
             bias = parameter(adapter, proj, "bias")
             if bias is not None:
-                fixed.append(Part("bias", k, None, None, float(bias.double() @ rr) / s, "attention output bias"))
+                fixed.append(Part("bias", k, None, None, float(bias.double() @ ra) / s, "attention output bias"))
         neuron_values, neuron_meta = [], []
         for k in range(L):
-            weights = cw.writes(k) @ rr  # [neurons]: c(d_i) · (g ⊙ r) = the virtual weight
+            rm = through(k, "mlp", rr)
+            weights = cw.writes(k) @ rm  # [neurons]: c(d_i) · (g ⊙ r), the virtual weight (Gemma2: at this token)
             act = got[("act", k)][t]
             neuron_values.append(act * weights / s)
             neuron_meta.append((act, weights))
             bias = parameter(adapter, down_module(adapter, k), "bias")
             if bias is not None:
-                fixed.append(Part("bias", k, None, None, float(bias.double() @ rr) / s, "MLP output bias"))
+                fixed.append(Part("bias", k, None, None, float(bias.double() @ rm) / s, "MLP output bias"))
         own = getattr(adapter.layers[L], adapter.names[view])
         constant = 0.0
         b = parameter(adapter, own, "bias")

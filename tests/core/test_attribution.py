@@ -12,11 +12,11 @@ from neuroscope.core.circuits.attribution import attribute
 from neuroscope.core.loading.models import load
 from neuroscope.core.loading.sources import resolve
 from neuroscope.core.refs import NeuronRef
-from neuroscope.errors import UnsupportedModel, UsageError
+from neuroscope.errors import UsageError
 
 from .test_circuits import SOURCE, TARGET, build_circuit_model, reference
 
-KINDS = ("llama", "qwen2", "olmo", "gemma", "gpt2", "gpt_neox")
+KINDS = ("llama", "qwen2", "olmo", "gemma", "gemma2", "gpt2", "gpt_neox")
 IDS = torch.tensor([[5, 17, 40, 99, 3, 250, 7, 12]])
 
 
@@ -44,18 +44,22 @@ def hooked(lm, kind: str, layer: int):
     blocks = blocks_of(lm.model, kind)
     block = blocks[layer]
     mlp = block.mlp
-    norm = block.ln_2 if kind == "gpt2" else block.post_attention_layernorm
+    norm = {"gpt2": "ln_2", "gemma2": "pre_feedforward_layernorm"}.get(kind, "post_attention_layernorm")
+    norm = getattr(block, norm)
     down = {"gpt2": "c_proj", "gpt_neox": "dense_4h_to_h"}.get(kind, "down_proj")
     reads = {"gpt2": {"up": "c_fc"}, "gpt_neox": {"up": "dense_h_to_4h"}}.get(
         kind, {"gate": "gate_proj", "up": "up_proj"}
     )
-    got: dict = {"act": {}}
+    got: dict = {"act": {}, "mlp": {}}
     handles = [norm.register_forward_pre_hook(lambda _m, a: got.__setitem__("x", a[0][0].double()))]
     for k in range(len(blocks)):
         handles.append(
             getattr(blocks[k].mlp, down).register_forward_pre_hook(
                 lambda _m, a, k=k: got["act"].__setitem__(k, a[0][0].double())
             )
+        )
+        handles.append(
+            blocks[k].mlp.register_forward_hook(lambda _m, _a, out, k=k: got["mlp"].__setitem__(k, out[0].double()))
         )
     for view, name in reads.items():
         handles.append(
@@ -76,6 +80,19 @@ def scale_of(x: torch.Tensor, kind: str, config) -> float:
         eps = getattr(config, "layer_norm_epsilon", None) or getattr(config, "layer_norm_eps", None) or 1e-5
         return float(torch.sqrt(((x - x.mean()) ** 2).mean() + eps))
     return float(torch.sqrt((x * x).mean() + config.rms_norm_eps))
+
+
+def gemma2_weight(lm, got, s: int, t: int, view: str, index: int) -> np.ndarray:
+    """Gemma2 rescales each MLP output by its post_feedforward_layernorm: w = (g_pf ⊙ d_i) · (g_pre ⊙ r_j) / s_m,
+    s_m the RMS of layer s's MLP output at the token (gains are 1 + w)."""
+    layers = lm.model.model.layers
+    m = got["mlp"][s][index]
+    s_m = float(torch.sqrt((m * m).mean() + lm.model.config.rms_norm_eps))
+    g_pf = layers[s].post_feedforward_layernorm.weight.double() + 1
+    g_pre = layers[t].pre_feedforward_layernorm.weight.double() + 1
+    down = layers[s].mlp.down_proj.weight.double().T * g_pf  # [neurons, hidden]
+    rows = getattr(layers[t].mlp, f"{view}_proj").weight.double() * g_pre
+    return (down @ rows.T).numpy() / s_m
 
 
 def olmo_reference(lm, s: int, t: int, view: str) -> np.ndarray:
@@ -118,11 +135,12 @@ def test_each_neuron_is_activation_times_the_float64_weight_over_the_scale(loade
         for p in read.sources:
             if p.kind != "neuron":
                 continue
-            w = (
-                olmo_reference(lm, p.layer, target.layer, view)
-                if kind == "olmo"
-                else reference(folder, kind, p.layer, target.layer, view)
-            )
+            if kind == "olmo":
+                w = olmo_reference(lm, p.layer, target.layer, view)
+            elif kind == "gemma2":
+                w = gemma2_weight(lm, got, p.layer, target.layer, view, a.index)
+            else:
+                w = reference(folder, kind, p.layer, target.layer, view)
             act = float(got["act"][p.layer][a.index, p.neuron])
             assert p.activation == pytest.approx(act, rel=1e-6)
             assert p.weight == pytest.approx(w[p.neuron, target.neuron], rel=1e-6, abs=1e-9)
@@ -192,9 +210,6 @@ def test_the_heads_of_a_layer_sum_to_what_it_adds(loaded, kind):
         assert parts == pytest.approx(float(outs[k][4] @ rr) / s, rel=1e-4, abs=1e-6)  # float32 there
 
 
-def test_gemma2_is_refused_and_a_bad_index_is_one_line(loaded, tmp_path):
-    folder = build_circuit_model("gemma2", tmp_path / "gemma2", plant=False)
-    with pytest.raises(UnsupportedModel, match="does not model gemma2"):
-        attribute(load(resolve(str(folder))), IDS, NeuronRef(1, 0))
+def test_a_bad_index_is_one_line(loaded):
     with pytest.raises(UsageError, match="outside the prompt's 8 tokens"):
         attribute(loaded["llama"][1], IDS, NeuronRef(1, 0), at=8)
