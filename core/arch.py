@@ -80,6 +80,14 @@ class Family:
     head_keys: tuple[str, ...] = ("num_attention_heads",)
     parallel_key: str | None = None
     attn_out_norm: str | None = None
+    # attention heads through the decode's lens (core.circuits.heads): the norm in front of attention, the value
+    # projection and how its output splits into heads ("rows": a Linear whose rows g*d:(g+1)*d are key-value
+    # group g; "gpt2_qkv": GPT-2's Conv1D c_attn, q | k | v along its columns; "neox_qkv": NeoX's Linear,
+    # (q, k, v) per head along its rows) and the config keys of the key-value head count (grouped-query attention)
+    attn_norm: str = "input_layernorm"
+    value: str = "v_proj"
+    value_layout: str = "rows"
+    kv_head_keys: tuple[str, ...] = ("num_key_value_heads",)
     mlp_out_norm: str | None = None
 
     @property
@@ -202,6 +210,9 @@ FAMILIES: tuple[Family, ...] = (
         attn_out="c_proj",
         attn_out_layout="rows",
         head_keys=("n_head",),
+        attn_norm="ln_1",
+        value="c_attn",
+        value_layout="gpt2_qkv",
         description="GPT-2 (up/down)",
     ),
     Family(
@@ -219,6 +230,8 @@ FAMILIES: tuple[Family, ...] = (
         mlp_norm_kind="layer",
         attention="attention",
         attn_out="dense",
+        value="query_key_value",
+        value_layout="neox_qkv",
         parallel_key="use_parallel_residual",
         description="GPT-NeoX/Pythia (up/down)",
     ),
