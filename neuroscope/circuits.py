@@ -35,19 +35,26 @@ def check_via(model: Model, via: str | None) -> list[str]:
     return [via]
 
 
-def ensure_graph(model: Model, cancel=None):
-    """The model's circuit graph in its cache (built, or resumed, on first use)."""
+def graph_status(model: Model) -> tuple[int, int]:
+    """(layers of the circuit graph in the cache, layers it needs): built when the first is >= the second. A graph
+    of another spec (top, read vectors, shape) counts as none. Reads the cache's meta only: nothing loads."""
     from .cache.edges import stored_edges_spec
-    from .core.circuits.build import ensure_graph as build
     from .core.circuits.build import graph_spec
 
+    needed = max(0, model.info.layers - 1)
     spec = stored_edges_spec(model.path) if model.path.exists() else None
-    if not (
-        spec
-        and spec.get("top") == EDGE_TOP
-        and len(spec.get("done", [])) >= model.info.layers - 1
-        and spec == {**spec, **graph_spec(model.info, EDGE_TOP)}
-    ):
+    if not spec or spec.get("top") != EDGE_TOP or spec != {**spec, **graph_spec(model.info, EDGE_TOP)}:
+        return 0, needed
+    return len(spec.get("done", [])), needed
+
+
+def ensure_graph(model: Model, cancel=None, announce: bool = True):
+    """The model's circuit graph in its cache (built, or resumed, on first use); ``announce``: say so first
+    through ``model.note`` (the app shows its own progress instead)."""
+    from .core.circuits.build import ensure_graph as build
+
+    done, needed = graph_status(model)
+    if announce and done < needed:
         model.note(f"building the circuit graph of {model.name} (once; Ctrl-C stops, finished layers are kept)")
     progress, close = model._progress("circuit")
     try:
