@@ -188,3 +188,27 @@ async def test_without_a_graph_it_says_so_and_the_build_key_builds_it(app_factor
         want = circuit(model, NeuronRef(0, 3), top=10)
         cells = table_cells(pane.table)
         assert [c[:3] for c in cells] == [r[:3] for r in expected_rows(want)]
+
+
+async def test_a_cancelled_build_says_so_keeps_nothing_half_made_and_b_resumes(app_factory, tiny_model, partial_cache):
+    """Escape sets the screen's cancel event (tests/tui/test_activity.py); here it is set before the build's
+    first chunk, as an escape pressed at once would, so the real pass stops where it checks it."""
+    from neuroscope.circuits import graph_status
+
+    model = api_model(tiny_model.folder, partial_cache)
+    app = app_factory(cache_dir=partial_cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        screen, pane = app.main_screen, pane_of(app)
+        title = pane.query_one("#circuit-title")
+        await wait_for(pilot, lambda: static_text(title).startswith("circuit graph not built"))
+        screen.cancel.set()
+        await pilot.press("B")
+        await wait_for(pilot, lambda: any("circuit graph cancelled" in n.message for n in app._notifications))
+        await wait_for(pilot, lambda: static_text(title).startswith("circuit graph not built"))
+        assert graph_status(model) == (0, 1) and not screen.decoding and not screen.cancel.is_set()
+        assert "press B to resume" in [n.message for n in app._notifications if "cancelled" in n.message][-1]
+        await pilot.press("B")  # the cancel is spent: this build runs to the end
+        await wait_for(pilot, lambda: any(n.message == "circuit graph built" for n in app._notifications), timeout=60)
+        await wait_for(pilot, lambda: pane.circuit is not None)
+        assert graph_status(model) == (1, 1)
