@@ -56,24 +56,36 @@ def check_via(model: Model, via: str | None, shape: Shape | None = None) -> list
     return [via]
 
 
-def graph_cached(model: Model, shape: Shape | None = None) -> bool:
-    """Whether the model's cache holds its whole circuit graph (then every question is a lookup, no torch)."""
+def graph_status(model: Model, shape: Shape | None = None) -> tuple[int, int]:
+    """(layers of the circuit graph in the cache, layers it needs): built when the first is >= the second. A graph
+    of another spec (top, read vectors, shape) counts as none. Reads the cache's meta only: nothing loads."""
     from .cache.edges import stored_edges_spec
     from .core.circuits.build import graph_spec
 
     shape = shape or model_shape(model)
+    needed = max(0, shape.layers - 1)
     spec = stored_edges_spec(model.path) or {}
     want = graph_spec(shape.views, shape.layers, shape.neurons, EDGE_TOP)
-    return bool(spec) and len(spec.get("done", [])) >= shape.layers - 1 and spec == {**spec, **want}
+    if not spec or spec != {**spec, **want}:
+        return 0, needed
+    return len(spec.get("done", [])), needed
 
 
-def ensure_graph(model: Model, cancel=None):
-    """The model's circuit graph in its cache (built, or resumed, on first use); None when it was cached."""
+def graph_cached(model: Model, shape: Shape | None = None) -> bool:
+    """Whether the model's cache holds its whole circuit graph (then every question is a lookup, no torch)."""
+    done, needed = graph_status(model, shape)
+    return done >= needed
+
+
+def ensure_graph(model: Model, cancel=None, announce: bool = True):
+    """The model's circuit graph in its cache (built, or resumed, on first use); None when it was cached.
+    ``announce``: say so first through ``model.note`` (the app shows its own progress instead)."""
     from .core.circuits.build import ensure_graph as build
 
     if graph_cached(model):
         return None
-    model.note(f"building the circuit graph of {model.name} (once; Ctrl-C stops, finished layers are kept)")
+    if announce:
+        model.note(f"building the circuit graph of {model.name} (once; Ctrl-C stops, finished layers are kept)")
     progress, close = model._progress("circuit")
     try:
         return build(

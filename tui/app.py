@@ -25,6 +25,7 @@ from .screens.main import MainScreen
 from .screens.view_picker import ViewScreen
 from .widgets.behaviour import BehaviourPane
 from .widgets.chat_pane import ChatPane
+from .widgets.circuit_pane import CircuitPane
 from .widgets.clamp_panel import ClampPanel
 from .widgets.filter import FilterInput
 from .widgets.neuron_tree import NeuronTree
@@ -58,6 +59,7 @@ class NeuroscopeApp(App[int]):
                 MainScreen,
                 CompareScreen,
                 BehaviourPane,
+                CircuitPane,
                 NeuronTree,
                 VimTable,
                 FilterInput,

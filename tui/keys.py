@@ -82,6 +82,17 @@ ROWS: list[tuple[str, str, str]] = [
         "ctrl+p, Clamp a concept…",
         "put every neuron labelled with a word into the clamp basket, each with the sign that promotes it",
     ),
+    (
+        "Circuit",
+        "{circuit.build}",
+        "build the circuit graph from the weights, once, into the cache (esc cancels; finished layers are kept)",
+    ),
+    (
+        "Circuit",
+        "{circuit.walk}, enter",
+        "focus the selected neuron's neighbours (reads from / writes to); enter jumps to the one under the cursor",
+    ),
+    ("Circuit", "{circuit.back}", "back along the jumps taken, one jump a press"),
     ("Behaviour", "{agreement.toggle}", "show / hide how often the decode names what neurons fire on, per layer"),
     ("Clamp", "{clamp.add}", "add the selected neuron to the clamp basket (asks for a value, suggests one)"),
     ("Clamp", "{chat.toggle}", "show / hide the chat pane (basket, prompt, baseline vs clamped replies)"),

@@ -157,3 +157,20 @@ class ConceptClamps(Message):
 
     word: str
     clamps: list[Clamp]
+
+
+@dataclass
+class CircuitReady(Message):
+    """A neuron's circuit (neuroscope.circuits.circuit's dict), or None when the graph is not built: then
+    ``built`` says how far it is, (layers done, layers needed)."""
+
+    ref: NeuronRef
+    circuit: dict | None
+    built: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class GraphDone(Message):
+    """A circuit-graph build finished ("done"), was cancelled ("cancelled") or failed ("failed")."""
+
+    outcome: str

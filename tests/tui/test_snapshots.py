@@ -4,8 +4,8 @@ Regenerate after an intended change: pytest tests/tui/test_snapshots.py --snapsh
 
 from __future__ import annotations
 
-from helpers import wait_for
-from textual.widgets import Input
+from helpers import static_text, wait_for
+from textual.widgets import Input, Static
 
 SIZE = (100, 30)
 
@@ -13,6 +13,8 @@ SIZE = (100, 30)
 async def _ready(pilot) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: app.main_screen is not None and app.main_screen.current is not None)
+    circuit = app.main_screen.query_one("#circuit-title", Static)  # its lookup worker has answered (no graph)
+    await wait_for(pilot, lambda: static_text(circuit).startswith("circuit graph not built"))
     for widget in app.screen.query(Input):
         widget.cursor_blink = False
     await pilot.pause()

@@ -28,6 +28,7 @@ from ..options import Options
 from ..widgets.activity import Activity, begin, end
 from ..widgets.behaviour import BehaviourPane
 from ..widgets.chat_pane import ChatPane
+from ..widgets.circuit_pane import CircuitPane
 from ..widgets.comparison import ComparisonPane
 from ..widgets.detail import NeuronDetail
 from ..widgets.filter import ResultsTable
@@ -258,6 +259,8 @@ class BrowserScreen(Screen):
         self.query_one("#detail", NeuronDetail).show(title, top, others)
         for pane in self.query(BehaviourPane):
             pane.show(store, ref)
+        for circuit in self.query(CircuitPane):
+            circuit.show(ref)
         for comparison in self.query(ComparisonPane):
             comparison.show(ref)
 
