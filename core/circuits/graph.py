@@ -58,7 +58,44 @@ class Top:
         i = torch.cat([self.ids[rows], ids], dim=1)
         v = torch.cat([self.vias[rows], vias], dim=1)
         keep = w.abs().topk(min(k, w.shape[1]), dim=1).indices
-        w, i, v = w.gather(1, keep), i.gather(1, keep), v.gather(1, keep)
+        self._set(rows, w.gather(1, keep), i.gather(1, keep), v.gather(1, keep))
+
+    def fold(self, block: torch.Tensor, mag: torch.Tensor, base: int, via: int, k: int, rows=slice(None)) -> None:
+        """Fold a block of candidates in: ``block`` [r, c] signed weights (``mag`` its |weight|) for ``rows`` of
+        this top, candidate c having id ``base + c``. The same top as ``merge`` of the whole block, but only the
+        entries at or above a lower bound of each row's k-th best are gathered and ranked: the current k-th
+        best once the row holds k, else the k-th best of the block's first 4k columns."""
+        held = self.weights[rows]
+        width = min(k, held.shape[1] + min(k, block.shape[1]))
+        if held.shape[1] >= k:
+            floor = held[:, k - 1].abs()
+        elif held.shape[1] == 0 and block.shape[1] >= 16 * k and block.shape[1] % (4 * k) == 0:
+            # k distinct groups of columns have a max at or above the k-th best of their maxima
+            floor = mag.unflatten(1, (4 * k, -1)).amax(2).topk(k, dim=1).values[:, -1]
+        else:
+            best = mag.topk(min(k, block.shape[1]), dim=1).indices
+            self.merge(block.gather(1, best), best + base, torch.full_like(best, via), k, rows)
+            return
+        r, c = (mag >= floor[:, None]).contiguous().nonzero().unbind(1)
+        if r.numel() == 0:
+            return
+        counts = torch.bincount(r, minlength=block.shape[0])
+        pos = torch.arange(r.numel(), device=r.device) - (counts.cumsum(0) - counts)[r]
+        wide = (block.shape[0], int(counts.max()))
+        found = block.as_strided((block.numel(),), (1,)).take(r * block.stride(0) + c * block.stride(1))
+        cand_w = torch.zeros(wide, dtype=self.weights.dtype, device=r.device)
+        cand_w[r, pos] = found.to(self.weights.dtype)
+        cand_mag = torch.full(wide, -1.0, dtype=self.weights.dtype, device=r.device)
+        cand_mag[r, pos] = cand_w[r, pos].abs()
+        cand_i = torch.full(wide, -1, dtype=torch.int64, device=r.device)
+        cand_i[r, pos] = c + base
+        keep = torch.cat([held.abs(), cand_mag], dim=1).topk(width, dim=1).indices
+        w = torch.cat([held, cand_w], dim=1).gather(1, keep)
+        i = torch.cat([self.ids[rows], cand_i], dim=1).gather(1, keep)
+        v = torch.cat([self.vias[rows], torch.full(wide, via, dtype=torch.int64, device=r.device)], 1).gather(1, keep)
+        self._set(rows, w, i, v)
+
+    def _set(self, rows, w: torch.Tensor, i: torch.Tensor, v: torch.Tensor) -> None:
         if isinstance(rows, slice) and rows == slice(None):
             self.weights, self.ids, self.vias = w, i, v
         else:
@@ -147,7 +184,6 @@ class GraphPass:
         fan_in = {via: Top.empty(n, self.device) for via in reads}
         for vi, via in enumerate(reads):
             rows = self.cw.read_rows(t, via).T.contiguous()  # [hidden, n]
-            target_ids = torch.arange(n, device=self.device) + t * n
             for s in range(t):
                 out = outs.setdefault((s, via), Top.empty(n, self.device))
                 source = self.writes(s)
@@ -156,18 +192,8 @@ class GraphPass:
                         raise Cancelled()
                     block = source[a : a + self.rows] @ rows  # [c, n] virtual weights
                     mag = block.abs()
-                    top_in = mag.topk(min(k, block.shape[0]), dim=0).indices  # [k', n] source rows
-                    fan_in[via].merge(
-                        block.gather(0, top_in).T, (top_in + (s * n + a)).T, torch.full_like(top_in.T, vi), k
-                    )
-                    top_out = mag.topk(min(k, n), dim=1).indices  # [c, k'] target neurons
-                    out.merge(
-                        block.gather(1, top_out),
-                        target_ids[top_out],
-                        torch.full_like(top_out, vi),
-                        k,
-                        rows=slice(a, a + block.shape[0]),
-                    )
+                    fan_in[via].fold(block.T, mag.T, s * n + a, vi, k)
+                    out.fold(block, mag, t * n, vi, k, rows=slice(a, a + block.shape[0]))
         return fan_in
 
     def tokens(self, layer: int, cancel: threading.Event | None) -> dict[str, Top]:
