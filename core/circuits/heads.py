@@ -14,10 +14,14 @@ output projections comes from core.arch (``value``, ``value_layout``, ``attn_out
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from ..loading.adapter import Adapter, fp32_norm, parameter
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass
@@ -105,7 +109,7 @@ def decode_head(hw: HeadWeights, layer: int, head: int, ranks: int = 3, top: int
     norm = fp32_norm(adapter, torch.device("cpu"))  # the decode's own float32 copy of the final norm
     head_w = adapter.head.weight.detach().float()
     bias = getattr(adapter.head, "bias", None)
-    embed = parameter(adapter, adapter.model.get_input_embeddings())
+    embed = parameter(adapter, cast("PreTrainedModel", adapter.model).get_input_embeddings())
     if embed is None:
         raise ValueError(f"{adapter.arch}: the input embedding has no weight")
     emb = embed.to(hw.dtype)
