@@ -1,6 +1,6 @@
 """The circuit graph's all-pairs pass against the bare matmul floor of the same layer pairs, in the same run.
 
-    python bench/circuit_bench.py [--layers 6] [--neurons 1536] [--hidden 576] [--demo]
+    python bench/circuit_bench.py [--layers 6] [--neurons 1536] [--hidden 576] [--threads N] [--demo]
 
 A random Llama of the demo's widths (built from its config, saved, read back through the decode's streaming
 loader) runs the pass (fan-in and fan-out top-32, no token tops, commits dropped) and then only the matmuls of
@@ -24,7 +24,10 @@ def main() -> None:
     ap.add_argument("--neurons", type=int, default=1536)
     ap.add_argument("--hidden", type=int, default=576)
     ap.add_argument("--demo", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -53,19 +56,17 @@ def main() -> None:
         ).save_pretrained(tmp)
         cw = CircuitWeights(load_for_decode(resolve(tmp)).adapter)
         graph = GraphPass(cw, EDGE_TOP, tokens=False)
-        for s in range(args.layers):
-            graph.writes(s)  # read once, as the pass does; not timed in either
+        graph.stack()  # every layer's down columns, read once as the pass does; not timed in either
         started = time.perf_counter()
         graph.run(set(), {}, lambda *a, **k: None)
         passed = time.perf_counter() - started
         started = time.perf_counter()
+        stack = graph.stack()
         for t in graph.units:
             for via in cw.reads:
                 rows = cw.read_rows(t, via).T.contiguous()
-                for s in range(t):
-                    source = graph.writes(s)
-                    for a in range(0, args.neurons, graph.rows):
-                        source[a : a + graph.rows] @ rows
+                for a, b in graph.chunks(t):
+                    stack[a:b] @ rows
         floor = time.perf_counter() - started
     print(
         f"[pass] {args.layers} layers x {args.neurons} neurons x hidden {args.hidden}, {torch.get_num_threads()} "

@@ -57,39 +57,54 @@ class Top:
         w = torch.cat([self.weights[rows], weights.to(self.weights.dtype)], dim=1)
         i = torch.cat([self.ids[rows], ids], dim=1)
         v = torch.cat([self.vias[rows], vias], dim=1)
-        keep = w.abs().topk(min(k, w.shape[1]), dim=1).indices
+        keep = w.abs().topk(min(k, w.shape[1]), dim=1, sorted=False).indices
         self._set(rows, w.gather(1, keep), i.gather(1, keep), v.gather(1, keep))
 
-    def fold(self, block: torch.Tensor, mag: torch.Tensor, base: int, via: int, k: int, rows=slice(None)) -> None:
+    def fold(
+        self, block: torch.Tensor, mag: torch.Tensor, base: int, via: int, k: int, rows=slice(None), by_column=False
+    ) -> None:
         """Fold a block of candidates in: ``block`` [r, c] signed weights (``mag`` its |weight|) for ``rows`` of
-        this top, candidate c having id ``base + c``. The same top as ``merge`` of the whole block, but only the
-        entries at or above a lower bound of each row's k-th best are gathered and ranked: the current k-th
-        best once the row holds k, else the k-th best of the block's first 4k columns."""
+        this top, candidate c having id ``base + c`` (``by_column``: the block is [c, r], this top's rows are its
+        columns, read in place rather than through a transposed copy). The same top as ``merge`` of the whole
+        block, but only the entries at or above a lower bound of each row's k-th best are gathered and ranked:
+        the current k-th best once the row holds k, else the k-th best of the block's first 4k groups' maxima."""
         held = self.weights[rows]
-        width = min(k, held.shape[1] + min(k, block.shape[1]))
+        across = 0 if by_column else 1  # the dimension a row's candidates lie along
+        n_cand = block.shape[across]
+        width = min(k, held.shape[1] + min(k, n_cand))
         if held.shape[1] >= k:
-            floor = held[:, k - 1].abs()
-        elif held.shape[1] == 0 and block.shape[1] >= 16 * k and block.shape[1] % (4 * k) == 0:
-            # k distinct groups of columns have a max at or above the k-th best of their maxima
-            floor = mag.unflatten(1, (4 * k, -1)).amax(2).topk(k, dim=1).values[:, -1]
+            floor = held.abs().amin(1)  # the k-th best: rows are kept unsorted until packed
+        elif held.shape[1] == 0 and n_cand >= 16 * k and n_cand % (4 * k) == 0:
+            # k distinct groups of candidates have a max at or above the k-th best of their maxima
+            groups = mag.unflatten(across, (4 * k, -1)).amax(across + 1)
+            floor = groups.topk(k, dim=across, sorted=False).values.amin(across)
         else:
-            best = mag.topk(min(k, block.shape[1]), dim=1).indices
-            self.merge(block.gather(1, best), best + base, torch.full_like(best, via), k, rows)
+            best = mag.topk(min(k, n_cand), dim=across).indices
+            picked = block.gather(across, best)
+            if by_column:
+                best, picked = best.T, picked.T
+            self.merge(picked, best + base, torch.full_like(best, via), k, rows)
             return
-        r, c = (mag >= floor[:, None]).contiguous().nonzero().unbind(1)
+        if by_column:
+            c, r = (mag >= floor[None, :]).nonzero().unbind(1)
+            order = torch.argsort(r, stable=True)
+            r, c = r[order], c[order]
+            found = block[c, r]
+        else:
+            r, c = (mag >= floor[:, None]).nonzero().unbind(1)
+            found = block[r, c]
         if r.numel() == 0:
             return
-        counts = torch.bincount(r, minlength=block.shape[0])
+        counts = torch.bincount(r, minlength=held.shape[0])
         pos = torch.arange(r.numel(), device=r.device) - (counts.cumsum(0) - counts)[r]
-        wide = (block.shape[0], int(counts.max()))
-        found = block.as_strided((block.numel(),), (1,)).take(r * block.stride(0) + c * block.stride(1))
+        wide = (held.shape[0], int(counts.max()))
         cand_w = torch.zeros(wide, dtype=self.weights.dtype, device=r.device)
         cand_w[r, pos] = found.to(self.weights.dtype)
         cand_mag = torch.full(wide, -1.0, dtype=self.weights.dtype, device=r.device)
         cand_mag[r, pos] = cand_w[r, pos].abs()
         cand_i = torch.full(wide, -1, dtype=torch.int64, device=r.device)
         cand_i[r, pos] = c + base
-        keep = torch.cat([held.abs(), cand_mag], dim=1).topk(width, dim=1).indices
+        keep = torch.cat([held.abs(), cand_mag], dim=1).topk(width, dim=1, sorted=False).indices
         w = torch.cat([held, cand_w], dim=1).gather(1, keep)
         i = torch.cat([self.ids[rows], cand_i], dim=1).gather(1, keep)
         v = torch.cat([self.vias[rows], torch.full(wide, via, dtype=torch.int64, device=r.device)], 1).gather(1, keep)
@@ -111,10 +126,12 @@ class Top:
         self.vias = torch.cat([self.vias, torch.zeros(rows, pad, device=dev, dtype=torch.int64)], 1)
 
     def packed(self) -> Packed:
+        """The rows as stored: each sorted by |weight|, highest first."""
+        order = self.weights.abs().argsort(dim=1, descending=True, stable=True)
         return Packed(
-            self.ids.cpu().numpy().astype("int32"),
-            self.vias.cpu().numpy().astype("int8"),
-            self.weights.float().cpu().numpy(),
+            self.ids.gather(1, order).cpu().numpy().astype("int32"),
+            self.vias.gather(1, order).cpu().numpy().astype("int8"),
+            self.weights.gather(1, order).float().cpu().numpy(),
         )
 
 
@@ -125,7 +142,7 @@ class GraphPass:
         self.cw, self.top, self.device, self.with_tokens = cw, top, cw.device, tokens
         self.neurons = cw.adapter.neurons
         self.rows = max(1, chunk_elements // self.neurons)
-        self._writes: dict[int, torch.Tensor] = {}
+        self._stack: torch.Tensor | None = None
         self._embedding: torch.Tensor | None = None
 
     @property
@@ -133,10 +150,39 @@ class GraphPass:
         """Target layers in the order they are done (the last first; layer 0 reads no earlier neuron)."""
         return list(range(self.cw.layers - 1, 0, -1))
 
+    def stack(self) -> torch.Tensor:
+        """Every layer's down columns, stacked [layers * neurons, hidden]: row s * n + i is neuron i of layer s,
+        so a block of rows spans layers and its row index is the source's global id. Read once per pass."""
+        if self._stack is None:
+            self._stack = torch.cat([self.cw.writes(layer) for layer in range(self.cw.layers)])
+        return self._stack
+
     def writes(self, layer: int) -> torch.Tensor:
-        if layer not in self._writes:  # every source layer is read once per pass
-            self._writes[layer] = self.cw.writes(layer)
-        return self._writes[layer]
+        n = self.neurons
+        return self.stack()[layer * n : (layer + 1) * n]
+
+    def chunks(self, t: int) -> list[tuple[int, int]]:
+        """The row blocks [a, b) of the sources of target layer ``t`` (every neuron of layers 0..t-1)."""
+        end = t * self.neurons
+        return [(a, min(a + self.rows, end)) for a in range(0, end, self.rows)]
+
+    def _collecting(self, t: int, partial: dict[tuple[int, str], Packed]) -> dict[str, Top]:
+        """Per read vector, the fan-outs of layers 0..t-1 still collecting (one Top over their rows), from the
+        stored ``partial`` rows: every such layer has seen the same targets, so they share one width."""
+        outs = {}
+        for via in self.cw.reads:
+            held = [partial.get((s, via)) for s in range(t)]
+            if all(p is None for p in held):
+                outs[via] = Top.empty(t * self.neurons, self.device)
+                continue
+            if any(p is None for p in held) or len({p.weights.shape[1] for p in held if p is not None}) != 1:
+                raise RuntimeError("the stored partial fan-outs do not fit together: rebuild the graph")
+            tops = [Top.of(p, self.device) for p in held if p is not None]
+            outs[via] = Top(*(torch.cat([getattr(o, f) for o in tops]) for f in ("weights", "ids", "vias")))
+        return outs
+
+    def _rows(self, top: Top, a: int, b: int) -> Top:
+        return Top(top.weights[a:b], top.ids[a:b], top.vias[a:b])
 
     def run(
         self,
@@ -147,22 +193,21 @@ class GraphPass:
         cancel: threading.Event | None = None,
     ) -> None:
         """Do the units not in ``done``, starting from the stored ``partial`` fan-outs; ``commit`` each."""
-        units, reads = self.units, self.cw.reads
-        outs = {key: Top.of(p, self.device) for key, p in partial.items()}
+        units, reads, n = self.units, self.cw.reads, self.neurons
         finished = sum(u in done for u in units)
         if progress is not None:
             progress(finished, len(units))
-        for t in units:
-            if t in done:
-                continue
+        todo = [t for t in units if t not in done]
+        if todo and done and min(done) != todo[0] + 1:
+            raise RuntimeError("the stored graph's finished layers are not a run from the last: rebuild the graph")
+        outs = self._collecting(todo[0], partial) if todo else {}
+        for t in todo:
             started = time.perf_counter()
             fan_in = self.unit(t, outs, cancel)
-            fan_out = {
-                (t - 1, via): (outs.pop((t - 1, via), None) or Top.empty(self.neurons, self.device)).packed()
-                for via in reads
-            }
+            fan_out = {(t - 1, via): self._rows(outs[via], (t - 1) * n, t * n).packed() for via in reads}
+            outs = {via: self._rows(o, 0, (t - 1) * n) for via, o in outs.items()}
             if t == self.cw.layers - 1:  # the last layer feeds no neuron
-                fan_out.update({(t, via): Top.empty(self.neurons, self.device).packed() for via in reads})
+                fan_out.update({(t, via): Top.empty(n, self.device).packed() for via in reads})
             tokens = {}
             for layer in ((t, 0) if t == 1 else (t,)) if self.with_tokens else ():
                 tokens.update({(layer, via): top.packed() for via, top in self.tokens(layer, cancel).items()})
@@ -170,7 +215,7 @@ class GraphPass:
                 t,
                 {via: top.packed() for via, top in fan_in.items()},
                 fan_out,
-                {key: o.packed() for key, o in outs.items()},
+                {(s, via): self._rows(o, s * n, (s + 1) * n).packed() for via, o in outs.items() for s in range(t - 1)},
                 time.perf_counter() - started,
                 tokens,
             )
@@ -178,22 +223,25 @@ class GraphPass:
             if progress is not None:
                 progress(finished, len(units))
 
-    def unit(self, t: int, outs: dict[tuple[int, str], Top], cancel: threading.Event | None) -> dict[str, Top]:
-        n, k = self.neurons, self.top
-        reads = self.cw.reads
-        fan_in = {via: Top.empty(n, self.device) for via in reads}
-        for vi, via in enumerate(reads):
+    def unit(self, t: int, outs: dict[str, Top], cancel: threading.Event | None) -> dict[str, Top]:
+        """Target layer ``t``: its fan-in per read vector, folding each block into ``outs`` (the fan-outs of
+        layers 0..t-1, one Top per read vector over their rows) as well."""
+        n, k, stack = self.neurons, self.top, self.stack()
+        fan_in = {}
+        for vi, via in enumerate(self.cw.reads):
             rows = self.cw.read_rows(t, via).T.contiguous()  # [hidden, n]
-            for s in range(t):
-                out = outs.setdefault((s, via), Top.empty(n, self.device))
-                source = self.writes(s)
-                for a in range(0, n, self.rows):
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled()
-                    block = source[a : a + self.rows] @ rows  # [c, n] virtual weights
-                    mag = block.abs()
-                    fan_in[via].fold(block.T, mag.T, s * n + a, vi, k)
-                    out.fold(block, mag, t * n, vi, k, rows=slice(a, a + block.shape[0]))
+            into, pieces = Top.empty(n, self.device), []
+            for a, b in self.chunks(t):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                block = stack[a:b] @ rows  # [c, n] virtual weights, sources a..b-1 (global ids) into t
+                mag = block.abs()
+                into.fold(block, mag, a, vi, k, by_column=True)
+                piece = self._rows(outs[via], a, b)
+                piece.fold(block, mag, t * n, vi, k)
+                pieces.append(piece)
+            fan_in[via] = into
+            outs[via] = Top(*(torch.cat([getattr(p, f) for p in pieces]) for f in ("weights", "ids", "vias")))
         return fan_in
 
     def tokens(self, layer: int, cancel: threading.Event | None) -> dict[str, Top]:
