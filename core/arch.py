@@ -36,6 +36,10 @@ class GGUFLayout:
     # does when it loads a Gemma GGUF (transformers/modeling_gguf_pytorch_utils.py).
     norm_shift: float = 0.0
     mlp_norm: str = "blk.{i}.ffn_norm.weight"  # the gain of the norm in front of layer {i}'s MLP (circuits)
+    # attention heads (core.circuits.heads): the gain in front of attention, the value and output projections
+    attn_norm: str = "blk.{i}.attn_norm.weight"
+    attn_v: str = "blk.{i}.attn_v.weight"
+    attn_output: str = "blk.{i}.attn_output.weight"
     metadata: dict[str, str] = field(default_factory=dict)  # more "<arch>.KEY" metadata -> config key
 
 

@@ -98,11 +98,7 @@ class Model:
 
     @property
     def views(self) -> tuple[str, ...]:
-        cached = self._cached_store()
-        if cached is not None:
-            with cached:
-                return tuple(cached.views)
-        return self.info.views
+        return decoding.views(self)  # the cache's when it is there, else the headers'
 
     # -- the cache ---------------------------------------------------------------------------------
     def _cached_store(self) -> Store | None:
@@ -176,6 +172,12 @@ class Model:
 
         return Circuit.of(circuit(self, as_ref(ref), top, via), self.provenance)
 
+    def head(self, ref):
+        """``model.head("L5:H3")``: what a head's top OV directions write and read (neuroscope.heads.Head)."""
+        from .heads import head
+
+        return head(self, ref)
+
     def search(
         self,
         text: str,
@@ -197,10 +199,9 @@ class Model:
     def match_word(self, text: str):
         """Which tokens of the vocabulary stand for the word ``text`` (its forms and leading pieces, the rule
         in neuroscope.cache.words), with a note when it was matched otherwise (``WordMatch``)."""
-        if not isinstance(text, str) or not text.strip():
-            raise UsageError("TEXT is empty: give a word, e.g. dog")
-        with self.store() as store:
-            return store.match_word(text)
+        from .searching import match_word
+
+        return match_word(self, text)
 
     # -- clamping ----------------------------------------------------------------------------------
     def tokenizer(self):

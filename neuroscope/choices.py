@@ -12,4 +12,6 @@ TOP_K_RANGE = (1, 255)  # tokens kept per neuron-direction (ranks are stored as 
 DEFAULT_TOP_K = 10
 READS = ("gate", "up")  # a neuron's read vectors, as circuits name them (GPT-2/NeoX: up only)
 EDGE_TOP = 32  # edges the circuit graph keeps per neuron, read vector and direction
+HEAD_RANKS = 3  # singular directions of each attention head's OV circuit kept in the cache
+HEAD_TOP = DEFAULT_TOP_K  # tokens kept per head direction, sign and side (writes, reads)
 EXPORTS = ("neurons", "edges")  # what `export` writes: every neuron-direction's top-k, or the circuit graph

@@ -131,3 +131,12 @@ def models(cache_dir=None, note: Callable[[str], None] | None = None) -> Records
                 )
             )
     return out
+
+
+def views(model) -> tuple[str, ...]:
+    """Model.views: the cache's views when it is there, else the headers'."""
+    cached = model._cached_store()
+    if cached is not None:
+        with cached:
+            return tuple(cached.views)
+    return model.info.views

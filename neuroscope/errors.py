@@ -25,6 +25,10 @@ class BadNeuronRef(UsageError):
     """A neuron reference that is malformed or out of the model's range."""
 
 
+class BadHeadRef(UsageError):
+    """An attention head reference (``L5:H3``) that is malformed or out of the model's range."""
+
+
 class BadClamp(UsageError):
     """Malformed clamp input: a --set, a value, a preset."""
 

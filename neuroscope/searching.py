@@ -97,3 +97,11 @@ def search_neurons(
                 store.search(text, match=match, views=views, directions=directions, max_rank=max_rank, limit=limit),
             )
         )
+
+
+def match_word(model, text: str):
+    """Model.match_word: which tokens stand for the word ``text`` (cache.labels.WordMatch)."""
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError("TEXT is empty: give a word, e.g. dog")
+    with model.store() as store:
+        return store.match_word(text)

@@ -121,6 +121,7 @@ OPTIONS = {
         "--max-rank": opt(st.sampled_from(["1", "3", "10"]), NUMBER),
         "--match": opt(st.sampled_from(["word", "exact", "prefix", "contains", "label"]), st.just("regex")),
         "--limit": opt(st.sampled_from(["1", "5", "50"]), NUMBER),
+        "--heads": None,
         "--json": None,
     },
     "models": {"--json": None},
@@ -222,7 +223,7 @@ OPTIONS["clamp"] = {
 }
 POSITIONALS = {
     "decode": ["model"],
-    "show": ["model", "neuron"],
+    "show": ["model", "unit"],  # a neuron or an attention head (L1:H2, 1:h2)
     "search": ["model", "text"],
     "models": [],
     "clamp": ["model"],

@@ -45,6 +45,9 @@ def argv(draw, command: str, models: list[str], root: str = ".") -> list[str]:
             positional.append(pick(good_model, any_model))
         elif kind == "neuron":
             positional.append(pick(good_neuron(), neuron()))
+        elif kind == "unit":  # show: a neuron or a head, well formed or not
+            heads = st.sampled_from(["L0:H0", "1:h2", "L1:H9", "L99:H0", "L1:H", "L1:Hx", "-1:h0"])
+            positional.append(pick(st.one_of(good_neuron(), heads), st.one_of(neuron(), heads)))
         else:
             positional.append(pick(st.sampled_from(["dog", "DOG", "t1", "t", "cat"]), JUNK))
     parts: list[list[str]] = []

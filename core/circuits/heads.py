@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+import numpy as np
 import torch
 
+from ...cache.heads import HeadLayer
 from ..loading.adapter import Adapter, fp32_norm, parameter
 
 if TYPE_CHECKING:
@@ -100,35 +102,79 @@ class HeadWeights:
         return qo @ u, s, qv @ vh.T
 
 
+class Lens:
+    """The decode's own float32 final norm + LM head (softcap and bias as it applies them) and the float64 input
+    embedding (centred for LayerNorm families), made once and shared by every head of a model."""
+
+    def __init__(self, hw: HeadWeights):
+        adapter = hw.adapter
+        self.norm = fp32_norm(adapter, torch.device("cpu"))
+        self.head_w = adapter.head.weight.detach().float()
+        bias = getattr(adapter.head, "bias", None)
+        self.bias = None if bias is None else bias.detach().float()
+        self.softcap = adapter.softcap
+        embed = parameter(adapter, cast("PreTrainedModel", adapter.model).get_input_embeddings())
+        if embed is None:
+            raise ValueError(f"{adapter.arch}: the input embedding has no weight")
+        emb = embed.to(hw.dtype)
+        self.emb = emb - emb.mean(dim=-1, keepdim=True) if hw.centre else emb
+
+    def writes(self, x: torch.Tensor) -> torch.Tensor:
+        """[n, vocab] float64 token probabilities of n residual vectors through the final norm and LM head."""
+        logits = self.norm(x.float()) @ self.head_w.T
+        if self.bias is not None:
+            logits = logits + self.bias
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return torch.softmax(logits.double(), dim=-1)
+
+    def reads(self, v: torch.Tensor) -> torch.Tensor:
+        """[n, vocab] embedding scores: each token's (centred) embedding row · v."""
+        return v.to(self.emb.dtype) @ self.emb.T
+
+
 @torch.inference_mode()
-def decode_head(hw: HeadWeights, layer: int, head: int, ranks: int = 3, top: int = 10) -> list[Direction]:
+def decode_head(
+    hw: HeadWeights, layer: int, head: int, ranks: int = 3, top: int = 10, lens: Lens | None = None
+) -> list[Direction]:
     """The top ``ranks`` singular directions of a head's OV circuit: what each writes (final norm + LM head,
     softmax, top ``top`` tokens per sign) and what it reads (embedding rows · v, top ``top`` per sign)."""
-    adapter = hw.adapter
+    lens = lens or Lens(hw)
     u, s, v = hw.ov(layer, head)
-    norm = fp32_norm(adapter, torch.device("cpu"))  # the decode's own float32 copy of the final norm
-    head_w = adapter.head.weight.detach().float()
-    bias = getattr(adapter.head, "bias", None)
-    embed = parameter(adapter, cast("PreTrainedModel", adapter.model).get_input_embeddings())
-    if embed is None:
-        raise ValueError(f"{adapter.arch}: the input embedding has no weight")
-    emb = embed.to(hw.dtype)
-    if hw.centre:
-        emb = emb - emb.mean(dim=-1, keepdim=True)
     out = []
     for k in range(min(ranks, s.numel())):
         writes, reads = {}, {}
         for direction, sign in (("pos", 1.0), ("neg", -1.0)):
-            logits = norm((sign * u[:, k]).float().unsqueeze(0))[0] @ head_w.T
-            if bias is not None:
-                logits = logits + bias.float()
-            if adapter.softcap:
-                logits = torch.tanh(logits / adapter.softcap) * adapter.softcap
-            probs = torch.softmax(logits.double(), dim=-1)
-            p, i = probs.topk(top)
+            p, i = lens.writes((sign * u[:, k]).unsqueeze(0))[0].topk(top)
             writes[direction] = [(int(a), float(b)) for a, b in zip(i, p)]
-            scores = emb @ (sign * v[:, k])
-            w, j = scores.topk(top)
+            w, j = lens.reads((sign * v[:, k]).unsqueeze(0))[0].topk(top)
             reads[direction] = [(int(a), float(b)) for a, b in zip(j, w)]
         out.append(Direction(k, float(s[k]), writes, reads))
     return out
+
+
+@torch.inference_mode()
+def decode_layer(hw: HeadWeights, layer: int, ranks: int, top: int, lens: Lens) -> HeadLayer:
+    """Every head of ``layer`` at once, as the cache stores it: sigma [heads, ranks], and per side ids and
+    values [heads, ranks, 2 (pos, neg), top]. A head of lower rank than ``ranks`` (never the case in practice:
+    the rank is the head dimension) repeats its last direction."""
+    us, vs, sigma = [], [], []
+    for head in range(hw.heads):
+        u, s, v = hw.ov(layer, head)
+        pick = [min(k, s.numel() - 1) for k in range(ranks)]
+        us.append(u[:, pick].T)
+        vs.append(v[:, pick].T)
+        sigma.append(s[pick])
+    u, v = torch.stack(us), torch.stack(vs)  # [heads, ranks, hidden]
+    signed_u = torch.stack([u, -u], dim=2).reshape(-1, u.shape[-1])  # [heads * ranks * 2, hidden]
+    signed_v = torch.stack([v, -v], dim=2).reshape(-1, v.shape[-1])
+    wp, wi = lens.writes(signed_u).topk(top, dim=-1)
+    rw, ri = lens.reads(signed_v).topk(top, dim=-1)
+    shape = (hw.heads, ranks, 2, top)
+    return HeadLayer(
+        torch.stack(sigma).numpy().astype(np.float32),
+        wi.reshape(shape).numpy().astype(np.int32),
+        wp.reshape(shape).numpy().astype(np.float32),
+        ri.reshape(shape).numpy().astype(np.int32),
+        rw.reshape(shape).numpy().astype(np.float32),
+    )

@@ -314,6 +314,10 @@ def load_for_decode(source, gg: GGUFFile | None = None):
         attr = family.mlp_norm_attr(block)
         if attr is not None:
             names[f"{family.base}.{family.blocks}.{i}.{attr}.weight"] = (layout.mlp_norm.format(i=i), layout.norm_shift)
+        at = f"{family.base}.{family.blocks}.{i}"  # attention heads (core.circuits.heads) read these three
+        names[f"{at}.{family.attn_norm}.weight"] = (layout.attn_norm.format(i=i), layout.norm_shift)
+        names[f"{at}.{family.attention}.{family.value}.weight"] = (layout.attn_v.format(i=i), 0.0)
+        names[f"{at}.{family.attention}.{family.attn_out}.weight"] = (layout.attn_output.format(i=i), 0.0)
 
     def read(name: str) -> torch.Tensor:  # other tensors, in the skeleton module's convention (see put)
         if name not in names or names[name][0] not in gg.tensors:

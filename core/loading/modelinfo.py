@@ -142,3 +142,20 @@ def inspect_model(source: Source) -> ModelInfo:
     if tok_config.is_file():
         chat = chat or isinstance(_read_json(tok_config, "tokenizer_config.json").get("chat_template"), (str, list))
     return ModelInfo(source, family, str(cfg.get("model_type")), shape, chat)
+
+
+def attention_heads(info: ModelInfo) -> int:
+    """Attention heads per layer, from the headers alone (config.json's head count key, or the GGUF's
+    ``<arch>.attention.head_count``); DamagedModel when they do not say."""
+    source = info.source
+    if source.kind == "gguf":
+        from .gguf_fast import GGUFFile, _field_int
+
+        return _field_int(GGUFFile(source.path), f"{info.arch}.attention.head_count")
+    config_path = source.load_dir / "config.json"
+    cfg = text_config(_read_json(config_path, "config.json"))
+    for key in info.family.head_keys:
+        value = cfg.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    raise DamagedModel(f"{config_path}: no attention head count ({', '.join(info.family.head_keys)})")

@@ -12,10 +12,11 @@ from ..cache.labels import LABEL_FLOOR
 from ..cache.words import quoted
 from ..choices import DEFAULT_TOP_K, DIRECTIONS, SEARCH_MATCHES, VIEWS
 from ..concepts import Label
-from ..core.refs import NeuronRef
+from ..core.refs import NeuronRef, is_head_ref
 from .arguments import devices, positive, top_k, views
 from .behaviour import examples_of, print_examples
 from .errors import CommandError
+from .heads import print_head_hits, search_heads, show_head
 from .output import emit_json, fmt_prob, note, open_model
 
 
@@ -37,9 +38,9 @@ def register(sub, common, engine) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(run=cmd_decode)
 
-    p = sub.add_parser("show", parents=[common, engine], help="a neuron's top tokens")
+    p = sub.add_parser("show", parents=[common, engine], help="a neuron's top tokens, or what a head writes and reads")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("neuron", metavar="NEURON", help="L29:N808 or 29:808")
+    p.add_argument("neuron", metavar="NEURON", help="L29:N808 or 29:808; an attention head: L5:H3 or 5:h3")
     p.add_argument("--view", choices=VIEWS, default="up")
     p.add_argument("--direction", choices=DIRECTIONS, default="pos")
     p.add_argument("--examples", action="store_true", help="add its max-activating examples and GLU cases")
@@ -63,6 +64,9 @@ def register(sub, common, engine) -> None:
         "contains; label: neurons whose concept label is TEXT (dogs, Dog and dog are one concept)",
     )
     p.add_argument("--limit", type=positive, default=50)
+    p.add_argument(
+        "--heads", action="store_true", help="decode the attention heads first when they are not cached (once)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_search)
 
@@ -95,6 +99,8 @@ def cmd_decode(args) -> int:
 
 
 def cmd_show(args) -> int:
+    if is_head_ref(args.neuron):
+        return show_head(args)
     ref = NeuronRef.parse(args.neuron)
     model = open_model(args)
     neuron = model.neuron(ref)  # out of range: one line, nothing loaded
@@ -142,9 +148,11 @@ def cmd_search(args) -> int:
         args.text, view=args.view, direction=args.direction, max_rank=args.max_rank, match=args.match, limit=args.limit
     )
     matched = model.match_word(args.text) if args.match in ("word", "label") else None
+    heads = search_heads(model, args)
     if args.json:
         out = {"model": model.name, "query": args.text, "hits": [h.as_dict() for h in hits]}
-        emit_json(out if matched is None else {**out, "matched": matched.as_dict()}, model)
+        out = out if matched is None else {**out, "matched": matched.as_dict()}
+        emit_json({**out, "heads": None if heads is None else [h.as_dict() for h in heads]}, model)
         return 0
     if matched is not None:
         note(matched.describe())
@@ -155,6 +163,7 @@ def cmd_search(args) -> int:
             else f"no neuron of {model.name} has a token matching '{args.text}' ({args.match}) "
             f"within its top {args.max_rank}"
         )
+        print_head_hits(model, heads, args.text)
         return 0
     print(f"{'neuron':<12} {'view':<5} {'dir':<4} {'rank':>4}  {'token':<18} {'prob':>8}  label")
     for h in hits:
@@ -164,6 +173,7 @@ def cmd_search(args) -> int:
             f"{ref:<12} {h.view:<5} {h.direction:<4} {h.rank + 1:>4}  "
             f"{quoted(h.token):<18} {fmt_prob(h.prob):>8}  {label}"
         )
+    print_head_hits(model, heads, args.text)
     return 0
 
 

@@ -41,9 +41,13 @@ def progress_bar(label: str):
     """The CLI's progress bar on stderr (neuroscope.progress), as the API's progress factory: "decode …"
     counts neuron-views, "examples …" corpus tokens."""
     what = label.split()[0]
-    unit = {"examples": "tokens", "export": "neuron-directions", "clamp": "tokens", "circuit": "layers"}.get(
-        what, "neuron-views"
-    )
+    unit = {
+        "examples": "tokens",
+        "export": "neuron-directions",
+        "clamp": "tokens",
+        "circuit": "layers",
+        "heads": "layers",
+    }.get(what, "neuron-views")
     bar = ProgressBar(what, unit=unit)
     return bar, bar.close
 
