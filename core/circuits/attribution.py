@@ -176,10 +176,46 @@ def _scale(x: torch.Tensor, norm, layer_norm: bool) -> float:
     return float(torch.sqrt((y * y).mean() + eps))
 
 
+@dataclass
+class Split:
+    """One read vector's pre-activation split into every source: the embedding, heads and biases as parts, and
+    every earlier neuron as ``values`` [layers, neurons] (activation × weight / scale), before any listing."""
+
+    view: str
+    total: float
+    scale: float
+    fixed: list[Part]
+    values: torch.Tensor | None  # None at layer 0 (no earlier neuron)
+    acts: list[torch.Tensor]
+    weights: list[torch.Tensor]
+
+    def neuron(self, layer: int, index: int) -> Part:
+        assert self.values is not None
+        value = float(self.values[layer, index])
+        return Part(
+            "neuron",
+            layer,
+            None,
+            index,
+            value,
+            activation=float(self.acts[layer][index]),
+            weight=float(self.weights[layer][index]),
+        )
+
+
+@dataclass
+class Splits:
+    layer: int
+    neuron: int
+    index: int
+    token_id: int
+    activation: float
+    reads: dict[str, Split]
+
+
 @torch.inference_mode()
-def attribute(lm, ids: torch.Tensor, ref: NeuronRef, at: int | None = None, top: int = 20) -> Attribution:
-    """Split ``ref``'s read pre-activations at token ``at`` of ``ids`` [1, T] into their sources: the ``top`` by
-    |value| listed, the remainder in ``rest`` (labels are left to the caller)."""
+def split(lm, ids: torch.Tensor, ref: NeuronRef, at: int | None = None) -> Splits:
+    """Every source of ``ref``'s read pre-activations at token ``at`` of ``ids`` [1, T], unlisted."""
     from ..generate import on_model
 
     adapter, family = lm.adapter, lm.adapter.family
@@ -225,13 +261,14 @@ def attribute(lm, ids: torch.Tensor, ref: NeuronRef, at: int | None = None, top:
             bias = parameter(adapter, proj, "bias")
             if bias is not None:
                 fixed.append(Part("bias", k, None, None, float(bias.double() @ ra) / s, "attention output bias"))
-        neuron_values, neuron_meta = [], []
+        neuron_values, acts, weights_ = [], [], []
         for k in range(L):
             rm = through(k, "mlp", rr)
             weights = cw.writes(k) @ rm  # [neurons]: c(d_i) · (g ⊙ r), the virtual weight (Gemma2: at this token)
             act = got[("act", k)][t]
             neuron_values.append(act * weights / s)
-            neuron_meta.append((act, weights))
+            acts.append(act)
+            weights_.append(weights)
             bias = parameter(adapter, down_module(adapter, k), "bias")
             if bias is not None:
                 fixed.append(Part("bias", k, None, None, float(bias.double() @ rm) / s, "MLP output bias"))
@@ -244,21 +281,27 @@ def attribute(lm, ids: torch.Tensor, ref: NeuronRef, at: int | None = None, top:
             constant += float(cw.rows(L, view)[j] @ beta.double())
         if b is not None or beta is not None:
             fixed.append(Part("bias", L, None, None, constant, "read bias"))
-        total_parts = sum(p.value for p in fixed)
-        listed = list(fixed)
-        if neuron_values:
-            values = torch.stack(neuron_values)  # [L, neurons]
-            total_parts += float(values.sum())
-            n = values.shape[1]
-            best = values.flatten().abs().topk(min(top, values.numel())).indices.tolist()
-            for code in best:
-                k, i = divmod(code, n)
-                act, weights = neuron_meta[k]
-                listed.append(
-                    Part("neuron", k, None, i, float(values[k, i]), activation=float(act[i]), weight=float(weights[i]))
-                )
+        values = torch.stack(neuron_values) if neuron_values else None  # [L, neurons]
+        reads[view] = Split(view, float(got[view][t, j]), s, fixed, values, acts, weights_)
+    return Splits(L, j, t, int(ids[0, t]), float(got[("act", L)][t, j]), reads)
+
+
+@torch.inference_mode()
+def attribute(lm, ids: torch.Tensor, ref: NeuronRef, at: int | None = None, top: int = 20) -> Attribution:
+    """Split ``ref``'s read pre-activations at token ``at`` of ``ids`` [1, T] into their sources: the ``top`` by
+    |value| listed, the remainder in ``rest`` (labels are left to the caller)."""
+    got = split(lm, ids, ref, at)
+    reads = {}
+    for view, sp in got.reads.items():
+        total_parts = sum(p.value for p in sp.fixed)
+        listed = list(sp.fixed)
+        if sp.values is not None:
+            total_parts += float(sp.values.sum())
+            n = sp.values.shape[1]
+            best = sp.values.flatten().abs().topk(min(top, sp.values.numel())).indices.tolist()
+            listed += [sp.neuron(*divmod(code, n)) for code in best]
         listed.sort(key=lambda p: -abs(p.value))
         shown = listed[:top]
-        reads[view] = Read(view, float(got[view][t, j]), s, shown, total_parts - sum(p.value for p in shown))
-    token = lm.tokenizer.decode([int(ids[0, t])])
-    return Attribution(L, j, t, token, float(got[("act", L)][t, j]), reads)
+        reads[view] = Read(view, sp.total, sp.scale, shown, total_parts - sum(p.value for p in shown))
+    token = lm.tokenizer.decode([got.token_id])
+    return Attribution(got.layer, got.neuron, got.index, token, got.activation, reads)
