@@ -44,17 +44,17 @@ def main() -> None:
     third = max(1, (layers - args.min_layer) // 3)
     bands = [(a, min(layers - 1, a + third - 1)) for a in range(args.min_layer, layers, third)]
     print(
-        f"{args.model}: {len(targets)} neurons x {args.tokens} top tokens, top-{args.m} neuron sources vs top-{result.k} edges"
+        f"{args.model}: {len(targets)} neurons x {args.tokens} top tokens, top-{args.m} neuron sources vs top-{result.k} edges"  # noqa: E501
     )
     print(
-        f"{'':10} {'scores':>6} {'faithful':>8} {'control':>8} {'chance':>8} {'neuron':>7} {'attn':>6} {'embed':>6} {'bias':>6} {'edge mass':>9} {'ctrl mass':>9}"
+        f"{'':10} {'scores':>6} {'faithful':>8} {'control':>8} {'chance':>8} {'neuron':>7} {'attn':>6} {'embed':>6} {'bias':>6} {'edge mass':>9} {'ctrl mass':>9}"  # noqa: E501
     )
     rows = {**result.by_via(), **result.by_layers(bands)}
     for name, s in rows.items():
         mass = s.mass
         print(
             f"{name:10} {s.scores:6d} {s.faithful:8.3f} {s.control:8.3f} {s.chance:8.4f} {mass['neuron']:7.3f} "
-            f"{mass['attn']:6.3f} {mass['embed']:6.3f} {mass['bias']:6.3f} {s.edge_mass:9.3f} {s.control_edge_mass:9.3f}"
+            f"{mass['attn']:6.3f} {mass['embed']:6.3f} {mass['bias']:6.3f} {s.edge_mass:9.3f} {s.control_edge_mass:9.3f}"  # noqa: E501
         )
     print(json.dumps({"model": args.model, "seed": args.seed, "seconds": round(seconds, 1), **result.as_dict()}))
 
