@@ -21,6 +21,7 @@ import torch
 
 from ...cache.edges import Packed
 from ...errors import Cancelled
+from . import sieve
 from .weights import CircuitWeights
 
 CHUNK_ELEMENTS = 1 << 24  # virtual weights per block (64 MB in float32)
@@ -60,39 +61,19 @@ class Top:
         keep = w.abs().topk(min(k, w.shape[1]), dim=1, sorted=False).indices
         self._set(rows, w.gather(1, keep), i.gather(1, keep), v.gather(1, keep))
 
-    def fold(
-        self, block: torch.Tensor, mag: torch.Tensor, base: int, via: int, k: int, rows=slice(None), by_column=False
-    ) -> None:
-        """Fold a block of candidates in: ``block`` [r, c] signed weights (``mag`` its |weight|) for ``rows`` of
-        this top, candidate c having id ``base + c`` (``by_column``: the block is [c, r], this top's rows are its
-        columns, read in place rather than through a transposed copy). The same top as ``merge`` of the whole
-        block, but only the entries at or above a lower bound of each row's k-th best are gathered and ranked:
-        the current k-th best once the row holds k, else the k-th best of the block's first 4k groups' maxima."""
+    def fold(self, block: torch.Tensor, base: int, via: int, k: int, rows=slice(None), by_column=False) -> None:
+        """Fold a block of candidates in: ``block`` [r, c] signed weights for ``rows`` of this top, candidate c
+        having id ``base + c`` (``by_column``: the block is [c, r], this top's rows are its columns, read in
+        place rather than through a transposed copy). The same top as ``merge`` of the whole block, but only the
+        entries core.circuits.sieve finds at or above a lower bound of each row's k-th best are ranked."""
         held = self.weights[rows]
-        across = 0 if by_column else 1  # the dimension a row's candidates lie along
-        n_cand = block.shape[across]
+        n_cand = block.shape[0 if by_column else 1]
         width = min(k, held.shape[1] + min(k, n_cand))
-        if held.shape[1] >= k:
-            floor = held.abs().amin(1)  # the k-th best: rows are kept unsorted until packed
-        elif held.shape[1] == 0 and n_cand >= 16 * k and n_cand % (4 * k) == 0:
-            # k distinct groups of candidates have a max at or above the k-th best of their maxima
-            groups = mag.unflatten(across, (4 * k, -1)).amax(across + 1)
-            floor = groups.topk(k, dim=across, sorted=False).values.amin(across)
-        else:
-            best = mag.topk(min(k, n_cand), dim=across).indices
-            picked = block.gather(across, best)
-            if by_column:
-                best, picked = best.T, picked.T
-            self.merge(picked, best + base, torch.full_like(best, via), k, rows)
-            return
+        floor = held.abs().amin(1) if held.shape[1] >= k else None  # rows are kept unsorted until packed
         if by_column:
-            c, r = (mag >= floor[None, :]).nonzero().unbind(1)
-            order = torch.argsort(r, stable=True)
-            r, c = r[order], c[order]
-            found = block[c, r]
+            c, r, found = sieve.by_column(block, floor, k)
         else:
-            r, c = (mag >= floor[:, None]).nonzero().unbind(1)
-            found = block[r, c]
+            r, c, found = sieve.by_row(block, floor, k)
         if r.numel() == 0:
             return
         counts = torch.bincount(r, minlength=held.shape[0])
@@ -144,6 +125,7 @@ class GraphPass:
         self.rows = max(1, chunk_elements // self.neurons)
         self._stack: torch.Tensor | None = None
         self._embedding: torch.Tensor | None = None
+        self._buffer: torch.Tensor | None = None
 
     @property
     def units(self) -> list[int]:
@@ -156,6 +138,12 @@ class GraphPass:
         if self._stack is None:
             self._stack = torch.cat([self.cw.writes(layer) for layer in range(self.cw.layers)])
         return self._stack
+
+    def buffer(self) -> torch.Tensor:
+        """The one [rows, neurons] block every matmul of the pass writes into (fresh blocks cost page faults)."""
+        if self._buffer is None:
+            self._buffer = torch.empty(self.rows, self.neurons, dtype=self.cw.dtype, device=self.device)
+        return self._buffer
 
     def writes(self, layer: int) -> torch.Tensor:
         n = self.neurons
@@ -234,11 +222,10 @@ class GraphPass:
             for a, b in self.chunks(t):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
-                block = stack[a:b] @ rows  # [c, n] virtual weights, sources a..b-1 (global ids) into t
-                mag = block.abs()
-                into.fold(block, mag, a, vi, k, by_column=True)
+                block = torch.matmul(stack[a:b], rows, out=self.buffer()[: b - a])  # [c, n]: sources a..b-1 into t
+                into.fold(block, a, vi, k, by_column=True)
                 piece = self._rows(outs[via], a, b)
-                piece.fold(block, mag, t * n, vi, k)
+                piece.fold(block, t * n, vi, k)
                 pieces.append(piece)
             fan_in[via] = into
             outs[via] = Top(*(torch.cat([getattr(p, f) for p in pieces]) for f in ("weights", "ids", "vias")))

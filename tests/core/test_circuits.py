@@ -239,8 +239,8 @@ def test_the_stored_graph_is_the_float64_top_k_chunked_or_not(folders, tmp_path,
 @pytest.mark.parametrize("kind", ("llama", "gpt2"))
 @pytest.mark.parametrize("k", (2, 4))
 def test_a_small_top_takes_the_prefiltered_path_to_the_same_graph(folders, tmp_path, kind, k):
-    """With k small against a layer's 64 neurons (16k columns or more) a row's first block is prefiltered by the
-    k-th best of its 4k column-group maxima (graph.Top.fold): still exactly the float64 top-k."""
+    """With k small against a layer's 64 neurons a top's first block is sieved by the k-th best of its group
+    maxima (core.circuits.sieve, through graph.Top.fold): still exactly the float64 top-k."""
     source = resolve(str(folders[kind]))
     for chunk, where in ((NEURONS * NEURONS, "whole"), (7 * NEURONS, "chunked")):
         result = ensure_graph(
