@@ -12,6 +12,7 @@ from ..core.loading.sources import Source
 from ..core.refs import NeuronRef
 from ..errors import CacheError
 from .format import tree_labels
+from .heads import head_labels
 from .messages import DecodeNote, progress_messages
 from .options import Options, model_for
 from .widgets.activity import Task
@@ -60,6 +61,10 @@ class Browsing:
     def labels(self, layer: int, neurons):
         """The tree's labels of ``neurons`` of ``layer`` (NeuronTree's LabelSource)."""
         return None if self.store is None else tree_labels(self.store, layer, self.view, self.direction, neurons)
+
+    def head_labels(self, layer: int):
+        """The tree's labels of ``layer``'s attention heads (NeuronTree's HeadSource; None: not cached)."""
+        return head_labels(self.store, layer, self.direction)
 
     def header(self) -> str:
         """The screen's sub-title: device, size, view and direction, how far the decode is."""

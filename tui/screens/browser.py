@@ -17,10 +17,11 @@ from textual.widgets import DataTable, Input, ProgressBar, Static, Tree
 from textual.worker import Worker, WorkerState
 
 from ...core.loading.sources import Source
-from ...core.refs import NeuronRef
+from ...core.refs import HeadRef, NeuronRef
 from ...errors import BadNeuronRef, Cancelled
 from ..browsing import Browsing
 from ..format import concept_labels, show_token
+from ..heads import head_shown
 from ..host import host
 from ..keys import screen_wide
 from ..messages import DecodeNote, DecodeProgress, ExamplesDone, SearchResults, UnitCommitted
@@ -233,15 +234,22 @@ class BrowserScreen(Screen):
 
     # -- the selected neuron -------------------------------------------------------------
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
-        info = event.node.data
-        if info is not None and info.kind == "neuron":
-            self.show_neuron(NeuronRef(info.layer, info.start))
+        self.show_node(event.node.data)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
-        info = event.node.data
+        if self.show_node(event.node.data):
+            self.query_one("#detail-table").focus()
+
+    def show_node(self, info) -> bool:
+        """Show a neuron's or a head's leaf in the detail pane; False for any other node."""
         if info is not None and info.kind == "neuron":
             self.show_neuron(NeuronRef(info.layer, info.start))
-            self.query_one("#detail-table").focus()
+        elif info is not None and info.kind == "head" and self.store is not None:
+            shown = head_shown(self.store, HeadRef(info.layer, info.start), self.direction, self.source.name)
+            self.query_one("#detail", NeuronDetail).show_head(shown)
+        else:
+            return False
+        return True
 
     def show_neuron(self, ref: NeuronRef) -> None:
         self.browsing.current = ref
@@ -314,7 +322,10 @@ class BrowserScreen(Screen):
             pane.refresh_view()
         if not panes:
             self.neuron_tree.relabel()
-        if self.current is not None:
+        cursor = self.neuron_tree.cursor_node
+        if cursor is not None and cursor.data is not None and cursor.data.kind == "head":
+            self.show_node(cursor.data)  # a head under the cursor shows in the new direction
+        elif self.current is not None:
             self.show_neuron(self.current)
         self.update_header()
         for comparison in self.query(ComparisonPane):

@@ -20,8 +20,8 @@ from ..widgets.neuron_tree import NeuronTree
 
 
 def neuron_tree(browsing: Browsing) -> NeuronTree:
-    """The tree of layers and neurons, labelled from the cache."""
-    return NeuronTree(browsing.source.name, labels=browsing.labels, id="tree")
+    """The tree of layers and neurons (and heads, once cached), labelled from the cache."""
+    return NeuronTree(browsing.source.name, labels=browsing.labels, heads=browsing.head_labels, id="tree")
 
 
 def browser_layout(browsing: Browsing, tree: NeuronTree, panes: Iterable[Widget], search: Search) -> ComposeResult:

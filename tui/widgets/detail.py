@@ -1,5 +1,6 @@
 """The selected neuron: its top-k tokens with probability bars for the current view and direction,
-and one compact line per other view, so read-side (up/gate) and write-side (down) meaning show together."""
+and one compact line per other view, so read-side (up/gate) and write-side (down) meaning show together. For an
+attention head: what its largest OV direction writes, with a line for what it reads and for its other directions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from ..format import bar, prob_text, show_token
+from ..heads import HeadShown
 from .tables import VimTable
 
 BAR = 16
@@ -52,3 +54,17 @@ class NeuronDetail(Vertical):
                 lines.append(show_token(t.token)[:14], style="green")
                 lines.append(f" {prob_text(t.prob)}", style="dim")
         self.query_one("#other-views", Static).update(lines)
+
+    def show_head(self, shown: HeadShown | None) -> None:
+        """A head (None: its layer's heads are no longer in the cache)."""
+        if shown is None:
+            self.show(Text("this head is not in the cache", style="dim"), None, [])
+            return
+        self.query_one("#detail-title", Static).update(shown.title)
+        table = self.query_one("#detail-table", VimTable)
+        table.clear()
+        table.add_rows(
+            (str(i + 1), Text(show_token(token)), prob_text(p), Text(bar(p, BAR), style="blue"))
+            for i, (token, p) in enumerate(shown.writes)
+        )
+        self.query_one("#other-views", Static).update(shown.lines)

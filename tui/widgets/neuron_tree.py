@@ -1,5 +1,6 @@
-"""Model ▸ layers ▸ groups of 256 neurons ▸ neurons. Children are created when a node is expanded, so
-a model with hundreds of thousands of neurons never has more than a few hundred tree nodes."""
+"""Model ▸ layers ▸ groups of 256 neurons ▸ neurons, and, once a model's attention heads are in its cache, a
+layer's heads after its groups. Children are created when a node is expanded, so a model with hundreds of
+thousands of neurons never has more than a few hundred tree nodes."""
 
 from __future__ import annotations
 
@@ -12,20 +13,24 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from ...core.refs import HeadRef
 from ..format import TreeLabel, neuron_label
+from ..heads import head_leaf
 
 GROUP = 256
 CHUNK = 64
 
 # (layer, neurons) -> a TreeLabel per neuron, or None when that layer shows nothing yet
 LabelSource = Callable[[int, "range | tuple[int, ...]"], "list[TreeLabel | None] | None"]
+# layer -> a TreeLabel per attention head, or None when the layer's heads are not in the cache
+HeadSource = Callable[[int], "list[TreeLabel] | None"]
 
 
 @dataclass
 class NodeInfo:
-    kind: str  # "layer" | "group" | "neuron"
+    kind: str  # "layer" | "group" | "neuron" | "heads" | "head"
     layer: int
-    start: int = 0  # group: first neuron; neuron: the neuron
+    start: int = 0  # group: first neuron; neuron: the neuron; head: the head
     stop: int = 0  # group: one past the last neuron
     loaded: bool = False
     members: tuple[int, ...] | None = None  # a group of a sorted layer: its neurons, in order
@@ -51,10 +56,18 @@ class NeuronTree(Tree[NodeInfo]):
         Binding("G,end", "last", "Last", show=False, key_display="G", id="tree.last"),
     ]
 
-    def __init__(self, title: str, neurons: int = 0, labels: LabelSource | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        title: str,
+        neurons: int = 0,
+        labels: LabelSource | None = None,
+        heads: HeadSource | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(Text(title, style="bold"), **kwargs)
         self.neurons = neurons
         self.labels = labels
+        self.heads = heads
         self.order: dict[int, list[int]] = {}  # layer -> neurons in display order (empty: index order)
         self.order_name = ""  # what the order is by ("firing", "label mass")
         self.order_values: dict[int, list[str]] = {}  # layer -> each neuron's sort key, as shown after it
@@ -79,10 +92,12 @@ class NeuronTree(Tree[NodeInfo]):
     def ensure_loaded(self, node: TreeNode[NodeInfo]) -> None:
         """Create a layer's group nodes or a group's neuron leaves (once)."""
         info = node.data
-        if info is None or info.loaded or info.kind == "neuron":
+        if info is None or info.loaded or info.kind in ("neuron", "head"):
             return
         info.loaded = True
-        if info.kind == "layer":
+        if info.kind == "heads":
+            self._add_heads(node)
+        elif info.kind == "layer":
             order = self.order.get(info.layer)
             for start in range(0, self.neurons, GROUP):
                 stop = min(self.neurons, start + GROUP)
@@ -93,6 +108,10 @@ class NeuronTree(Tree[NodeInfo]):
                         Text(f"{self.order_name} #{start + 1}–{stop}", style="italic"),
                         NodeInfo("group", info.layer, start, stop, members=tuple(order[start:stop])),
                     )
+            heads = self.heads(info.layer) if self.heads else None
+            if heads:
+                label = Text(f"heads H0–H{len(heads) - 1}", style="cyan")
+                node.add(label, NodeInfo("heads", info.layer, 0, len(heads)))
         else:
             self._add_neurons(node, info.neurons)
 
@@ -114,6 +133,20 @@ class NeuronTree(Tree[NodeInfo]):
                 self._leaf_label(layer, neuron, tops[i] if tops else None),
                 NodeInfo("neuron", layer, neuron, neuron + 1),
             )
+
+    def _add_heads(self, node: TreeNode[NodeInfo]) -> None:
+        layer = node_info(node).layer
+        labels = (self.heads(layer) if self.heads else None) or []
+        width = len(f"L{layer}:H{max(0, len(labels) - 1)}")
+        for head, label in enumerate(labels):
+            node.add_leaf(head_leaf(HeadRef(layer, head), label, width), NodeInfo("head", layer, head, head + 1))
+
+    def _relabel_heads(self, node: TreeNode[NodeInfo]) -> None:
+        layer = node_info(node).layer
+        labels = (self.heads(layer) if self.heads else None) or []
+        width = len(f"L{layer}:H{max(0, len(labels) - 1)}")
+        for leaf, label in zip(node.children, labels):
+            leaf.set_label(head_leaf(HeadRef(layer, node_info(leaf).start), label, width))
 
     def set_order(
         self, orders: dict[int, list[int]], name: str = "", values: dict[int, list[str]] | None = None
@@ -147,6 +180,9 @@ class NeuronTree(Tree[NodeInfo]):
             for group in layer_node.children:
                 shown = node_info(group)
                 if not shown.loaded:
+                    continue
+                if shown.kind == "heads":
+                    self._relabel_heads(group)
                     continue
                 tops = self.labels(shown.layer, shown.neurons) if self.labels else None
                 for i, leaf in enumerate(group.children):
