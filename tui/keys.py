@@ -73,8 +73,8 @@ ROWS: list[tuple[str, str, str]] = [
     ),
     (
         "Behaviour",
-        "left / right, {why.prev} / {why.next}, {why.run}",
-        "in why it fired: choose the token (first: where it fires most, either sign), explain it",
+        "{why.prev} / {why.next}, {why.run}",
+        "in why it fired: choose the token (or left / right; first: where it fires most, either sign), explain it",
     ),
     ("Behaviour", "{why.leave}", "in why it fired: cancel a running explanation, else leave"),
     (
