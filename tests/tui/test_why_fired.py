@@ -111,7 +111,7 @@ async def test_y_chooses_where_it_fires_most_and_enter_explains_it(app_factory, 
         await pilot.pause()
         why = pane(screen)
         assert why.display and app.focused is why and why.index == most
-        assert shown(screen)[0].startswith(f"why {REF} fired at {most} {tokens[most]} {acts[most]:+.2f}")
+        assert shown(screen)[0].startswith(f"{REF} at {most} {tokens[most]} {acts[most]:+.2f}")
         assert chosen_in_strip(screen) == [tokens[most]]
 
         await pilot.press("enter")
@@ -127,7 +127,7 @@ async def test_y_chooses_where_it_fires_most_and_enter_explains_it(app_factory, 
         await pilot.pause()
         other = most + step
         assert why.index == other and chosen_in_strip(screen) == [tokens[other]]
-        assert shown(screen)[0].startswith(f"why {REF} fired at {other} {tokens[other]} {acts[other]:+.2f}")
+        assert shown(screen)[0].startswith(f"{REF} at {other} {tokens[other]} {acts[other]:+.2f}")
         assert "enter:" in shown(screen)[1]  # not yet explained: no stale table
         await pilot.press("enter")
         await wait_for(pilot, lambda: other in why.results, timeout=60)

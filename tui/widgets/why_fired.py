@@ -245,10 +245,10 @@ class WhyFiredPane(Static):
         line = Text(no_wrap=True, overflow="ellipsis")
         if self.ref is None or not self.tokens:
             return line
-        line.append(f"why {self.ref} fired at {i} ", style="bold")
+        line.append(f"{self.ref} at {i} ", style="bold")
         line.append(show_token(self.tokens[i]), style="bold reverse")
         line.append(f" {self.values[i]:+.2f}", style="bold green" if self.values[i] > 0 else "bold red")
-        line.append("  h/l token · enter explains · esc back", style="dim")
+        line.append("  h/l · enter: why · esc", style="dim")
         return line
 
     def show_state(self) -> None:
