@@ -210,3 +210,32 @@ async def test_a_refusal_is_one_line_in_the_pane(app_factory, error, line):
         screen.runner.attribute = type(screen.runner).attribute.__get__(screen.runner)
         await pilot.press("enter")  # once the cause is gone, enter explains it
         await wait_for(pilot, lambda: pane(screen).index in pane(screen).results, timeout=60)
+
+
+def test_the_table_names_every_kind_of_source_and_one_read_fills_the_width():
+    """Without the app: each kind of source in its notation, and a GPT-2/NeoX result (up only) one column."""
+    from neuroscope.core.circuits.attribution import Attribution, Part, Read
+    from neuroscope.tui.widgets.why_fired import table
+
+    parts = [
+        Part("neuron", 12, None, 345, 2.5, "dog", activation=1.0, weight=2.5),
+        Part("attn", 5, 3, None, -1.25),
+        Part("embed", None, None, None, 0.5, " dog"),
+        Part("bias", 4, None, None, 0.125, "read bias"),
+    ]
+    one = Attribution(12, 7, 2, " dog", 3.0, {"up": Read("up", 2.0, 1.0, parts, 0.125)})
+    lines = table(one, 40).plain.splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        ["up", "+2.000"],
+        ["L12:N345", "+2.500"],
+        ["L5:H3", "-1.250"],
+        ["embed", "+0.500"],
+        ["L4", "bias"],
+        ["rest", "+0.125"],
+    ]
+    assert all(len(line) == 40 and "│" not in line for line in lines)
+    assert lines[1].endswith("dog".ljust(40 - len("L12:N345 +2.500 ")))
+    two = Attribution(12, 7, 2, " dog", 3.0, {"gate": Read("gate", 1.0, 1.0, parts[:1], 0.0), **one.reads})
+    lines = table(two, 41).plain.splitlines()
+    assert len(lines) == 6 and all(line.count("│") == 1 for line in lines)  # the shorter read padded
+    assert lines[0].split("│")[0].split()[:2] == ["gate", "+1.000"] and lines[3].split("│")[0].strip() == ""
