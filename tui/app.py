@@ -30,6 +30,7 @@ from .widgets.clamp_panel import ClampPanel
 from .widgets.filter import FilterInput
 from .widgets.neuron_tree import NeuronTree
 from .widgets.tables import VimTable
+from .widgets.why_fired import WhyFiredPane
 
 
 class NeuroscopeApp(App[int]):
@@ -67,6 +68,7 @@ class NeuroscopeApp(App[int]):
                 ChatPane,
                 HelpScreen,
                 ViewScreen,
+                WhyFiredPane,
             ]
         )
 

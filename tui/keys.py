@@ -67,6 +67,18 @@ ROWS: list[tuple[str, str, str]] = [
     ("Behaviour", "enter", "in the probe box: the selected neuron's activation on each token of the text"),
     (
         "Behaviour",
+        "{probe.why}",
+        "after a probe: why it fired, the neuron's reads at a token split into their sources (embedding, heads, "
+        "neurons, biases)",
+    ),
+    (
+        "Behaviour",
+        "{why.prev} / {why.next}, {why.run}",
+        "in why it fired: choose the token (or left / right; first: where it fires most, either sign), explain it",
+    ),
+    ("Behaviour", "{why.leave}", "in why it fired: cancel a running explanation, else leave"),
+    (
+        "Behaviour",
         "{tree.firing}",
         "sort each layer's neurons by how often they fire, the rate after each "
         "neuron / back to index order (the cursor stays on its neuron)",

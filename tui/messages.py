@@ -11,6 +11,7 @@ from ..cache.store import Hit
 
 if TYPE_CHECKING:  # the engine's types only: this module never imports torch
     from ..core.agreement import Agreement
+    from ..core.circuits.attribution import Attribution
     from ..core.clamp import Clamp
     from ..core.compare import Comparison
     from ..core.measure import Activation
@@ -134,6 +135,19 @@ class ProbeResult(Message):
     ref: NeuronRef
     tokens: list[str]
     values: list[float]
+    task: Task | None = None  # the activity line's Task; a cancelled one is dropped
+    text: str = ""  # the text probed (what "why it fired" explains)
+
+
+@dataclass
+class WhyFiredResult(Message):
+    """Why the neuron fired at token ``index`` of the probe's ``text``: its reads split into their sources (a
+    core.circuits.attribution.Attribution)."""
+
+    ref: NeuronRef
+    text: str
+    index: int
+    attribution: Attribution
     task: Task | None = None  # the activity line's Task; a cancelled one is dropped
 
 

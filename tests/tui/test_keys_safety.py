@@ -10,7 +10,7 @@ from textual.widgets import Input
 from neuroscope.tui.screens.main import MainScreen
 from neuroscope.tui.screens.view_picker import ViewScreen
 
-LETTERS = "vudgnqcCEFMAXUjkhlGoebBw?/"
+LETTERS = "vudgnqcCEFMAXUjkhlGoebBwy?/"
 
 
 async def ready(pilot):

@@ -1,6 +1,7 @@
 """What the selected neuron does on text: its max-activating examples (the activating token highlighted,
 its value, both signs), how often each GLU case occurs, and a probe box that shows its activation on each
-token of any text typed there as a coloured strip.
+token of any text typed there as a coloured strip, and under it why the neuron fired at a token of that text (y:
+widgets/why_fired.py).
 
 The pane owns the behaviour keys and their workers: compute the examples (E), sort a layer's neurons by how
 often they fire (F) or by how specialised they are (M: label mass in the view and direction shown), and show
@@ -31,6 +32,7 @@ from ..messages import AgreementReady, ExamplesDone, ProbeResult, progress_messa
 from .activity import Task, begin, end
 from .agreement_chart import AgreementChart
 from .neuron_tree import NeuronTree
+from .why_fired import WhyFiredPane
 
 if TYPE_CHECKING:
     from ...cache.store import Store
@@ -68,28 +70,35 @@ def case_bar(cases: dict | None, positive: float) -> Text:
     return text
 
 
-def strip(tokens: list[str], values: list[float]) -> Text:
-    """The probe's text, each token coloured by the neuron's activation on it (green +, red -)."""
+def strip(tokens: list[str], values: list[float], chosen: int | None = None) -> Text:
+    """The probe's text, each token coloured by the neuron's activation on it (green +, red -); the token
+    ``chosen`` in the why-it-fired pane reversed and underlined."""
     peak = max((abs(v) for v in values), default=0.0) or 1.0
     text = Text()
-    for token, value in zip(tokens, values):
+    for i, (token, value) in enumerate(zip(tokens, values)):
         level = min(1.0, abs(value) / peak)
         shade = int(40 + 215 * level)
         colour = f"rgb(0,{shade},0)" if value > 0 else f"rgb({shade},0,0)"
-        text.append(show_token(token).replace("␣", " "), style=f"bold white on {colour}" if level > 0.15 else "")
+        style = f"bold white on {colour}" if level > 0.15 else ""
+        if i == chosen:
+            style = f"{style} reverse underline".strip()
+        text.append(show_token(token).replace("␣", " "), style=style)
     text.append(f"   peak {max(values, key=abs) if values else 0:+.2f}", style="dim")
+    if chosen is None:
+        text.append("  · y: why it fired", style="dim")
     return text
 
 
 class BehaviourPane(Vertical):
     """Under the neuron's tokens: its examples and cases (from the cache) and the probe (a worker); the
-    behaviour keys (E, F, M, A) and their workers."""
+    behaviour keys (E, F, M, A, y) and their workers."""
 
     BINDINGS = [
         Binding("E", "run_examples", "Examples", show=False, id="examples.run"),
         Binding("F", "sort_firing", "Sort by firing", show=False, id="tree.firing"),
         Binding("M", "sort_mass", "Sort by label mass", show=False, id="tree.mass"),
         Binding("A", "toggle_agreement", "Agreement", show=False, id="agreement.toggle"),
+        Binding("y", "why", "Why it fired", show=False, id="probe.why"),
     ]
 
     def __init__(self, browsing: Browsing, tree: NeuronTree, chart: AgreementChart | None, **kwargs: Any) -> None:
@@ -103,6 +112,7 @@ class BehaviourPane(Vertical):
         self.agreement: Agreement | None = None  # the decode <-> behaviour agreement, once A computed it
         self.ref: NeuronRef | None = None
         self.probe_task: Task | None = None  # the running probe's Task on the activity line
+        self.probed: ProbeResult | None = None  # the strip's result (the why pane's tokens)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="examples")
@@ -110,10 +120,12 @@ class BehaviourPane(Vertical):
             placeholder="probe: type text, enter shows this neuron's activation on each token", id="probe", compact=True
         )
         yield Static("", id="probe-strip")
+        yield WhyFiredPane(self.model, id="why")
 
     def on_mount(self) -> None:
         if self.chart is not None:
             self.chart.display = False
+        self.why.display = False
 
     def show(self, store: Store | None, ref: NeuronRef) -> None:
         """Show ``ref``'s examples from ``store`` (the screen's read-only cache), or how to get them."""
@@ -181,14 +193,45 @@ class BehaviourPane(Vertical):
     def probe_worker(self, text: str, ref: NeuronRef, task: Task | None = None) -> None:
         result = self.model.trace(text, top=1, neurons=[ref])
         [neuron] = result.neurons
-        self.post_message(ProbeResult(ref, [t.token for t in result.tokens], neuron.activations, task))
+        self.post_message(ProbeResult(ref, [t.token for t in result.tokens], neuron.activations, task, text))
 
     def on_probe_result(self, message: ProbeResult) -> None:
         end(self, message.task)
         if message.task is not None and message.task.cancelled.is_set():
             return
-        head = Text(f"{message.ref} ", style="bold")
-        self.query_one("#probe-strip", Static).update(head + strip(message.tokens, message.values))
+        self.probed = message
+        self.why.load(message.ref, message.text, message.tokens, message.values)
+        self.show_strip(self.why.index if self.why.display else None)
+
+    def show_strip(self, chosen: int | None = None) -> None:
+        got = self.probed
+        if got is not None:
+            head = Text(f"{got.ref} ", style="bold")
+            self.query_one("#probe-strip", Static).update(head + strip(got.tokens, got.values, chosen))
+
+    # -- y: why it fired (widgets/why_fired.py) ---------------------------------------------------------
+    @property
+    def why(self) -> WhyFiredPane:
+        return self.query_one("#why", WhyFiredPane)
+
+    def action_why(self) -> None:
+        if self.probed is None:
+            self.notify("probe some text first: type it in the probe box and press enter, then y", severity="warning")
+            return
+        if not self.display or self.screen.has_class("-short", "-chat-open"):
+            self.notify("the chat pane has the probe's rows here: close it (C) first", severity="warning")
+            return
+        self.why.open()
+
+    def on_why_fired_pane_chosen(self, message: WhyFiredPane.Chosen) -> None:
+        message.stop()
+        self.show_strip(message.index)
+
+    def on_why_fired_pane_left(self, message: WhyFiredPane.Left) -> None:
+        message.stop()
+        self.why.display = False
+        self.show_strip(None)
+        self.neuron_tree.focus()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         host(self).route_worker_state(event)  # failures become notifications
