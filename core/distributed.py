@@ -26,7 +26,8 @@ from .loading.sources import Source
 from .options import DecodeRecipe, under_torchrun
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on this machine for the ranks' rendezvous."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -57,7 +58,7 @@ def decode_distributed(
     for device in devices:
         pick_device(device)  # a device that is not there fails before any process starts
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ["MASTER_PORT"] = str(_free_port())
+    os.environ["MASTER_PORT"] = str(free_port())
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")

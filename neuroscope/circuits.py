@@ -60,7 +60,7 @@ def graph_status(model: Model, shape: Shape | None = None) -> tuple[int, int]:
     """(layers of the circuit graph in the cache, layers it needs): built when the first is >= the second. A graph
     of another spec (top, read vectors, shape) counts as none. Reads the cache's meta only: nothing loads."""
     from .cache.edges import stored_edges_spec
-    from .core.circuits.build import graph_spec
+    from .core.circuits.spec import graph_spec
 
     shape = shape or model_shape(model)
     needed = max(0, shape.layers - 1)
@@ -77,9 +77,10 @@ def graph_cached(model: Model, shape: Shape | None = None) -> bool:
     return done >= needed
 
 
-def ensure_graph(model: Model, cancel=None, announce: bool = True):
+def ensure_graph(model: Model, cancel=None, announce: bool = True, devices=None):
     """The model's circuit graph in its cache (built, or resumed, on first use); None when it was cached.
-    ``announce``: say so first through ``model.note`` (the app shows its own progress instead)."""
+    ``announce``: say so first through ``model.note`` (the app shows its own progress instead). ``devices``
+    (e.g. ["cuda:0", "cuda:1"]): one process per device (core.circuits.distributed; torchrun ranks too)."""
     from .core.circuits.build import ensure_graph as build
 
     if graph_cached(model):
@@ -98,6 +99,7 @@ def ensure_graph(model: Model, cancel=None, announce: bool = True):
             progress=progress,
             note=model.note,
             cancel=cancel,
+            devices=devices,
         )
     finally:
         close()

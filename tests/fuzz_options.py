@@ -166,6 +166,7 @@ OPTIONS = {
         **ENGINE,
         "--top": opt(st.sampled_from(["1", "5"]), NUMBER),
         "--via": opt(st.sampled_from(["gate", "up"]), st.just("down")),
+        "--devices": opt(st.sampled_from(["cuda:0,cuda:1", "cpu", "x,y", ","])),
         "--json": None,
     },
     "examples": {

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ...cache.catalog import cache_path, decode_lock
 from ...cache.edges import Edges, stored_edges_spec
@@ -15,27 +13,9 @@ from ...cache.store import Store
 from ...choices import DEFAULT_TOP_K, EDGE_TOP
 from ..loading.modelinfo import ModelInfo, inspect_model
 from ..loading.sources import Source
+from .spec import GraphResult, graph_spec, spec_matches
 
 Note = Callable[[str], None]
-
-
-@dataclass
-class GraphResult:
-    path: Path
-    units_done: int  # units computed by this call (0: the graph was cached)
-    seconds: float
-    device: str
-
-
-def graph_spec(views, layers: int, neurons: int, top: int) -> dict:
-    """The spec a graph of a model with these ``views`` and shape is stored under (meta ``edges``)."""
-    return {"top": top, "reads": [v for v in ("gate", "up") if v in views], "layers": layers, "neurons": neurons}
-
-
-def _same(old: dict | None, spec: dict) -> bool:
-    if not old:
-        return False
-    return all(old.get(key) == value for key, value in spec.items())
 
 
 def ensure_graph(
@@ -53,6 +33,7 @@ def ensure_graph(
     cancel: threading.Event | None = None,
     chunk_elements: int | None = None,
     dtype=None,
+    devices: Sequence[str] | None = None,
 ) -> GraphResult:
     """Every neuron's top-``top`` edges into the cache; resumes a stopped pass; returns at once when it is there.
     ``loaded``: the model when it is loaded already (else the decode's cheapest load)."""
@@ -62,9 +43,27 @@ def ensure_graph(
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     started = time.perf_counter()
     old = None if rebuild else stored_edges_spec(path)
-    if old is not None and _same(old, spec) and len(old.get("done", [])) >= info.layers - 1:
+    if old is not None and spec_matches(old, spec) and len(old.get("done", [])) >= info.layers - 1:
         return GraphResult(path, 0, time.perf_counter() - started, "")
     import torch  # only to build: a cached graph is a lookup, without torch
+
+    from ..options import under_torchrun
+
+    if devices or under_torchrun():  # one process per device (core.circuits.distributed)
+        from .distributed import graph_distributed
+
+        return graph_distributed(
+            source,
+            devices,
+            cache_dir=cache_dir,
+            top=top,
+            rebuild=rebuild,
+            trust_remote_code=trust_remote_code,
+            chunk_elements=chunk_elements,
+            dtype=str(dtype or torch.float32).removeprefix("torch."),
+            progress=progress,
+            note=note,
+        )
 
     from ..decode.device import pick_device
     from ..pipeline import cache_meta
@@ -79,7 +78,7 @@ def ensure_graph(
             if not store.ready:
                 store.initialize(cache_meta(source, info, DEFAULT_TOP_K, None), lm.token_texts())
             edges = Edges(store)
-            if rebuild or not _same(edges.spec, spec) or not edges.has_tables():
+            if rebuild or not spec_matches(edges.spec, spec) or not edges.has_tables():
                 edges.start(spec)
             done = set(edges.spec.get("done", []))
             if done:

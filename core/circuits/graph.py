@@ -119,8 +119,18 @@ class Top:
 class GraphPass:
     """The all-pairs pass over one model's weights (``cw``), keeping ``top`` edges per neuron."""
 
-    def __init__(self, cw: CircuitWeights, top: int, chunk_elements: int = CHUNK_ELEMENTS, tokens: bool = True):
+    def __init__(
+        self,
+        cw: CircuitWeights,
+        top: int,
+        chunk_elements: int = CHUNK_ELEMENTS,
+        tokens: bool = True,
+        owns: Callable[[int], bool] | None = None,
+    ):
+        """``owns(layer)``: whether this process computes that source layer's rows (its fan-out, its share of
+        every fan-in) and its token tops; the others' are left to other ranks (core.circuits.distributed)."""
         self.cw, self.top, self.device, self.with_tokens = cw, top, cw.device, tokens
+        self.owns = owns or (lambda _layer: True)
         self.neurons = cw.adapter.neurons
         self.rows = max(1, chunk_elements // self.neurons)
         self._stack: torch.Tensor | None = None
@@ -150,9 +160,22 @@ class GraphPass:
         return self.stack()[layer * n : (layer + 1) * n]
 
     def chunks(self, t: int) -> list[tuple[int, int]]:
-        """The row blocks [a, b) of the sources of target layer ``t`` (every neuron of layers 0..t-1)."""
-        end = t * self.neurons
-        return [(a, min(a + self.rows, end)) for a in range(0, end, self.rows)]
+        """The row blocks [a, b) of the sources of target layer ``t`` (every neuron of layers 0..t-1) that this
+        process owns."""
+        return [(a, b) for a, b, owned in self.spans(t) if owned]
+
+    def spans(self, t: int) -> list[tuple[int, int, bool]]:
+        """Every source row of target layer ``t`` once, in order, as blocks [a, b) of at most ``rows`` rows, each
+        within a run of layers this process owns or does not."""
+        n, out, layer = self.neurons, [], 0
+        while layer < t:
+            owned, end = self.owns(layer), layer + 1
+            while end < t and self.owns(end) == owned:
+                end += 1
+            step = self.rows if owned else (end - layer) * n
+            out += [(a, min(a + step, end * n), owned) for a in range(layer * n, end * n, step)]
+            layer = end
+        return out
 
     def _collecting(self, t: int, partial: dict[tuple[int, str], Packed]) -> dict[str, Top]:
         """Per read vector, the fan-outs of layers 0..t-1 still collecting (one Top over their rows), from the
@@ -192,18 +215,21 @@ class GraphPass:
         for t in todo:
             started = time.perf_counter()
             fan_in = self.unit(t, outs, cancel)
+            owned = [s for s in range(t - 1) if self.owns(s)]
             fan_out = {(t - 1, via): self._rows(outs[via], (t - 1) * n, t * n).packed() for via in reads}
+            fan_out = fan_out if self.owns(t - 1) else {}
             outs = {via: self._rows(o, 0, (t - 1) * n) for via, o in outs.items()}
-            if t == self.cw.layers - 1:  # the last layer feeds no neuron
+            if t == self.cw.layers - 1 and self.owns(t):  # the last layer feeds no neuron
                 fan_out.update({(t, via): Top.empty(n, self.device).packed() for via in reads})
             tokens = {}
             for layer in ((t, 0) if t == 1 else (t,)) if self.with_tokens else ():
-                tokens.update({(layer, via): top.packed() for via, top in self.tokens(layer, cancel).items()})
+                if self.owns(layer):
+                    tokens.update({(layer, via): top.packed() for via, top in self.tokens(layer, cancel).items()})
             commit(
                 t,
                 {via: top.packed() for via, top in fan_in.items()},
                 fan_out,
-                {(s, via): self._rows(o, s * n, (s + 1) * n).packed() for via, o in outs.items() for s in range(t - 1)},
+                {(s, via): self._rows(o, s * n, (s + 1) * n).packed() for via, o in outs.items() for s in owned},
                 time.perf_counter() - started,
                 tokens,
             )
@@ -219,15 +245,21 @@ class GraphPass:
         for vi, via in enumerate(self.cw.reads):
             rows = self.cw.read_rows(t, via).T.contiguous()  # [hidden, n]
             into, pieces = Top.empty(n, self.device), []
-            for a, b in self.chunks(t):
+            for a, b, owned in self.spans(t):
+                piece = self._rows(outs[via], a, b)
+                pieces.append(piece)
+                if not owned:  # another rank's rows: kept as they are
+                    continue
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
                 block = torch.matmul(stack[a:b], rows, out=self.buffer()[: b - a])  # [c, n]: sources a..b-1 into t
                 into.fold(block, a, vi, k, by_column=True)
-                piece = self._rows(outs[via], a, b)
                 piece.fold(block, t * n, vi, k)
-                pieces.append(piece)
             fan_in[via] = into
+            width = max(p.weights.shape[1] for p in pieces)
+            for p in pieces:  # another rank's rows are never folded here: padded to the width, never reported
+                if p.weights.shape[1] < width:
+                    p._widen(width)
             outs[via] = Top(*(torch.cat([getattr(p, f) for p in pieces]) for f in ("weights", "ids", "vias")))
         return fan_in
 

@@ -7,9 +7,10 @@ import argparse
 import json
 
 from ..choices import EDGE_TOP, READS
-from ..circuits import DEFAULT_TOP, check_top, check_via, circuit
+from ..circuits import DEFAULT_TOP, check_top, check_via, circuit, ensure_graph
 from ..core.refs import NeuronRef
-from ..errors import UsageError
+from ..errors import DeviceError, UsageError
+from .arguments import devices
 from .output import emit_json, open_model
 
 
@@ -37,6 +38,13 @@ def register(sub, common, engine) -> None:
         help=f"neighbours and tokens listed per list (1-{EDGE_TOP}, default {DEFAULT_TOP})",
     )
     p.add_argument("--via", choices=READS, help="only this read vector (default: every one the model has)")
+    p.add_argument(
+        "--devices",
+        type=devices,
+        default=None,
+        help="build the circuit graph (when it is not cached yet) over several devices, one process each, e.g. "
+        "cuda:0,cuda:1 (under torchrun the ranks are taken from the environment)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_circuit)
 
@@ -46,6 +54,16 @@ def cmd_circuit(args) -> int:
     model = open_model(args)
     model.neuron(ref)  # out of range: one line, nothing loaded
     check_via(model, args.via)  # --via gate on GPT-2: one line, nothing loaded
+    if args.devices:
+        from ..core.decode import pick_device  # torch: only when a graph is to be built
+
+        if len(args.devices) < 2:
+            raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
+        for device in args.devices:
+            pick_device(device)  # a device that is not there: one line, before anything is decoded or spawned
+        with model.store():  # decoded (and labelled) first, here, then the graph over the devices
+            pass
+        ensure_graph(model, devices=args.devices)
     out = circuit(model, ref, top=args.top, via=args.via)
     if args.json:
         emit_json(out, model)

@@ -1,0 +1,177 @@
+"""Spread the circuit graph's pass over several devices or machines with torch.distributed, as core.distributed
+does for the decode.
+
+Source layers are dealt round-robin to the ranks: a rank multiplies only its own layers' down columns with each
+target layer's read rows, so it holds their whole fan-out (every target passes through it) and its share of
+every fan-in. After each unit (one target layer) every rank hands its part to rank 0 (``gather_object``): the
+fan-in shares are merged into one top-k per target, the fan-outs and token tops are each one rank's alone. Rank
+0, the only process that touches the cache, commits the unit, so a stopped run resumes from its last unit like
+a single-process pass. ``--devices cuda:0,cuda:1`` spawns one process per device; under ``torchrun`` each
+process reads RANK/WORLD_SIZE and picks ``cuda:LOCAL_RANK``. NCCL on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ...cache.edges import Packed
+from ...errors import DeviceError
+from ..decode import pick_device
+from ..distributed import free_port
+from ..loading.sources import Source
+from ..options import under_torchrun
+from .spec import GraphResult, graph_spec, spec_matches
+
+
+def merge_fan_ins(parts: list[dict[str, Packed]], k: int) -> dict[str, Packed]:
+    """Each target's top-k by |weight| over every rank's share (each sorted, highest first), sorted again."""
+    out = {}
+    for via in parts[0]:
+        ids = np.concatenate([p[via].ids for p in parts], axis=1)
+        vias = np.concatenate([p[via].vias for p in parts], axis=1)
+        weights = np.concatenate([p[via].weights for p in parts], axis=1)
+        order = np.argsort(-np.abs(weights), axis=1, kind="stable")[:, :k]
+        out[via] = Packed(
+            np.take_along_axis(ids, order, 1), np.take_along_axis(vias, order, 1), np.take_along_axis(weights, order, 1)
+        )
+    return out
+
+
+def graph_distributed(
+    source: Source,
+    devices: Sequence[str] | None,
+    *,
+    cache_dir=None,
+    top: int,
+    rebuild: bool = False,
+    trust_remote_code: bool = False,
+    chunk_elements: int | None = None,
+    dtype: str = "float32",
+    progress: Callable[[int, int], None] | None = None,
+    note: Callable[[str], None] | None = None,
+):
+    """The graph with one process per device (spawned), or as this torchrun rank: rank 0's GraphResult (other
+    torchrun ranks return None)."""
+    args = (source, str(cache_dir) if cache_dir else None, top, rebuild, trust_remote_code, chunk_elements, dtype)
+    if under_torchrun():
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        return _run_rank(rank, world, device, *args, progress=progress, note=note)
+    devices = list(devices or [])
+    if len(devices) < 2:
+        raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
+    for device in devices:
+        pick_device(device)  # a device that is not there fails before any process starts
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ["MASTER_PORT"] = str(free_port())
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(r, len(devices), devices[r], *args), daemon=True)
+        for r in range(1, len(devices))
+    ]
+    for p in procs:
+        p.start()
+    try:
+        result = _run_rank(0, len(devices), devices[0], *args, progress=progress, note=note)
+    except BaseException:  # the other ranks would wait in the next gather for ever: stopped, not waited for
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        raise
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        raise RuntimeError(f"a circuit graph worker process failed (exit code {bad[0]})")
+    return result
+
+
+def _worker(rank, world, device, *args) -> None:
+    _run_rank(rank, world, device, *args)
+
+
+def _run_rank(
+    rank: int,
+    world: int,
+    device: str,
+    source: Source,
+    cache_dir,
+    top: int,
+    rebuild: bool,
+    trust_remote_code: bool,
+    chunk_elements: int | None,
+    dtype: str,
+    progress=None,
+    note=None,
+):
+    from ...cache.catalog import cache_path, decode_lock
+    from ...cache.edges import Edges
+    from ...cache.store import Store
+    from ...choices import DEFAULT_TOP_K
+    from ..loading.modelinfo import inspect_model
+    from ..loading.models import load_for_decode
+    from ..pipeline import cache_meta
+    from .graph import CHUNK_ELEMENTS, GraphPass
+    from .weights import CircuitWeights
+
+    info = inspect_model(source)
+    spec = graph_spec(info.views, info.layers, info.neurons, top)
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    dist.init_process_group(backend, rank=rank, world_size=world)
+    note = note or (lambda _msg: None)
+    started = time.perf_counter()
+    path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
+    with ExitStack() as stack:
+        stack.callback(dist.destroy_process_group)
+        lm = load_for_decode(source, trust_remote_code=trust_remote_code)
+        plan: list = [None]
+        edges = None
+        if rank == 0:  # the only process that touches the cache
+            stack.enter_context(decode_lock(path, note))
+            store = Store(path)
+            stack.callback(store.close)
+            if not store.ready:
+                store.initialize(cache_meta(source, info, DEFAULT_TOP_K, None), lm.token_texts())
+            edges = Edges(store)
+            if rebuild or not spec_matches(edges.spec, spec) or not edges.has_tables():
+                edges.start(spec)
+            done = sorted(edges.spec.get("done", []))
+            if done:
+                note(f"resuming the circuit graph: {len(done)} of {info.layers - 1} layers already cached")
+            plan = [(done, edges.partial() if done else {})]
+        dist.broadcast_object_list(plan, src=0)
+        done, partial = plan[0]
+        cw = CircuitWeights(lm.adapter, torch.device(device), getattr(torch, dtype))
+        graph = GraphPass(cw, top, chunk_elements or CHUNK_ELEMENTS, owns=lambda layer: layer % world == rank)
+        units = graph.units
+
+        def commit(t, fan_in, fan_out, partial_rows, seconds, tokens) -> None:
+            gathered: list | None = [None] * world if rank == 0 else None
+            dist.gather_object((fan_in, fan_out, partial_rows, seconds, tokens), gathered, dst=0)
+            if edges is None or gathered is None:
+                return
+            merged: list[dict] = [{}, {}, {}]
+            for part in gathered:
+                for i, d in enumerate(part[1:3] + (part[4],)):
+                    merged[i].update(d)
+            spent = max(part[3] for part in gathered)
+            edges.commit(t, merge_fan_ins([part[0] for part in gathered], top), merged[0], merged[1], spent, merged[2])
+
+        graph.run(set(done), partial, commit, progress if rank == 0 else None)
+        todo = len(units) - len(done)
+        if rank != 0:
+            return None
+        return GraphResult(path, todo, time.perf_counter() - started, f"{world} x {device}")
