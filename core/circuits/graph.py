@@ -61,11 +61,14 @@ class Top:
         keep = w.abs().topk(min(k, w.shape[1]), dim=1, sorted=False).indices
         self._set(rows, w.gather(1, keep), i.gather(1, keep), v.gather(1, keep))
 
-    def fold(self, block: torch.Tensor, base: int, via: int, k: int, rows=slice(None), by_column=False) -> None:
+    def fold(
+        self, block: torch.Tensor, base: int, via: int, k: int, rows=slice(None), by_column=False, scratch=None
+    ) -> None:
         """Fold a block of candidates in: ``block`` [r, c] signed weights for ``rows`` of this top, candidate c
         having id ``base + c`` (``by_column``: the block is [c, r], this top's rows are its columns, read in
         place rather than through a transposed copy). The same top as ``merge`` of the whole block, but only the
-        entries core.circuits.sieve finds at or above a lower bound of each row's k-th best are ranked."""
+        entries core.circuits.sieve finds at or above a lower bound of each row's k-th best are ranked
+        (``scratch``: the sieve's reused buffers)."""
         held = self.weights[rows]
         n_cand = block.shape[0 if by_column else 1]
         width = min(k, held.shape[1] + min(k, n_cand))
@@ -73,7 +76,7 @@ class Top:
         if by_column:
             c, r, found = sieve.by_column(block, floor, k)
         else:
-            r, c, found = sieve.by_row(block, floor, k)
+            r, c, found = sieve.by_row(block, floor, k, scratch=scratch)
         if r.numel() == 0:
             return
         counts = torch.bincount(r, minlength=held.shape[0])
@@ -136,6 +139,7 @@ class GraphPass:
         self._stack: torch.Tensor | None = None
         self._embedding: torch.Tensor | None = None
         self._buffer: torch.Tensor | None = None
+        self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def units(self) -> list[int]:
@@ -154,6 +158,16 @@ class GraphPass:
         if self._buffer is None:
             self._buffer = torch.empty(self.rows, self.neurons, dtype=self.cw.dtype, device=self.device)
         return self._buffer
+
+    def scratch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fan-out test's |w| and mask buffers, one block each, reused like the block."""
+        if self._scratch is None:
+            shape = (self.rows, self.neurons)
+            self._scratch = (
+                torch.empty(shape, dtype=self.cw.dtype, device=self.device),
+                torch.empty(shape, dtype=torch.bool, device=self.device),
+            )
+        return self._scratch
 
     def writes(self, layer: int) -> torch.Tensor:
         n = self.neurons
@@ -254,7 +268,7 @@ class GraphPass:
                     raise Cancelled()
                 block = torch.matmul(stack[a:b], rows, out=self.buffer()[: b - a])  # [c, n]: sources a..b-1 into t
                 into.fold(block, a, vi, k, by_column=True)
-                piece.fold(block, t * n, vi, k)
+                piece.fold(block, t * n, vi, k, scratch=self.scratch())
             fan_in[via] = into
             width = max(p.weights.shape[1] for p in pieces)
             for p in pieces:  # another rank's rows are never folded here: padded to the width, never reported

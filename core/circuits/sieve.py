@@ -1,5 +1,5 @@
 """Find, in one block of virtual weights, the entries that can still enter a row's or a column's running top-k,
-without a full-size pass per test.
+with as few full-size passes as each test allows.
 
 A block [c, n] (c sources, n targets) feeds two tops at once: each source row's fan-out and each target column's
 fan-in. An entry matters to a row only if |w| reaches that row's floor (a lower bound of its k-th best), to a
@@ -8,12 +8,14 @@ direction, as much as a third of the matmul on a CPU. Instead the block is cut i
 largest |w| is tested:
 
 - for columns, runs of ``H`` consecutive rows (a fast reduction over the middle dimension of a [c/H, H, n] view);
-- for rows, ``G`` columns strided n/G apart (the same fast reduction over a [c, G, n/G] view).
+- for rows, ``G`` columns strided n/G apart (the same fast reduction over a [c, G, n/G] view), only while a
+  row's top is still empty.
 
-The group maxima give both the floors where a top is still empty (k distinct groups each hold an entry at or
-above the k-th best of their maxima, so it bounds the k-th best from below) and the groups to open; only the
-opened groups' entries are read and tested exactly. A final remainder of rows (columns) shorter than a group is one
-group of its own. The result is exactly the entries at or above each floor, in the order each top merges them.
+The group maxima give the floors where a top is still empty (k distinct groups each hold an entry at or above
+the k-th best of their maxima, so it bounds the k-th best from below) and, for the columns, the groups to open:
+only the opened groups' entries are read and tested exactly. The rows' test stays dense (see by_row). A final
+remainder of rows (columns) shorter than a group is one group of its own. The result is exactly the entries at
+or above each floor, in the order each top merges them.
 """
 
 from __future__ import annotations
@@ -62,38 +64,45 @@ def row_groups(block: torch.Tensor, g: int) -> torch.Tensor:
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
-def by_row(block: torch.Tensor, held: torch.Tensor | None, k: int, g: int = COLUMN_GROUPS):
-    """The entries of ``block`` at or above each row's floor: (rows, columns, values), ordered by row."""
+def by_row(block: torch.Tensor, held: torch.Tensor | None, k: int, g: int = COLUMN_GROUPS, scratch=None):
+    """The entries of ``block`` at or above each row's floor: (rows, columns, values), ordered by row. A row's
+    floor is its held k-th best, or, while it holds fewer, the k-th best of its strided column groups' maxima.
+    The test itself is dense (one |w| pass, one compare, one nonzero; into ``scratch`` = (float, bool) buffers of
+    at least the block's size when given): a fan-out's held floor passes a few entries in a hundred, which
+    opens too many groups of 8 to gain from them."""
     c, n = block.shape
-    g = max(1, min(g, n))
-    groups = row_groups(block, g)
-    floor = _floor(held, _coarse(groups, k, 1), k, 1)
-    r, j = (groups >= floor[:, None]).nonzero().unbind(1)
-    stride = n // g  # group j < stride: columns j, j + stride, ...; group stride: the remainder, if any
-    m = torch.arange(g, device=block.device)
-    cols = j[:, None] + m[None, :] * stride
-    if n > stride * g:
-        rest = stride * g + m
-        cols = torch.where((j == stride)[:, None], torch.where(rest < n, rest, -1)[None, :], cols)
-    rows = r[:, None].expand_as(cols)
-    return _pick(block, rows, cols, floor[r])
+    if held is None:
+        floor = _floor(None, _coarse(row_groups(block, max(1, min(g, n))), k, 1), k, 1)
+    else:
+        floor = held
+    if scratch is None:
+        mask = block.abs() >= floor[:, None]
+    else:
+        mag = torch.abs(block, out=scratch[0].view(-1)[: c * n].view(c, n))
+        mask = torch.ge(mag, floor[:, None], out=scratch[1].view(-1)[: c * n].view(c, n))
+    at = mask.view(-1).nonzero().squeeze(1)
+    return at // n, at % n, block.view(-1)[at]
 
 
 def by_column(block: torch.Tensor, held: torch.Tensor | None, k: int, h: int = ROWS_PER_GROUP):
     """The entries of ``block`` at or above each column's floor: (rows, columns, values), ordered by column.
-    The opened groups are read in row-major order (8 rows at a time stay in cache), then the few entries kept
+    The opened groups are read in row-major order (h rows at a time stay in cache), then the few entries kept
     are sorted by column."""
     c, n = block.shape
     h = max(1, min(h, c))
     groups = column_groups(block, h)
     floor = _floor(held, _coarse(groups, k, 0), k, 0)
     grp, col = (groups >= floor[None, :]).nonzero().unbind(1)
-    rows = grp[:, None] * h + torch.arange(h, device=block.device)[None, :]
-    rows = torch.where(rows < c, rows, -1)
-    cols = col[:, None].expand_as(rows)
-    r, cc, v = _pick(block, rows, cols, floor[col])
-    order = torch.argsort(cc, stable=True)
-    return r[order], cc[order], v[order]
+    m = torch.arange(h, device=block.device)
+    flat = (grp * (h * n) + col)[:, None] + (m * n)[None, :]
+    valid = None
+    if c % h:  # the last group's rows past the block: no entry
+        valid = (grp[:, None] * h + m[None, :]) < c
+        flat = torch.where(valid, flat, col[:, None])
+    at, values = _pick(block, flat, floor[col], valid)
+    rows, cols = at // n, at % n
+    order = torch.argsort(cols, stable=True)
+    return rows[order], cols[order], values[order]
 
 
 def _coarse(groups: torch.Tensor, k: int, dim: int) -> torch.Tensor:
@@ -110,10 +119,12 @@ def _coarse(groups: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     return torch.cat([head, groups.narrow(dim, whole, m - whole).amax(dim, keepdim=True)], dim)
 
 
-def _pick(block: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, floor: torch.Tensor):
-    """Read ``block[rows, cols]`` ([m, g] each; -1: no entry) and keep those at or above ``floor`` ([m] or
-    [m, g]): the kept (row, column, value) triples, in the order given."""
-    valid = (rows >= 0) & (cols >= 0)
-    values = block[rows.clamp(min=0), cols.clamp(min=0)]
-    keep = valid & (values.abs() >= (floor if floor.dim() == 2 else floor[:, None]))
-    return rows[keep], cols[keep], values[keep]
+def _pick(block: torch.Tensor, flat: torch.Tensor, floor: torch.Tensor, valid: torch.Tensor | None):
+    """Read the entries at flat indices ``flat`` [m, g] of the contiguous block and keep those at or above their
+    line's ``floor`` [m] (and ``valid``): their flat indices and values, in the order given."""
+    values = block.view(-1)[flat]
+    keep = values.abs() >= floor[:, None]
+    if valid is not None:
+        keep &= valid
+    at = keep.view(-1).nonzero().squeeze(1)
+    return flat.view(-1)[at], values.view(-1)[at]
