@@ -61,22 +61,19 @@ class Top:
         keep = w.abs().topk(min(k, w.shape[1]), dim=1, sorted=False).indices
         self._set(rows, w.gather(1, keep), i.gather(1, keep), v.gather(1, keep))
 
-    def fold(
-        self, block: torch.Tensor, base: int, via: int, k: int, rows=slice(None), by_column=False, scratch=None
-    ) -> None:
-        """Fold a block of candidates in: ``block`` [r, c] signed weights for ``rows`` of this top, candidate c
-        having id ``base + c`` (``by_column``: the block is [c, r], this top's rows are its columns, read in
-        place rather than through a transposed copy). The same top as ``merge`` of the whole block, but only the
-        entries core.circuits.sieve finds at or above a lower bound of each row's k-th best are ranked
-        (``scratch``: the sieve's reused buffers)."""
+    def floor(self, k: int, rows=slice(None)) -> torch.Tensor | None:
+        """Each row's k-th best |weight| held (rows are kept unsorted until packed); None while it holds fewer."""
         held = self.weights[rows]
-        n_cand = block.shape[0 if by_column else 1]
+        return held.abs().amin(1) if held.shape[1] >= k else None
+
+    def take(
+        self, r: torch.Tensor, c: torch.Tensor, found: torch.Tensor, via: int, k: int, n_cand: int, rows=slice(None)
+    ) -> None:
+        """Fold candidates in: entry j is a candidate of row ``r[j]`` of ``rows`` (``r`` ordered), with id
+        ``c[j]`` and signed weight ``found[j]``, from a block of ``n_cand`` candidates per row that holds every
+        entry at or above the row's floor (core.circuits.sieve): the same top as ``merge`` of the whole block."""
+        held = self.weights[rows]
         width = min(k, held.shape[1] + min(k, n_cand))
-        floor = held.abs().amin(1) if held.shape[1] >= k else None  # rows are kept unsorted until packed
-        if by_column:
-            c, r, found = sieve.by_column(block, floor, k)
-        else:
-            r, c, found = sieve.by_row(block, floor, k, scratch=scratch)
         if r.numel() == 0:
             return
         counts = torch.bincount(r, minlength=held.shape[0])
@@ -87,7 +84,7 @@ class Top:
         cand_mag = torch.full(wide, -1.0, dtype=self.weights.dtype, device=r.device)
         cand_mag[r, pos] = cand_w[r, pos].abs()
         cand_i = torch.full(wide, -1, dtype=torch.int64, device=r.device)
-        cand_i[r, pos] = c + base
+        cand_i[r, pos] = c
         keep = torch.cat([held.abs(), cand_mag], dim=1).topk(width, dim=1, sorted=False).indices
         w = torch.cat([held, cand_w], dim=1).gather(1, keep)
         i = torch.cat([self.ids[rows], cand_i], dim=1).gather(1, keep)
@@ -139,7 +136,7 @@ class GraphPass:
         self._stack: torch.Tensor | None = None
         self._embedding: torch.Tensor | None = None
         self._buffer: torch.Tensor | None = None
-        self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._scratch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def units(self) -> list[int]:
@@ -159,12 +156,13 @@ class GraphPass:
             self._buffer = torch.empty(self.rows, self.neurons, dtype=self.cw.dtype, device=self.device)
         return self._buffer
 
-    def scratch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fan-out test's |w| and mask buffers, one block each, reused like the block."""
+    def scratch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The sieve's |w| and two mask buffers, one block each, reused like the block."""
         if self._scratch is None:
             shape = (self.rows, self.neurons)
             self._scratch = (
                 torch.empty(shape, dtype=self.cw.dtype, device=self.device),
+                torch.empty(shape, dtype=torch.bool, device=self.device),
                 torch.empty(shape, dtype=torch.bool, device=self.device),
             )
         return self._scratch
@@ -267,8 +265,9 @@ class GraphPass:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
                 block = torch.matmul(stack[a:b], rows, out=self.buffer()[: b - a])  # [c, n]: sources a..b-1 into t
-                into.fold(block, a, vi, k, by_column=True)
-                piece.fold(block, t * n, vi, k, scratch=self.scratch())
+                (fr, fc, fv), (ir, ic, iv) = sieve.both(block, piece.floor(k), into.floor(k), k, self.scratch())
+                piece.take(fr, fc + t * n, fv, vi, k, n)
+                into.take(ic, ir + a, iv, vi, k, b - a)
             fan_in[via] = into
             width = max(p.weights.shape[1] for p in pieces)
             for p in pieces:  # another rank's rows are never folded here: padded to the width, never reported
