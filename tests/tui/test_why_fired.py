@@ -77,7 +77,7 @@ def shown(screen) -> list[str]:
 
 def chosen_in_strip(screen) -> list[str]:
     strip = screen.query_one("#probe-strip")
-    content = strip.content
+    content = strip.content if hasattr(strip, "content") else strip.renderable  # Textual < 6: renderable
     return [content.plain[s.start : s.end] for s in content.spans if "reverse" in str(s.style)]
 
 
