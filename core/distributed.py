@@ -33,6 +33,53 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_ranks(devices: Sequence[str] | None, rank_main: Callable, args: tuple, what: str, **rank0):
+    """``rank_main(rank, world, device, *args)`` as this torchrun rank, or once per device of ``devices``: rank 0
+    here (with the keyword arguments ``rank0``: progress, note), the others in spawned processes (``rank_main``
+    must be a module-level function). Returns rank 0's result (None on other torchrun ranks). Fewer than two
+    devices, or one that is not there, fails before any process starts; if rank 0 stops (Ctrl-C, SIGTERM, an
+    error) the others are terminated rather than left waiting in their next collective."""
+    if under_torchrun():
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        return rank_main(rank, world, device, *args, **(rank0 if rank == 0 else {}))
+    devices = list(devices or [])
+    if len(devices) < 2:
+        raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
+    for device in devices:
+        pick_device(device)  # a device that is not there fails before any process starts
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ["MASTER_PORT"] = str(free_port())
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_spawned, args=(rank_main, r, len(devices), devices[r], *args), daemon=True)
+        for r in range(1, len(devices))
+    ]
+    for p in procs:
+        p.start()
+    try:
+        result = rank_main(0, len(devices), devices[0], *args, **rank0)
+    except BaseException:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        raise
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        raise RuntimeError(f"a {what} worker process failed (exit code {bad[0]})")
+    return result
+
+
+def _spawned(rank_main, rank, world, device, *args) -> None:
+    rank_main(rank, world, device, *args)
+
+
 def decode_distributed(
     source: Source,
     devices: Sequence[str] | None,
@@ -47,45 +94,7 @@ def decode_distributed(
     """Decode the recipe (its device aside: each rank has its own) with one process per device (spawned), or
     as this torchrun rank. Returns rank 0's result (other torchrun ranks return None)."""
     args = (source, recipe or DecodeRecipe(), str(cache_dir) if cache_dir else None, rebuild, trust_remote_code)
-    if under_torchrun():
-        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        local = int(os.environ.get("LOCAL_RANK", rank))
-        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-        return _run_rank(rank, world, device, *args, progress=progress, note=note)
-    devices = list(devices or [])
-    if len(devices) < 2:
-        raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
-    for device in devices:
-        pick_device(device)  # a device that is not there fails before any process starts
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ["MASTER_PORT"] = str(free_port())
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(r, len(devices), devices[r], *args), daemon=True)
-        for r in range(1, len(devices))
-    ]
-    for p in procs:
-        p.start()
-    try:
-        result = _run_rank(0, len(devices), devices[0], *args, progress=progress, note=note)
-    except BaseException:  # Ctrl-C, SIGTERM or an error here: the other ranks would wait in
-        for p in procs:  # the next gather for ever, so they are stopped, not waited for
-            if p.is_alive():
-                p.terminate()
-        raise
-    finally:
-        for p in procs:
-            p.join(timeout=60)
-    bad = [p.exitcode for p in procs if p.exitcode != 0]
-    if bad:
-        raise RuntimeError(f"a decode worker process failed (exit code {bad[0]})")
-    return result
-
-
-def _worker(rank, world, device, *args) -> None:
-    _run_rank(rank, world, device, *args)
+    return run_ranks(devices, _run_rank, args, "decode", progress=progress, note=note)
 
 
 def _run_rank(

@@ -12,7 +12,6 @@ process reads RANK/WORLD_SIZE and picks ``cuda:LOCAL_RANK``. NCCL on CUDA, gloo 
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import ExitStack
 from typing import Callable, Sequence
@@ -22,11 +21,8 @@ import torch
 import torch.distributed as dist
 
 from ...cache.edges import Packed
-from ...errors import DeviceError
-from ..decode import pick_device
-from ..distributed import free_port
+from ..distributed import run_ranks
 from ..loading.sources import Source
-from ..options import under_torchrun
 from .spec import GraphResult, graph_spec, spec_matches
 
 
@@ -60,45 +56,7 @@ def graph_distributed(
     """The graph with one process per device (spawned), or as this torchrun rank: rank 0's GraphResult (other
     torchrun ranks return None)."""
     args = (source, str(cache_dir) if cache_dir else None, top, rebuild, trust_remote_code, chunk_elements, dtype)
-    if under_torchrun():
-        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        local = int(os.environ.get("LOCAL_RANK", rank))
-        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-        return _run_rank(rank, world, device, *args, progress=progress, note=note)
-    devices = list(devices or [])
-    if len(devices) < 2:
-        raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
-    for device in devices:
-        pick_device(device)  # a device that is not there fails before any process starts
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ["MASTER_PORT"] = str(free_port())
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(r, len(devices), devices[r], *args), daemon=True)
-        for r in range(1, len(devices))
-    ]
-    for p in procs:
-        p.start()
-    try:
-        result = _run_rank(0, len(devices), devices[0], *args, progress=progress, note=note)
-    except BaseException:  # the other ranks would wait in the next gather for ever: stopped, not waited for
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        raise
-    finally:
-        for p in procs:
-            p.join(timeout=60)
-    bad = [p.exitcode for p in procs if p.exitcode != 0]
-    if bad:
-        raise RuntimeError(f"a circuit graph worker process failed (exit code {bad[0]})")
-    return result
-
-
-def _worker(rank, world, device, *args) -> None:
-    _run_rank(rank, world, device, *args)
+    return run_ranks(devices, _run_rank, args, "circuit graph", progress=progress, note=note)
 
 
 def _run_rank(
