@@ -249,8 +249,8 @@ def test_a_small_top_takes_the_prefiltered_path_to_the_same_graph(folders, tmp_p
         check_graph(result.path, folders[kind], kind, k)
 
 
-def test_a_pass_stopped_after_one_unit_resumes_to_the_same_graph(folders, tmp_path):
-    source = resolve(str(folders["llama"]))
+def stop_after_one_unit(source, cache_dir, chunk_elements=4 * NEURONS) -> None:
+    """Build the graph (top 8, float64) and stop it inside its second unit: the first is committed."""
     cancel = threading.Event()
 
     def progress(done, total):
@@ -260,14 +260,19 @@ def test_a_pass_stopped_after_one_unit_resumes_to_the_same_graph(folders, tmp_pa
     with pytest.raises(Cancelled):
         ensure_graph(
             source,
-            cache_dir=tmp_path,
+            cache_dir=cache_dir,
             device="cpu",
             top=8,
             dtype=torch.float64,
             progress=progress,
             cancel=cancel,
-            chunk_elements=4 * NEURONS,
+            chunk_elements=chunk_elements,
         )
+
+
+def test_a_pass_stopped_after_one_unit_resumes_to_the_same_graph(folders, tmp_path):
+    source = resolve(str(folders["llama"]))
+    stop_after_one_unit(source, tmp_path)
     with Store(cache_path(source.name, source.source, source.fingerprint, tmp_path), readonly=True) as store:
         assert Edges(store).spec["done"] == [LAYERS - 1]
     resumed = ensure_graph(source, cache_dir=tmp_path, device="cpu", top=8, dtype=torch.float64)

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
-import torch
 
 from neuroscope.cache.catalog import cache_path
 from neuroscope.cache.edges import Edges
 from neuroscope.cache.store import Store
 from neuroscope.core.circuits.build import ensure_graph
-from neuroscope.core.circuits.distributed import merge_fan_ins
+from neuroscope.core.circuits.distributed import graph_distributed, merge_fan_ins
 from neuroscope.core.loading.sources import resolve
-from neuroscope.errors import Cancelled
 
-from .test_circuits import LAYERS, NEURONS, build_circuit_model, check_graph
+from .test_circuits import LAYERS, build_circuit_model, check_graph, stop_after_one_unit
 
 
 @pytest.fixture(scope="module")
@@ -66,32 +63,11 @@ def test_two_ranks_store_the_same_graph_as_one(folder, tmp_path):
 
 def test_a_pass_stopped_in_one_process_is_finished_by_two(folder, tmp_path):
     source = resolve(str(folder))
-    cancel = threading.Event()
-
-    def progress(done, total):
-        if done == 1:
-            cancel.set()
-
-    with pytest.raises(Cancelled):
-        ensure_graph(
-            source,
-            cache_dir=tmp_path,
-            device="cpu",
-            top=8,
-            progress=progress,
-            cancel=cancel,
-            chunk_elements=4 * NEURONS,
-            dtype=torch.float64,
-        )
+    stop_after_one_unit(source, tmp_path)
     path = cache_path(source.name, source.source, source.fingerprint, tmp_path)
     with Store(path, readonly=True) as store:
         assert Edges(store).spec["done"] == [LAYERS - 1]
     # the stored spec says top 8: the CLI's default top differs, so resume through the builder itself
-    import os
-
-    from neuroscope.core.circuits.distributed import graph_distributed
-
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     result = graph_distributed(source, ["cpu", "cpu"], cache_dir=tmp_path, top=8, dtype="float64")
     assert result.units_done == LAYERS - 2
     check_graph(path, folder, "llama", 8)
