@@ -80,6 +80,14 @@ def _spawned(rank_main, rank, world, device, *args) -> None:
     rank_main(rank, world, device, *args)
 
 
+def join_group(rank: int, world: int, device: str, stack: ExitStack) -> None:
+    """Join the ranks' process group (NCCL on CUDA, gloo on CPU), left when ``stack`` closes."""
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", rank=rank, world_size=world)
+    stack.callback(dist.destroy_process_group)
+
+
 def decode_distributed(
     source: Source,
     devices: Sequence[str] | None,
@@ -120,15 +128,11 @@ def _run_rank(
     info = inspect_model(source)
     views = info.check_views(recipe.views)
     recipe = replace(recipe, views=views)
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))
-    dist.init_process_group(backend, rank=rank, world_size=world)
     note = note or (lambda _msg: None)
     started = time.perf_counter()
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     with ExitStack() as stack:
-        stack.callback(dist.destroy_process_group)
+        join_group(rank, world, device, stack)
         lm = load_for_decode(source, trust_remote_code=trust_remote_code)
         plan: list = [None]
         store = None

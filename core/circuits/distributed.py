@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from ...cache.edges import Packed
-from ..distributed import run_ranks
+from ..distributed import join_group, run_ranks
 from ..loading.sources import Source
 from .spec import GraphResult, graph_spec, spec_matches
 
@@ -85,15 +85,11 @@ def _run_rank(
 
     info = inspect_model(source)
     spec = graph_spec(info.views, info.layers, info.neurons, top)
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))
-    dist.init_process_group(backend, rank=rank, world_size=world)
     note = note or (lambda _msg: None)
     started = time.perf_counter()
     path = cache_path(source.name, source.source, source.fingerprint, cache_dir)
     with ExitStack() as stack:
-        stack.callback(dist.destroy_process_group)
+        join_group(rank, world, device, stack)
         lm = load_for_decode(source, trust_remote_code=trust_remote_code)
         plan: list = [None]
         edges = None
