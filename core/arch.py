@@ -131,6 +131,37 @@ class Family:
     def final_norm_path(self) -> str:
         return f"{self.base}.{self.final_norm}"
 
+    def site(self, layer: int, site: str, parallel: bool = False) -> SitePoint | None:
+        """Where residual-stream hook site ``site`` (SITES) of ``layer`` sits in this family's module tree; None
+        for a site its blocks do not have (``parallel``: attention and the MLP read the block's input side by
+        side, as NeoX's use_parallel_residual does, so there is no stream between them: no resid_mid)."""
+        block = f"{self.base}.{self.blocks}.{layer}"
+        if site in ("resid_pre", "resid_post"):
+            return SitePoint(site, (block,), "input" if site == "resid_pre" else "output")
+        if site == "resid_mid":  # after attention joined the stream: what the norm in front of the MLP reads
+            return None if parallel else SitePoint(site, tuple(f"{block}.{a}" for a in self.mlp_norms), "input")
+        if site == "mlp_out":  # what joins the stream from the MLP (after Gemma2's post-feed-forward norm)
+            normed = (f"{block}.{self.mlp_out_norm}",) if self.mlp_out_norm else ()
+            return SitePoint(site, (*normed, self.mlp_path(layer)), "output")
+        return None
+
+
+SITES = ("resid_pre", "resid_mid", "resid_post", "mlp_out")  # TransformerLens's names, which SAELens hooks use
+
+
+@dataclass(frozen=True)
+class SitePoint:
+    """A residual-stream hook site in a family's module tree: the first module of ``modules`` (paths in the causal
+    LM, e.g. ``model.layers.3.post_attention_layernorm``) that the loaded model has, at its ``side``: "input"
+    (the stream as the module reads it) or "output" (what the module returns)."""
+
+    site: str
+    modules: tuple[str, ...]
+    side: str
+
+    def __str__(self) -> str:
+        return f"{self.side} of {' (else '.join(self.modules)}{')' * (len(self.modules) - 1)}"
+
 
 GATED = {"up": "up_proj", "gate": "gate_proj", "down": "down_proj"}
 GATED_LAYOUTS = {"up": "rows", "gate": "rows", "down": "cols"}

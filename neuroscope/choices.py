@@ -5,6 +5,7 @@ the CLI's parser can use it without loading anything."""
 from __future__ import annotations
 
 VIEWS = ("up", "gate", "down")  # a neuron's read rows (up, gate) and its write column (down)
+FEATURE_VIEWS = ("dec", "enc")  # a dictionary feature's decoder row (what it writes), encoder column (what it reads)
 DIRECTIONS = ("pos", "neg")  # the top tokens it promotes / suppresses
 MATCH_MODES = ("word", "exact", "prefix", "contains")  # how a search text matches token text
 SEARCH_MATCHES = (*MATCH_MODES, "label")  # search also matches concept labels

@@ -29,6 +29,10 @@ class BadHeadRef(UsageError):
     """An attention head reference (``L5:H3``) that is malformed or out of the model's range."""
 
 
+class BadFeatureRef(UsageError):
+    """A dictionary feature reference (``F123``) that is malformed or out of the dictionary's range."""
+
+
 class BadClamp(UsageError):
     """Malformed clamp input: a --set, a value, a preset."""
 
@@ -67,6 +71,20 @@ class Incompatible(UsageError):
     """Two models cannot be compared neuron by neuron; the message says what differs."""
 
     title = "cannot compare these models"
+
+
+class DictionaryError(NeuroscopeError):
+    """A --sae dictionary (a SAELens folder) that cannot be used; the message names the file or the mismatch."""
+
+    title = "cannot use this dictionary"
+
+
+class DamagedDictionary(DictionaryError):
+    """cfg.json or sae_weights.safetensors is missing, garbled, truncated, or not the SAELens format."""
+
+
+class DictionaryMismatch(DictionaryError):
+    """A sound dictionary that does not fit the model: its width, layer or hook site is not the model's."""
 
 
 class CacheError(NeuroscopeError):

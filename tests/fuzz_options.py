@@ -110,8 +110,12 @@ OPTIONS = {
     },
     "show": {
         **ENGINE,
-        "--view": opt(st.sampled_from(VIEWS), st.sampled_from(["side", ""])),
+        "--view": opt(st.sampled_from(VIEWS), st.sampled_from(["side", "", "dec", "enc"])),
         "--direction": opt(st.sampled_from(["pos", "neg"]), st.just("both")),
+        "--sae": opt(  # a SAELens folder for the tiny models (tests/sae_plant.py), or one that cannot be used
+            st.just("{sae}"),
+            st.sampled_from(["{root}/sae-wide", "{root}/nope", "{root}/notes.txt", "{root}", "{root}/sae-damaged"]),
+        ),
         "--json": None,
     },
     "search": {
@@ -224,7 +228,7 @@ OPTIONS["clamp"] = {
 }
 POSITIONALS = {
     "decode": ["model"],
-    "show": ["model", "unit"],  # a neuron or an attention head (L1:H2, 1:h2)
+    "show": ["model", "unit"],  # a neuron, an attention head (L1:H2, 1:h2) or, with --sae, a feature (F7)
     "search": ["model", "text"],
     "models": [],
     "clamp": ["model"],

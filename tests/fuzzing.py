@@ -45,9 +45,10 @@ def argv(draw, command: str, models: list[str], root: str = ".") -> list[str]:
             positional.append(pick(good_model, any_model))
         elif kind == "neuron":
             positional.append(pick(good_neuron(), neuron()))
-        elif kind == "unit":  # show: a neuron or a head, well formed or not
+        elif kind == "unit":  # show: a neuron, a head or a dictionary feature, well formed or not
             heads = st.sampled_from(["L0:H0", "1:h2", "L1:H9", "L99:H0", "L1:H", "L1:Hx", "-1:h0"])
-            positional.append(pick(st.one_of(good_neuron(), heads), st.one_of(neuron(), heads)))
+            features = st.sampled_from(["F7", "f3", "F0", "F23", "F24", "F-1", "Fx", "F"])  # with --sae (24 wide)
+            positional.append(pick(st.one_of(good_neuron(), heads, features), st.one_of(neuron(), heads, features)))
         else:
             positional.append(pick(st.sampled_from(["dog", "DOG", "t1", "t", "cat"]), JUNK))
     parts: list[list[str]] = []
@@ -64,7 +65,13 @@ def argv(draw, command: str, models: list[str], root: str = ".") -> list[str]:
         else:
             value = pick(*spec)
             parts.append(
-                [flag, value.replace("{model}", draw(good_model)).replace("{corpus}", CORPUS).replace("{root}", root)]
+                [
+                    flag,
+                    value.replace("{model}", draw(good_model))
+                    .replace("{corpus}", CORPUS)
+                    .replace("{sae}", f"{root}/sae")
+                    .replace("{root}", root),
+                ]
             )
     parts = [parts[i] for i in draw(st.permutations(range(len(parts))))]
     at = 0

@@ -7,10 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from .fuzzing import argv, run, snapshot, writes_by_design
+from .sae_plant import write_sae
 
 CASES = {
     "decode": 50,
-    "show": 70,
+    "show": 90,
     "search": 60,
     "models": 20,
     "clamp": 90,
@@ -43,6 +44,10 @@ def world(model_dirs, tmp_path_factory):
     (root / "notes.txt").write_text("hello")
     (root / "notes.bin").write_bytes(b"\0\1\2" * 50)
     (root / "empty.txt").write_text("")
+    write_sae(root / "sae")  # fits the tiny models (32 wide, 2 layers); --sae values name these folders
+    write_sae(root / "sae-wide", d_in=48)
+    damaged = write_sae(root / "sae-damaged") / "sae_weights.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:100])
     models = [str(p) for p in model_dirs.values()] + [str(junk_dir), str(root / "notes.txt"), str(root / "nope")]
     return {"cache": cache, "models": models, "root": root}
 

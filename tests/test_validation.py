@@ -236,7 +236,8 @@ def test_api_neuron_is_checked_when_it_is_made(forbid, m, tmp_path):
         (
             ["show", "{llama}", "L1:N7", "--view", "gat"],
             "usage: neuroscope show ",
-            "argument --view: invalid choice: 'gat' (choose from 'up', 'gate', 'down'); did you mean gate?",
+            "argument --view: invalid choice: 'gat' (choose from 'up', 'gate', 'down', 'dec', 'enc'); "
+            "did you mean gate?",
         ),
         (
             ["show", "{llama}", "L1:N7", "--zzzzzz"],

@@ -125,14 +125,7 @@ class SafetensorsIndex:
         self.folder = Path(folder)
         self.entries: dict[str, Entry] = {}
         for path in _files(self.folder):
-            try:
-                size = path.stat().st_size
-                base, header = _header(path)
-            except OSError as exc:
-                raise DamagedModel(f"{path}: cannot be read ({first_line(exc)})") from None
-            header.pop("__metadata__", None)
-            for name, info in header.items():
-                self.entries[name] = _entry(path, base, size, name, info)
+            self.entries.update(file_entries(path))
 
     def key(self, name: str) -> str | None:
         """The checkpoint key of a parameter name (some checkpoints drop the base-model prefix)."""
@@ -149,14 +142,32 @@ class SafetensorsIndex:
         """float64 vectors of one 2-D tensor: rows ``index`` (layout "rows") or columns (layout "cols"),
         read through a memory map; None when the tensor is missing or not a float type."""
         entry = self.entry(name)
-        if entry is None or entry.dtype not in NUMPY or len(entry.shape) != 2:
-            return None
-        mm = np.memmap(entry.path, dtype=NUMPY[entry.dtype], mode="r", offset=entry.offset, shape=entry.shape)
-        idx = np.asarray(index, dtype=np.int64)
-        raw = np.asarray(mm[idx] if layout == "rows" else mm[:, idx].T)
-        if entry.dtype == "BF16":
-            raw = (raw.astype(np.uint32) << 16).view(np.float32)
-        return raw.astype(np.float64)
+        return None if entry is None else entry_rows(entry, index, layout)
+
+
+def file_entries(path: Path) -> dict[str, Entry]:
+    """Every tensor of one safetensors file, from its header alone (each one's bytes checked to lie inside the
+    file); DamagedModel naming the file otherwise."""
+    try:
+        size = path.stat().st_size
+        base, header = _header(path)
+    except OSError as exc:
+        raise DamagedModel(f"{path}: cannot be read ({first_line(exc)})") from None
+    header.pop("__metadata__", None)
+    return {name: _entry(path, base, size, name, info) for name, info in header.items()}
+
+
+def entry_rows(entry: Entry, index, layout: str) -> np.ndarray | None:
+    """float64 rows ``index`` (layout "rows") or columns (layout "cols") of one 2-D tensor, read through a
+    memory map; None when it is not a 2-D float tensor."""
+    if entry.dtype not in NUMPY or len(entry.shape) != 2:
+        return None
+    mm = np.memmap(entry.path, dtype=NUMPY[entry.dtype], mode="r", offset=entry.offset, shape=entry.shape)
+    idx = np.asarray(index, dtype=np.int64)
+    raw = np.asarray(mm[idx] if layout == "rows" else mm[:, idx].T)
+    if entry.dtype == "BF16":
+        raw = (raw.astype(np.uint32) << 16).view(np.float32)
+    return raw.astype(np.float64)
 
 
 def read_into(path: Path, view: memoryview, offset: int) -> None:

@@ -10,12 +10,13 @@ from .. import api
 from ..behaviour import require_examples
 from ..cache.labels import LABEL_FLOOR
 from ..cache.words import quoted
-from ..choices import DEFAULT_TOP_K, DIRECTIONS, SEARCH_MATCHES, VIEWS
+from ..choices import DEFAULT_TOP_K, DIRECTIONS, FEATURE_VIEWS, SEARCH_MATCHES, VIEWS
 from ..concepts import Label
-from ..core.refs import NeuronRef, is_head_ref
+from ..core.refs import NeuronRef, is_feature_ref, is_head_ref
 from .arguments import devices, positive, top_k, views
 from .behaviour import examples_of, print_examples
 from .errors import CommandError
+from .features import show_feature
 from .heads import print_head_hits, search_heads, show_head
 from .output import emit_json, fmt_prob, note, open_model
 
@@ -38,10 +39,22 @@ def register(sub, common, engine) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(run=cmd_decode)
 
-    p = sub.add_parser("show", parents=[common, engine], help="a neuron's top tokens, or what a head writes and reads")
+    p = sub.add_parser(
+        "show", parents=[common, engine], help="a neuron's top tokens, what a head writes and reads, or an SAE feature"
+    )
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("neuron", metavar="NEURON", help="L29:N808 or 29:808; an attention head: L5:H3 or 5:h3")
-    p.add_argument("--view", choices=VIEWS, default="up")
+    p.add_argument(
+        "neuron", metavar="NEURON", help="L29:N808 or 29:808; an attention head: L5:H3 or 5:h3; with --sae: F123"
+    )
+    p.add_argument(
+        "--view",
+        choices=(*VIEWS, *FEATURE_VIEWS),
+        default=None,
+        help="a neuron's up (default), gate or down; a feature's dec (default: what it writes) or enc (what it reads)",
+    )
+    p.add_argument(
+        "--sae", metavar="PATH", default=None, help="a SAELens dictionary folder (cfg.json, sae_weights.safetensors)"
+    )
     p.add_argument("--direction", choices=DIRECTIONS, default="pos")
     p.add_argument("--examples", action="store_true", help="add its max-activating examples and GLU cases")
     p.add_argument("--context", type=positive, default=24, help="with --examples: tokens shown per example")
@@ -99,8 +112,15 @@ def cmd_decode(args) -> int:
 
 
 def cmd_show(args) -> int:
+    if args.sae is not None:
+        return show_feature(args)
+    if is_feature_ref(args.neuron):
+        raise CommandError(f"{args.neuron} is a dictionary feature: add --sae PATH (a SAELens folder)")
+    if args.view in FEATURE_VIEWS:
+        raise CommandError(f"--view {args.view} is a dictionary feature's view: add --sae PATH, or use up, gate, down")
     if is_head_ref(args.neuron):
         return show_head(args)
+    args.view = args.view or "up"
     ref = NeuronRef.parse(args.neuron)
     model = open_model(args)
     neuron = model.neuron(ref)  # out of range: one line, nothing loaded
