@@ -33,6 +33,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def check_devices(devices: Sequence[str] | None) -> list[str]:
+    """``--devices`` as given, refused (DeviceError, one line) when fewer than two or one is not there."""
+    devices = list(devices or [])
+    if len(devices) < 2:
+        raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
+    for device in devices:
+        pick_device(device)
+    return devices
+
+
 def run_ranks(devices: Sequence[str] | None, rank_main: Callable, args: tuple, what: str, **rank0):
     """``rank_main(rank, world, device, *args)`` as this torchrun rank, or once per device of ``devices``: rank 0
     here (with the keyword arguments ``rank0``: progress, note), the others in spawned processes (``rank_main``
@@ -44,11 +54,7 @@ def run_ranks(devices: Sequence[str] | None, rank_main: Callable, args: tuple, w
         local = int(os.environ.get("LOCAL_RANK", rank))
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
         return rank_main(rank, world, device, *args, **(rank0 if rank == 0 else {}))
-    devices = list(devices or [])
-    if len(devices) < 2:
-        raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
-    for device in devices:
-        pick_device(device)  # a device that is not there fails before any process starts
+    devices = check_devices(devices)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ["MASTER_PORT"] = str(free_port())
     import torch.multiprocessing as mp

@@ -8,12 +8,12 @@ import time
 from typing import Callable, Sequence
 
 from ...cache.catalog import cache_path, decode_lock
-from ...cache.edges import Edges, stored_edges_spec
+from ...cache.edges import stored_edges_spec
 from ...cache.store import Store
-from ...choices import DEFAULT_TOP_K, EDGE_TOP
+from ...choices import EDGE_TOP
 from ..loading.modelinfo import ModelInfo, inspect_model
 from ..loading.sources import Source
-from .spec import GraphResult, graph_spec, spec_matches
+from .spec import GraphResult, graph_spec, open_edges, spec_matches
 
 Note = Callable[[str], None]
 
@@ -60,13 +60,12 @@ def ensure_graph(
             rebuild=rebuild,
             trust_remote_code=trust_remote_code,
             chunk_elements=chunk_elements,
-            dtype=str(dtype or torch.float32).removeprefix("torch."),
+            dtype=dtype or torch.float32,
             progress=progress,
             note=note,
         )
 
     from ..decode.device import pick_device
-    from ..pipeline import cache_meta
     from .graph import CHUNK_ELEMENTS, GraphPass
     from .weights import CircuitWeights
 
@@ -75,14 +74,7 @@ def ensure_graph(
         lm = loaded or _load(source, trust_remote_code)
         store = Store(path)
         try:
-            if not store.ready:
-                store.initialize(cache_meta(source, info, DEFAULT_TOP_K, None), lm.token_texts())
-            edges = Edges(store)
-            if rebuild or not spec_matches(edges.spec, spec) or not edges.has_tables():
-                edges.start(spec)
-            done = set(edges.spec.get("done", []))
-            if done:
-                note(f"resuming the circuit graph: {len(done)} of {info.layers - 1} layers already cached")
+            edges, done = open_edges(store, source, info, lm, spec, rebuild, note)
             cw = CircuitWeights(lm.adapter, dev, dtype or torch.float32)
             graph = GraphPass(cw, top, chunk_elements or CHUNK_ELEMENTS)
             todo = len(graph.units) - len(done)

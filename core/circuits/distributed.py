@@ -23,7 +23,7 @@ import torch.distributed as dist
 from ...cache.edges import Packed
 from ..distributed import join_group, run_ranks
 from ..loading.sources import Source
-from .spec import GraphResult, graph_spec, spec_matches
+from .spec import GraphResult, graph_spec, open_edges
 
 
 def merge_fan_ins(parts: list[dict[str, Packed]], k: int) -> dict[str, Packed]:
@@ -40,6 +40,11 @@ def merge_fan_ins(parts: list[dict[str, Packed]], k: int) -> dict[str, Packed]:
     return out
 
 
+def _union(parts) -> dict:
+    """One dict of every rank's entries (each key is one rank's alone)."""
+    return {key: value for part in parts for key, value in part.items()}
+
+
 def graph_distributed(
     source: Source,
     devices: Sequence[str] | None,
@@ -49,7 +54,7 @@ def graph_distributed(
     rebuild: bool = False,
     trust_remote_code: bool = False,
     chunk_elements: int | None = None,
-    dtype: str = "float32",
+    dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
     note: Callable[[str], None] | None = None,
 ):
@@ -69,17 +74,14 @@ def _run_rank(
     rebuild: bool,
     trust_remote_code: bool,
     chunk_elements: int | None,
-    dtype: str,
+    dtype: torch.dtype,
     progress=None,
     note=None,
 ):
     from ...cache.catalog import cache_path, decode_lock
-    from ...cache.edges import Edges
     from ...cache.store import Store
-    from ...choices import DEFAULT_TOP_K
     from ..loading.modelinfo import inspect_model
     from ..loading.models import load_for_decode
-    from ..pipeline import cache_meta
     from .graph import CHUNK_ELEMENTS, GraphPass
     from .weights import CircuitWeights
 
@@ -97,18 +99,11 @@ def _run_rank(
             stack.enter_context(decode_lock(path, note))
             store = Store(path)
             stack.callback(store.close)
-            if not store.ready:
-                store.initialize(cache_meta(source, info, DEFAULT_TOP_K, None), lm.token_texts())
-            edges = Edges(store)
-            if rebuild or not spec_matches(edges.spec, spec) or not edges.has_tables():
-                edges.start(spec)
-            done = sorted(edges.spec.get("done", []))
-            if done:
-                note(f"resuming the circuit graph: {len(done)} of {info.layers - 1} layers already cached")
+            edges, done = open_edges(store, source, info, lm, spec, rebuild, note)
             plan = [(done, edges.partial() if done else {})]
         dist.broadcast_object_list(plan, src=0)
         done, partial = plan[0]
-        cw = CircuitWeights(lm.adapter, torch.device(device), getattr(torch, dtype))
+        cw = CircuitWeights(lm.adapter, torch.device(device), dtype)
         graph = GraphPass(cw, top, chunk_elements or CHUNK_ELEMENTS, owns=lambda layer: layer % world == rank)
         units = graph.units
 
@@ -117,14 +112,12 @@ def _run_rank(
             dist.gather_object((fan_in, fan_out, partial_rows, seconds, tokens), gathered, dst=0)
             if edges is None or gathered is None:
                 return
-            merged: list[dict] = [{}, {}, {}]
-            for part in gathered:
-                for i, d in enumerate(part[1:3] + (part[4],)):
-                    merged[i].update(d)
-            spent = max(part[3] for part in gathered)
-            edges.commit(t, merge_fan_ins([part[0] for part in gathered], top), merged[0], merged[1], spent, merged[2])
+            fan_ins, fan_outs, partials, spent, token_tops = zip(*gathered)
+            edges.commit(
+                t, merge_fan_ins(list(fan_ins), top), _union(fan_outs), _union(partials), max(spent), _union(token_tops)
+            )
 
-        graph.run(set(done), partial, commit, progress if rank == 0 else None)
+        graph.run(done, partial, commit, progress if rank == 0 else None)
         todo = len(units) - len(done)
         if rank != 0:
             return None

@@ -9,7 +9,7 @@ import json
 from ..choices import EDGE_TOP, READS
 from ..circuits import DEFAULT_TOP, check_top, check_via, circuit, ensure_graph
 from ..core.refs import NeuronRef
-from ..errors import DeviceError, UsageError
+from ..errors import UsageError
 from .arguments import devices
 from .output import emit_json, open_model
 
@@ -55,12 +55,9 @@ def cmd_circuit(args) -> int:
     model.neuron(ref)  # out of range: one line, nothing loaded
     check_via(model, args.via)  # --via gate on GPT-2: one line, nothing loaded
     if args.devices:
-        from ..core.decode import pick_device  # torch: only when a graph is to be built
+        from ..core.distributed import check_devices  # torch: only when a graph is to be built
 
-        if len(args.devices) < 2:
-            raise DeviceError("--devices needs at least two devices, e.g. cuda:0,cuda:1")
-        for device in args.devices:
-            pick_device(device)  # a device that is not there: one line, before anything is decoded or spawned
+        check_devices(args.devices)  # one line, before anything is decoded or spawned
         with model.store():  # decoded (and labelled) first, here, then the graph over the devices
             pass
         ensure_graph(model, devices=args.devices)

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from neuroscope.cache.catalog import cache_path
 from neuroscope.cache.edges import Edges
@@ -68,7 +69,7 @@ def test_a_pass_stopped_in_one_process_is_finished_by_two(folder, tmp_path):
     with Store(path, readonly=True) as store:
         assert Edges(store).spec["done"] == [LAYERS - 1]
     # the stored spec says top 8: the CLI's default top differs, so resume through the builder itself
-    result = graph_distributed(source, ["cpu", "cpu"], cache_dir=tmp_path, top=8, dtype="float64")
+    result = graph_distributed(source, ["cpu", "cpu"], cache_dir=tmp_path, top=8, dtype=torch.float64)
     assert result.units_done == LAYERS - 2
     check_graph(path, folder, "llama", 8)
 
