@@ -134,19 +134,20 @@ class NeuronTree(Tree[NodeInfo]):
                 NodeInfo("neuron", layer, neuron, neuron + 1),
             )
 
+    def _head_leaves(self, layer: int) -> list[Text]:
+        """The label of each head leaf of ``layer``: its ref, then its label (from ``heads``)."""
+        labels = (self.heads(layer) if self.heads else None) or []
+        width = len(f"L{layer}:H{max(0, len(labels) - 1)}")
+        return [head_leaf(HeadRef(layer, head), label, width) for head, label in enumerate(labels)]
+
     def _add_heads(self, node: TreeNode[NodeInfo]) -> None:
         layer = node_info(node).layer
-        labels = (self.heads(layer) if self.heads else None) or []
-        width = len(f"L{layer}:H{max(0, len(labels) - 1)}")
-        for head, label in enumerate(labels):
-            node.add_leaf(head_leaf(HeadRef(layer, head), label, width), NodeInfo("head", layer, head, head + 1))
+        for head, text in enumerate(self._head_leaves(layer)):
+            node.add_leaf(text, NodeInfo("head", layer, head, head + 1))
 
     def _relabel_heads(self, node: TreeNode[NodeInfo]) -> None:
-        layer = node_info(node).layer
-        labels = (self.heads(layer) if self.heads else None) or []
-        width = len(f"L{layer}:H{max(0, len(labels) - 1)}")
-        for leaf, label in zip(node.children, labels):
-            leaf.set_label(head_leaf(HeadRef(layer, node_info(leaf).start), label, width))
+        for leaf, text in zip(node.children, self._head_leaves(node_info(node).layer)):
+            leaf.set_label(text)
 
     def set_order(
         self, orders: dict[int, list[int]], name: str = "", values: dict[int, list[str]] | None = None
