@@ -14,6 +14,7 @@ _REF = re.compile(r"^\s*[Ll]?(\d+)\s*:\s*[Nn]?(\d+)\s*$")
 _HEAD = re.compile(r"^\s*[Ll]?(\d+)\s*:\s*[Hh](\d+)\s*$")
 _MEANT_HEAD = re.compile(r"^[^:]*:\s*[Hh]")
 _FEATURE = re.compile(r"^\s*[Ff](\d+)\s*$")
+_MEANT_FEATURE = re.compile(r"^\s*[Ff][^:]*$")
 
 
 @dataclass(frozen=True, order=True)
@@ -74,7 +75,7 @@ class HeadRef:
 
 def is_feature_ref(text: str) -> bool:
     """Whether ``text`` is meant as a dictionary feature (``F123``: an F and no colon) rather than a neuron."""
-    return bool(re.match(r"^\s*[Ff][^:]*$", text or ""))
+    return bool(_MEANT_FEATURE.match(text or ""))
 
 
 @dataclass(frozen=True, order=True)

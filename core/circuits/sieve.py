@@ -82,7 +82,7 @@ def both(
     c, n = block.shape
     if scratch is None:
         mag = block.abs()
-        rows_in = mag >= 0  # placeholders: filled below
+        rows_in = torch.empty(mag.shape, dtype=torch.bool, device=mag.device)
         cols_in = torch.empty_like(rows_in)
     else:
         mag = torch.abs(block, out=scratch[0].view(-1)[: c * n].view(c, n))
